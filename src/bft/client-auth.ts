@@ -1,0 +1,96 @@
+// Authentication of client requests: ed25519 signatures or PBFT-style MAC authenticators.
+
+import { bytesEqual, utf8Length } from "./bytes.ts";
+import type { CoreCrypto } from "./crypto.ts";
+import type { Digests } from "./digests.ts";
+import type { ClientRequest, Limits, ReplicaId } from "./types.ts";
+
+/** What a replica knows about a client: its public key and/or its MAC session key with this replica. */
+export interface ClientKeys {
+  readonly ed25519PublicKey?: Uint8Array;
+  /** HMAC key shared between this client and this replica only. */
+  readonly macKey?: Uint8Array;
+}
+
+/** Looks up client keys; a registry may be a static map from the cluster config or a live one. */
+export interface ClientRegistry {
+  keys(clientId: string): ClientKeys | undefined;
+}
+
+export function staticRegistry(entries: Iterable<[string, ClientKeys]>): ClientRegistry {
+  const map = new Map(entries);
+  return { keys: (id) => map.get(id) };
+}
+
+export type RequestProblem =
+  | "BAD_CLIENT_ID"
+  | "BAD_REQ_NO"
+  | "OP_TOO_LARGE"
+  | "UNKNOWN_CLIENT"
+  | "BAD_SIGNATURE"
+  | "BAD_MAC"
+  | "BAD_AUTH";
+
+/** Verifies requests for one replica, caching results by request identity. */
+export class RequestVerifier {
+  private readonly cache = new WeakMap<ClientRequest, RequestProblem | null>();
+
+  constructor(
+    private readonly self: ReplicaId,
+    private readonly n: number,
+    private readonly crypto: CoreCrypto,
+    private readonly digests: Digests,
+    private readonly registry: ClientRegistry,
+    private readonly limits: Limits,
+  ) {}
+
+  /** null when the request is well-formed and authenticated for this replica. */
+  check(r: ClientRequest): RequestProblem | null {
+    const hit = this.cache.get(r);
+    if (hit !== undefined) return hit;
+    const problem = this.compute(r);
+    this.cache.set(r, problem);
+    return problem;
+  }
+
+  /**
+   * Whether an ordered request may execute. Must give the same answer on every correct replica, so it
+   * re-checks what all of them can check (shape, known client, ed25519 signature) but not MAC entries,
+   * which only their own replica can verify (those were checked before voting).
+   */
+  executable(r: ClientRequest): boolean {
+    const p = this.check(r);
+    return p === null || p === "BAD_MAC";
+  }
+
+  private compute(r: ClientRequest): RequestProblem | null {
+    if (typeof r.clientId !== "string" || r.clientId.length === 0) return "BAD_CLIENT_ID";
+    if (
+      r.clientId.length > this.limits.clientIdMaxBytes ||
+      utf8Length(r.clientId) > this.limits.clientIdMaxBytes
+    ) {
+      return "BAD_CLIENT_ID";
+    }
+    if (!Number.isSafeInteger(r.reqNo) || r.reqNo < 1) return "BAD_REQ_NO";
+    if (!(r.op instanceof Uint8Array) || r.op.length > this.limits.requestMaxBytes) return "OP_TOO_LARGE";
+    const keys = this.registry.keys(r.clientId);
+    if (!keys) return "UNKNOWN_CLIENT";
+    const auth = r.auth;
+    if (!auth || typeof auth !== "object") return "BAD_AUTH";
+    if (auth.scheme === "ed25519") {
+      if (!keys.ed25519PublicKey || !(auth.sig instanceof Uint8Array) || auth.sig.length !== 64) {
+        return "BAD_SIGNATURE";
+      }
+      const ok = this.crypto.verifyEd25519(keys.ed25519PublicKey, this.digests.request(r), auth.sig);
+      return ok ? null : "BAD_SIGNATURE";
+    }
+    if (auth.scheme === "mac") {
+      if (!keys.macKey || !Array.isArray(auth.macs) || auth.macs.length !== this.n) return "BAD_AUTH";
+      if (!auth.macs.every((m) => m instanceof Uint8Array && m.length === 32)) return "BAD_AUTH";
+      const mine = auth.macs[this.self] as Uint8Array;
+      const expect = this.crypto.hmacSha256(keys.macKey, this.digests.request(r));
+      return bytesEqual(expect, mine) ? null : "BAD_MAC";
+    }
+    return "BAD_AUTH";
+  }
+}

@@ -1,0 +1,65 @@
+// Exactly-once bookkeeping: which (client, request number) pairs were executed. Part of the replicated
+// state (identical on every correct replica), snapshotted at checkpoints.
+
+/** Request numbers tracked above a client's low watermark (how far a client may pipeline). */
+export const CLIENT_WINDOW = 1024;
+
+interface Entry {
+  /** Every reqNo <= low counts as executed. */
+  low: number;
+  /** Executed reqNos above low. */
+  seen: Set<number>;
+  lastSeq: number;
+}
+
+export type ClientTableSnapshot = readonly (readonly [string, number, readonly number[], number])[];
+
+export class ClientTable {
+  private readonly map = new Map<string, Entry>();
+
+  constructor(private readonly max: number) {}
+
+  isExecuted(clientId: string, reqNo: number): boolean {
+    const e = this.map.get(clientId);
+    if (!e) return false;
+    return reqNo <= e.low || e.seen.has(reqNo);
+  }
+
+  /** Records an executed request; evicts the least recently active client beyond the bound. */
+  record(clientId: string, reqNo: number, seq: number): void {
+    let e = this.map.get(clientId);
+    if (e) this.map.delete(clientId);
+    else e = { low: 0, seen: new Set(), lastSeq: seq };
+    e.lastSeq = seq;
+    if (reqNo > e.low + CLIENT_WINDOW) {
+      e.low = reqNo - CLIENT_WINDOW;
+      for (const r of e.seen) if (r <= e.low) e.seen.delete(r);
+    }
+    e.seen.add(reqNo);
+    while (e.seen.has(e.low + 1)) {
+      e.low++;
+      e.seen.delete(e.low);
+    }
+    this.map.set(clientId, e);
+    if (this.map.size > this.max) {
+      const oldest = this.map.keys().next().value as string;
+      this.map.delete(oldest);
+    }
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  snapshot(): ClientTableSnapshot {
+    const out: [string, number, number[], number][] = [];
+    for (const [id, e] of this.map) out.push([id, e.low, [...e.seen].sort((a, b) => a - b), e.lastSeq]);
+    return out;
+  }
+
+  static restore(max: number, snap: ClientTableSnapshot): ClientTable {
+    const t = new ClientTable(max);
+    for (const [id, low, seen, lastSeq] of snap) t.map.set(id, { low, seen: new Set(seen), lastSeq });
+    return t;
+  }
+}

@@ -1,0 +1,28 @@
+// Typed errors of the core. Expected failures carry a stable `code`; bugs are assertions.
+
+export class BftError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** The trusted subsystem refused to certify (a value would be certified twice or go backwards). */
+export class CounterError extends BftError {}
+
+/** The configuration is unusable. */
+export class ConfigError extends BftError {}
+
+/** A request from a client was refused at intake. */
+export class RequestError extends BftError {}
+
+/** An internal invariant did not hold: a bug, never caused by input. */
+export class AssertionFailed extends Error {
+  readonly code = "ASSERTION_FAILED";
+}
+
+export function assert(cond: unknown, message: string): asserts cond {
+  if (!cond) throw new AssertionFailed(message);
+}

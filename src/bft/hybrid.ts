@@ -1,0 +1,720 @@
+// Hybrid mode (Hybster-style), n = 2f+1. Every replica's trusted subsystem certifies its ordering
+// messages with one monotonic "order" counter whose values are (view, slot):
+//   slot 0      VIEW-CHANGE to `view` (continuing certificate: exposes the last value before it)
+//   slot 1      NEW-VIEW of `view` (leader) or COMMIT-NV (followers)
+//   slot s + 1  PREPARE (leader) or COMMIT (followers) of seq s in `view`
+// A value is never certified twice, so no replica can send two different messages for one slot, and a
+// VIEW-CHANGE cannot hide anything its sender certified before it. Commit needs f+1 matching votes.
+
+import { bytesEqual } from "./bytes.ts";
+import { assert } from "./errors.ts";
+import { countQuorum, joinViewQuorum, matchingDigestQuorum } from "./quorum.ts";
+import { type ReplicaConfig, ReplicaCore, type ReplicaDeps } from "./replica.ts";
+import { type StorageReader, seqKey } from "./storage.ts";
+import {
+  type CounterCert,
+  type CounterValue,
+  compareValues,
+  type TrustedSubsystem,
+  valuesEqual,
+} from "./trusted.ts";
+import type {
+  Batch,
+  ChainLink,
+  CheckpointProof,
+  HCommit,
+  HCommitNv,
+  HEntry,
+  HNewView,
+  HNewViewSummary,
+  HPrepare,
+  HViewChange,
+  Message,
+  ReplicaId,
+  StatusMsg,
+} from "./types.ts";
+
+/** The order counter's id inside the trusted subsystem (pillar 0; more pillars take more ids). */
+export const ORDER_COUNTER = 0;
+
+interface Slot {
+  prepare: HPrepare | null;
+  /** Batch digest voted by each replica for this seq in the current view (the PREPARE is the leader's). */
+  readonly votes: Map<ReplicaId, Uint8Array>;
+  myCommit: HCommit | null;
+  committed: boolean;
+}
+
+interface NvState {
+  readonly view: number;
+  readonly s: number;
+  readonly m: number;
+  readonly batches: readonly Batch[];
+  readonly digest: Uint8Array;
+  readonly summary: HNewViewSummary;
+  readonly msg: HNewView;
+  readonly votes: Map<ReplicaId, Uint8Array>;
+  myVote: HCommitNv | null;
+  committed: boolean;
+}
+
+/** What a valid VIEW-CHANGE tells: its sender's last active view, last seq and the batches it covers. */
+interface VcInfo {
+  readonly w: number;
+  readonly hi: number;
+  readonly covered: ReadonlyMap<number, Batch>;
+}
+
+interface Selection {
+  readonly checkpoint: CheckpointProof;
+  readonly maxSeq: number;
+  readonly batches: Batch[];
+}
+
+interface HybridMeta {
+  readonly view: number;
+  readonly vcTarget: number | null;
+  readonly lastActiveView: number;
+  readonly chain: readonly ChainLink[];
+  readonly myVc: HViewChange | null;
+}
+
+interface PersistedSlot {
+  readonly prepare: HPrepare | null;
+  readonly myCommit: HCommit | null;
+}
+
+const KEY_META = "h/meta";
+const KEY_NV = "h/nv";
+const PREFIX_SLOT = "h/slot/";
+
+export class HybridReplica extends ReplicaCore {
+  private readonly trusted: TrustedSubsystem;
+  private readonly slots = new Map<number, Slot>();
+  private nv: NvState | null = null;
+  /** Next seq this replica certifies in the current view. */
+  private nextCertSeq = 1;
+  private lastActiveView = 0;
+  private chain: ChainLink[] = [];
+  private myVc: HViewChange | null = null;
+  private readonly vcs = new Map<ReplicaId, { vc: HViewChange; info: VcInfo }>();
+  private readonly earlyNvVotes = new Map<ReplicaId, HCommitNv>();
+
+  constructor(cfg: ReplicaConfig, deps: ReplicaDeps, storage?: StorageReader) {
+    super({ ...cfg, mode: "hybrid" }, deps);
+    assert(deps.trusted !== undefined, "hybrid mode needs a trusted subsystem");
+    assert(deps.trusted.id === cfg.id, "trusted subsystem id must equal the replica id");
+    this.trusted = deps.trusted;
+    if (storage) this.restore(storage);
+  }
+
+  // ------------------------------------------------------------------ ReplicaCore hooks
+
+  protected protocolReady(): boolean {
+    return this.vcTarget === null && (this.view === 0 || this.nv?.view === this.view);
+  }
+
+  protected nextProposalSeq(): number {
+    return this.nextCertSeq;
+  }
+
+  protected proposeBatch(seq: number, batch: Batch): void {
+    assert(seq === this.nextCertSeq, "leader proposes in order");
+    const bd = this.digests.batch(batch);
+    const cert = this.trusted.certifyIndependent(
+      ORDER_COUNTER,
+      { view: this.view, slot: seq + 1 },
+      this.digests.hPrepare(this.view, seq, bd),
+    );
+    const prepare: HPrepare = { type: "h-prepare", view: this.view, seq, batch, cert };
+    const slot = this.slot(seq);
+    slot.prepare = prepare;
+    slot.votes.set(this.id, bd);
+    this.nextCertSeq = seq + 1;
+    this.persistSlot(seq, slot);
+    this.broadcast(prepare);
+    this.checkCommit(seq);
+  }
+
+  protected dispatchProtocol(from: ReplicaId, msg: Message): void {
+    switch (msg.type) {
+      case "h-prepare":
+        return this.onPrepare(from, msg);
+      case "h-commit":
+        return this.onCommit(from, msg);
+      case "h-view-change":
+        return this.onViewChange(from, msg);
+      case "h-new-view":
+        return this.onNewView(from, msg);
+      case "h-commit-nv":
+        return this.onCommitNv(from, msg);
+      default:
+        return this.drop(from, "wrong-mode");
+    }
+  }
+
+  protected retransmit(): void {
+    if (this.vcTarget !== null) {
+      if (this.myVc) this.broadcast(this.myVc);
+      return;
+    }
+    const nv = this.nv;
+    if (nv && nv.view === this.view && !nv.committed) {
+      if (this.leader === this.id) this.broadcast(nv.msg);
+      else if (nv.myVote) this.broadcast(nv.myVote);
+    }
+    for (const [seq, slot] of this.slots) {
+      if (slot.committed) continue;
+      if (this.leader === this.id && slot.prepare) {
+        for (let r = 0; r < this.n; r++) if (r !== this.id && !slot.votes.has(r)) this.send(r, slot.prepare);
+      } else if (slot.myCommit) this.broadcast(slot.myCommit);
+      else if (seq >= this.nextCertSeq && !slot.prepare) break;
+    }
+  }
+
+  protected helpPeer(from: ReplicaId, s: StatusMsg): void {
+    if (this.vcTarget !== null) {
+      if (this.myVc && s.view >= this.vcTarget) this.send(from, this.myVc);
+      return;
+    }
+    const nv = this.nv;
+    if (s.view < this.view) {
+      if (nv && nv.view === this.view) this.send(from, nv.msg);
+      return;
+    }
+    if (s.view !== this.view || s.lastExecuted >= this.lastExecuted) return;
+    if (nv && nv.view === this.view && s.lastExecuted < nv.m) {
+      this.send(from, nv.msg);
+      if (nv.myVote) this.send(from, nv.myVote);
+    }
+    const top = Math.min(this.lastExecuted, this.stable.seq + this.limits.window);
+    for (let seq = Math.max(s.lastExecuted, this.stable.seq) + 1; seq <= top; seq++) {
+      const slot = this.slots.get(seq);
+      if (!slot?.prepare) continue;
+      this.send(from, slot.prepare);
+      if (slot.myCommit) this.send(from, slot.myCommit);
+    }
+  }
+
+  protected collectGarbage(seq: number): void {
+    for (const s of [...this.slots.keys()]) {
+      if (s <= seq) {
+        this.slots.delete(s);
+        this.unpersist(seqKey(PREFIX_SLOT, s));
+      }
+    }
+    if (this.nextCertSeq <= seq) this.nextCertSeq = seq + 1;
+    this.processInOrder();
+  }
+
+  protected onStateTransferred(): void {
+    if (this.nextCertSeq <= this.stable.seq) this.nextCertSeq = this.stable.seq + 1;
+    this.processInOrder();
+  }
+
+  // ------------------------------------------------------------------ normal case
+
+  private slot(seq: number): Slot {
+    let s = this.slots.get(seq);
+    if (!s) {
+      s = { prepare: null, votes: new Map(), myCommit: null, committed: false };
+      this.slots.set(seq, s);
+    }
+    return s;
+  }
+
+  private persistSlot(seq: number, slot: Slot): void {
+    this.persist(seqKey(PREFIX_SLOT, seq), {
+      prepare: slot.prepare,
+      myCommit: slot.myCommit,
+    } satisfies PersistedSlot);
+  }
+
+  /** Lowest seq a PREPARE/COMMIT of the current view may carry. */
+  private firstSeq(): number {
+    return Math.max(this.stable.seq, this.nv && this.nv.view === this.view ? this.nv.m : 0) + 1;
+  }
+
+  private certOk(
+    cert: CounterCert,
+    subsystem: ReplicaId,
+    value: CounterValue,
+    independent: boolean,
+  ): boolean {
+    return (
+      !!cert &&
+      cert.subsystem === subsystem &&
+      cert.counter === ORDER_COUNTER &&
+      !!cert.value &&
+      valuesEqual(cert.value, value) &&
+      (independent ? cert.prev === undefined : cert.prev !== undefined) &&
+      cert.mac instanceof Uint8Array
+    );
+  }
+
+  private onPrepare(from: ReplicaId, p: HPrepare): void {
+    if (p.view !== this.view) {
+      if (p.view > this.view) this.drop(from, "prepare-future-view");
+      return;
+    }
+    if (!Number.isSafeInteger(p.seq)) return this.drop(from, "prepare-bad-seq");
+    if (p.seq < this.firstSeq()) return;
+    if (p.seq > this.stable.seq + this.limits.window) return this.drop(from, "prepare-outside-window");
+    const leader = this.leader;
+    if (leader === this.id) return;
+    if (!this.certOk(p.cert, leader, { view: p.view, slot: p.seq + 1 }, true))
+      return this.drop(from, "prepare-bad-cert");
+    if (!this.batchShapeOk(p.batch)) return this.drop(from, "prepare-bad-batch");
+    const existing = this.slots.get(p.seq);
+    if (existing?.prepare) return;
+    const bd = this.digests.batch(p.batch);
+    if (!this.trusted.verifyCert(p.cert, this.digests.hPrepare(p.view, p.seq, bd))) {
+      return this.drop(from, "prepare-bad-cert");
+    }
+    const slot = this.slot(p.seq);
+    slot.prepare = p;
+    slot.votes.set(leader, bd);
+    this.processInOrder();
+    this.checkCommit(p.seq);
+  }
+
+  /** Followers certify COMMITs strictly in seq order (their counter must not skip a seq they vote on). */
+  private processInOrder(): void {
+    if (this.vcTarget !== null || this.leader === this.id || !this.protocolReady()) return;
+    for (;;) {
+      const seq = this.nextCertSeq;
+      if (seq > this.stable.seq + this.limits.window) return;
+      const slot = this.slots.get(seq);
+      if (!slot?.prepare) return;
+      const problem = this.batchProblem(slot.prepare.batch);
+      if (problem !== null) {
+        this.drop(this.leader, `prepare-${problem}`);
+        this.startViewChange(this.view + 1, `leader proposed an invalid batch (${problem})`);
+        return;
+      }
+      const bd = this.digests.batch(slot.prepare.batch);
+      const cert = this.trusted.certifyIndependent(
+        ORDER_COUNTER,
+        { view: this.view, slot: seq + 1 },
+        this.digests.hPrepare(this.view, seq, bd),
+      );
+      const commit: HCommit = { type: "h-commit", view: this.view, seq, batchDigest: bd, cert };
+      slot.myCommit = commit;
+      slot.votes.set(this.id, bd);
+      this.nextCertSeq = seq + 1;
+      this.persistSlot(seq, slot);
+      this.broadcast(commit);
+      this.checkCommit(seq);
+    }
+  }
+
+  private onCommit(from: ReplicaId, c: HCommit): void {
+    if (c.view !== this.view) {
+      if (c.view > this.view) this.drop(from, "commit-future-view");
+      return;
+    }
+    if (!Number.isSafeInteger(c.seq)) return this.drop(from, "commit-bad-seq");
+    if (c.seq < this.firstSeq()) return;
+    if (c.seq > this.stable.seq + this.limits.window) return this.drop(from, "commit-outside-window");
+    if (from === this.leader) return this.drop(from, "commit-from-leader");
+    if (!this.certOk(c.cert, from, { view: c.view, slot: c.seq + 1 }, true))
+      return this.drop(from, "commit-bad-cert");
+    if (!(c.batchDigest instanceof Uint8Array) || c.batchDigest.length !== 32)
+      return this.drop(from, "commit-bad");
+    const slot = this.slot(c.seq);
+    if (slot.votes.has(from)) return;
+    if (!this.trusted.verifyCert(c.cert, this.digests.hPrepare(c.view, c.seq, c.batchDigest))) {
+      return this.drop(from, "commit-bad-cert");
+    }
+    slot.votes.set(from, c.batchDigest);
+    this.checkCommit(c.seq);
+  }
+
+  private checkCommit(seq: number): void {
+    const slot = this.slots.get(seq);
+    if (!slot?.prepare || slot.committed) return;
+    const bd = this.digests.batch(slot.prepare.batch);
+    const votes = new Map<ReplicaId, { digest: Uint8Array }>();
+    for (const [r, d] of slot.votes) votes.set(r, { digest: d });
+    const res = matchingDigestQuorum(this.q.commit)({ digest: bd, include: this.leader }, votes);
+    if (!res.done) return;
+    slot.committed = true;
+    this.commitBatch(seq, this.view, slot.prepare.batch);
+  }
+
+  // ------------------------------------------------------------------ view change
+
+  protected startViewChange(target: number, reason: string): void {
+    if (target <= this.view || (this.vcTarget !== null && target <= this.vcTarget)) return;
+    const counter = this.trusted.current(ORDER_COUNTER);
+    if (compareValues(counter, { view: target, slot: 0 }) >= 0) return;
+    if (this.chain.length >= this.limits.vcChainMax) {
+      this.drop(this.id, "vc-chain-full");
+      return;
+    }
+    const last: CounterValue = this.chain.length > 0 ? (this.chain[0]?.cert.prev as CounterValue) : counter;
+    const w = last.view;
+    const nvSummary = w >= 1 && this.nv?.view === w ? this.nv.summary : null;
+    const m = nvSummary ? nvSummary.maxSeq : 0;
+    const hi = last.slot === 0 ? 0 : last.slot === 1 ? m : last.slot - 1;
+    const from = Math.max(m, this.stable.seq);
+    const entries: HEntry[] = [];
+    for (let seq = from + 1; seq <= hi; seq++) {
+      const p = this.slots.get(seq)?.prepare;
+      assert(p && p.view === w, `view change: missing accepted PREPARE for seq ${seq}`);
+      entries.push({ seq, view: w, batch: p.batch, cert: p.cert });
+    }
+    const content = { replica: this.id, newView: target, checkpoint: this.stable, nv: nvSummary, entries };
+    const digest = this.digests.hViewChange(content);
+    const cert = this.trusted.certifyContinuing(ORDER_COUNTER, { view: target, slot: 0 }, digest);
+    this.chain = [...this.chain, { cert, digest }];
+    const vc: HViewChange = { type: "h-view-change", ...content, chain: this.chain };
+    this.myVc = vc;
+    this.vcTarget = target;
+    this.startViewChangeTimer();
+    this.persistMeta();
+    this.broadcast(vc);
+    this.event({ kind: "view-change-started", view: target, reason });
+    const info = this.checkVc(vc);
+    assert(typeof info !== "string", `own view change invalid: ${String(info)}`);
+    this.vcs.set(this.id, { vc, info });
+    this.armViewChangeTimer([...this.vcs.values()].map((x) => x.vc.newView));
+    this.tryBuildNewView();
+  }
+
+  private persistMeta(): void {
+    this.persist(KEY_META, {
+      view: this.view,
+      vcTarget: this.vcTarget,
+      lastActiveView: this.lastActiveView,
+      chain: this.chain,
+      myVc: this.myVc,
+    } satisfies HybridMeta);
+  }
+
+  /** Validates a VIEW-CHANGE completely; returns what it covers or the reason it is invalid. */
+  private checkVc(vc: HViewChange): VcInfo | string {
+    const L = this.limits;
+    if (!vc || !Number.isInteger(vc.replica) || vc.replica < 0 || vc.replica >= this.n)
+      return "vc-bad-replica";
+    if (!Number.isSafeInteger(vc.newView) || vc.newView < 1) return "vc-bad-view";
+    if (!Array.isArray(vc.chain) || vc.chain.length === 0 || vc.chain.length > L.vcChainMax)
+      return "vc-bad-chain";
+    if (!Array.isArray(vc.entries) || vc.entries.length > L.window) return "vc-bad-entries";
+    const digest = this.digests.hViewChange(vc);
+    for (let i = 0; i < vc.chain.length; i++) {
+      const link = vc.chain[i] as ChainLink;
+      const c = link.cert;
+      if (!c || c.subsystem !== vc.replica || c.counter !== ORDER_COUNTER || !c.prev || !c.value)
+        return "vc-bad-chain";
+      if (c.value.slot !== 0 || compareValues(c.value, c.prev) <= 0) return "vc-bad-chain";
+      if (i > 0 && !valuesEqual(c.prev, (vc.chain[i - 1] as ChainLink).cert.value)) return "vc-broken-chain";
+      if (i === vc.chain.length - 1 && (c.value.view !== vc.newView || !bytesEqual(link.digest, digest))) {
+        return "vc-bad-chain-head";
+      }
+      if (!(link.digest instanceof Uint8Array) || !this.trusted.verifyCert(c, link.digest))
+        return "vc-bad-cert";
+    }
+    const last = (vc.chain[0] as ChainLink).cert.prev as CounterValue;
+    if (last.slot === 0 && last.view !== 0) return "vc-chain-not-anchored";
+    if (!this.verifyCheckpointProof(vc.checkpoint)) return "vc-bad-checkpoint";
+    const ckpt = vc.checkpoint.seq;
+    const covered = new Map<number, Batch>();
+    if (last.view === 0 && last.slot === 0) {
+      if (vc.nv !== null || vc.entries.length !== 0) return "vc-unexpected-entries";
+      return { w: 0, hi: 0, covered };
+    }
+    const w = last.view;
+    let m = 0;
+    if (w === 0) {
+      if (vc.nv !== null) return "vc-unexpected-nv";
+      if (last.slot < 2) return "vc-bad-last-value";
+    } else {
+      const nv = vc.nv;
+      if (!nv || nv.view !== w) return "vc-missing-nv";
+      if (!Number.isSafeInteger(nv.checkpointSeq) || !Number.isSafeInteger(nv.maxSeq)) return "vc-bad-nv";
+      if (nv.maxSeq < nv.checkpointSeq || nv.maxSeq - nv.checkpointSeq > L.window) return "vc-bad-nv";
+      if (!Array.isArray(nv.batches) || nv.batches.length !== nv.maxSeq - nv.checkpointSeq)
+        return "vc-bad-nv";
+      if (!nv.batches.every((b) => this.batchShapeOk(b))) return "vc-bad-nv";
+      if (!this.certOk(nv.cert, this.leaderOf(w), { view: w, slot: 1 }, true)) return "vc-bad-nv-cert";
+      if (!this.trusted.verifyCert(nv.cert, this.digests.hNewViewSummary(nv))) return "vc-bad-nv-cert";
+      if (ckpt < nv.checkpointSeq) return "vc-checkpoint-below-nv";
+      m = nv.maxSeq;
+      for (let seq = Math.max(nv.checkpointSeq, ckpt) + 1; seq <= m; seq++) {
+        covered.set(seq, nv.batches[seq - nv.checkpointSeq - 1] as Batch);
+      }
+    }
+    const hi = last.slot === 1 ? m : last.slot - 1;
+    if (last.slot >= 2 && hi <= m) return "vc-bad-last-value";
+    if (hi > ckpt + L.window) return "vc-beyond-window";
+    const from = Math.max(m, ckpt);
+    if (vc.entries.length !== Math.max(0, hi - from)) return "vc-incomplete";
+    const leader = this.leaderOf(w);
+    for (let i = 0; i < vc.entries.length; i++) {
+      const e = vc.entries[i] as HEntry;
+      const seq = from + 1 + i;
+      if (e.seq !== seq || e.view !== w || !this.batchShapeOk(e.batch)) return "vc-bad-entry";
+      if (!this.certOk(e.cert, leader, { view: w, slot: seq + 1 }, true)) return "vc-bad-entry-cert";
+      if (!this.trusted.verifyCert(e.cert, this.digests.hPrepare(w, seq, this.digests.batch(e.batch)))) {
+        return "vc-bad-entry-cert";
+      }
+      covered.set(seq, e.batch);
+    }
+    return { w, hi, covered };
+  }
+
+  private onViewChange(from: ReplicaId, vc: HViewChange): void {
+    if (vc.replica !== from) return this.drop(from, "vc-wrong-sender");
+    if (!Number.isSafeInteger(vc.newView)) return this.drop(from, "vc-bad-view");
+    if (vc.newView <= this.view) {
+      // The sender missed our NEW-VIEW.
+      if (this.vcTarget === null && this.nv?.view === this.view) this.send(from, this.nv.msg);
+      return;
+    }
+    const existing = this.vcs.get(from);
+    if (existing && existing.vc.newView >= vc.newView) return;
+    const info = this.checkVc(vc);
+    if (typeof info === "string") return this.drop(from, info);
+    this.vcs.set(from, { vc, info });
+    const wanted = new Map<ReplicaId, number>();
+    for (const [r, x] of this.vcs) wanted.set(r, x.vc.newView);
+    const join = joinViewQuorum(this.q.join)({ view: this.vcTarget ?? this.view }, wanted);
+    if (join.done && join.value !== undefined) this.startViewChange(join.value, "f+1 replicas changed view");
+    this.armViewChangeTimer([...this.vcs.values()].map((x) => x.vc.newView));
+    this.tryBuildNewView();
+  }
+
+  private tryBuildNewView(): void {
+    const target = this.vcTarget;
+    if (target === null || this.leaderOf(target) !== this.id) return;
+    const forTarget = new Map<ReplicaId, { vc: HViewChange; info: VcInfo }>();
+    for (const [r, x] of this.vcs) if (x.vc.newView === target) forTarget.set(r, x);
+    const res = countQuorum<{ vc: HViewChange; info: VcInfo }>(this.q.viewChange)(undefined, forTarget);
+    if (!res.done || !res.value) return;
+    const picked = res.value.map(([, x]) => x);
+    const sel = this.select(picked);
+    const vcs = picked.map((x) => x.vc);
+    const digest = this.nvDigest(target, sel, vcs);
+    const cert = this.trusted.certifyIndependent(ORDER_COUNTER, { view: target, slot: 1 }, digest);
+    const msg: HNewView = { type: "h-new-view", view: target, vcs, cert };
+    this.broadcast(msg);
+    this.acceptNewView(msg, sel, digest);
+  }
+
+  /** The NEW-VIEW's content, computed the same way by the leader and every follower. */
+  private select(picked: readonly { vc: HViewChange; info: VcInfo }[]): Selection {
+    let checkpoint = (picked[0] as { vc: HViewChange }).vc.checkpoint;
+    for (const x of picked) if (x.vc.checkpoint.seq > checkpoint.seq) checkpoint = x.vc.checkpoint;
+    const s = checkpoint.seq;
+    let maxSeq = s;
+    for (const x of picked) if (x.info.hi > maxSeq) maxSeq = x.info.hi;
+    const batches: Batch[] = [];
+    for (let seq = s + 1; seq <= maxSeq; seq++) {
+      let best: { w: number; batch: Batch } | null = null;
+      for (const x of picked) {
+        const b = x.info.covered.get(seq);
+        if (b && (!best || x.info.w > best.w)) best = { w: x.info.w, batch: b };
+      }
+      assert(best !== null, `new view: seq ${seq} is not covered`);
+      batches.push(best.batch);
+    }
+    return { checkpoint, maxSeq, batches };
+  }
+
+  private nvDigest(view: number, sel: Selection, vcs: readonly HViewChange[]): Uint8Array {
+    return this.digests.hNewView(
+      view,
+      sel.checkpoint.seq,
+      sel.checkpoint.stateDigest,
+      sel.maxSeq,
+      sel.batches.map((b) => this.digests.batch(b)),
+      this.digests.hVcSet(vcs),
+    );
+  }
+
+  private onNewView(from: ReplicaId, nv: HNewView): void {
+    if (!Number.isSafeInteger(nv.view) || nv.view < 1) return this.drop(from, "nv-bad-view");
+    if (nv.view <= this.view) return;
+    // Our counter must still be able to vote at (view, 1).
+    if (compareValues(this.trusted.current(ORDER_COUNTER), { view: nv.view, slot: 1 }) >= 0) return;
+    const leader = this.leaderOf(nv.view);
+    if (!this.certOk(nv.cert, leader, { view: nv.view, slot: 1 }, true))
+      return this.drop(from, "nv-bad-cert");
+    if (!Array.isArray(nv.vcs) || nv.vcs.length !== this.q.viewChange) return this.drop(from, "nv-bad-vcs");
+    const picked: { vc: HViewChange; info: VcInfo }[] = [];
+    const seen = new Set<number>();
+    for (const vc of nv.vcs) {
+      if (!vc || vc.newView !== nv.view || seen.has(vc.replica)) return this.drop(from, "nv-bad-vcs");
+      seen.add(vc.replica);
+      const info = this.checkVc(vc);
+      if (typeof info === "string") return this.drop(from, `nv-${info}`);
+      picked.push({ vc, info });
+    }
+    const sel = this.select(picked);
+    const digest = this.nvDigest(nv.view, sel, nv.vcs);
+    if (!this.trusted.verifyCert(nv.cert, digest)) return this.drop(from, "nv-bad-cert");
+    for (let i = 0; i < sel.batches.length; i++) {
+      if (sel.checkpoint.seq + 1 + i <= this.lastExecuted) continue;
+      const problem = this.batchProblem(sel.batches[i] as Batch);
+      if (problem !== null) {
+        this.drop(from, `nv-${problem}`);
+        this.startViewChange(nv.view + 1, `new view re-proposes an invalid batch (${problem})`);
+        return;
+      }
+    }
+    this.acceptNewView(nv, sel, digest);
+  }
+
+  private acceptNewView(msg: HNewView, sel: Selection, digest: Uint8Array): void {
+    const v = msg.view;
+    const s = sel.checkpoint.seq;
+    const summary: HNewViewSummary = {
+      view: v,
+      checkpointSeq: s,
+      checkpointDigest: sel.checkpoint.stateDigest,
+      maxSeq: sel.maxSeq,
+      batches: sel.batches,
+      vcSetDigest: this.digests.hVcSet(msg.vcs),
+      cert: msg.cert,
+    };
+    this.view = v;
+    this.lastActiveView = v;
+    this.chain = [];
+    this.myVc = null;
+    for (const [r, x] of [...this.vcs]) if (x.vc.newView <= v) this.vcs.delete(r);
+    for (const seq of [...this.slots.keys()]) this.unpersist(seqKey(PREFIX_SLOT, seq));
+    this.slots.clear();
+    const leader = this.leaderOf(v);
+    const nv: NvState = {
+      view: v,
+      s,
+      m: sel.maxSeq,
+      batches: sel.batches,
+      digest,
+      summary,
+      msg,
+      votes: new Map([[leader, digest]]),
+      myVote: null,
+      committed: false,
+    };
+    this.nv = nv;
+    if (sel.checkpoint.seq > this.stable.seq) this.adoptCheckpoint(sel.checkpoint);
+    if (leader !== this.id) {
+      const cert = this.trusted.certifyIndependent(ORDER_COUNTER, { view: v, slot: 1 }, digest);
+      nv.myVote = { type: "h-commit-nv", view: v, nvDigest: digest, cert };
+      nv.votes.set(this.id, digest);
+      this.broadcast(nv.myVote);
+    }
+    this.nextCertSeq = Math.max(sel.maxSeq, this.stable.seq) + 1;
+    this.persist(KEY_NV, msg);
+    this.onEnterView();
+    this.resetViewTimers();
+    this.persistMeta();
+    this.event({ kind: "new-view", view: v, leader });
+    for (const [r, vote] of [...this.earlyNvVotes]) {
+      if (vote.view <= v) this.earlyNvVotes.delete(r);
+      if (vote.view === v && bytesEqual(vote.nvDigest, digest)) nv.votes.set(r, digest);
+    }
+    this.checkNvCommit();
+    this.maybePropose();
+  }
+
+  private onCommitNv(from: ReplicaId, c: HCommitNv): void {
+    if (!Number.isSafeInteger(c.view) || c.view < 1) return this.drop(from, "commit-nv-bad");
+    if (c.view < this.view) return;
+    if (from === this.leaderOf(c.view)) return this.drop(from, "commit-nv-from-leader");
+    if (!this.certOk(c.cert, from, { view: c.view, slot: 1 }, true))
+      return this.drop(from, "commit-nv-bad-cert");
+    if (!(c.nvDigest instanceof Uint8Array) || !this.trusted.verifyCert(c.cert, c.nvDigest)) {
+      return this.drop(from, "commit-nv-bad-cert");
+    }
+    if (c.view > this.view) {
+      this.earlyNvVotes.set(from, c);
+      return;
+    }
+    const nv = this.nv;
+    if (!nv || nv.view !== c.view || nv.votes.has(from)) return;
+    nv.votes.set(from, c.nvDigest);
+    this.checkNvCommit();
+  }
+
+  private checkNvCommit(): void {
+    const nv = this.nv;
+    if (!nv || nv.committed) return;
+    const votes = new Map<ReplicaId, { digest: Uint8Array }>();
+    for (const [r, d] of nv.votes) votes.set(r, { digest: d });
+    const res = matchingDigestQuorum(this.q.commit)(
+      { digest: nv.digest, include: this.leaderOf(nv.view) },
+      votes,
+    );
+    if (!res.done) return;
+    nv.committed = true;
+    for (let i = 0; i < nv.batches.length; i++)
+      this.commitBatch(nv.s + 1 + i, nv.view, nv.batches[i] as Batch);
+  }
+
+  // ------------------------------------------------------------------ restore
+
+  private restore(storage: StorageReader): void {
+    this.restoreCommon(storage);
+    const meta = storage.get(KEY_META) as HybridMeta | undefined;
+    if (meta) {
+      this.view = meta.view;
+      this.vcTarget = meta.vcTarget;
+      this.lastActiveView = meta.lastActiveView;
+      this.chain = [...meta.chain];
+      this.myVc = meta.myVc;
+    }
+    const nvMsg = storage.get(KEY_NV) as HNewView | undefined;
+    if (nvMsg && nvMsg.view === this.lastActiveView) {
+      const picked = nvMsg.vcs.map((vc) => ({ vc, info: this.checkVc(vc) as VcInfo }));
+      const sel = this.select(picked);
+      const digest = this.nvDigest(nvMsg.view, sel, nvMsg.vcs);
+      const leader = this.leaderOf(nvMsg.view);
+      this.nv = {
+        view: nvMsg.view,
+        s: sel.checkpoint.seq,
+        m: sel.maxSeq,
+        batches: sel.batches,
+        digest,
+        summary: {
+          view: nvMsg.view,
+          checkpointSeq: sel.checkpoint.seq,
+          checkpointDigest: sel.checkpoint.stateDigest,
+          maxSeq: sel.maxSeq,
+          batches: sel.batches,
+          vcSetDigest: this.digests.hVcSet(nvMsg.vcs),
+          cert: nvMsg.cert,
+        },
+        msg: nvMsg,
+        votes: new Map([[leader, digest]]),
+        myVote: null,
+        committed: false,
+      };
+    }
+    for (const key of storage.keys(PREFIX_SLOT)) {
+      const seq = Number(key.slice(PREFIX_SLOT.length));
+      if (seq <= this.stable.seq) continue;
+      const ps = storage.get(key) as PersistedSlot;
+      const slot = this.slot(seq);
+      slot.prepare = ps.prepare;
+      slot.myCommit = ps.myCommit;
+      if (ps.prepare) slot.votes.set(this.leaderOf(ps.prepare.view), this.digests.batch(ps.prepare.batch));
+      if (ps.myCommit) slot.votes.set(this.id, ps.myCommit.batchDigest);
+    }
+    const counter = this.trusted.current(ORDER_COUNTER);
+    const m = this.nv?.view === this.view ? this.nv.m : 0;
+    if (counter.view === this.view && counter.slot >= 2) this.nextCertSeq = counter.slot;
+    else this.nextCertSeq = m + 1;
+    if (this.nextCertSeq <= this.stable.seq) this.nextCertSeq = this.stable.seq + 1;
+    if (this.vcTarget !== null) {
+      this.startViewChangeTimer();
+      if (this.myVc) {
+        const info = this.checkVc(this.myVc);
+        if (typeof info !== "string") this.vcs.set(this.id, { vc: this.myVc, info });
+      }
+    }
+    for (const seq of [...this.slots.keys()].sort((a, b) => a - b)) this.checkCommit(seq);
+  }
+}

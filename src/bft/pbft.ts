@@ -1,0 +1,547 @@
+// Classic mode: PBFT (Castro & Liskov), n = 3f+1, no trusted component. Replica messages are signed
+// (ed25519 in production) so prepared certificates can be carried by VIEW-CHANGEs.
+//   PRE-PREPARE(v, n, batch) from the leader; PREPARE all-to-all, prepared at the pre-prepare + 2f
+//   matching PREPAREs; COMMIT all-to-all, committed at 2f+1; checkpoints stable at 2f+1;
+//   VIEW-CHANGE carries the stable checkpoint and prepared certificates; NEW-VIEW re-issues them and
+//   fills gaps with null batches.
+
+import { bytesEqual } from "./bytes.ts";
+import { assert } from "./errors.ts";
+import { countQuorum, joinViewQuorum, matchingDigestQuorum } from "./quorum.ts";
+import { type ReplicaConfig, ReplicaCore, type ReplicaDeps } from "./replica.ts";
+import { type StorageReader, seqKey } from "./storage.ts";
+import type {
+  Batch,
+  CheckpointProof,
+  Message,
+  PCommit,
+  PNewView,
+  PPrePrepare,
+  PPrepare,
+  PPreparedProof,
+  PViewChange,
+  ReplicaId,
+  StatusMsg,
+} from "./types.ts";
+
+interface Slot {
+  pp: PPrePrepare | null;
+  readonly prepares: Map<ReplicaId, PPrepare>;
+  readonly commits: Map<ReplicaId, Uint8Array>;
+  myPrepare: PPrepare | null;
+  myCommit: PCommit | null;
+  committed: boolean;
+}
+
+interface PbftMeta {
+  readonly view: number;
+  readonly vcTarget: number | null;
+  readonly myVc: PViewChange | null;
+}
+
+interface PersistedSlot {
+  readonly pp: PPrePrepare;
+  readonly myPrepare: PPrepare | null;
+  readonly myCommit: PCommit | null;
+}
+
+const KEY_META = "p/meta";
+const KEY_NV = "p/nv";
+const PREFIX_SLOT = "p/slot/";
+const PREFIX_PREPARED = "p/prepared/";
+
+const NULL_BATCH: Batch = Object.freeze({ requests: Object.freeze([]) });
+
+export class PbftReplica extends ReplicaCore {
+  private readonly slots = new Map<number, Slot>();
+  /** Highest-view prepared certificate per seq above the stable checkpoint. */
+  private readonly prepared = new Map<number, PPreparedProof>();
+  private nvMsg: PNewView | null = null;
+  private nextSeq = 1;
+  private myVc: PViewChange | null = null;
+  private readonly vcs = new Map<ReplicaId, PViewChange>();
+
+  constructor(cfg: ReplicaConfig, deps: ReplicaDeps, storage?: StorageReader) {
+    super({ ...cfg, mode: "pbft" }, deps);
+    if (storage) this.restore(storage);
+  }
+
+  // ------------------------------------------------------------------ hooks
+
+  protected protocolReady(): boolean {
+    return this.vcTarget === null && (this.view === 0 || this.nvMsg?.view === this.view);
+  }
+
+  protected nextProposalSeq(): number {
+    return this.nextSeq;
+  }
+
+  protected proposeBatch(seq: number, batch: Batch): void {
+    const pp = this.makePrePrepare(this.view, seq, batch);
+    const slot = this.slot(seq);
+    slot.pp = pp;
+    this.nextSeq = seq + 1;
+    this.persistSlot(seq, slot);
+    this.broadcast(pp);
+  }
+
+  protected dispatchProtocol(from: ReplicaId, msg: Message): void {
+    switch (msg.type) {
+      case "p-pre-prepare":
+        return this.onPrePrepare(from, msg);
+      case "p-prepare":
+        return this.onPrepare(from, msg);
+      case "p-commit":
+        return this.onCommit(from, msg);
+      case "p-view-change":
+        return this.onViewChange(from, msg);
+      case "p-new-view":
+        return this.onNewView(from, msg);
+      default:
+        return this.drop(from, "wrong-mode");
+    }
+  }
+
+  protected retransmit(): void {
+    if (this.vcTarget !== null) {
+      if (this.myVc) this.broadcast(this.myVc);
+      return;
+    }
+    for (const slot of this.slots.values()) {
+      if (slot.committed) continue;
+      if (this.leader === this.id && slot.pp) this.broadcast(slot.pp);
+      if (slot.myPrepare) this.broadcast(slot.myPrepare);
+      if (slot.myCommit) this.broadcast(slot.myCommit);
+    }
+  }
+
+  protected helpPeer(from: ReplicaId, s: StatusMsg): void {
+    if (this.vcTarget !== null) {
+      if (this.myVc && s.view >= this.vcTarget) this.send(from, this.myVc);
+      return;
+    }
+    if (s.view < this.view) {
+      if (this.nvMsg && this.nvMsg.view === this.view) this.send(from, this.nvMsg);
+      return;
+    }
+    if (s.view !== this.view || s.lastExecuted >= this.lastExecuted) return;
+    const top = Math.min(this.lastExecuted, this.stable.seq + this.limits.window);
+    for (let seq = Math.max(s.lastExecuted, this.stable.seq) + 1; seq <= top; seq++) {
+      const slot = this.slots.get(seq);
+      if (!slot?.pp) continue;
+      this.send(from, slot.pp);
+      for (const p of slot.prepares.values()) this.send(from, p);
+      if (slot.myCommit) this.send(from, slot.myCommit);
+    }
+  }
+
+  protected collectGarbage(seq: number): void {
+    for (const s of [...this.slots.keys()]) {
+      if (s <= seq) {
+        this.slots.delete(s);
+        this.unpersist(seqKey(PREFIX_SLOT, s));
+      }
+    }
+    for (const s of [...this.prepared.keys()]) {
+      if (s <= seq) {
+        this.prepared.delete(s);
+        this.unpersist(seqKey(PREFIX_PREPARED, s));
+      }
+    }
+    if (this.nextSeq <= seq) this.nextSeq = seq + 1;
+  }
+
+  protected onStateTransferred(): void {
+    if (this.nextSeq <= this.stable.seq) this.nextSeq = this.stable.seq + 1;
+  }
+
+  // ------------------------------------------------------------------ normal case
+
+  private slot(seq: number): Slot {
+    let s = this.slots.get(seq);
+    if (!s) {
+      s = {
+        pp: null,
+        prepares: new Map(),
+        commits: new Map(),
+        myPrepare: null,
+        myCommit: null,
+        committed: false,
+      };
+      this.slots.set(seq, s);
+    }
+    return s;
+  }
+
+  private persistSlot(seq: number, slot: Slot): void {
+    if (!slot.pp) return;
+    this.persist(seqKey(PREFIX_SLOT, seq), {
+      pp: slot.pp,
+      myPrepare: slot.myPrepare,
+      myCommit: slot.myCommit,
+    } satisfies PersistedSlot);
+  }
+
+  private makePrePrepare(view: number, seq: number, batch: Batch): PPrePrepare {
+    const sig = this.auth.sign(this.digests.pPrePrepare(view, seq, this.digests.batch(batch)));
+    return { type: "p-pre-prepare", view, seq, batch, sig };
+  }
+
+  private inWindow(seq: number): boolean {
+    return Number.isSafeInteger(seq) && seq > this.stable.seq && seq <= this.stable.seq + this.limits.window;
+  }
+
+  private prePrepareValid(pp: PPrePrepare): boolean {
+    return (
+      !!pp &&
+      this.batchShapeOk(pp.batch) &&
+      pp.sig instanceof Uint8Array &&
+      this.auth.verify(
+        this.leaderOf(pp.view),
+        this.digests.pPrePrepare(pp.view, pp.seq, this.digests.batch(pp.batch)),
+        pp.sig,
+      )
+    );
+  }
+
+  private onPrePrepare(from: ReplicaId, pp: PPrePrepare): void {
+    if (pp.view !== this.view || this.vcTarget !== null) {
+      if (pp.view > this.view) this.drop(from, "pre-prepare-future-view");
+      return;
+    }
+    if (!this.inWindow(pp.seq)) return;
+    if (this.leader === this.id) return;
+    if (!this.prePrepareValid(pp)) return this.drop(from, "pre-prepare-bad-sig");
+    const slot = this.slot(pp.seq);
+    if (slot.pp) {
+      if (!bytesEqual(this.digests.batch(slot.pp.batch), this.digests.batch(pp.batch))) {
+        this.drop(from, "pre-prepare-equivocation");
+        this.startViewChange(this.view + 1, "leader equivocated");
+      }
+      return;
+    }
+    const problem = this.batchProblem(pp.batch);
+    if (problem !== null) {
+      this.drop(from, `pre-prepare-${problem}`);
+      this.startViewChange(this.view + 1, `leader proposed an invalid batch (${problem})`);
+      return;
+    }
+    this.acceptPrePrepare(slot, pp);
+  }
+
+  private acceptPrePrepare(slot: Slot, pp: PPrePrepare): void {
+    slot.pp = pp;
+    if (this.leader !== this.id) {
+      const bd = this.digests.batch(pp.batch);
+      const sig = this.auth.sign(this.digests.pPrepare(pp.view, pp.seq, bd));
+      slot.myPrepare = {
+        type: "p-prepare",
+        view: pp.view,
+        seq: pp.seq,
+        batchDigest: bd,
+        replica: this.id,
+        sig,
+      };
+      slot.prepares.set(this.id, slot.myPrepare);
+      this.broadcast(slot.myPrepare);
+    }
+    this.persistSlot(pp.seq, slot);
+    this.checkPrepared(pp.seq);
+  }
+
+  private onPrepare(from: ReplicaId, p: PPrepare): void {
+    if (p.view !== this.view) return;
+    if (!this.inWindow(p.seq)) return;
+    // PREPAREs are signed, so a peer may forward another replica's (state catch-up).
+    if (!Number.isInteger(p.replica) || p.replica < 0 || p.replica >= this.n || p.replica === this.leader) {
+      return this.drop(from, "prepare-bad-sender");
+    }
+    if (!(p.batchDigest instanceof Uint8Array) || p.batchDigest.length !== 32)
+      return this.drop(from, "prepare-bad");
+    const slot = this.slot(p.seq);
+    if (slot.prepares.has(p.replica)) return;
+    if (!this.auth.verify(p.replica, this.digests.pPrepare(p.view, p.seq, p.batchDigest), p.sig)) {
+      return this.drop(from, "prepare-bad-sig");
+    }
+    slot.prepares.set(p.replica, p);
+    this.checkPrepared(p.seq);
+  }
+
+  private checkPrepared(seq: number): void {
+    const slot = this.slots.get(seq);
+    if (!slot?.pp || slot.myCommit || this.vcTarget !== null) return;
+    const bd = this.digests.batch(slot.pp.batch);
+    const votes = new Map<ReplicaId, { digest: Uint8Array }>();
+    for (const [r, p] of slot.prepares) votes.set(r, { digest: p.batchDigest });
+    const res = matchingDigestQuorum(this.q.prepare)({ digest: bd }, votes);
+    if (!res.done || !res.value) return;
+    const proof: PPreparedProof = {
+      prePrepare: slot.pp,
+      prepares: res.value.slice(0, this.q.prepare).map((r) => slot.prepares.get(r) as PPrepare),
+    };
+    this.prepared.set(seq, proof);
+    this.persist(seqKey(PREFIX_PREPARED, seq), proof);
+    const sig = this.auth.sign(this.digests.pCommit(slot.pp.view, seq, bd));
+    slot.myCommit = { type: "p-commit", view: slot.pp.view, seq, batchDigest: bd, replica: this.id, sig };
+    slot.commits.set(this.id, bd);
+    this.persistSlot(seq, slot);
+    this.broadcast(slot.myCommit);
+    this.checkCommitted(seq);
+  }
+
+  private onCommit(from: ReplicaId, c: PCommit): void {
+    if (c.view !== this.view) return;
+    if (!this.inWindow(c.seq)) return;
+    if (!Number.isInteger(c.replica) || c.replica < 0 || c.replica >= this.n)
+      return this.drop(from, "commit-bad-sender");
+    if (!(c.batchDigest instanceof Uint8Array) || c.batchDigest.length !== 32)
+      return this.drop(from, "commit-bad");
+    const slot = this.slot(c.seq);
+    if (slot.commits.has(c.replica)) return;
+    if (!this.auth.verify(c.replica, this.digests.pCommit(c.view, c.seq, c.batchDigest), c.sig)) {
+      return this.drop(from, "commit-bad-sig");
+    }
+    slot.commits.set(c.replica, c.batchDigest);
+    this.checkCommitted(c.seq);
+  }
+
+  private checkCommitted(seq: number): void {
+    const slot = this.slots.get(seq);
+    if (!slot?.pp || !slot.myCommit || slot.committed) return;
+    const votes = new Map<ReplicaId, { digest: Uint8Array }>();
+    for (const [r, d] of slot.commits) votes.set(r, { digest: d });
+    const res = matchingDigestQuorum(this.q.commit)({ digest: slot.myCommit.batchDigest }, votes);
+    if (!res.done) return;
+    slot.committed = true;
+    this.commitBatch(seq, this.view, slot.pp.batch);
+  }
+
+  // ------------------------------------------------------------------ view change
+
+  protected startViewChange(target: number, reason: string): void {
+    if (target <= this.view || (this.vcTarget !== null && target <= this.vcTarget)) return;
+    const prepared = [...this.prepared.entries()]
+      .filter(([seq]) => seq > this.stable.seq)
+      .sort((a, b) => a[0] - b[0])
+      .map(([, p]) => p);
+    const content = { replica: this.id, newView: target, checkpoint: this.stable, prepared };
+    const sig = this.auth.sign(this.digests.pViewChange(content));
+    const vc: PViewChange = { type: "p-view-change", ...content, sig };
+    this.myVc = vc;
+    this.vcTarget = target;
+    this.startViewChangeTimer();
+    this.persistMeta();
+    this.broadcast(vc);
+    this.event({ kind: "view-change-started", view: target, reason });
+    this.vcs.set(this.id, vc);
+    this.armViewChangeTimer([...this.vcs.values()].map((x) => x.newView));
+    this.tryBuildNewView();
+  }
+
+  private persistMeta(): void {
+    this.persist(KEY_META, { view: this.view, vcTarget: this.vcTarget, myVc: this.myVc } satisfies PbftMeta);
+  }
+
+  private preparedProofValid(p: PPreparedProof, ckpt: number, newView: number): boolean {
+    const pp = p?.prePrepare;
+    if (!pp || !Number.isSafeInteger(pp.view) || pp.view >= newView || pp.view < 0) return false;
+    if (!Number.isSafeInteger(pp.seq) || pp.seq <= ckpt || pp.seq > ckpt + this.limits.window) return false;
+    if (!this.prePrepareValid(pp)) return false;
+    if (!Array.isArray(p.prepares) || p.prepares.length !== this.q.prepare) return false;
+    const bd = this.digests.batch(pp.batch);
+    const leader = this.leaderOf(pp.view);
+    const seen = new Set<number>();
+    for (const x of p.prepares) {
+      if (!x || x.view !== pp.view || x.seq !== pp.seq || !(x.batchDigest instanceof Uint8Array))
+        return false;
+      if (!bytesEqual(x.batchDigest, bd) || x.replica === leader || seen.has(x.replica)) return false;
+      if (!Number.isInteger(x.replica) || x.replica < 0 || x.replica >= this.n) return false;
+      seen.add(x.replica);
+      if (!this.auth.verify(x.replica, this.digests.pPrepare(x.view, x.seq, x.batchDigest), x.sig))
+        return false;
+    }
+    return true;
+  }
+
+  private vcProblem(vc: PViewChange): string | null {
+    if (!vc || !Number.isInteger(vc.replica) || vc.replica < 0 || vc.replica >= this.n)
+      return "vc-bad-replica";
+    if (!Number.isSafeInteger(vc.newView) || vc.newView < 1) return "vc-bad-view";
+    if (!Array.isArray(vc.prepared) || vc.prepared.length > this.limits.window) return "vc-bad-prepared";
+    if (
+      !(vc.sig instanceof Uint8Array) ||
+      !this.auth.verify(vc.replica, this.digests.pViewChange(vc), vc.sig)
+    ) {
+      return "vc-bad-sig";
+    }
+    if (!this.verifyCheckpointProof(vc.checkpoint)) return "vc-bad-checkpoint";
+    const seqs = new Set<number>();
+    for (const p of vc.prepared) {
+      if (!this.preparedProofValid(p, vc.checkpoint.seq, vc.newView)) return "vc-bad-prepared";
+      if (seqs.has(p.prePrepare.seq)) return "vc-duplicate-seq";
+      seqs.add(p.prePrepare.seq);
+    }
+    return null;
+  }
+
+  private onViewChange(from: ReplicaId, vc: PViewChange): void {
+    if (vc.replica !== from) return this.drop(from, "vc-wrong-sender");
+    if (!Number.isSafeInteger(vc.newView)) return this.drop(from, "vc-bad-view");
+    if (vc.newView <= this.view) {
+      if (this.vcTarget === null && this.nvMsg?.view === this.view) this.send(from, this.nvMsg);
+      return;
+    }
+    const existing = this.vcs.get(from);
+    if (existing && existing.newView >= vc.newView) return;
+    const problem = this.vcProblem(vc);
+    if (problem !== null) return this.drop(from, problem);
+    this.vcs.set(from, vc);
+    const wanted = new Map<ReplicaId, number>();
+    for (const [r, x] of this.vcs) wanted.set(r, x.newView);
+    const join = joinViewQuorum(this.q.join)({ view: this.vcTarget ?? this.view }, wanted);
+    if (join.done && join.value !== undefined) this.startViewChange(join.value, "f+1 replicas changed view");
+    this.armViewChangeTimer([...this.vcs.values()].map((x) => x.newView));
+    this.tryBuildNewView();
+  }
+
+  /** The pre-prepares a NEW-VIEW must carry for a set of view changes: (checkpoint, [seq, batch]). */
+  private select(vcs: readonly PViewChange[]): { checkpoint: CheckpointProof; batches: [number, Batch][] } {
+    let checkpoint = (vcs[0] as PViewChange).checkpoint;
+    for (const vc of vcs) if (vc.checkpoint.seq > checkpoint.seq) checkpoint = vc.checkpoint;
+    const best = new Map<number, PPrePrepare>();
+    let maxSeq = checkpoint.seq;
+    for (const vc of vcs) {
+      for (const p of vc.prepared) {
+        const pp = p.prePrepare;
+        if (pp.seq <= checkpoint.seq) continue;
+        const cur = best.get(pp.seq);
+        if (!cur || pp.view > cur.view) best.set(pp.seq, pp);
+        if (pp.seq > maxSeq) maxSeq = pp.seq;
+      }
+    }
+    const batches: [number, Batch][] = [];
+    for (let seq = checkpoint.seq + 1; seq <= maxSeq; seq++)
+      batches.push([seq, best.get(seq)?.batch ?? NULL_BATCH]);
+    return { checkpoint, batches };
+  }
+
+  private tryBuildNewView(): void {
+    const target = this.vcTarget;
+    if (target === null || this.leaderOf(target) !== this.id) return;
+    const forTarget = new Map<ReplicaId, PViewChange>();
+    for (const [r, vc] of this.vcs) if (vc.newView === target) forTarget.set(r, vc);
+    const res = countQuorum<PViewChange>(this.q.viewChange)(undefined, forTarget);
+    if (!res.done || !res.value) return;
+    const vcs = res.value.map(([, vc]) => vc);
+    const sel = this.select(vcs);
+    const prePrepares = sel.batches.map(([seq, batch]) => this.makePrePrepare(target, seq, batch));
+    const sig = this.auth.sign(this.digests.pNewView(target, vcs, prePrepares));
+    const msg: PNewView = { type: "p-new-view", view: target, vcs, prePrepares, sig };
+    this.broadcast(msg);
+    this.acceptNewView(msg, sel.checkpoint);
+  }
+
+  private onNewView(from: ReplicaId, nv: PNewView): void {
+    if (!Number.isSafeInteger(nv.view) || nv.view < 1) return this.drop(from, "nv-bad-view");
+    if (nv.view <= this.view || (this.vcTarget !== null && nv.view < this.vcTarget)) return;
+    const leader = this.leaderOf(nv.view);
+    if (!Array.isArray(nv.vcs) || nv.vcs.length !== this.q.viewChange) return this.drop(from, "nv-bad-vcs");
+    if (!Array.isArray(nv.prePrepares) || nv.prePrepares.length > this.limits.window)
+      return this.drop(from, "nv-bad");
+    if (
+      !(nv.sig instanceof Uint8Array) ||
+      !this.auth.verify(leader, this.digests.pNewView(nv.view, nv.vcs, nv.prePrepares), nv.sig)
+    ) {
+      return this.drop(from, "nv-bad-sig");
+    }
+    const seen = new Set<number>();
+    for (const vc of nv.vcs) {
+      if (!vc || vc.newView !== nv.view || seen.has(vc.replica)) return this.drop(from, "nv-bad-vcs");
+      seen.add(vc.replica);
+      const problem = this.vcProblem(vc);
+      if (problem !== null) return this.drop(from, `nv-${problem}`);
+    }
+    const sel = this.select(nv.vcs);
+    if (sel.batches.length !== nv.prePrepares.length) return this.drop(from, "nv-wrong-pre-prepares");
+    for (let i = 0; i < sel.batches.length; i++) {
+      const [seq, batch] = sel.batches[i] as [number, Batch];
+      const pp = nv.prePrepares[i] as PPrePrepare;
+      if (!pp || pp.view !== nv.view || pp.seq !== seq) return this.drop(from, "nv-wrong-pre-prepares");
+      if (!bytesEqual(this.digests.batch(pp.batch), this.digests.batch(batch)))
+        return this.drop(from, "nv-wrong-pre-prepares");
+      if (!this.prePrepareValid(pp)) return this.drop(from, "nv-bad-pre-prepare");
+      if (seq > this.lastExecuted) {
+        const problem = this.batchProblem(pp.batch);
+        if (problem !== null) {
+          this.drop(from, `nv-${problem}`);
+          this.startViewChange(nv.view + 1, `new view re-proposes an invalid batch (${problem})`);
+          return;
+        }
+      }
+    }
+    this.acceptNewView(nv, sel.checkpoint);
+  }
+
+  private acceptNewView(nv: PNewView, checkpoint: CheckpointProof): void {
+    this.view = nv.view;
+    this.nvMsg = nv;
+    this.myVc = null;
+    for (const [r, vc] of [...this.vcs]) if (vc.newView <= nv.view) this.vcs.delete(r);
+    for (const seq of [...this.slots.keys()]) this.unpersist(seqKey(PREFIX_SLOT, seq));
+    this.slots.clear();
+    if (checkpoint.seq > this.stable.seq) this.adoptCheckpoint(checkpoint);
+    this.vcTarget = null;
+    let maxSeq = checkpoint.seq;
+    for (const pp of nv.prePrepares) {
+      maxSeq = Math.max(maxSeq, pp.seq);
+      if (pp.seq <= this.stable.seq) continue;
+      this.acceptPrePrepare(this.slot(pp.seq), pp);
+    }
+    this.nextSeq = Math.max(maxSeq, this.stable.seq) + 1;
+    this.persist(KEY_NV, nv);
+    this.onEnterView();
+    this.resetViewTimers();
+    this.persistMeta();
+    this.event({ kind: "new-view", view: nv.view, leader: this.leaderOf(nv.view) });
+    this.maybePropose();
+  }
+
+  // ------------------------------------------------------------------ restore
+
+  private restore(storage: StorageReader): void {
+    this.restoreCommon(storage);
+    const meta = storage.get(KEY_META) as PbftMeta | undefined;
+    if (meta) {
+      this.view = meta.view;
+      this.vcTarget = meta.vcTarget;
+      this.myVc = meta.myVc;
+    }
+    const nv = storage.get(KEY_NV) as PNewView | undefined;
+    if (nv && nv.view === this.view) this.nvMsg = nv;
+    this.nextSeq = Math.max(this.stable.seq, this.lastExecuted) + 1;
+    if (nv && nv.view === this.view) {
+      for (const pp of nv.prePrepares) this.nextSeq = Math.max(this.nextSeq, pp.seq + 1);
+    }
+    for (const key of storage.keys(PREFIX_PREPARED)) {
+      const seq = Number(key.slice(PREFIX_PREPARED.length));
+      if (seq > this.stable.seq) this.prepared.set(seq, storage.get(key) as PPreparedProof);
+    }
+    for (const key of storage.keys(PREFIX_SLOT)) {
+      const seq = Number(key.slice(PREFIX_SLOT.length));
+      const ps = storage.get(key) as PersistedSlot;
+      if (seq <= this.stable.seq || ps.pp.view !== this.view) continue;
+      const slot = this.slot(seq);
+      slot.pp = ps.pp;
+      slot.myPrepare = ps.myPrepare;
+      slot.myCommit = ps.myCommit;
+      if (ps.myPrepare) slot.prepares.set(this.id, ps.myPrepare);
+      if (ps.myCommit) slot.commits.set(this.id, ps.myCommit.batchDigest);
+      if (this.leaderOf(this.view) === this.id) this.nextSeq = Math.max(this.nextSeq, seq + 1);
+    }
+    if (this.vcTarget !== null) {
+      this.startViewChangeTimer();
+      if (this.myVc) this.vcs.set(this.id, this.myVc);
+    }
+    assert(this.nextSeq > 0, "nextSeq");
+  }
+}

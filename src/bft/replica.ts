@@ -1,0 +1,724 @@
+// The mode-independent part of a replica: request intake, batching, in-order execution, exactly-once,
+// checkpoints, state transfer, timers and the Ready contract. Hybrid and PBFT agreement extend it.
+// No I/O, no clocks, no randomness: inputs are step(), tick() and propose(); outputs come from ready().
+
+import { bytesEqual } from "./bytes.ts";
+import { type ClientRegistry, RequestVerifier } from "./client-auth.ts";
+import { ClientTable, type ClientTableSnapshot } from "./client-table.ts";
+import type { CoreCrypto, ReplicaAuthenticator } from "./crypto.ts";
+import { Digests } from "./digests.ts";
+import { AssertionFailed, assert, ConfigError, RequestError } from "./errors.ts";
+import { agreedDigestQuorum, type Quorums, quorums } from "./quorum.ts";
+import { type StorageReader, seqKey } from "./storage.ts";
+import type { TrustedSubsystem } from "./trusted.ts";
+import {
+  type Batch,
+  type CheckpointMsg,
+  type CheckpointProof,
+  type ClientRequest,
+  type CommittedBatch,
+  DEFAULT_LIMITS,
+  type Limits,
+  type Message,
+  type Mode,
+  type Outgoing,
+  type PersistOp,
+  type Ready,
+  type ReplicaEvent,
+  type ReplicaId,
+  type StateMsg,
+  type StatusMsg,
+} from "./types.ts";
+
+export interface ReplicaConfig {
+  readonly id: ReplicaId;
+  readonly f: number;
+  readonly mode: Mode;
+  readonly limits?: Partial<Limits>;
+}
+
+export interface ReplicaDeps {
+  readonly crypto: CoreCrypto;
+  readonly registry: ClientRegistry;
+  /** Transferable authentication of this replica's messages (checkpoints; PBFT phases). */
+  readonly auth: ReplicaAuthenticator;
+  /** Hybrid mode only: this replica's trusted subsystem. */
+  readonly trusted?: TrustedSubsystem;
+}
+
+/** The state digest before any batch (the genesis checkpoint). */
+export const GENESIS_STATE_DIGEST = new Uint8Array(32);
+export const GENESIS_CHECKPOINT: CheckpointProof = Object.freeze({
+  seq: 0,
+  stateDigest: GENESIS_STATE_DIGEST,
+  sigs: [],
+});
+
+export type ProposeResult = "accepted" | "pending" | "duplicate";
+
+interface Executed {
+  readonly view: number;
+  readonly batch: Batch;
+}
+
+interface PersistedCheckpoint {
+  readonly proof: CheckpointProof;
+  readonly clients: ClientTableSnapshot;
+}
+
+const KEY_CKPT = "ckpt";
+const KEY_STABLE = "stable";
+const PREFIX_EXEC = "exec/";
+
+export function requestKey(r: ClientRequest): string {
+  return `${r.clientId}\u0000${r.reqNo}`;
+}
+
+export abstract class ReplicaCore {
+  readonly id: ReplicaId;
+  readonly mode: Mode;
+  readonly q: Quorums;
+  readonly n: number;
+  readonly f: number;
+  readonly limits: Limits;
+  protected readonly crypto: CoreCrypto;
+  protected readonly auth: ReplicaAuthenticator;
+  protected readonly digests: Digests;
+  protected readonly verifier: RequestVerifier;
+
+  /** Logical time in ticks. */
+  protected now = 0;
+  view = 0;
+  /** The view this replica is changing to, or null when it is active in `view`. */
+  vcTarget: number | null = null;
+  protected vcDeadline = 0;
+  protected vcTimeout: number;
+
+  stable: CheckpointProof = GENESIS_CHECKPOINT;
+  lastExecuted = 0;
+  stateDigest: Uint8Array = GENESIS_STATE_DIGEST;
+  protected clients: ClientTable;
+  /** Executed batches from stable.seq - retainBatches on (state transfer source). */
+  protected readonly history = new Map<number, Executed>();
+  /** Committed batches waiting for their predecessors. */
+  protected readonly committedWaiting = new Map<number, Executed>();
+  /** State digest and client table after each executed checkpoint seq not yet stable. */
+  protected readonly executedCheckpoints = new Map<
+    number,
+    { digest: Uint8Array; clients: ClientTableSnapshot }
+  >();
+  /** Stable checkpoint proofs within the retained history (state transfer ends at one of them). */
+  protected readonly proofs = new Map<number, CheckpointProof>();
+  protected readonly ckptVotes = new Map<number, Map<ReplicaId, { digest: Uint8Array; sig: Uint8Array }>>();
+  protected myCheckpoint: CheckpointMsg | null = null;
+
+  /** Leader's queue of requests to propose. */
+  protected queue: ClientRequest[] = [];
+  protected queueHead = 0;
+  protected readonly queueKeys = new Set<string>();
+  protected queueBytes = 0;
+  protected queueSince = 0;
+  /** Requests proposed in this view and not yet executed. */
+  protected readonly inFlight = new Set<string>();
+  /** Requests this replica forwarded and waits to see executed (oldest first). */
+  protected readonly timers = new Map<string, { req: ClientRequest; deadline: number }>();
+
+  private draining = false;
+  /** Leader: when the oldest outstanding proposal must have committed, or +Infinity. */
+  private progressDeadline = Number.POSITIVE_INFINITY;
+  private persistOut: PersistOp[] = [];
+  private sendOut: Outgoing[] = [];
+  private commitOut: CommittedBatch[] = [];
+  private eventsOut: ReplicaEvent[] = [];
+  readonly dropped = new Map<string, number>();
+
+  constructor(cfg: ReplicaConfig, deps: ReplicaDeps) {
+    this.id = cfg.id;
+    this.mode = cfg.mode;
+    this.f = cfg.f;
+    this.q = quorums(cfg.mode, cfg.f);
+    this.n = this.q.n;
+    this.limits = { ...DEFAULT_LIMITS, ...cfg.limits };
+    validateConfig(this.id, this.n, this.f, this.limits);
+    this.crypto = deps.crypto;
+    this.auth = deps.auth;
+    this.digests = new Digests(deps.crypto);
+    this.verifier = new RequestVerifier(
+      this.id,
+      this.n,
+      deps.crypto,
+      this.digests,
+      deps.registry,
+      this.limits,
+    );
+    this.clients = new ClientTable(this.limits.clientsMax);
+    this.vcTimeout = this.limits.viewChangeTimeoutTicks;
+  }
+
+  // ------------------------------------------------------------------ public API
+
+  leaderOf(view: number): ReplicaId {
+    return view % this.n;
+  }
+
+  get leader(): ReplicaId {
+    return this.leaderOf(this.view);
+  }
+
+  get isLeader(): boolean {
+    return this.leader === this.id && this.vcTarget === null;
+  }
+
+  get tickCount(): number {
+    return this.now;
+  }
+
+  /** A client request arrives at this replica. Throws RequestError when it is refused. */
+  propose(req: ClientRequest): ProposeResult {
+    const problem = this.verifier.check(req);
+    if (problem !== null) throw new RequestError(problem, `request refused: ${problem}`);
+    if (this.clients.isExecuted(req.clientId, req.reqNo)) {
+      this.event({ kind: "duplicate-request", clientId: req.clientId, reqNo: req.reqNo });
+      return "duplicate";
+    }
+    const key = requestKey(req);
+    if (this.queueKeys.has(key) || this.inFlight.has(key) || this.timers.has(key)) return "pending";
+    if (this.isLeader && this.protocolReady()) {
+      if (!this.enqueue(req, key)) throw new RequestError("OVERLOADED", "request queue is full");
+      this.maybePropose();
+      return "accepted";
+    }
+    if (this.timers.size >= this.limits.pendingMax)
+      throw new RequestError("OVERLOADED", "too many pending requests");
+    this.timers.set(key, { req, deadline: this.now + this.limits.requestTimeoutTicks });
+    if (this.vcTarget === null && this.leader !== this.id)
+      this.send(this.leader, { type: "request", request: req });
+    return "accepted";
+  }
+
+  /** A message from replica `from` (authenticated by the transport). Bad messages are dropped and counted. */
+  step(from: ReplicaId, msg: Message): void {
+    if (!Number.isInteger(from) || from < 0 || from >= this.n || from === this.id) {
+      this.drop(from, "bad-sender");
+      return;
+    }
+    try {
+      this.dispatch(from, msg);
+    } catch (err) {
+      if (err instanceof AssertionFailed) throw err;
+      // Malformed input that slipped past validation (missing fields, wrong types): drop, never crash.
+      this.drop(from, "malformed");
+    }
+  }
+
+  tick(): void {
+    this.now++;
+    if (this.vcTarget === null) {
+      const first = this.timers.values().next();
+      if (!first.done && first.value.deadline <= this.now)
+        this.startViewChange(this.view + 1, "request-timeout");
+      else if (this.now >= this.progressDeadline && this.leader === this.id) {
+        this.startViewChange(this.view + 1, "proposals not committing");
+      }
+    } else if (this.now >= this.vcDeadline) {
+      this.vcTimeout = Math.min(this.vcTimeout * 2, this.limits.viewChangeTimeoutMaxTicks);
+      this.startViewChange(this.vcTarget + 1, "view-change-timeout");
+    }
+    if (this.now % this.limits.retransmitTicks === 0) {
+      this.retransmit();
+      if (this.myCheckpoint && this.myCheckpoint.seq > this.stable.seq) this.broadcast(this.myCheckpoint);
+    }
+    if (this.now % this.limits.statusTicks === 0) {
+      this.broadcast({
+        type: "status",
+        view: this.vcTarget ?? this.view,
+        lastExecuted: this.lastExecuted,
+        stableSeq: this.stable.seq,
+      });
+    }
+    this.maybePropose();
+  }
+
+  hasReady(): boolean {
+    return (
+      this.persistOut.length > 0 ||
+      this.sendOut.length > 0 ||
+      this.commitOut.length > 0 ||
+      this.eventsOut.length > 0
+    );
+  }
+
+  /** Takes what the driver must do: persist, then send, then apply commits. */
+  ready(): Ready {
+    const r: Ready = {
+      persist: this.persistOut,
+      send: this.sendOut,
+      commit: this.commitOut,
+      events: this.eventsOut,
+    };
+    this.persistOut = [];
+    this.sendOut = [];
+    this.commitOut = [];
+    this.eventsOut = [];
+    return r;
+  }
+
+  /** Acknowledges the last Ready (kept for the etcd-style contract; ready() already hands over ownership). */
+  advance(): void {}
+
+  /** Counts of dropped peer messages by reason. */
+  droppedTotal(): number {
+    let t = 0;
+    for (const v of this.dropped.values()) t += v;
+    return t;
+  }
+
+  // ------------------------------------------------------------------ for subclasses
+
+  protected abstract dispatchProtocol(from: ReplicaId, msg: Message): void;
+  /** True when this replica may propose new seqs in its view (the NEW-VIEW is done). */
+  protected abstract protocolReady(): boolean;
+  /** The next seq the leader proposes. */
+  protected abstract nextProposalSeq(): number;
+  /** Proposes `batch` at `seq` (leader only). */
+  protected abstract proposeBatch(seq: number, batch: Batch): void;
+  protected abstract startViewChange(target: number, reason: string): void;
+  protected abstract retransmit(): void;
+  /** A peer's STATUS shows it is behind in view or within the window: help it along. */
+  protected abstract helpPeer(from: ReplicaId, status: StatusMsg): void;
+  /** The stable checkpoint moved to `seq`: drop protocol state up to it. */
+  protected abstract collectGarbage(seq: number): void;
+  /** Execution jumped forward by state transfer. */
+  protected abstract onStateTransferred(): void;
+
+  protected send(to: ReplicaId, msg: Message): void {
+    this.sendOut.push({ to, msg });
+  }
+
+  protected broadcast(msg: Message): void {
+    this.sendOut.push({ to: "all", msg });
+  }
+
+  protected persist(key: string, value: unknown): void {
+    this.persistOut.push({ op: "put", key, value });
+  }
+
+  protected unpersist(key: string): void {
+    this.persistOut.push({ op: "del", key });
+  }
+
+  protected event(e: ReplicaEvent): void {
+    this.eventsOut.push(e);
+  }
+
+  protected drop(from: ReplicaId, reason: string): void {
+    this.dropped.set(reason, (this.dropped.get(reason) ?? 0) + 1);
+    this.event({ kind: "dropped", from, reason });
+  }
+
+  /** Validates a batch proposed by a peer: size limits and every request authenticated for us. */
+  protected batchProblem(batch: Batch): string | null {
+    if (!batch || !Array.isArray(batch.requests)) return "malformed-batch";
+    if (batch.requests.length > this.limits.batchMaxCount) return "batch-too-many";
+    let bytes = 0;
+    for (const r of batch.requests) {
+      const p = this.verifier.check(r);
+      if (p !== null) return `batch-request-${p}`;
+      bytes += r.op.length;
+    }
+    if (bytes > this.limits.batchMaxBytes) return "batch-too-large";
+    return null;
+  }
+
+  protected batchShapeOk(batch: Batch): boolean {
+    return !!batch && Array.isArray(batch.requests) && batch.requests.length <= this.limits.batchMaxCount;
+  }
+
+  /** A batch committed at `seq`: executes it and any successors that were waiting. */
+  protected commitBatch(seq: number, view: number, batch: Batch): void {
+    if (seq <= this.lastExecuted || this.committedWaiting.has(seq)) return;
+    this.committedWaiting.set(seq, { view, batch });
+    this.drainCommitted();
+  }
+
+  private drainCommitted(): void {
+    if (this.draining) return; // re-entered from a checkpoint that became stable while executing
+    this.draining = true;
+    try {
+      for (;;) {
+        const next = this.committedWaiting.get(this.lastExecuted + 1);
+        if (!next) break;
+        this.committedWaiting.delete(this.lastExecuted + 1);
+        this.execute(this.lastExecuted + 1, next.view, next.batch);
+      }
+    } finally {
+      this.draining = false;
+    }
+    this.maybePropose();
+  }
+
+  /** The seqs committed but not yet executed (for subclasses that track instances). */
+  protected isCommittedOrExecuted(seq: number): boolean {
+    return seq <= this.lastExecuted || this.committedWaiting.has(seq);
+  }
+
+  protected verifyCheckpointProof(p: CheckpointProof): boolean {
+    if (!p || !Number.isSafeInteger(p.seq) || p.seq < 0 || !(p.stateDigest instanceof Uint8Array))
+      return false;
+    if (p.seq === 0) return p.sigs.length === 0 && bytesEqual(p.stateDigest, GENESIS_STATE_DIGEST);
+    if (p.seq % this.limits.checkpointInterval !== 0) return false;
+    if (!Array.isArray(p.sigs) || p.sigs.length < this.q.checkpoint || p.sigs.length > this.n) return false;
+    const digest = this.digests.checkpoint(p.seq, p.stateDigest);
+    const seen = new Set<number>();
+    for (const s of p.sigs) {
+      if (!Number.isInteger(s.replica) || s.replica < 0 || s.replica >= this.n || seen.has(s.replica))
+        return false;
+      seen.add(s.replica);
+      if (!(s.sig instanceof Uint8Array) || !this.auth.verify(s.replica, digest, s.sig)) return false;
+    }
+    return true;
+  }
+
+  /** Adopts a verified stable checkpoint that may be ahead of execution (state transfer follows). */
+  protected adoptCheckpoint(proof: CheckpointProof): void {
+    if (proof.seq <= this.stable.seq) return;
+    this.stable = proof;
+    this.proofs.set(proof.seq, proof);
+    this.persist(KEY_STABLE, proof);
+    this.event({ kind: "checkpoint-stable", seq: proof.seq });
+    const mine = this.executedCheckpoints.get(proof.seq);
+    if (this.lastExecuted >= proof.seq) {
+      if (mine && !bytesEqual(mine.digest, proof.stateDigest)) {
+        throw new AssertionFailed(`state diverged at checkpoint ${proof.seq}`);
+      }
+      if (mine) this.persist(KEY_CKPT, { proof, clients: mine.clients } satisfies PersistedCheckpoint);
+    }
+    for (const s of [...this.ckptVotes.keys()]) if (s <= proof.seq) this.ckptVotes.delete(s);
+    for (const s of [...this.executedCheckpoints.keys()])
+      if (s < proof.seq) this.executedCheckpoints.delete(s);
+    if (this.myCheckpoint && this.myCheckpoint.seq <= proof.seq) this.myCheckpoint = null;
+    const keepFrom = proof.seq - this.limits.retainBatches;
+    for (const s of [...this.history.keys()]) {
+      if (s <= keepFrom) {
+        this.history.delete(s);
+        this.unpersist(seqKey(PREFIX_EXEC, s));
+      }
+    }
+    for (const s of [...this.proofs.keys()]) if (s <= keepFrom) this.proofs.delete(s);
+    for (const s of [...this.committedWaiting.keys()])
+      if (s <= proof.seq && s <= this.lastExecuted) this.committedWaiting.delete(s);
+    this.collectGarbage(proof.seq);
+    this.maybePropose();
+  }
+
+  /** Leader: outstanding proposals must commit within requestTimeoutTicks, or it changes view itself. */
+  protected armProgressTimer(): void {
+    if (this.progressDeadline === Number.POSITIVE_INFINITY) {
+      this.progressDeadline = this.now + this.limits.requestTimeoutTicks;
+    }
+  }
+
+  protected resetViewTimers(): void {
+    this.vcTimeout = this.limits.viewChangeTimeoutTicks;
+  }
+
+  /** Called by subclasses when they enter a new view: pending requests go to the new leader. */
+  protected onEnterView(): void {
+    this.vcTarget = null;
+    this.progressDeadline = Number.POSITIVE_INFINITY;
+    if (this.leader === this.id && this.nextProposalSeq() - 1 > this.lastExecuted) this.armProgressTimer();
+    this.inFlight.clear();
+    const leaderNow = this.leader === this.id;
+    // Requests this replica queued as an old leader now wait on the new leader.
+    const queued = this.queue.slice(this.queueHead);
+    this.queue = [];
+    this.queueHead = 0;
+    this.queueKeys.clear();
+    this.queueBytes = 0;
+    const waiting = [...this.timers.values()].map((t) => t.req).concat(queued);
+    this.timers.clear();
+    for (const req of waiting) {
+      if (this.clients.isExecuted(req.clientId, req.reqNo)) continue;
+      const key = requestKey(req);
+      if (leaderNow) this.enqueue(req, key);
+      else if (this.timers.size < this.limits.pendingMax) {
+        this.timers.set(key, { req, deadline: this.now + this.limits.requestTimeoutTicks });
+        this.send(this.leader, { type: "request", request: req });
+      }
+    }
+  }
+
+  /**
+   * A view change waits without a deadline until a quorum of replicas wants the target view (or a
+   * higher one); only then may it time out and move on (PBFT's rule). A replica cut off from the others
+   * therefore stays at its first target instead of running ahead alone.
+   */
+  protected startViewChangeTimer(): void {
+    this.vcDeadline = Number.POSITIVE_INFINITY;
+  }
+
+  /** Arms the view-change deadline once `wanted` (each replica's target view) holds a quorum for vcTarget. */
+  protected armViewChangeTimer(wanted: Iterable<number>): void {
+    const target = this.vcTarget;
+    if (target === null || this.vcDeadline !== Number.POSITIVE_INFINITY) return;
+    let count = 0;
+    for (const v of wanted) if (v >= target) count++;
+    if (count >= this.q.viewChange) this.vcDeadline = this.now + this.vcTimeout;
+  }
+
+  /** Leader: cuts batches from the queue while the window allows. */
+  protected maybePropose(): void {
+    if (!this.isLeader || !this.protocolReady()) return;
+    for (;;) {
+      const pending = this.queue.length - this.queueHead;
+      if (pending === 0) return;
+      const seq = this.nextProposalSeq();
+      if (seq > this.stable.seq + this.limits.window) return;
+      const idle = seq - 1 <= this.lastExecuted;
+      const full = pending >= this.limits.batchMaxCount || this.queueBytes >= this.limits.batchMaxBytes;
+      const timedOut = this.now - this.queueSince >= this.limits.batchTimeoutTicks;
+      if (!idle && !full && !timedOut) return;
+      const requests: ClientRequest[] = [];
+      let bytes = 0;
+      while (this.queueHead < this.queue.length && requests.length < this.limits.batchMaxCount) {
+        const r = this.queue[this.queueHead] as ClientRequest;
+        if (requests.length > 0 && bytes + r.op.length > this.limits.batchMaxBytes) break;
+        this.queueHead++;
+        const key = requestKey(r);
+        this.queueKeys.delete(key);
+        this.queueBytes -= r.op.length;
+        if (this.clients.isExecuted(r.clientId, r.reqNo) || this.inFlight.has(key)) continue;
+        requests.push(r);
+        bytes += r.op.length;
+        this.inFlight.add(key);
+      }
+      if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.queueHead);
+        this.queueHead = 0;
+      }
+      this.queueSince = this.now;
+      if (requests.length === 0) continue;
+      this.proposeBatch(seq, { requests });
+      this.armProgressTimer();
+    }
+  }
+
+  // ------------------------------------------------------------------ restore
+
+  /** Rebuilds the common state from storage and replays executed batches after the checkpoint. */
+  protected restoreCommon(storage: StorageReader): void {
+    const ck = storage.get(KEY_CKPT) as PersistedCheckpoint | undefined;
+    if (ck) {
+      this.stable = ck.proof;
+      this.lastExecuted = ck.proof.seq;
+      this.stateDigest = ck.proof.stateDigest;
+      this.clients = ClientTable.restore(this.limits.clientsMax, ck.clients);
+    }
+    const ahead = storage.get(KEY_STABLE) as CheckpointProof | undefined;
+    if (ahead && ahead.seq > this.stable.seq) this.stable = ahead;
+    this.proofs.set(this.stable.seq, this.stable);
+    for (const key of storage.keys(PREFIX_EXEC)) {
+      const seq = Number(key.slice(PREFIX_EXEC.length));
+      const e = storage.get(key) as Executed;
+      if (seq <= this.lastExecuted) this.history.set(seq, e);
+      else if (seq === this.lastExecuted + 1) this.execute(seq, e.view, e.batch, true);
+      else break;
+    }
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private enqueue(req: ClientRequest, key: string): boolean {
+    if (this.queue.length - this.queueHead >= this.limits.pendingMax) return false;
+    if (this.queue.length === this.queueHead) this.queueSince = this.now;
+    this.queue.push(req);
+    this.queueKeys.add(key);
+    this.queueBytes += req.op.length;
+    return true;
+  }
+
+  private dispatch(from: ReplicaId, msg: Message): void {
+    switch (msg.type) {
+      case "request":
+        return this.onRequest(from, msg.request);
+      case "checkpoint":
+        return this.onCheckpoint(from, msg);
+      case "status":
+        return this.onStatus(from, msg);
+      case "state":
+        return this.onState(from, msg);
+      default:
+        return this.dispatchProtocol(from, msg);
+    }
+  }
+
+  private onRequest(from: ReplicaId, req: ClientRequest): void {
+    if (!this.isLeader) return this.drop(from, "request-not-leader");
+    if (this.verifier.check(req) !== null) return this.drop(from, "request-unauthenticated");
+    const key = requestKey(req);
+    if (this.clients.isExecuted(req.clientId, req.reqNo) || this.queueKeys.has(key) || this.inFlight.has(key))
+      return;
+    if (!this.enqueue(req, key)) return this.drop(from, "request-queue-full");
+    this.maybePropose();
+  }
+
+  private execute(seq: number, view: number, batch: Batch, replay = false): void {
+    assert(seq === this.lastExecuted + 1, `execute ${seq} after ${this.lastExecuted}`);
+    const batchDigest = this.digests.batch(batch);
+    const executed = batch.requests.map((r) => {
+      const key = requestKey(r);
+      this.timers.delete(key);
+      this.inFlight.delete(key);
+      if (!this.verifier.executable(r)) return false;
+      if (this.clients.isExecuted(r.clientId, r.reqNo)) return false;
+      this.clients.record(r.clientId, r.reqNo, seq);
+      return true;
+    });
+    this.stateDigest = this.digests.nextState(this.stateDigest, seq, batchDigest);
+    this.lastExecuted = seq;
+    this.progressDeadline = Number.POSITIVE_INFINITY;
+    if (this.leader === this.id && this.nextProposalSeq() - 1 > seq) this.armProgressTimer();
+    this.history.set(seq, { view, batch });
+    if (!replay) this.persist(seqKey(PREFIX_EXEC, seq), { view, batch } satisfies Executed);
+    this.commitOut.push({ seq, view, batch, batchDigest, executed, stateDigest: this.stateDigest });
+    if (seq % this.limits.checkpointInterval === 0) {
+      const clients = this.clients.snapshot();
+      this.executedCheckpoints.set(seq, { digest: this.stateDigest, clients });
+      if (seq === this.stable.seq) {
+        // Reached a checkpoint that became stable before we executed it (state transfer or replay).
+        if (!bytesEqual(this.stateDigest, this.stable.stateDigest)) {
+          throw new AssertionFailed(`state diverged at checkpoint ${seq}`);
+        }
+        if (!replay) this.persist(KEY_CKPT, { proof: this.stable, clients } satisfies PersistedCheckpoint);
+      } else if (seq > this.stable.seq) {
+        const sig = this.auth.sign(this.digests.checkpoint(seq, this.stateDigest));
+        this.myCheckpoint = { type: "checkpoint", seq, stateDigest: this.stateDigest, sig };
+        if (!replay) this.broadcast(this.myCheckpoint);
+        this.recordCheckpointVote(this.id, seq, this.stateDigest, sig);
+      }
+    }
+  }
+
+  private onCheckpoint(from: ReplicaId, m: CheckpointMsg): void {
+    if (!Number.isSafeInteger(m.seq) || m.seq <= 0 || m.seq % this.limits.checkpointInterval !== 0) {
+      return this.drop(from, "checkpoint-bad-seq");
+    }
+    if (m.seq <= this.stable.seq) return;
+    if (m.seq > this.stable.seq + this.limits.window) return this.drop(from, "checkpoint-too-far");
+    if (!(m.stateDigest instanceof Uint8Array) || m.stateDigest.length !== 32)
+      return this.drop(from, "checkpoint-bad");
+    if (!this.auth.verify(from, this.digests.checkpoint(m.seq, m.stateDigest), m.sig)) {
+      return this.drop(from, "checkpoint-bad-sig");
+    }
+    this.recordCheckpointVote(from, m.seq, m.stateDigest, m.sig);
+  }
+
+  private recordCheckpointVote(from: ReplicaId, seq: number, digest: Uint8Array, sig: Uint8Array): void {
+    let votes = this.ckptVotes.get(seq);
+    if (!votes) {
+      votes = new Map();
+      this.ckptVotes.set(seq, votes);
+    }
+    votes.set(from, { digest, sig });
+    const res = agreedDigestQuorum(this.q.checkpoint)(undefined, votes);
+    if (!res.done || !res.value) return;
+    const sigs = res.value.voters.map((r) => ({
+      replica: r,
+      sig: (votes.get(r) as { sig: Uint8Array }).sig,
+    }));
+    const proof: CheckpointProof = { seq, stateDigest: res.value.digest, sigs };
+    this.adoptCheckpoint(proof);
+    if (this.lastExecuted < seq) {
+      // We are behind a stable checkpoint: ask its signers for the batches.
+      for (const r of res.value.voters) if (r !== this.id) this.send(r, this.statusMsg());
+    }
+  }
+
+  private statusMsg(): StatusMsg {
+    return {
+      type: "status",
+      view: this.vcTarget ?? this.view,
+      lastExecuted: this.lastExecuted,
+      stableSeq: this.stable.seq,
+    };
+  }
+
+  private onStatus(from: ReplicaId, s: StatusMsg): void {
+    if (
+      !Number.isSafeInteger(s.view) ||
+      !Number.isSafeInteger(s.lastExecuted) ||
+      !Number.isSafeInteger(s.stableSeq)
+    ) {
+      return this.drop(from, "status-bad");
+    }
+    if (s.lastExecuted < this.stable.seq && s.lastExecuted >= 0) this.serveState(from, s.lastExecuted + 1);
+    this.helpPeer(from, s);
+  }
+
+  /** Sends batches fromSeq.. up to the highest retained stable checkpoint within one chunk. */
+  private serveState(to: ReplicaId, fromSeq: number): void {
+    let target: CheckpointProof | undefined;
+    for (const [seq, p] of this.proofs) {
+      if (seq < fromSeq || seq > this.lastExecuted || seq - fromSeq + 1 > this.limits.stateChunkBatches)
+        continue;
+      if (!target || seq > target.seq) target = p;
+    }
+    if (!target) return;
+    const batches: Batch[] = [];
+    for (let seq = fromSeq; seq <= target.seq; seq++) {
+      const e = this.history.get(seq);
+      if (!e) return;
+      batches.push(e.batch);
+    }
+    this.send(to, { type: "state", checkpoint: target, fromSeq, batches });
+  }
+
+  private onState(from: ReplicaId, m: StateMsg): void {
+    const cp = m.checkpoint;
+    if (m.fromSeq !== this.lastExecuted + 1) return; // stale or not for us now
+    if (
+      !Array.isArray(m.batches) ||
+      m.batches.length === 0 ||
+      m.batches.length > this.limits.stateChunkBatches
+    ) {
+      return this.drop(from, "state-bad-size");
+    }
+    if (cp.seq !== m.fromSeq + m.batches.length - 1) return this.drop(from, "state-bad-range");
+    if (!this.verifyCheckpointProof(cp)) return this.drop(from, "state-bad-proof");
+    let digest = this.stateDigest;
+    for (let i = 0; i < m.batches.length; i++) {
+      const b = m.batches[i] as Batch;
+      if (!this.batchShapeOk(b)) return this.drop(from, "state-bad-batch");
+      digest = this.digests.nextState(digest, m.fromSeq + i, this.digests.batch(b));
+    }
+    if (!bytesEqual(digest, cp.stateDigest)) return this.drop(from, "state-bad-digest");
+    this.event({ kind: "state-transfer", fromSeq: m.fromSeq, toSeq: cp.seq });
+    this.draining = true;
+    try {
+      for (let i = 0; i < m.batches.length; i++) {
+        const seq = m.fromSeq + i;
+        this.committedWaiting.delete(seq);
+        this.execute(seq, this.view, m.batches[i] as Batch);
+      }
+    } finally {
+      this.draining = false;
+    }
+    if (cp.seq > this.stable.seq) this.adoptCheckpoint(cp);
+    this.onStateTransferred();
+    this.drainCommitted();
+    if (this.lastExecuted < this.stable.seq) this.send(from, this.statusMsg()); // next chunk
+  }
+}
+
+function validateConfig(id: number, n: number, f: number, l: Limits): void {
+  const bad = (field: string, why: string) => {
+    throw new ConfigError("BAD_CONFIG", `${field}: ${why}`);
+  };
+  if (!Number.isInteger(f) || f < 0) bad("f", "must be an integer >= 0");
+  if (!Number.isInteger(id) || id < 0 || id >= n) bad("id", `must be in 0..${n - 1}`);
+  for (const [k, v] of Object.entries(l))
+    if (!Number.isSafeInteger(v) || v <= 0) bad(k, "must be a positive integer");
+  if (l.window < 2 * l.checkpointInterval) bad("window", "must be >= 2 * checkpointInterval");
+  if (l.retainBatches < l.checkpointInterval) bad("retainBatches", "must be >= checkpointInterval");
+  if (l.stateChunkBatches < l.checkpointInterval) bad("stateChunkBatches", "must be >= checkpointInterval");
+}

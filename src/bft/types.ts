@@ -1,0 +1,308 @@
+// Messages, configuration and the Ready contract of the BFT core.
+
+import type { CounterCert } from "./trusted.ts";
+
+export type ReplicaId = number;
+export type Mode = "hybrid" | "pbft";
+
+// ---------------------------------------------------------------- client requests
+
+export type ClientAuth =
+  /** ed25519 signature over the request digest (transferable, verifiable by anyone). */
+  | { readonly scheme: "ed25519"; readonly sig: Uint8Array }
+  /** PBFT-style authenticator: macs[i] = HMAC(sessionKey(client, replica i), request digest). */
+  | { readonly scheme: "mac"; readonly macs: readonly Uint8Array[] };
+
+export interface ClientRequest {
+  readonly clientId: string;
+  /** Strictly increasing per client, starting at 1; a request is executed at most once. */
+  readonly reqNo: number;
+  readonly op: Uint8Array;
+  readonly auth: ClientAuth;
+}
+
+export interface Batch {
+  readonly requests: readonly ClientRequest[];
+}
+
+// ---------------------------------------------------------------- checkpoints (both modes)
+
+export interface ReplicaSig {
+  readonly replica: ReplicaId;
+  readonly sig: Uint8Array;
+}
+
+/** A stable checkpoint: seq, the state digest after executing it, and a quorum of signatures. */
+export interface CheckpointProof {
+  readonly seq: number;
+  readonly stateDigest: Uint8Array;
+  readonly sigs: readonly ReplicaSig[];
+}
+
+export interface CheckpointMsg {
+  readonly type: "checkpoint";
+  readonly seq: number;
+  readonly stateDigest: Uint8Array;
+  readonly sig: Uint8Array;
+}
+
+// ---------------------------------------------------------------- hybrid mode messages
+
+/** Leader's proposal for `seq` in `view`, certified by its order counter at (view, seq + 1). */
+export interface HPrepare {
+  readonly type: "h-prepare";
+  readonly view: number;
+  readonly seq: number;
+  readonly batch: Batch;
+  readonly cert: CounterCert;
+}
+
+/** A follower's vote for the leader's PREPARE, certified by its own order counter at (view, seq + 1). */
+export interface HCommit {
+  readonly type: "h-commit";
+  readonly view: number;
+  readonly seq: number;
+  readonly batchDigest: Uint8Array;
+  readonly cert: CounterCert;
+}
+
+/** What a VIEW-CHANGE carries of the NEW-VIEW its sender last accepted (enough to verify its cert). */
+export interface HNewViewSummary {
+  readonly view: number;
+  readonly checkpointSeq: number;
+  readonly checkpointDigest: Uint8Array;
+  readonly maxSeq: number;
+  /** Batches re-issued for seqs checkpointSeq+1 .. maxSeq. */
+  readonly batches: readonly Batch[];
+  readonly vcSetDigest: Uint8Array;
+  /** The new leader's certificate at (view, 1). */
+  readonly cert: CounterCert;
+}
+
+/** A PREPARE the sender accepted in its last active view (the batch plus the leader's certificate). */
+export interface HEntry {
+  readonly seq: number;
+  readonly view: number;
+  readonly batch: Batch;
+  readonly cert: CounterCert;
+}
+
+export interface HViewChange {
+  readonly type: "h-view-change";
+  readonly replica: ReplicaId;
+  readonly newView: number;
+  readonly checkpoint: CheckpointProof;
+  /** The NEW-VIEW of the sender's last active view (absent when that view is 0). */
+  readonly nv: HNewViewSummary | null;
+  /** Accepted PREPAREs of the last active view after max(nv.maxSeq, checkpoint.seq), contiguous. */
+  readonly entries: readonly HEntry[];
+  /**
+   * Continuing certificates of the sender's order counter, oldest first: chain[0].prev is the last
+   * value it certified outside view changes; each link continues the one before; the last one is at
+   * (newView, 0) over this message's digest.
+   */
+  readonly chain: readonly ChainLink[];
+}
+
+/** One continuing certificate of a VIEW-CHANGE chain and the digest it certifies. */
+export interface ChainLink {
+  readonly cert: CounterCert;
+  readonly digest: Uint8Array;
+}
+
+export interface HNewView {
+  readonly type: "h-new-view";
+  readonly view: number;
+  readonly vcs: readonly HViewChange[];
+  /** Leader's certificate at (view, 1) over the NEW-VIEW digest. */
+  readonly cert: CounterCert;
+}
+
+/** A follower's vote for a NEW-VIEW (commits every re-issued batch at once), at (view, 1). */
+export interface HCommitNv {
+  readonly type: "h-commit-nv";
+  readonly view: number;
+  readonly nvDigest: Uint8Array;
+  readonly cert: CounterCert;
+}
+
+// ---------------------------------------------------------------- PBFT mode messages
+
+export interface PPrePrepare {
+  readonly type: "p-pre-prepare";
+  readonly view: number;
+  readonly seq: number;
+  readonly batch: Batch;
+  readonly sig: Uint8Array;
+}
+
+export interface PPrepare {
+  readonly type: "p-prepare";
+  readonly view: number;
+  readonly seq: number;
+  readonly batchDigest: Uint8Array;
+  readonly replica: ReplicaId;
+  readonly sig: Uint8Array;
+}
+
+export interface PCommit {
+  readonly type: "p-commit";
+  readonly view: number;
+  readonly seq: number;
+  readonly batchDigest: Uint8Array;
+  readonly replica: ReplicaId;
+  readonly sig: Uint8Array;
+}
+
+export interface PPreparedProof {
+  readonly prePrepare: PPrePrepare;
+  /** 2f PREPAREs from distinct replicas other than the leader, matching the pre-prepare. */
+  readonly prepares: readonly PPrepare[];
+}
+
+export interface PViewChange {
+  readonly type: "p-view-change";
+  readonly replica: ReplicaId;
+  readonly newView: number;
+  readonly checkpoint: CheckpointProof;
+  readonly prepared: readonly PPreparedProof[];
+  readonly sig: Uint8Array;
+}
+
+export interface PNewView {
+  readonly type: "p-new-view";
+  readonly view: number;
+  readonly vcs: readonly PViewChange[];
+  /** Re-issued pre-prepares for every seq after the new checkpoint (null batches fill gaps). */
+  readonly prePrepares: readonly PPrePrepare[];
+  readonly sig: Uint8Array;
+}
+
+// ---------------------------------------------------------------- shared messages
+
+/** A client request forwarded to the leader by the replica the client talks to. */
+export interface RequestMsg {
+  readonly type: "request";
+  readonly request: ClientRequest;
+}
+
+/** Periodic gossip that lets peers help a replica that fell behind (view or state). */
+export interface StatusMsg {
+  readonly type: "status";
+  readonly view: number;
+  readonly lastExecuted: number;
+  readonly stableSeq: number;
+}
+
+/** State transfer: batches after the receiver's lastExecuted up to a stable checkpoint. */
+export interface StateMsg {
+  readonly type: "state";
+  readonly checkpoint: CheckpointProof;
+  readonly fromSeq: number;
+  readonly batches: readonly Batch[];
+}
+
+export type HybridMessage = HPrepare | HCommit | HViewChange | HNewView | HCommitNv;
+export type PbftMessage = PPrePrepare | PPrepare | PCommit | PViewChange | PNewView;
+export type Message = HybridMessage | PbftMessage | CheckpointMsg | RequestMsg | StatusMsg | StateMsg;
+export type MessageType = Message["type"];
+
+// ---------------------------------------------------------------- configuration
+
+export interface Limits {
+  /** Requests per batch. */
+  readonly batchMaxCount: number;
+  /** Sum of op sizes per batch. */
+  readonly batchMaxBytes: number;
+  /** A leader cuts a non-full batch after this many ticks. */
+  readonly batchTimeoutTicks: number;
+  /** Largest op a client may submit. */
+  readonly requestMaxBytes: number;
+  readonly clientIdMaxBytes: number;
+  /** Requests waiting to be proposed (leader) or to commit (follower timers). */
+  readonly pendingMax: number;
+  /** Instances in flight: a seq is proposed only while seq <= stable checkpoint + window. */
+  readonly window: number;
+  /** A checkpoint every this many seqs; window must be >= 2 * interval. */
+  readonly checkpointInterval: number;
+  /** Committed batches kept below the stable checkpoint to serve state transfer. */
+  readonly retainBatches: number;
+  /** Batches in one state-transfer message. */
+  readonly stateChunkBatches: number;
+  /** Entries of the per-client table (last executed request); the least recent is evicted. */
+  readonly clientsMax: number;
+  /** A forwarded request not committed within this many ticks starts a view change. */
+  readonly requestTimeoutTicks: number;
+  /** First view-change timeout; doubles on each consecutive failed view change, up to the max. */
+  readonly viewChangeTimeoutTicks: number;
+  readonly viewChangeTimeoutMaxTicks: number;
+  /** Retransmission of unacknowledged protocol messages. */
+  readonly retransmitTicks: number;
+  /** STATUS gossip period. */
+  readonly statusTicks: number;
+  /** Links of consecutive view changes a hybrid VIEW-CHANGE may carry. */
+  readonly vcChainMax: number;
+}
+
+export const DEFAULT_LIMITS: Limits = Object.freeze({
+  batchMaxCount: 256,
+  batchMaxBytes: 1 << 20,
+  batchTimeoutTicks: 1,
+  requestMaxBytes: 1 << 20,
+  clientIdMaxBytes: 128,
+  pendingMax: 100_000,
+  window: 64,
+  checkpointInterval: 16,
+  retainBatches: 1024,
+  stateChunkBatches: 128,
+  clientsMax: 100_000,
+  requestTimeoutTicks: 200,
+  viewChangeTimeoutTicks: 200,
+  viewChangeTimeoutMaxTicks: 6400,
+  retransmitTicks: 20,
+  statusTicks: 25,
+  vcChainMax: 1024,
+});
+
+// ---------------------------------------------------------------- Ready contract
+
+export interface Outgoing {
+  /** A replica id, or "all" for every other replica. */
+  readonly to: ReplicaId | "all";
+  readonly msg: Message;
+}
+
+/** One durable key/value change; a Ready's ops are applied atomically, in order. */
+export type PersistOp =
+  | { readonly op: "put"; readonly key: string; readonly value: unknown }
+  | { readonly op: "del"; readonly key: string };
+
+export interface CommittedBatch {
+  readonly seq: number;
+  readonly view: number;
+  readonly batch: Batch;
+  readonly batchDigest: Uint8Array;
+  /** executed[i] is false for requests skipped as duplicates or unauthenticated. */
+  readonly executed: readonly boolean[];
+  /** Hash chain over batch digests after this batch. */
+  readonly stateDigest: Uint8Array;
+}
+
+export type ReplicaEvent =
+  | { readonly kind: "view-change-started"; readonly view: number; readonly reason: string }
+  | { readonly kind: "new-view"; readonly view: number; readonly leader: ReplicaId }
+  | { readonly kind: "checkpoint-stable"; readonly seq: number }
+  | { readonly kind: "state-transfer"; readonly fromSeq: number; readonly toSeq: number }
+  | { readonly kind: "duplicate-request"; readonly clientId: string; readonly reqNo: number }
+  | { readonly kind: "dropped"; readonly from: ReplicaId; readonly reason: string };
+
+export interface Ready {
+  /** 1. Make these durable (atomically) ... */
+  readonly persist: readonly PersistOp[];
+  /** 2. ... then send these ... */
+  readonly send: readonly Outgoing[];
+  /** 3. ... then apply these, in order. */
+  readonly commit: readonly CommittedBatch[];
+  /** For logs and metrics only. */
+  readonly events: readonly ReplicaEvent[];
+}

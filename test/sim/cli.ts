@@ -1,0 +1,58 @@
+// npm run sim -- --seed N [--steps S] [--mode hybrid|pbft|both] [--f F] [--verbose]
+// npm run sim -- --seeds 10000 [--from K] [--mode both] [--workers 2]
+// Replays one run exactly, or runs a campaign; prints the seed of every failure.
+
+import "../../src/util/polyfill.ts";
+import { availableParallelism } from "node:os";
+import { parseArgs } from "node:util";
+import type { Mode } from "../../src/bft/index.ts";
+import { runCampaignParallel } from "./campaign.ts";
+import { DEFAULT_SIM, Simulation } from "./world.ts";
+
+const { values } = parseArgs({
+  options: {
+    seed: { type: "string" },
+    seeds: { type: "string" },
+    from: { type: "string", default: "1" },
+    steps: { type: "string" },
+    mode: { type: "string", default: "both" },
+    f: { type: "string", default: "1" },
+    workers: { type: "string" },
+    verbose: { type: "boolean", default: false },
+  },
+});
+
+const steps = values.steps ? Number(values.steps) : DEFAULT_SIM.steps;
+const f = Number(values.f);
+const modes: Mode[] = values.mode === "both" ? ["hybrid", "pbft"] : [values.mode as Mode];
+let failed = false;
+
+if (values.seed !== undefined) {
+  for (const mode of modes) {
+    const sim = new Simulation({ ...DEFAULT_SIM, seed: Number(values.seed), mode, steps, f });
+    sim.verbose = values.verbose;
+    const r = sim.run();
+    if (values.verbose) for (const line of sim.log) console.log(line);
+    console.log(JSON.stringify({ ...r, violations: r.violations.length }, null, 1));
+    for (const v of r.violations) console.log(`VIOLATION seed=${r.seed} mode=${mode}: ${v}`);
+    failed ||= r.violations.length > 0;
+  }
+} else {
+  const count = Number(values.seeds ?? 200);
+  const from = Number(values.from);
+  const workers = Number(values.workers ?? Math.max(1, Math.min(availableParallelism(), 8)));
+  for (const mode of modes) {
+    const started = Date.now();
+    const s = await runCampaignParallel(mode, from, count, steps, f, workers);
+    console.log(
+      `${mode}: ${s.runs} seeds x ${steps} ticks (f=${f}), ${s.violations} violations, ${s.requests} requests, ` +
+        `max seq ${s.maxSeq}, max view ${s.maxView}, ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
+    console.log(`  faults: ${JSON.stringify(s.faults)}`);
+    console.log(`  dropped by reason: ${JSON.stringify(s.dropped)}`);
+    for (const fl of s.failures) console.log(`  FAILED seed=${fl.seed} mode=${mode}: ${fl.first}`);
+    console.log(`  replay a failure with: npm run sim -- --seed N --mode ${mode}${f !== 1 ? ` --f ${f}` : ""}`);
+    failed ||= s.violations > 0;
+  }
+}
+process.exit(failed ? 1 : 0);
