@@ -5,12 +5,12 @@ const TEXT = new TextEncoder();
 
 export class ByteWriter {
   private buf: Uint8Array;
-  private view: DataView;
+  private dv: DataView;
   private len = 0;
 
   constructor(initialBytes = 256) {
     this.buf = new Uint8Array(initialBytes);
-    this.view = new DataView(this.buf.buffer);
+    this.dv = new DataView(this.buf.buffer);
   }
 
   private ensure(extra: number): void {
@@ -20,7 +20,7 @@ export class ByteWriter {
     const next = new Uint8Array(size);
     next.set(this.buf.subarray(0, this.len));
     this.buf = next;
-    this.view = new DataView(next.buffer);
+    this.dv = new DataView(next.buffer);
   }
 
   u8(v: number): this {
@@ -32,7 +32,7 @@ export class ByteWriter {
   u32(v: number): this {
     if (!Number.isInteger(v) || v < 0 || v > 0xffff_ffff) throw new RangeError(`u32 out of range: ${v}`);
     this.ensure(4);
-    this.view.setUint32(this.len, v >>> 0);
+    this.dv.setUint32(this.len, v >>> 0);
     this.len += 4;
     return this;
   }
@@ -41,8 +41,8 @@ export class ByteWriter {
   u64(v: number): this {
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`u64 out of range: ${v}`);
     this.ensure(8);
-    this.view.setUint32(this.len, Math.floor(v / 0x1_0000_0000));
-    this.view.setUint32(this.len + 4, v >>> 0);
+    this.dv.setUint32(this.len, Math.floor(v / 0x1_0000_0000));
+    this.dv.setUint32(this.len + 4, v >>> 0);
     this.len += 8;
     return this;
   }
@@ -65,8 +65,14 @@ export class ByteWriter {
     return this.bytes(TEXT.encode(s));
   }
 
+  /** A copy of the bytes written. */
   finish(): Uint8Array {
     return this.buf.slice(0, this.len);
+  }
+
+  /** The bytes written, without copying (valid until the next write). */
+  view(): Uint8Array {
+    return this.buf.subarray(0, this.len);
   }
 }
 

@@ -10,9 +10,17 @@ interface Entry {
   /** Executed reqNos above low. */
   seen: Set<number>;
   lastSeq: number;
+  /** The application's reply to the client's latest executed request, for retransmissions. */
+  reply: { readonly reqNo: number; readonly data: Uint8Array } | null;
 }
 
-export type ClientTableSnapshot = readonly (readonly [string, number, readonly number[], number])[];
+export type ClientTableSnapshot = readonly (readonly [
+  string,
+  number,
+  readonly number[],
+  number,
+  { readonly reqNo: number; readonly data: Uint8Array } | null,
+])[];
 
 export class ClientTable {
   private readonly map = new Map<string, Entry>();
@@ -29,7 +37,7 @@ export class ClientTable {
   record(clientId: string, reqNo: number, seq: number): void {
     let e = this.map.get(clientId);
     if (e) this.map.delete(clientId);
-    else e = { low: 0, seen: new Set(), lastSeq: seq };
+    else e = { low: 0, seen: new Set(), lastSeq: seq, reply: null };
     e.lastSeq = seq;
     if (reqNo > e.low + CLIENT_WINDOW) {
       e.low = reqNo - CLIENT_WINDOW;
@@ -47,19 +55,35 @@ export class ClientTable {
     }
   }
 
+  /** Keeps `data` as the reply to (client, reqNo) if that request was executed and is the latest replied. */
+  setReply(clientId: string, reqNo: number, data: Uint8Array): boolean {
+    const e = this.map.get(clientId);
+    if (!e || !this.isExecuted(clientId, reqNo) || (e.reply && e.reply.reqNo > reqNo)) return false;
+    e.reply = { reqNo, data };
+    return true;
+  }
+
+  /** The kept reply to (client, reqNo), if it is the last one kept. */
+  reply(clientId: string, reqNo: number): Uint8Array | undefined {
+    const r = this.map.get(clientId)?.reply;
+    return r && r.reqNo === reqNo ? r.data : undefined;
+  }
+
   get size(): number {
     return this.map.size;
   }
 
   snapshot(): ClientTableSnapshot {
-    const out: [string, number, number[], number][] = [];
-    for (const [id, e] of this.map) out.push([id, e.low, [...e.seen].sort((a, b) => a - b), e.lastSeq]);
+    const out: [string, number, number[], number, Entry["reply"]][] = [];
+    for (const [id, e] of this.map)
+      out.push([id, e.low, [...e.seen].sort((a, b) => a - b), e.lastSeq, e.reply]);
     return out;
   }
 
   static restore(max: number, snap: ClientTableSnapshot): ClientTable {
     const t = new ClientTable(max);
-    for (const [id, low, seen, lastSeq] of snap) t.map.set(id, { low, seen: new Set(seen), lastSeq });
+    for (const [id, low, seen, lastSeq, reply] of snap)
+      t.map.set(id, { low, seen: new Set(seen), lastSeq, reply });
     return t;
   }
 }

@@ -38,7 +38,7 @@ export class Digests {
   constructor(readonly hashing: Hashing) {}
 
   sha(w: ByteWriter): Uint8Array {
-    return this.hashing.sha256(w.finish());
+    return this.hashing.sha256(w.view());
   }
 
   /** What a client signs: its id, request number and operation. */

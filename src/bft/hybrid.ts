@@ -321,12 +321,11 @@ export class HybridReplica extends ReplicaCore {
       return this.drop(from, "commit-bad-cert");
     if (!(c.batchDigest instanceof Uint8Array) || c.batchDigest.length !== 32)
       return this.drop(from, "commit-bad");
-    const slot = this.slot(c.seq);
-    if (slot.votes.has(from)) return;
+    if (this.slots.get(c.seq)?.votes.has(from)) return;
     if (!this.trusted.verifyCert(c.cert, this.digests.hPrepare(c.view, c.seq, c.batchDigest))) {
       return this.drop(from, "commit-bad-cert");
     }
-    slot.votes.set(from, c.batchDigest);
+    this.slot(c.seq).votes.set(from, c.batchDigest);
     this.checkCommit(c.seq);
   }
 

@@ -258,12 +258,11 @@ export class PbftReplica extends ReplicaCore {
     }
     if (!(p.batchDigest instanceof Uint8Array) || p.batchDigest.length !== 32)
       return this.drop(from, "prepare-bad");
-    const slot = this.slot(p.seq);
-    if (slot.prepares.has(p.replica)) return;
+    if (this.slots.get(p.seq)?.prepares.has(p.replica)) return;
     if (!this.auth.verify(p.replica, this.digests.pPrepare(p.view, p.seq, p.batchDigest), p.sig)) {
       return this.drop(from, "prepare-bad-sig");
     }
-    slot.prepares.set(p.replica, p);
+    this.slot(p.seq).prepares.set(p.replica, p);
     this.checkPrepared(p.seq);
   }
 
@@ -296,12 +295,11 @@ export class PbftReplica extends ReplicaCore {
       return this.drop(from, "commit-bad-sender");
     if (!(c.batchDigest instanceof Uint8Array) || c.batchDigest.length !== 32)
       return this.drop(from, "commit-bad");
-    const slot = this.slot(c.seq);
-    if (slot.commits.has(c.replica)) return;
+    if (this.slots.get(c.seq)?.commits.has(c.replica)) return;
     if (!this.auth.verify(c.replica, this.digests.pCommit(c.view, c.seq, c.batchDigest), c.sig)) {
       return this.drop(from, "commit-bad-sig");
     }
-    slot.commits.set(c.replica, c.batchDigest);
+    this.slot(c.seq).commits.set(c.replica, c.batchDigest);
     this.checkCommitted(c.seq);
   }
 

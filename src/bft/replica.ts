@@ -266,6 +266,25 @@ export abstract class ReplicaCore {
   /** Acknowledges the last Ready (kept for the etcd-style contract; ready() already hands over ownership). */
   advance(): void {}
 
+  /**
+   * Keeps the application's reply to an executed request (the last one per client), so that a
+   * retransmitted request can be answered without executing it again. Refused beyond replyMaxBytes.
+   */
+  recordReply(clientId: string, reqNo: number, reply: Uint8Array): boolean {
+    if (reply.length > this.limits.replyMaxBytes) return false;
+    return this.clients.setReply(clientId, reqNo, reply);
+  }
+
+  /** The kept reply to (client, reqNo), when that is the client's last replied request. */
+  cachedReply(clientId: string, reqNo: number): Uint8Array | undefined {
+    return this.clients.reply(clientId, reqNo);
+  }
+
+  /** True when (client, reqNo) was executed here (or is below the client's window). */
+  wasExecuted(clientId: string, reqNo: number): boolean {
+    return this.clients.isExecuted(clientId, reqNo);
+  }
+
   /** Counts of dropped peer messages by reason. */
   droppedTotal(): number {
     let t = 0;

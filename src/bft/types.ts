@@ -229,6 +229,8 @@ export interface Limits {
   readonly retainBatches: number;
   /** Batches in one state-transfer message. */
   readonly stateChunkBatches: number;
+  /** Largest reply kept per client for retransmitted requests. */
+  readonly replyMaxBytes: number;
   /** Entries of the per-client table (last executed request); the least recent is evicted. */
   readonly clientsMax: number;
   /** A forwarded request not committed within this many ticks starts a view change. */
@@ -256,6 +258,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   retainBatches: 1024,
   stateChunkBatches: 128,
   clientsMax: 100_000,
+  replyMaxBytes: 64 * 1024,
   requestTimeoutTicks: 200,
   viewChangeTimeoutTicks: 200,
   viewChangeTimeoutMaxTicks: 6400,

@@ -28,7 +28,15 @@ for (const mode of ["hybrid", "pbft"] as const) {
       );
       assert.equal(s.runs, SEEDS);
       // The campaign must actually exercise the faults it claims to.
-      for (const kind of ["loss", "duplicate", "partition", "crash", "restart", "new-view", "state-transfer"]) {
+      for (const kind of [
+        "loss",
+        "duplicate",
+        "partition",
+        "crash",
+        "restart",
+        "new-view",
+        "state-transfer",
+      ]) {
         assert.ok((s.faults[kind] ?? 0) > 0, `fault ${kind} was never exercised`);
       }
       if (SEEDS >= 100) {
@@ -94,7 +102,13 @@ describe("simulator checkers can fail", () => {
   class Probe extends Simulation {
     feed(i: number, seq: number, reqs: { clientId: string; reqNo: number; op: Uint8Array }[]) {
       const batch = { requests: reqs.map((r) => ({ ...r, auth: { scheme: "mac" as const, macs: [] } })) };
-      this.apply(i, seq, batch, batch.requests.map(() => true), 0);
+      this.apply(
+        i,
+        seq,
+        batch,
+        batch.requests.map(() => true),
+        0,
+      );
     }
   }
   const cfg = { ...DEFAULT_SIM, seed: 1, mode: "hybrid" as const, byzantine: "none" as const };
@@ -102,7 +116,10 @@ describe("simulator checkers can fail", () => {
   it("agreement: two correct replicas commit different batches at one seq", () => {
     const p = new Probe(cfg);
     p.feed(0, 1, []);
-    assert.throws(() => p.feed(1, 1, [{ clientId: "client-0", reqNo: 99, op: new Uint8Array(1) }]), /agreement/);
+    assert.throws(
+      () => p.feed(1, 1, [{ clientId: "client-0", reqNo: 99, op: new Uint8Array(1) }]),
+      /agreement/,
+    );
   });
 
   it("validity: a request no client sent is executed", () => {

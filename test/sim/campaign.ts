@@ -87,7 +87,9 @@ export async function runCampaignParallel(
     shards.map(
       (seeds) =>
         new Promise<CampaignSummary>((resolve, reject) => {
-          const child = fork(new URL("./campaign-worker.ts", import.meta.url), { execArgv: ["--import", "tsx"] });
+          const child = fork(new URL("./campaign-worker.ts", import.meta.url), {
+            execArgv: ["--import", "tsx"],
+          });
           child.send({ mode, f, steps, seeds });
           child.once("message", (m) => {
             resolve(m as CampaignSummary);

@@ -51,7 +51,9 @@ if (values.seed !== undefined) {
     console.log(`  faults: ${JSON.stringify(s.faults)}`);
     console.log(`  dropped by reason: ${JSON.stringify(s.dropped)}`);
     for (const fl of s.failures) console.log(`  FAILED seed=${fl.seed} mode=${mode}: ${fl.first}`);
-    console.log(`  replay a failure with: npm run sim -- --seed N --mode ${mode}${f !== 1 ? ` --f ${f}` : ""}`);
+    console.log(
+      `  replay a failure with: npm run sim -- --seed N --mode ${mode}${f !== 1 ? ` --f ${f}` : ""}`,
+    );
     failed ||= s.violations > 0;
   }
 }
