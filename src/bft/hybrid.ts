@@ -86,6 +86,7 @@ interface PersistedSlot {
 
 const KEY_META = "h/meta";
 const KEY_NV = "h/nv";
+const KEY_NV_VOTE = "h/nv-vote";
 const PREFIX_SLOT = "h/slot/";
 
 export class HybridReplica extends ReplicaCore {
@@ -118,8 +119,25 @@ export class HybridReplica extends ReplicaCore {
     return this.nextCertSeq;
   }
 
+  /**
+   * False when the trusted counter is already past `slot` in this view: the host crashed after its
+   * subsystem certified but before the Ready was persisted. Those seqs are lost to this replica; it
+   * skips ahead (followers then time out and change view).
+   */
+  private counterBehind(seq: number): boolean {
+    const cur = this.trusted.current(ORDER_COUNTER);
+    if (compareValues(cur, { view: this.view, slot: seq + 1 }) < 0) return true;
+    this.drop(this.id, "counter-ahead-of-state");
+    if (cur.view === this.view) this.nextCertSeq = Math.max(this.nextCertSeq, cur.slot);
+    return false;
+  }
+
   protected proposeBatch(seq: number, batch: Batch): void {
     assert(seq === this.nextCertSeq, "leader proposes in order");
+    if (!this.counterBehind(seq)) {
+      this.requeue(batch.requests);
+      return;
+    }
     const bd = this.digests.batch(batch);
     const cert = this.trusted.certifyIndependent(
       ORDER_COUNTER,
@@ -163,12 +181,11 @@ export class HybridReplica extends ReplicaCore {
       if (this.leader === this.id) this.broadcast(nv.msg);
       else if (nv.myVote) this.broadcast(nv.myVote);
     }
-    for (const [seq, slot] of this.slots) {
+    for (const slot of this.slots.values()) {
       if (slot.committed) continue;
       if (this.leader === this.id && slot.prepare) {
         for (let r = 0; r < this.n; r++) if (r !== this.id && !slot.votes.has(r)) this.send(r, slot.prepare);
       } else if (slot.myCommit) this.broadcast(slot.myCommit);
-      else if (seq >= this.nextCertSeq && !slot.prepare) break;
     }
   }
 
@@ -292,6 +309,7 @@ export class HybridReplica extends ReplicaCore {
         this.startViewChange(this.view + 1, `leader proposed an invalid batch (${problem})`);
         return;
       }
+      if (!this.counterBehind(seq)) continue;
       const bd = this.digests.batch(slot.prepare.batch);
       const cert = this.trusted.certifyIndependent(
         ORDER_COUNTER,
@@ -358,24 +376,41 @@ export class HybridReplica extends ReplicaCore {
     const hi = last.slot === 0 ? 0 : last.slot === 1 ? m : last.slot - 1;
     const from = Math.max(m, this.stable.seq);
     const entries: HEntry[] = [];
-    for (let seq = from + 1; seq <= hi; seq++) {
+    let provable = w === 0 || nvSummary !== null;
+    for (let seq = from + 1; seq <= hi && provable; seq++) {
       const p = this.slots.get(seq)?.prepare;
-      assert(p && p.view === w, `view change: missing accepted PREPARE for seq ${seq}`);
-      entries.push({ seq, view: w, batch: p.batch, cert: p.cert });
+      if (p && p.view === w) entries.push({ seq, view: w, batch: p.batch, cert: p.cert });
+      else provable = false;
+    }
+    if (!provable) {
+      // Our counter certified something our persisted state lost (crash between certify and persist):
+      // no valid VIEW-CHANGE can be made. Stop voting in this view and wait for a NEW-VIEW.
+      this.drop(this.id, "vc-cannot-prove");
+      this.vcTarget = target;
+      this.startViewChangeTimer();
+      this.persistMeta();
+      this.event({ kind: "view-change-started", view: target, reason: `${reason} (without a VIEW-CHANGE)` });
+      return;
     }
     const content = { replica: this.id, newView: target, checkpoint: this.stable, nv: nvSummary, entries };
     const digest = this.digests.hViewChange(content);
     const cert = this.trusted.certifyContinuing(ORDER_COUNTER, { view: target, slot: 0 }, digest);
     this.chain = [...this.chain, { cert, digest }];
     const vc: HViewChange = { type: "h-view-change", ...content, chain: this.chain };
-    this.myVc = vc;
     this.vcTarget = target;
     this.startViewChangeTimer();
-    this.persistMeta();
-    this.broadcast(vc);
     this.event({ kind: "view-change-started", view: target, reason });
     const info = this.checkVc(vc);
-    assert(typeof info !== "string", `own view change invalid: ${String(info)}`);
+    if (typeof info === "string") {
+      // Only after a crash between certify and persist (the chain lost a link): see counterBehind.
+      this.drop(this.id, `vc-own-invalid-${info}`);
+      this.myVc = null;
+      this.persistMeta();
+      return;
+    }
+    this.myVc = vc;
+    this.persistMeta();
+    this.broadcast(vc);
     this.vcs.set(this.id, { vc, info });
     this.armViewChangeTimer([...this.vcs.values()].map((x) => x.vc.newView));
     this.tryBuildNewView();
@@ -603,6 +638,7 @@ export class HybridReplica extends ReplicaCore {
       const cert = this.trusted.certifyIndependent(ORDER_COUNTER, { view: v, slot: 1 }, digest);
       nv.myVote = { type: "h-commit-nv", view: v, nvDigest: digest, cert };
       nv.votes.set(this.id, digest);
+      this.persist(KEY_NV_VOTE, nv.myVote);
       this.broadcast(nv.myVote);
     }
     this.nextCertSeq = Math.max(sel.maxSeq, this.stable.seq) + 1;
@@ -691,6 +727,11 @@ export class HybridReplica extends ReplicaCore {
         myVote: null,
         committed: false,
       };
+      const vote = storage.get(KEY_NV_VOTE) as HCommitNv | undefined;
+      if (vote && vote.view === nvMsg.view && bytesEqual(vote.nvDigest, digest)) {
+        this.nv.myVote = vote;
+        this.nv.votes.set(this.id, digest);
+      }
     }
     for (const key of storage.keys(PREFIX_SLOT)) {
       const seq = Number(key.slice(PREFIX_SLOT.length));

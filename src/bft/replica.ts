@@ -67,6 +67,8 @@ interface PersistedCheckpoint {
 }
 
 const KEY_CKPT = "ckpt";
+/** Requests re-forwarded to the leader per retransmission round. */
+const REFORWARD_PER_TICK_MAX = 256;
 const KEY_STABLE = "stable";
 const PREFIX_EXEC = "exec/";
 
@@ -121,9 +123,11 @@ export abstract class ReplicaCore {
   /** Requests proposed in this view and not yet executed. */
   protected readonly inFlight = new Set<string>();
   /** Requests this replica forwarded and waits to see executed (oldest first). */
-  protected readonly timers = new Map<string, { req: ClientRequest; deadline: number }>();
+  protected readonly timers = new Map<string, { req: ClientRequest; deadline: number; resent?: boolean }>();
 
   private draining = false;
+  /** Seq of the checkpoint (with client table) a restart resumes from. */
+  private persistedCheckpointSeq = 0;
   /** Leader: when the oldest outstanding proposal must have committed, or +Infinity. */
   private progressDeadline = Number.POSITIVE_INFINITY;
   private persistOut: PersistOp[] = [];
@@ -226,6 +230,7 @@ export abstract class ReplicaCore {
     }
     if (this.now % this.limits.retransmitTicks === 0) {
       this.retransmit();
+      this.reforwardRequests();
       if (this.myCheckpoint && this.myCheckpoint.seq > this.stable.seq) this.broadcast(this.myCheckpoint);
     }
     if (this.now % this.limits.statusTicks === 0) {
@@ -410,13 +415,14 @@ export abstract class ReplicaCore {
       if (mine && !bytesEqual(mine.digest, proof.stateDigest)) {
         throw new AssertionFailed(`state diverged at checkpoint ${proof.seq}`);
       }
-      if (mine) this.persist(KEY_CKPT, { proof, clients: mine.clients } satisfies PersistedCheckpoint);
+      if (mine) this.persistCheckpoint(proof, mine.clients);
     }
     for (const s of [...this.ckptVotes.keys()]) if (s <= proof.seq) this.ckptVotes.delete(s);
     for (const s of [...this.executedCheckpoints.keys()])
       if (s < proof.seq) this.executedCheckpoints.delete(s);
     if (this.myCheckpoint && this.myCheckpoint.seq <= proof.seq) this.myCheckpoint = null;
-    const keepFrom = proof.seq - this.limits.retainBatches;
+    // Executed batches stay until a persisted checkpoint covers them (a restart replays from there).
+    const keepFrom = Math.min(proof.seq, this.persistedCheckpointSeq) - this.limits.retainBatches;
     for (const s of [...this.history.keys()]) {
       if (s <= keepFrom) {
         this.history.delete(s);
@@ -428,6 +434,15 @@ export abstract class ReplicaCore {
       if (s <= proof.seq && s <= this.lastExecuted) this.committedWaiting.delete(s);
     this.collectGarbage(proof.seq);
     this.maybePropose();
+  }
+
+  /** Puts requests of a batch that could not be proposed back into the queue. */
+  protected requeue(reqs: readonly ClientRequest[]): void {
+    for (const r of reqs) {
+      const key = requestKey(r);
+      this.inFlight.delete(key);
+      this.enqueue(r, key);
+    }
   }
 
   /** Leader: outstanding proposals must commit within requestTimeoutTicks, or it changes view itself. */
@@ -472,6 +487,20 @@ export abstract class ReplicaCore {
    * higher one); only then may it time out and move on (PBFT's rule). A replica cut off from the others
    * therefore stays at its first target instead of running ahead alone.
    */
+  /** A forwarded request half-way to its deadline is sent to the leader once more (the first may be lost). */
+  private reforwardRequests(): void {
+    if (this.vcTarget !== null || this.leader === this.id) return;
+    const half = Math.floor(this.limits.requestTimeoutTicks / 2);
+    let budget = REFORWARD_PER_TICK_MAX;
+    for (const t of this.timers.values()) {
+      if (t.deadline - half > this.now || budget === 0) break;
+      if (t.resent) continue;
+      t.resent = true;
+      budget--;
+      this.send(this.leader, { type: "request", request: t.req });
+    }
+  }
+
   protected startViewChangeTimer(): void {
     this.vcDeadline = Number.POSITIVE_INFINITY;
   }
@@ -522,12 +551,18 @@ export abstract class ReplicaCore {
     }
   }
 
+  private persistCheckpoint(proof: CheckpointProof, clients: ClientTableSnapshot): void {
+    this.persist(KEY_CKPT, { proof, clients } satisfies PersistedCheckpoint);
+    this.persistedCheckpointSeq = proof.seq;
+  }
+
   // ------------------------------------------------------------------ restore
 
   /** Rebuilds the common state from storage and replays executed batches after the checkpoint. */
   protected restoreCommon(storage: StorageReader): void {
     const ck = storage.get(KEY_CKPT) as PersistedCheckpoint | undefined;
     if (ck) {
+      this.persistedCheckpointSeq = ck.proof.seq;
       this.stable = ck.proof;
       this.lastExecuted = ck.proof.seq;
       this.stateDigest = ck.proof.stateDigest;
@@ -608,7 +643,7 @@ export abstract class ReplicaCore {
         if (!bytesEqual(this.stateDigest, this.stable.stateDigest)) {
           throw new AssertionFailed(`state diverged at checkpoint ${seq}`);
         }
-        if (!replay) this.persist(KEY_CKPT, { proof: this.stable, clients } satisfies PersistedCheckpoint);
+        if (!replay) this.persistCheckpoint(this.stable, clients);
       } else if (seq > this.stable.seq) {
         const sig = this.auth.sign(this.digests.checkpoint(seq, this.stateDigest));
         this.myCheckpoint = { type: "checkpoint", seq, stateDigest: this.stateDigest, sig };
@@ -723,6 +758,7 @@ export abstract class ReplicaCore {
       this.draining = false;
     }
     if (cp.seq > this.stable.seq) this.adoptCheckpoint(cp);
+    else this.proofs.set(cp.seq, cp);
     this.onStateTransferred();
     this.drainCommitted();
     if (this.lastExecuted < this.stable.seq) this.send(from, this.statusMsg()); // next chunk
@@ -739,5 +775,6 @@ function validateConfig(id: number, n: number, f: number, l: Limits): void {
     if (!Number.isSafeInteger(v) || v <= 0) bad(k, "must be a positive integer");
   if (l.window < 2 * l.checkpointInterval) bad("window", "must be >= 2 * checkpointInterval");
   if (l.retainBatches < l.checkpointInterval) bad("retainBatches", "must be >= checkpointInterval");
+  if (l.requestMaxBytes > l.batchMaxBytes) bad("requestMaxBytes", "must be <= batchMaxBytes");
   if (l.stateChunkBatches < l.checkpointInterval) bad("stateChunkBatches", "must be >= checkpointInterval");
 }
