@@ -356,6 +356,20 @@ export class Simulation {
     const r = this.replicas[i];
     if (!r || !r.hasReady()) return;
     const rd = r.ready();
+    if (
+      this.faulty &&
+      this.cfg.crashes &&
+      this.isCorrect(i) &&
+      rd.persist.length > 0 &&
+      this.rng.chance(0.0005)
+    ) {
+      // The process dies before its Ready is durable: nothing of it is persisted, sent or applied,
+      // but the trusted subsystem (separate hardware) keeps whatever it certified meanwhile.
+      this.replicas[i] = null;
+      this.crashedUntil.set(i, this.now + this.rng.int(10, 200));
+      this.count("crash-before-persist");
+      return;
+    }
     (this.storages[i] as MemoryStorage).apply(rd.persist);
     let sends: readonly Outgoing[] = rd.send;
     const kind = this.byz.get(i);
