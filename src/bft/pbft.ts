@@ -468,14 +468,9 @@ export class PbftReplica extends ReplicaCore {
       if (!bytesEqual(this.digests.batch(pp.batch), this.digests.batch(batch)))
         return this.drop(from, "nv-wrong-pre-prepares");
       if (!this.prePrepareValid(pp)) return this.drop(from, "nv-bad-pre-prepare");
-      if (seq > this.lastExecuted) {
-        const problem = this.batchProblem(pp.batch);
-        if (problem !== null) {
-          this.drop(from, `nv-${problem}`);
-          this.startViewChange(nv.view + 1, `new view re-proposes an invalid batch (${problem})`);
-          return;
-        }
-      }
+      // Re-issued batches come from prepared certificates (accepted by f+1 correct replicas) or are
+      // null batches, so their requests are not re-checked here: a client whose MAC entry is bad for
+      // some replicas only must not be able to block the view change.
     }
     this.acceptNewView(nv, sel.checkpoint);
   }

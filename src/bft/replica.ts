@@ -147,6 +147,8 @@ export abstract class ReplicaCore {
     this.crypto = deps.crypto;
     this.auth = deps.auth;
     this.digests = new Digests(deps.crypto);
+    // Hybrid: the trusted subsystem verifies whole MAC authenticators (same verdict on every replica).
+    const trusted = cfg.mode === "hybrid" ? deps.trusted : undefined;
     this.verifier = new RequestVerifier(
       this.id,
       this.n,
@@ -154,6 +156,7 @@ export abstract class ReplicaCore {
       this.digests,
       deps.registry,
       this.limits,
+      trusted ? (clientId, digest, macs) => trusted.verifyClientMacs(clientId, digest, macs) : undefined,
     );
     this.clients = new ClientTable(this.limits.clientsMax);
     this.vcTimeout = this.limits.viewChangeTimeoutTicks;

@@ -50,11 +50,38 @@ export interface TrustedSubsystem {
   verifyMac(subsystem: number, digest: Uint8Array, mac: Uint8Array): boolean;
   /** The counter's current value (ZERO_VALUE before the first certificate). */
   current(counter: number): CounterValue;
+  /**
+   * Verifies a client's PBFT-style MAC authenticator completely: macs[i] must be the HMAC of `digest`
+   * under the session key of (clientId, replica i), which every subsystem derives from the group secret
+   * (see deriveClientSessionKey). Hosts never see those keys, so they cannot forge requests, and every
+   * correct replica reaches the same verdict on every entry.
+   */
+  verifyClientMacs(clientId: string, digest: Uint8Array, macs: readonly Uint8Array[]): boolean;
 }
 
 const TAG_INDEPENDENT = 1;
 const TAG_CONTINUING = 2;
 const TAG_MAC = 3;
+const TAG_CLIENT_KEY = 4;
+
+/** Derived client session keys a subsystem caches. */
+export const CLIENT_KEY_CACHE_MAX = 4096;
+
+/**
+ * The session key a client shares with replica `replica`, derived from the group secret. Computed by
+ * whoever provisions clients (the `orderer init` tool) and by the trusted subsystems; never by hosts.
+ */
+export function deriveClientSessionKey(
+  hashing: Hashing,
+  groupSecret: Uint8Array,
+  clientId: string,
+  replica: number,
+): Uint8Array {
+  return hashing.hmacSha256(
+    groupSecret,
+    new ByteWriter(64).u8(TAG_CLIENT_KEY).str(clientId).u32(replica).finish(),
+  );
+}
 
 /** Counters a subsystem may have: bounds the state a faulty host can make it allocate. */
 export const COUNTERS_MAX = 64;
@@ -81,6 +108,7 @@ export class SoftwareTrustedSubsystem implements TrustedSubsystem {
   readonly #hashing: Hashing;
   readonly #counters = new Map<number, CounterValue>();
   readonly #onAdvance: ((counter: number, value: CounterValue) => void) | undefined;
+  readonly #clientKeys = new Map<string, Uint8Array[]>();
 
   constructor(opts: SoftwareSubsystemOptions) {
     if (!validId(opts.id)) throw new CounterError("BAD_ID", "subsystem id must be >= 0");
@@ -150,6 +178,28 @@ export class SoftwareTrustedSubsystem implements TrustedSubsystem {
   verifyMac(subsystem: number, digest: Uint8Array, mac: Uint8Array): boolean {
     if (!validId(subsystem) || !(mac instanceof Uint8Array) || !(digest instanceof Uint8Array)) return false;
     return bytesEqual(this.#mac(macBytes(subsystem, digest)), mac);
+  }
+
+  verifyClientMacs(clientId: string, digest: Uint8Array, macs: readonly Uint8Array[]): boolean {
+    if (typeof clientId !== "string" || !(digest instanceof Uint8Array) || !Array.isArray(macs)) return false;
+    let keys = this.#clientKeys.get(clientId);
+    if (!keys || keys.length < macs.length) {
+      keys = macs.map((_, i) => deriveClientSessionKey(this.#hashing, this.#secret, clientId, i));
+      if (this.#clientKeys.size >= CLIENT_KEY_CACHE_MAX) {
+        this.#clientKeys.delete(this.#clientKeys.keys().next().value as string);
+      }
+      this.#clientKeys.set(clientId, keys);
+    }
+    for (let i = 0; i < macs.length; i++) {
+      const mac = macs[i];
+      if (
+        !(mac instanceof Uint8Array) ||
+        !bytesEqual(this.#hashing.hmacSha256(keys[i] as Uint8Array, digest), mac)
+      ) {
+        return false;
+      }
+    }
+    return true;
   }
 
   #checkCounter(counter: number, value: CounterValue): void {

@@ -6,10 +6,12 @@ import {
   type Batch,
   type ClientKeys,
   type ClientRequest,
+  type CoreCrypto,
   CounterError,
   createReplica,
   DEFAULT_LIMITS,
   Digests,
+  deriveClientSessionKey,
   type HCommit,
   type Limits,
   MemoryStorage,
@@ -194,13 +196,21 @@ export class Simulation {
     for (let c = 0; c < cfg.clients; c++) {
       const ident = this.crypto.newIdentity(`client-${c}`);
       const scheme = cfg.authScheme === "mixed" ? (c % 2 === 0 ? "ed25519" : "mac") : cfg.authScheme;
-      const macKeys = [...Array(this.n).keys()].map((i) =>
-        this.crypto.sha256(new TextEncoder().encode(`mac:${c}:${i}`)),
-      );
       const id = `client-${c}`;
+      // Hybrid: session keys derive from the group secret and stay inside the trusted subsystems.
+      const macKeys = [...Array(this.n).keys()].map((i) =>
+        cfg.mode === "hybrid"
+          ? deriveClientSessionKey(this.crypto, groupSecret, id, i)
+          : this.crypto.sha256(new TextEncoder().encode(`mac:${c}:${i}`)),
+      );
       this.clients.push({ id, scheme, secret: ident.secret, macKeys, nextReqNo: 1, outstanding: new Map() });
       for (let i = 0; i < this.n; i++) {
-        clientKeys[i]?.set(id, { ed25519PublicKey: ident.publicKey, macKey: macKeys[i] as Uint8Array });
+        clientKeys[i]?.set(
+          id,
+          cfg.mode === "hybrid"
+            ? { ed25519PublicKey: ident.publicKey }
+            : { ed25519PublicKey: ident.publicKey, macKey: macKeys[i] as Uint8Array },
+        );
       }
     }
     for (let i = 0; i < this.n; i++) {
@@ -213,12 +223,36 @@ export class Simulation {
               (replicaIds[i] as { secret: Uint8Array }).secret,
               replicaIds.map((x) => x.publicKey),
             );
-      this.deps.push({
-        crypto: this.crypto,
-        registry: staticRegistry(clientKeys[i] as Map<string, ClientKeys>),
-        auth,
-        trusted: cfg.mode === "hybrid" ? trusted : undefined,
-      });
+      const registry = staticRegistry(clientKeys[i] as Map<string, ClientKeys>);
+      if (this.byz.get(i) === "bad-client-sig") {
+        // A Byzantine host skips client authentication: it accepts (and, as leader, proposes with
+        // its own valid certificates) requests no client sent. Its subsystem still certifies honestly.
+        this.deps.push({
+          crypto: { ...bindCrypto(this.crypto), verifyEd25519: () => true },
+          registry: { keys: (id) => registry.keys(id) ?? { ed25519PublicKey: new Uint8Array(32) } },
+          auth,
+          trusted:
+            cfg.mode === "hybrid"
+              ? {
+                  id: trusted.id,
+                  certifyIndependent: (c, v, d) => trusted.certifyIndependent(c, v, d),
+                  certifyContinuing: (c, v, d) => trusted.certifyContinuing(c, v, d),
+                  trustedMac: (d) => trusted.trustedMac(d),
+                  verifyCert: (c, d) => trusted.verifyCert(c, d),
+                  verifyMac: (r, d, m) => trusted.verifyMac(r, d, m),
+                  current: (c) => trusted.current(c),
+                  verifyClientMacs: () => true,
+                }
+              : undefined,
+        });
+      } else {
+        this.deps.push({
+          crypto: this.crypto,
+          registry,
+          auth,
+          trusted: cfg.mode === "hybrid" ? trusted : undefined,
+        });
+      }
       this.storages.push(new MemoryStorage());
       this.apps.push({ appliedSeq: 0, executed: new Set() });
       this.replicas.push(this.build(i));
@@ -576,6 +610,14 @@ export class Simulation {
       if (j === i) j = (j + 1) % this.n;
       return j;
     };
+    if (kind === "bad-client-sig" && r.leader === i && r.vcTarget === null && this.rng.chance(0.1)) {
+      try {
+        r.propose(this.forgedRequest());
+        this.count("byz-forged-proposal");
+      } catch {
+        // its queue may be full
+      }
+    }
     if (kind === "replay" && this.recorded.length > 0 && this.rng.chance(0.3)) {
       this.count("byz-replay");
       this.transmit(i, peer(), this.rng.pick(this.recorded));
@@ -768,6 +810,14 @@ export class Simulation {
     }
     return o;
   }
+}
+
+function bindCrypto(c: SimCrypto): CoreCrypto {
+  return {
+    sha256: (d) => c.sha256(d),
+    hmacSha256: (k, d) => c.hmacSha256(k, d),
+    verifyEd25519: (p, m, s) => c.verifyEd25519(p, m, s),
+  };
 }
 
 export function runSim(cfg: SimConfig): SimResult {
