@@ -7,6 +7,7 @@ import {
   type CounterCert,
   type CounterValue,
   compareValues,
+  deriveClientSessionKey,
   SoftwareTrustedSubsystem,
   trustedAuthenticator,
   ZERO_VALUE,
@@ -432,5 +433,37 @@ describe("the secret", () => {
     const before = a.trustedMac(DIGEST);
     own.fill(9);
     assert.deepEqual(a.trustedMac(DIGEST), before);
+  });
+});
+
+describe("SoftwareTrustedSubsystem: client MAC authenticators", () => {
+  const n = 3;
+  const macsFor = (clientId: string, digest: Uint8Array, secret = SECRET) =>
+    [...Array(n).keys()].map((i) =>
+      nodeCrypto.hmacSha256(deriveClientSessionKey(nodeCrypto, secret, clientId, i), digest),
+    );
+  const sub = (id: number, secret = SECRET) =>
+    new SoftwareTrustedSubsystem({ id, secret, hashing: nodeCrypto });
+
+  it("every subsystem of the group accepts a complete, correct authenticator", () => {
+    const macs = macsFor("alice", DIGEST);
+    for (let i = 0; i < n; i++) assert.equal(sub(i).verifyClientMacs("alice", DIGEST, macs), true);
+  });
+
+  it("refuses one bad entry, another client's keys, another digest, or another group's keys", () => {
+    const s = sub(0);
+    const macs = macsFor("alice", DIGEST);
+    const bad = macs.slice();
+    bad[2] = new Uint8Array(32);
+    assert.equal(s.verifyClientMacs("alice", DIGEST, bad), false);
+    assert.equal(s.verifyClientMacs("bob", DIGEST, macs), false);
+    assert.equal(s.verifyClientMacs("alice", OTHER_DIGEST, macs), false);
+    assert.equal(s.verifyClientMacs("alice", DIGEST, macsFor("alice", DIGEST, OTHER_SECRET)), false);
+  });
+
+  it("session keys differ per client and per replica", () => {
+    const a0 = deriveClientSessionKey(nodeCrypto, SECRET, "alice", 0);
+    assert.notDeepEqual(a0, deriveClientSessionKey(nodeCrypto, SECRET, "alice", 1));
+    assert.notDeepEqual(a0, deriveClientSessionKey(nodeCrypto, SECRET, "bob", 0));
   });
 });
