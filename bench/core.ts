@@ -11,6 +11,7 @@ import {
   type ClientRequest,
   createReplica,
   Digests,
+  deriveClientSessionKey,
   MemoryStorage,
   type Message,
   type Mode,
@@ -59,8 +60,14 @@ function makeCluster(mode: Mode, f: number) {
   const secret = nodeCrypto.sha256(new TextEncoder().encode("bench-group-secret"));
   const replicaKeys = [...Array(n)].map(() => generateEd25519KeyPair());
   const clientSeeds = [...Array(CLIENTS)].map(() => generateEd25519KeyPair().privateKey);
+  // Hybrid: session keys derive from the group secret (checked whole by the trusted subsystems);
+  // PBFT: one independent key per (client, replica).
   const macKeys = [...Array(CLIENTS)].map((_, c) =>
-    [...Array(n)].map((_, i) => nodeCrypto.sha256(new TextEncoder().encode(`mac-${c}-${i}`))),
+    [...Array(n)].map((_, i) =>
+      mode === "hybrid"
+        ? deriveClientSessionKey(nodeCrypto, secret, `c${c}`, i)
+        : nodeCrypto.sha256(new TextEncoder().encode(`mac-${c}-${i}`)),
+    ),
   );
   const replicas: ReplicaCore[] = [];
   for (let i = 0; i < n; i++) {
