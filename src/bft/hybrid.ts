@@ -8,7 +8,7 @@
 
 import { bytesEqual } from "./bytes.ts";
 import { assert } from "./errors.ts";
-import { countQuorum, joinViewQuorum, matchingDigestQuorum } from "./quorum.ts";
+import { countQuorum, matchingDigestQuorum } from "./quorum.ts";
 import { type ReplicaConfig, ReplicaCore, type ReplicaDeps } from "./replica.ts";
 import { type StorageReader, seqKey } from "./storage.ts";
 import {
@@ -361,6 +361,12 @@ export class HybridReplica extends ReplicaCore {
 
   // ------------------------------------------------------------------ view change
 
+  protected viewChangeTargets(): Map<ReplicaId, number> {
+    const out = new Map<ReplicaId, number>();
+    for (const [r, x] of this.vcs) out.set(r, x.vc.newView);
+    return out;
+  }
+
   protected startViewChange(target: number, reason: string): void {
     if (target <= this.view || (this.vcTarget !== null && target <= this.vcTarget)) return;
     const counter = this.trusted.current(ORDER_COUNTER);
@@ -412,7 +418,7 @@ export class HybridReplica extends ReplicaCore {
     this.persistMeta();
     this.broadcast(vc);
     this.vcs.set(this.id, { vc, info });
-    this.armViewChangeTimer([...this.vcs.values()].map((x) => x.vc.newView));
+    this.armViewChangeTimer();
     this.tryBuildNewView();
   }
 
@@ -511,11 +517,7 @@ export class HybridReplica extends ReplicaCore {
     const info = this.checkVc(vc);
     if (typeof info === "string") return this.drop(from, info);
     this.vcs.set(from, { vc, info });
-    const wanted = new Map<ReplicaId, number>();
-    for (const [r, x] of this.vcs) wanted.set(r, x.vc.newView);
-    const join = joinViewQuorum(this.q.join)({ view: this.vcTarget ?? this.view }, wanted);
-    if (join.done && join.value !== undefined) this.startViewChange(join.value, "f+1 replicas changed view");
-    this.armViewChangeTimer([...this.vcs.values()].map((x) => x.vc.newView));
+    this.reactToViewChanges();
     this.tryBuildNewView();
   }
 

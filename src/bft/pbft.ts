@@ -7,7 +7,7 @@
 
 import { bytesEqual } from "./bytes.ts";
 import { assert } from "./errors.ts";
-import { countQuorum, joinViewQuorum, matchingDigestQuorum } from "./quorum.ts";
+import { countQuorum, matchingDigestQuorum } from "./quorum.ts";
 import { type ReplicaConfig, ReplicaCore, type ReplicaDeps } from "./replica.ts";
 import { type StorageReader, seqKey } from "./storage.ts";
 import type {
@@ -316,6 +316,12 @@ export class PbftReplica extends ReplicaCore {
 
   // ------------------------------------------------------------------ view change
 
+  protected viewChangeTargets(): Map<ReplicaId, number> {
+    const out = new Map<ReplicaId, number>();
+    for (const [r, vc] of this.vcs) out.set(r, vc.newView);
+    return out;
+  }
+
   protected startViewChange(target: number, reason: string): void {
     if (target <= this.view || (this.vcTarget !== null && target <= this.vcTarget)) return;
     const prepared = [...this.prepared.entries()]
@@ -332,7 +338,7 @@ export class PbftReplica extends ReplicaCore {
     this.broadcast(vc);
     this.event({ kind: "view-change-started", view: target, reason });
     this.vcs.set(this.id, vc);
-    this.armViewChangeTimer([...this.vcs.values()].map((x) => x.newView));
+    this.armViewChangeTimer();
     this.tryBuildNewView();
   }
 
@@ -394,11 +400,7 @@ export class PbftReplica extends ReplicaCore {
     const problem = this.vcProblem(vc);
     if (problem !== null) return this.drop(from, problem);
     this.vcs.set(from, vc);
-    const wanted = new Map<ReplicaId, number>();
-    for (const [r, x] of this.vcs) wanted.set(r, x.newView);
-    const join = joinViewQuorum(this.q.join)({ view: this.vcTarget ?? this.view }, wanted);
-    if (join.done && join.value !== undefined) this.startViewChange(join.value, "f+1 replicas changed view");
-    this.armViewChangeTimer([...this.vcs.values()].map((x) => x.newView));
+    this.reactToViewChanges();
     this.tryBuildNewView();
   }
 

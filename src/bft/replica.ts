@@ -8,7 +8,7 @@ import { ClientTable, type ClientTableSnapshot } from "./client-table.ts";
 import type { CoreCrypto, ReplicaAuthenticator } from "./crypto.ts";
 import { Digests } from "./digests.ts";
 import { AssertionFailed, assert, ConfigError, RequestError } from "./errors.ts";
-import { agreedDigestQuorum, type Quorums, quorums } from "./quorum.ts";
+import { agreedDigestQuorum, joinViewQuorum, type Quorums, quorums } from "./quorum.ts";
 import { type StorageReader, seqKey } from "./storage.ts";
 import type { TrustedSubsystem } from "./trusted.ts";
 import {
@@ -508,13 +508,23 @@ export abstract class ReplicaCore {
     this.vcDeadline = Number.POSITIVE_INFINITY;
   }
 
-  /** Arms the view-change deadline once `wanted` (each replica's target view) holds a quorum for vcTarget. */
-  protected armViewChangeTimer(wanted: Iterable<number>): void {
+  /** The view each replica's latest valid VIEW-CHANGE (own included) asks for. */
+  protected abstract viewChangeTargets(): Map<ReplicaId, number>;
+
+  /** Arms the view-change deadline once a quorum of replicas wants vcTarget or a higher view. */
+  protected armViewChangeTimer(): void {
     const target = this.vcTarget;
     if (target === null || this.vcDeadline !== Number.POSITIVE_INFINITY) return;
     let count = 0;
-    for (const v of wanted) if (v >= target) count++;
+    for (const v of this.viewChangeTargets().values()) if (v >= target) count++;
     if (count >= this.q.viewChange) this.vcDeadline = this.now + this.vcTimeout;
+  }
+
+  /** After a valid VIEW-CHANGE arrives: join a higher view that f+1 replicas want; arm the timer. */
+  protected reactToViewChanges(): void {
+    const join = joinViewQuorum(this.q.join)({ view: this.vcTarget ?? this.view }, this.viewChangeTargets());
+    if (join.done && join.value !== undefined) this.startViewChange(join.value, "f+1 replicas changed view");
+    this.armViewChangeTimer();
   }
 
   /** Leader: cuts batches from the queue while the window allows. */
