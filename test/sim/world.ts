@@ -421,7 +421,13 @@ export class Simulation {
         this.count("new-view");
       }
       if (e.kind === "state-transfer") this.count("state-transfer");
-      if (this.verbose && e.kind !== "dropped") this.log.push(`t${this.now} r${i} ${JSON.stringify(e)}`);
+      if (
+        this.verbose &&
+        e.kind !== "dropped" &&
+        e.kind !== "checkpoint-stable" &&
+        e.kind !== "duplicate-request"
+      )
+        this.log.push(`t${this.now} r${i} ${JSON.stringify(e)}`);
     }
     r.advance();
   }
