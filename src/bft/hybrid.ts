@@ -129,6 +129,8 @@ export class HybridReplica extends ReplicaCore {
     if (compareValues(cur, { view: this.view, slot: seq + 1 }) < 0) return true;
     this.drop(this.id, "counter-ahead-of-state");
     if (cur.view === this.view) this.nextCertSeq = Math.max(this.nextCertSeq, cur.slot);
+    // A counter in a later view cannot vote in this one at all: leave it.
+    else this.startViewChange(cur.view + 1, "trusted counter is ahead of this view");
     return false;
   }
 
@@ -299,6 +301,7 @@ export class HybridReplica extends ReplicaCore {
   private processInOrder(): void {
     if (this.vcTarget !== null || this.leader === this.id || !this.protocolReady()) return;
     for (;;) {
+      if (this.vcTarget !== null) return;
       const seq = this.nextCertSeq;
       if (seq > this.stable.seq + this.limits.window) return;
       const slot = this.slots.get(seq);
@@ -309,7 +312,10 @@ export class HybridReplica extends ReplicaCore {
         this.startViewChange(this.view + 1, `leader proposed an invalid batch (${problem})`);
         return;
       }
-      if (!this.counterBehind(seq)) continue;
+      if (!this.counterBehind(seq)) {
+        if (this.nextCertSeq <= seq) return;
+        continue;
+      }
       const bd = this.digests.batch(slot.prepare.batch);
       const cert = this.trusted.certifyIndependent(
         ORDER_COUNTER,

@@ -561,6 +561,8 @@ export abstract class ReplicaCore {
       if (requests.length === 0) continue;
       this.proposeBatch(seq, { requests });
       this.armProgressTimer();
+      // A proposal that could not be made (the mode refused the seq) must not spin this loop.
+      if (this.nextProposalSeq() <= seq || !this.isLeader || !this.protocolReady()) return;
     }
   }
 

@@ -93,7 +93,12 @@ export interface SoftwareSubsystemOptions {
   hashing: Hashing;
   /** Counter values to resume from (a restarted subsystem must never go back). */
   counters?: ReadonlyMap<number, CounterValue>;
-  /** Called after a counter advances, before the certificate is returned (persist it durably there). */
+  /**
+   * Called after a counter advances, before the certificate is returned. A driver persists the new
+   * value in the same atomic write as the Ready that the certificate belongs to (nothing is sent before
+   * that write), so after a crash the counters and the replica's state agree; a hardware subsystem
+   * whose counters survive any crash instead leaves the replica to skip what it can no longer prove.
+   */
   onAdvance?: (counter: number, value: CounterValue) => void;
 }
 
@@ -128,6 +133,11 @@ export class SoftwareTrustedSubsystem implements TrustedSubsystem {
 
   current(counter: number): CounterValue {
     return this.#counters.get(counter) ?? ZERO_VALUE;
+  }
+
+  /** Every counter's value, for the driver to persist (see SoftwareSubsystemOptions.onAdvance). */
+  counters(): Map<number, CounterValue> {
+    return new Map(this.#counters);
   }
 
   certifyIndependent(counter: number, value: CounterValue, digest: Uint8Array): CounterCert {

@@ -91,6 +91,22 @@ describe("simulator scenarios", () => {
     });
   }
 
+  it("hybrid with hardware counters: replicas waking up with a counter ahead of their state stay safe and live", () => {
+    let amnesia = 0;
+    for (let seed = 1; seed <= 30; seed++) {
+      const r = runSim({
+        ...DEFAULT_SIM,
+        seed,
+        mode: "hybrid",
+        byzantine: "none",
+        trustedCounters: "hardware",
+      });
+      assert.deepEqual(r.violations, [], `seed ${seed}`);
+      amnesia += r.faults["crash-before-persist"] ?? 0;
+    }
+    assert.ok(amnesia > 0, "no crash before persist was injected");
+  });
+
   it("the same seed replays the same run", () => {
     const a = runSim({ ...DEFAULT_SIM, seed: 42, mode: "hybrid", steps: 1200 });
     const b = runSim({ ...DEFAULT_SIM, seed: 42, mode: "hybrid", steps: 1200 });

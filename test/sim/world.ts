@@ -5,9 +5,11 @@
 import {
   type Batch,
   type ClientKeys,
+  type ClientRegistry,
   type ClientRequest,
   type CoreCrypto,
   CounterError,
+  type CounterValue,
   createReplica,
   DEFAULT_LIMITS,
   Digests,
@@ -22,6 +24,7 @@ import {
   type PCommit,
   type PPrePrepare,
   quorums,
+  type ReplicaAuthenticator,
   type ReplicaCore,
   type ReplicaDeps,
   SoftwareTrustedSubsystem,
@@ -64,6 +67,12 @@ export interface SimConfig {
   /** Byzantine behaviour per faulty replica; "random" picks f replicas and a kind for each. */
   readonly byzantine: readonly ByzantineKind[] | "random" | "none";
   readonly authScheme: "ed25519" | "mac" | "mixed";
+  /**
+   * "with-ready": software counters persisted atomically with each Ready (a crash before the write
+   * rolls both back); "hardware": counters survive any crash, so a replica can wake up with a counter
+   * ahead of its persisted state (an amnesia fault that counts against f).
+   */
+  readonly trustedCounters: "with-ready" | "hardware";
   readonly limits?: Partial<Limits>;
 }
 
@@ -81,6 +90,7 @@ export const DEFAULT_SIM: Omit<SimConfig, "seed" | "mode"> = {
   crashes: true,
   byzantine: "random",
   authScheme: "mixed",
+  trustedCounters: "with-ready",
 };
 
 export const SIM_LIMITS: Partial<Limits> = {
@@ -146,6 +156,11 @@ export class Simulation {
   private readonly storages: MemoryStorage[] = [];
   private readonly trusted: SoftwareTrustedSubsystem[] = [];
   private readonly deps: ReplicaDeps[] = [];
+  private readonly registries: ClientRegistry[] = [];
+  private readonly pbftAuth: ReplicaAuthenticator[] = [];
+  /** Each subsystem's counters as of its replica's last durable Ready (software counters). */
+  private readonly trustedSaved: Map<number, CounterValue>[] = [];
+  private groupSecret: Uint8Array = new Uint8Array(32);
   private readonly apps: SimApp[] = [];
   private readonly byz = new Map<number, ByzantineKind>();
   private readonly clients: SimClient[] = [];
@@ -213,50 +228,51 @@ export class Simulation {
         );
       }
     }
+    this.groupSecret = groupSecret;
     for (let i = 0; i < this.n; i++) {
-      const trusted = new SoftwareTrustedSubsystem({ id: i, secret: groupSecret, hashing: this.crypto });
-      this.trusted.push(trusted);
-      const auth =
-        cfg.mode === "hybrid"
-          ? trustedAuthenticator(trusted)
-          : this.crypto.authenticator(
-              (replicaIds[i] as { secret: Uint8Array }).secret,
-              replicaIds.map((x) => x.publicKey),
-            );
-      const registry = staticRegistry(clientKeys[i] as Map<string, ClientKeys>);
-      if (this.byz.get(i) === "bad-client-sig") {
-        // A Byzantine host skips client authentication: it accepts (and, as leader, proposes with
-        // its own valid certificates) requests no client sent. Its subsystem still certifies honestly.
-        this.deps.push({
-          crypto: { ...bindCrypto(this.crypto), verifyEd25519: () => true },
-          registry: { keys: (id) => registry.keys(id) ?? { ed25519PublicKey: new Uint8Array(32) } },
-          auth,
-          trusted:
-            cfg.mode === "hybrid"
-              ? {
-                  id: trusted.id,
-                  certifyIndependent: (c, v, d) => trusted.certifyIndependent(c, v, d),
-                  certifyContinuing: (c, v, d) => trusted.certifyContinuing(c, v, d),
-                  trustedMac: (d) => trusted.trustedMac(d),
-                  verifyCert: (c, d) => trusted.verifyCert(c, d),
-                  verifyMac: (r, d, m) => trusted.verifyMac(r, d, m),
-                  current: (c) => trusted.current(c),
-                  verifyClientMacs: () => true,
-                }
-              : undefined,
-        });
-      } else {
-        this.deps.push({
-          crypto: this.crypto,
-          registry,
-          auth,
-          trusted: cfg.mode === "hybrid" ? trusted : undefined,
-        });
-      }
+      this.trusted.push(new SoftwareTrustedSubsystem({ id: i, secret: groupSecret, hashing: this.crypto }));
+      this.trustedSaved.push(new Map());
+      this.registries.push(staticRegistry(clientKeys[i] as Map<string, ClientKeys>));
+      this.pbftAuth.push(
+        this.crypto.authenticator(
+          (replicaIds[i] as { secret: Uint8Array }).secret,
+          replicaIds.map((x) => x.publicKey),
+        ),
+      );
+      this.deps.push(this.makeDeps(i));
       this.storages.push(new MemoryStorage());
       this.apps.push({ appliedSeq: 0, executed: new Set() });
       this.replicas.push(this.build(i));
     }
+  }
+
+  private makeDeps(i: number): ReplicaDeps {
+    const trusted = this.trusted[i] as SoftwareTrustedSubsystem;
+    const hybrid = this.cfg.mode === "hybrid";
+    const auth = hybrid ? trustedAuthenticator(trusted) : (this.pbftAuth[i] as ReplicaAuthenticator);
+    const registry = this.registries[i] as ClientRegistry;
+    if (this.byz.get(i) !== "bad-client-sig") {
+      return { crypto: this.crypto, registry, auth, trusted: hybrid ? trusted : undefined };
+    }
+    // A Byzantine host skips client authentication: it accepts (and, as leader, proposes with its own
+    // valid certificates) requests no client sent. Its subsystem still certifies honestly.
+    return {
+      crypto: { ...bindCrypto(this.crypto), verifyEd25519: () => true },
+      registry: { keys: (id) => registry.keys(id) ?? { ed25519PublicKey: new Uint8Array(32) } },
+      auth,
+      trusted: hybrid
+        ? {
+            id: trusted.id,
+            certifyIndependent: (c, v, d) => trusted.certifyIndependent(c, v, d),
+            certifyContinuing: (c, v, d) => trusted.certifyContinuing(c, v, d),
+            trustedMac: (d) => trusted.trustedMac(d),
+            verifyCert: (c, d) => trusted.verifyCert(c, d),
+            verifyMac: (r, d, m) => trusted.verifyMac(r, d, m),
+            current: (c) => trusted.current(c),
+            verifyClientMacs: () => true,
+          }
+        : undefined,
+    };
   }
 
   private build(i: number): ReplicaCore {
@@ -371,6 +387,7 @@ export class Simulation {
           this.replicas[i] = null;
           this.crashedUntil.set(i, this.now + this.rng.int(10, 200));
           this.count("crash");
+          if (this.verbose) this.log.push(`t${this.now} r${i} crash`);
         }
       }
     }
@@ -382,6 +399,7 @@ export class Simulation {
     const r = this.build(i);
     this.replicas[i] = r;
     this.count("restart");
+    if (this.verbose) this.log.push(`t${this.now} r${i} restart`);
     this.drain(i);
   }
 
@@ -397,14 +415,26 @@ export class Simulation {
       rd.persist.length > 0 &&
       this.rng.chance(0.0005)
     ) {
-      // The process dies before its Ready is durable: nothing of it is persisted, sent or applied,
-      // but the trusted subsystem (separate hardware) keeps whatever it certified meanwhile.
+      // The process dies before its Ready is durable: nothing of it is persisted, sent or applied.
+      // Software counters are written in the same atomic batch, so they come back as they were;
+      // hardware counters keep whatever was certified meanwhile.
       this.replicas[i] = null;
       this.crashedUntil.set(i, this.now + this.rng.int(10, 200));
       this.count("crash-before-persist");
+      if (this.verbose) this.log.push(`t${this.now} r${i} crash before persist`);
+      if (this.cfg.trustedCounters === "with-ready") {
+        this.trusted[i] = new SoftwareTrustedSubsystem({
+          id: i,
+          secret: this.groupSecret,
+          hashing: this.crypto,
+          counters: this.trustedSaved[i],
+        });
+        this.deps[i] = this.makeDeps(i);
+      }
       return;
     }
     (this.storages[i] as MemoryStorage).apply(rd.persist);
+    this.trustedSaved[i] = (this.trusted[i] as SoftwareTrustedSubsystem).counters();
     let sends: readonly Outgoing[] = rd.send;
     const kind = this.byz.get(i);
     if (kind) sends = this.mutate(i, kind, sends);
