@@ -192,15 +192,13 @@ export class HybridReplica extends ReplicaCore {
   }
 
   protected helpPeer(from: ReplicaId, s: StatusMsg): void {
-    if (this.vcTarget !== null) {
-      if (this.myVc && s.view >= this.vcTarget) this.send(from, this.myVc);
-      return;
-    }
+    if (this.vcTarget !== null && this.myVc && s.target >= this.vcTarget) this.send(from, this.myVc);
     const nv = this.nv;
     if (s.view < this.view) {
-      if (nv && nv.view === this.view) this.send(from, nv.msg);
+      if (nv && nv.view === this.view && s.target <= this.view) this.send(from, nv.msg);
       return;
     }
+    // Same view, peer behind (even while either of us is changing view): resend what commits its gap.
     if (s.view !== this.view || s.lastExecuted >= this.lastExecuted) return;
     if (nv && nv.view === this.view && s.lastExecuted < nv.m) {
       this.send(from, nv.msg);

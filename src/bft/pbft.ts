@@ -116,14 +116,12 @@ export class PbftReplica extends ReplicaCore {
   }
 
   protected helpPeer(from: ReplicaId, s: StatusMsg): void {
-    if (this.vcTarget !== null) {
-      if (this.myVc && s.view >= this.vcTarget) this.send(from, this.myVc);
-      return;
-    }
+    if (this.vcTarget !== null && this.myVc && s.target >= this.vcTarget) this.send(from, this.myVc);
     if (s.view < this.view) {
-      if (this.nvMsg && this.nvMsg.view === this.view) this.send(from, this.nvMsg);
+      if (this.nvMsg && this.nvMsg.view === this.view && s.target <= this.view) this.send(from, this.nvMsg);
       return;
     }
+    // Same view, peer behind (even while either of us is changing view): resend what commits its gap.
     if (s.view !== this.view || s.lastExecuted >= this.lastExecuted) return;
     const top = Math.min(this.lastExecuted, this.stable.seq + this.limits.window);
     for (let seq = Math.max(s.lastExecuted, this.stable.seq) + 1; seq <= top; seq++) {
@@ -303,12 +301,16 @@ export class PbftReplica extends ReplicaCore {
     this.checkCommitted(c.seq);
   }
 
+  /**
+   * Committed at 2f+1 matching COMMITs (our own among them or not: a replica changing view sends no
+   * COMMIT but may still learn that f+1 correct replicas prepared and committed the batch).
+   */
   private checkCommitted(seq: number): void {
     const slot = this.slots.get(seq);
-    if (!slot?.pp || !slot.myCommit || slot.committed) return;
+    if (!slot?.pp || slot.committed) return;
     const votes = new Map<ReplicaId, { digest: Uint8Array }>();
     for (const [r, d] of slot.commits) votes.set(r, { digest: d });
-    const res = matchingDigestQuorum(this.q.commit)({ digest: slot.myCommit.batchDigest }, votes);
+    const res = matchingDigestQuorum(this.q.commit)({ digest: this.digests.batch(slot.pp.batch) }, votes);
     if (!res.done) return;
     slot.committed = true;
     this.commitBatch(seq, this.view, slot.pp.batch);

@@ -237,12 +237,7 @@ export abstract class ReplicaCore {
       if (this.myCheckpoint && this.myCheckpoint.seq > this.stable.seq) this.broadcast(this.myCheckpoint);
     }
     if (this.now % this.limits.statusTicks === 0) {
-      this.broadcast({
-        type: "status",
-        view: this.vcTarget ?? this.view,
-        lastExecuted: this.lastExecuted,
-        stableSeq: this.stable.seq,
-      });
+      this.broadcast(this.statusMsg());
     }
     this.maybePropose();
   }
@@ -706,7 +701,8 @@ export abstract class ReplicaCore {
   private statusMsg(): StatusMsg {
     return {
       type: "status",
-      view: this.vcTarget ?? this.view,
+      view: this.view,
+      target: this.vcTarget ?? this.view,
       lastExecuted: this.lastExecuted,
       stableSeq: this.stable.seq,
     };
@@ -715,6 +711,8 @@ export abstract class ReplicaCore {
   private onStatus(from: ReplicaId, s: StatusMsg): void {
     if (
       !Number.isSafeInteger(s.view) ||
+      !Number.isSafeInteger(s.target) ||
+      s.target < s.view ||
       !Number.isSafeInteger(s.lastExecuted) ||
       !Number.isSafeInteger(s.stableSeq)
     ) {

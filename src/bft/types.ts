@@ -189,7 +189,10 @@ export interface RequestMsg {
 /** Periodic gossip that lets peers help a replica that fell behind (view or state). */
 export interface StatusMsg {
   readonly type: "status";
+  /** The sender's current (last entered) view. */
   readonly view: number;
+  /** The view it is changing to, or `view` when it is not changing view. */
+  readonly target: number;
   readonly lastExecuted: number;
   readonly stableSeq: number;
 }

@@ -662,7 +662,13 @@ export class Simulation {
       this.count("byz-view-spam");
       const v = r.view + this.rng.int(-2, 8);
       const msgs: Message[] = [
-        { type: "status", view: v, lastExecuted: this.rng.int(0, 1000), stableSeq: this.rng.int(0, 1000) },
+        {
+          type: "status",
+          view: v,
+          target: v + this.rng.int(0, 3),
+          lastExecuted: this.rng.int(0, 1000),
+          stableSeq: this.rng.int(0, 1000),
+        },
         this.cfg.mode === "hybrid"
           ? {
               type: "h-commit-nv",
@@ -699,7 +705,13 @@ export class Simulation {
     if (kind === "flood") {
       this.count("byz-flood");
       for (let k = 0; k < 20; k++) {
-        this.transmit(i, peer(), { type: "status", view: r.view, lastExecuted: 0, stableSeq: 0 });
+        this.transmit(i, peer(), {
+          type: "status",
+          view: r.view,
+          target: r.view,
+          lastExecuted: 0,
+          stableSeq: 0,
+        });
         const c = this.rng.pick(this.clients);
         this.transmit(i, peer(), {
           type: "request",

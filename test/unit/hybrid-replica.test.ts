@@ -720,7 +720,11 @@ describe("hybrid replica: malformed input", () => {
       { type: "checkpoint", seq: 4, stateDigest: null, sig: null },
       "checkpoint-bad",
     ],
-    ["STATUS, null view", { type: "status", view: null, lastExecuted: 0, stableSeq: 0 }, "status-bad"],
+    [
+      "STATUS, null view",
+      { type: "status", view: null, target: 0, lastExecuted: 0, stableSeq: 0 },
+      "status-bad",
+    ],
     ["STATE, null batches", { type: "state", checkpoint: null, fromSeq: 1, batches: null }, "state-bad-size"],
     [
       "STATE, null checkpoint",
@@ -748,9 +752,9 @@ describe("hybrid replica: malformed input", () => {
     r.step(1, { type: "request", request: null } as unknown as Message);
     const stranger = { ...c.request(), clientId: "stranger" };
     r.step(1, { type: "request", request: stranger });
-    r.step(0, { type: "status", view: 0, lastExecuted: 0, stableSeq: 0 });
-    r.step(3, { type: "status", view: 0, lastExecuted: 0, stableSeq: 0 });
-    r.step(-1, { type: "status", view: 0, lastExecuted: 0, stableSeq: 0 });
+    r.step(0, { type: "status", view: 0, target: 0, lastExecuted: 0, stableSeq: 0 });
+    r.step(3, { type: "status", view: 0, target: 0, lastExecuted: 0, stableSeq: 0 });
+    r.step(-1, { type: "status", view: 0, target: 0, lastExecuted: 0, stableSeq: 0 });
     assert.deepEqual(Object.fromEntries(r.dropped), {
       malformed: 1,
       "request-unauthenticated": 1,

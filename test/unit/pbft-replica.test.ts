@@ -154,9 +154,11 @@ describe("pbft replica: PRE-PREPARE validation", () => {
 });
 
 describe("pbft replica: PREPARE and COMMIT validation", () => {
-  it("drops PREPAREs with bad signatures; a backup without 2f valid PREPAREs does not commit", () => {
+  it("drops PREPAREs with bad signatures; a backup without 2f valid PREPAREs sends no COMMIT", () => {
     const c = pbft();
-    c.filter = (e) => (e.to === 3 && e.msg.type === "p-prepare" ? "hold" : "deliver");
+    // COMMITs to replica 3 are held too: 2f+1 of them would let it learn the commit without preparing.
+    c.filter = (e) =>
+      e.to === 3 && (e.msg.type === "p-prepare" || e.msg.type === "p-commit") ? "hold" : "deliver";
     c.commitRequest();
     for (const i of [0, 1, 2]) assert.equal(c.r(i).lastExecuted, 1);
     assert.equal(c.r(3).lastExecuted, 0);
@@ -503,5 +505,15 @@ describe("pbft replica: restart and propose()", () => {
     assert.equal(c.r(0).hasReady(), false);
     c.commitRequest(req);
     for (let i = 0; i < 4; i++) assert.equal(c.r(i).propose(req), "duplicate");
+  });
+});
+
+describe("pbft replica: learning a commit without preparing", () => {
+  it("a backup that saw no PREPAREs still executes once 2f+1 matching COMMITs arrive, and sends no COMMIT", () => {
+    const c = pbft();
+    c.filter = (e) => (e.to === 3 && e.msg.type === "p-prepare" ? "drop" : "deliver");
+    c.commitRequest();
+    assert.equal(c.r(3).lastExecuted, 1);
+    assert.equal(c.sent("p-commit", (e) => e.from === 3).length, 0);
   });
 });
