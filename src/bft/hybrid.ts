@@ -120,11 +120,11 @@ export class HybridReplica extends ReplicaCore {
   }
 
   /**
-   * False when the trusted counter is already past `slot` in this view: the host crashed after its
-   * subsystem certified but before the Ready was persisted. Those seqs are lost to this replica; it
-   * skips ahead (followers then time out and change view).
+   * Whether our counter can still certify `seq` in this view. Not when it is already past it: the host
+   * crashed after a (hardware) subsystem certified but before the Ready was durable. Those seqs are
+   * lost to this replica; it skips ahead (followers then time out and change view).
    */
-  private counterBehind(seq: number): boolean {
+  private canCertify(seq: number): boolean {
     const cur = this.trusted.current(ORDER_COUNTER);
     if (compareValues(cur, { view: this.view, slot: seq + 1 }) < 0) return true;
     this.drop(this.id, "counter-ahead-of-state");
@@ -136,7 +136,7 @@ export class HybridReplica extends ReplicaCore {
 
   protected proposeBatch(seq: number, batch: Batch): void {
     assert(seq === this.nextCertSeq, "leader proposes in order");
-    if (!this.counterBehind(seq)) {
+    if (!this.canCertify(seq)) {
       this.requeue(batch.requests);
       return;
     }
@@ -310,7 +310,7 @@ export class HybridReplica extends ReplicaCore {
         this.startViewChange(this.view + 1, `leader proposed an invalid batch (${problem})`);
         return;
       }
-      if (!this.counterBehind(seq)) {
+      if (!this.canCertify(seq)) {
         if (this.nextCertSeq <= seq) return;
         continue;
       }
