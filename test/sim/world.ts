@@ -186,6 +186,8 @@ export class Simulation {
   private maxView = 0;
   readonly log: string[] = [];
   verbose = false;
+  /** Sees every message a replica sends (after Byzantine rewriting), e.g. to collect codec corpora. */
+  onSend: ((from: number, msg: Message) => void) | null = null;
 
   constructor(cfg: SimConfig) {
     this.cfg = cfg;
@@ -439,6 +441,7 @@ export class Simulation {
     const kind = this.byz.get(i);
     if (kind) sends = this.mutate(i, kind, sends);
     for (const o of sends) {
+      this.onSend?.(i, o.msg);
       if (o.to === "all") {
         for (let j = 0; j < this.n; j++) if (j !== i) this.transmit(i, j, o.msg);
       } else this.transmit(i, o.to, o.msg);

@@ -1,0 +1,21 @@
+// Real protocol messages of both modes, collected from short simulator runs, one list per type.
+
+import type { Message, Mode } from "../../src/bft/index.ts";
+import { DEFAULT_SIM, Simulation } from "../sim/world.ts";
+
+export function collectCorpus(perType = 40): Map<Message["type"], Message[]> {
+  const byType = new Map<Message["type"], Message[]>();
+  for (const mode of ["hybrid", "pbft"] as Mode[]) {
+    for (const seed of [3, 5, 8]) {
+      const sim = new Simulation({ ...DEFAULT_SIM, seed, mode, steps: 1500, byzantine: "none" });
+      sim.onSend = (_from, msg) => {
+        if (!msg || typeof msg !== "object" || !("type" in msg)) return;
+        const list = byType.get(msg.type) ?? [];
+        if (list.length < perType) list.push(msg);
+        byType.set(msg.type, list);
+      };
+      sim.run();
+    }
+  }
+  return byType;
+}
