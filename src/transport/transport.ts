@@ -1,0 +1,75 @@
+// The Transport interface: how replicas exchange frames (encoded protocol messages), whatever carries
+// them (libp2p, RDMA, memory). The BFT core never sees a transport; the node's driver does.
+
+import type { ReplicaId } from "../bft/types.ts";
+
+/** What became of one frame handed to send(). */
+export type SendResult =
+  /** Queued for the peer (delivery is still best effort: the protocol retransmits). */
+  | "queued"
+  /** The peer's outgoing queue is full: the frame was dropped and counted (see BACKPRESSURE). */
+  | "dropped-full"
+  /** Larger than the transport's frame limit: refused and counted. */
+  | "refused-oversized"
+  /** Not a replica of the configured cluster (or this replica itself). */
+  | "refused-unknown-peer"
+  /** The transport is not running. */
+  | "refused-stopped";
+
+/**
+ * Backpressure policy (all transports): each peer has a bounded outgoing queue (`queueMaxFrames`
+ * frames and `queueMaxBytes` bytes). While a peer is slow, unreachable or restarting, frames for it
+ * queue up to that bound; beyond it, new frames for that peer are dropped (newest first) and counted,
+ * and send() says so. Dropping is safe because the protocol tolerates message loss and retransmits;
+ * blocking the replica's single event loop on one slow peer would not be.
+ */
+export interface TransportLimits {
+  readonly frameMaxBytes: number;
+  readonly queueMaxFrames: number;
+  readonly queueMaxBytes: number;
+}
+
+export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = Object.freeze({
+  frameMaxBytes: 64 * 1024 * 1024,
+  queueMaxFrames: 65_536,
+  queueMaxBytes: 256 * 1024 * 1024,
+});
+
+export interface PeerStats {
+  queuedFrames: number;
+  queuedBytes: number;
+  sentFrames: number;
+  receivedFrames: number;
+  droppedFull: number;
+  refusedOversized: number;
+}
+
+export type FrameHandler = (from: ReplicaId, frame: Uint8Array) => void;
+
+export interface Transport {
+  /** This replica's id in the cluster configuration. */
+  readonly self: ReplicaId;
+  /** Begins accepting and making connections. Rejects if the identity is not in the cluster config. */
+  start(): Promise<void>;
+  /** Stops: closes connections, drops queued frames, releases every handle. Idempotent. */
+  stop(): Promise<void>;
+  /** Hands one frame to peer `to` (see SendResult and the backpressure policy). Never throws. */
+  send(to: ReplicaId, frame: Uint8Array): SendResult;
+  /** send() to every other replica. */
+  broadcast(frame: Uint8Array): void;
+  /** The one handler for incoming frames, in per-peer FIFO order. `from` is authenticated. */
+  onFrame(handler: FrameHandler): void;
+  /** Per-peer counters. */
+  stats(): ReadonlyMap<ReplicaId, Readonly<PeerStats>>;
+}
+
+export function emptyPeerStats(): PeerStats {
+  return {
+    queuedFrames: 0,
+    queuedBytes: 0,
+    sentFrames: 0,
+    receivedFrames: 0,
+    droppedFull: 0,
+    refusedOversized: 0,
+  };
+}
