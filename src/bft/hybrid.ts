@@ -756,5 +756,9 @@ export class HybridReplica extends ReplicaCore {
       }
     }
     for (const seq of [...this.slots.keys()].sort((a, b) => a - b)) this.checkCommit(seq);
+    // The NEW-VIEW may have committed before the restart (our vote and the leader's suffice for f=1):
+    // its batches must still execute, and one already executed must not be re-sent forever.
+    if (this.nv && this.lastExecuted >= this.nv.m) this.nv.committed = true;
+    this.checkNvCommit();
   }
 }
