@@ -49,7 +49,8 @@ export type DecodeResult =
   | { readonly ok: true; readonly msg: Message }
   | { readonly ok: false; readonly error: CodecError };
 
-const TYPES = [
+/** Every message type, in wire-tag order (tag = index + 1). */
+export const MESSAGE_TYPES = [
   "request",
   "status",
   "state",
@@ -66,7 +67,7 @@ const TYPES = [
   "p-new-view",
 ] as const satisfies readonly Message["type"][];
 
-const TYPE_TAG = new Map<string, number>(TYPES.map((t, i) => [t, i + 1]));
+const TYPE_TAG = new Map<string, number>(MESSAGE_TYPES.map((t, i) => [t, i + 1]));
 const TEXT_DECODER = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 // Smallest encodings, used to bound counts before allocating.
@@ -311,7 +312,7 @@ export function decodeMessage(frame: Uint8Array, maxBytes = FRAME_MAX_BYTES): De
     if (version !== WIRE_VERSION)
       throw new CodecError("BAD_VERSION", `wire version ${version}, expected ${WIRE_VERSION}`);
     const tag = r.u8();
-    const type = TYPES[tag - 1];
+    const type = MESSAGE_TYPES[tag - 1];
     if (type === undefined) throw new CodecError("UNKNOWN_TYPE", `message type tag ${tag}`);
     const msg = readBody(r, type);
     if (r.left !== 0) throw new CodecError("TRAILING_BYTES", `${r.left} bytes after the message`);
@@ -323,7 +324,7 @@ export function decodeMessage(frame: Uint8Array, maxBytes = FRAME_MAX_BYTES): De
   }
 }
 
-function readBody(r: Reader, type: (typeof TYPES)[number]): Message {
+function readBody(r: Reader, type: (typeof MESSAGE_TYPES)[number]): Message {
   switch (type) {
     case "request":
       return { type, request: readRequest(r) };

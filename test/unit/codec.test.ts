@@ -6,26 +6,12 @@ import {
   decodeMessage,
   encodeMessage,
   FRAME_MAX_BYTES,
+  MESSAGE_TYPES,
   WIRE_VERSION,
 } from "../../src/transport/codec.ts";
 import { collectCorpus } from "../fuzz/corpus.ts";
 
-const ALL_TYPES: Message["type"][] = [
-  "request",
-  "status",
-  "state",
-  "checkpoint",
-  "h-prepare",
-  "h-commit",
-  "h-view-change",
-  "h-new-view",
-  "h-commit-nv",
-  "p-pre-prepare",
-  "p-prepare",
-  "p-commit",
-  "p-view-change",
-  "p-new-view",
-];
+const ALL_TYPES: readonly Message["type"][] = MESSAGE_TYPES;
 
 describe("wire codec", () => {
   let corpus: Map<Message["type"], Message[]>;
