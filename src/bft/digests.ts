@@ -116,13 +116,13 @@ export class Digests {
     );
   }
 
-  /** What the last link of a VIEW-CHANGE's chain certifies: everything but the chain. */
-  hViewChange(vc: Omit<HViewChange, "chain" | "type">): Uint8Array {
+  /** What the last link of a VIEW-CHANGE's chain certifies: everything but the chain and the proofs. */
+  hViewChange(vc: Omit<HViewChange, "chain" | "type" | "proofs">): Uint8Array {
     const w = new ByteWriter(256).u8(Tag.HViewChange).u32(vc.replica).u64(vc.newView);
     writeCheckpoint(w, vc.checkpoint);
     if (vc.nv) {
-      w.u8(1).raw(this.hNewViewSummary(vc.nv));
-      writeCert(w, vc.nv.cert);
+      w.u8(1).raw(this.hNewViewSummary(vc.nv)).u32(vc.nv.certs.length);
+      for (const c of vc.nv.certs) writeCert(w, c);
     } else w.u8(0);
     w.u32(vc.entries.length);
     for (const e of vc.entries) {

@@ -37,6 +37,9 @@ import type {
 /** The order counter's id inside the trusted subsystem (pillar 0; more pillars take more ids). */
 export const ORDER_COUNTER = 0;
 
+/** Verified proofs of a VIEW-CHANGE: the NEW-VIEW digest of each view it proves. */
+type ProofContext = ReadonlyMap<number, Uint8Array>;
+
 interface Slot {
   prepare: HPrepare | null;
   /** Batch digest voted by each replica for this seq in the current view (the PREPARE is the leader's). */
@@ -48,12 +51,14 @@ interface Slot {
 interface NvState {
   readonly view: number;
   readonly s: number;
+  readonly checkpointDigest: Uint8Array;
   readonly m: number;
   readonly batches: readonly Batch[];
   readonly digest: Uint8Array;
-  readonly summary: HNewViewSummary;
   readonly msg: HNewView;
   readonly votes: Map<ReplicaId, Uint8Array>;
+  /** (view, 1) certificates over `digest`: the leader's and every matching COMMIT-NV's (ours included). */
+  readonly certs: Map<ReplicaId, CounterCert>;
   myVote: HCommitNv | null;
   committed: boolean;
 }
@@ -175,7 +180,16 @@ export class HybridReplica extends ReplicaCore {
 
   protected retransmit(): void {
     if (this.vcTarget !== null) {
-      if (this.myVc) this.broadcast(this.myVc);
+      if (this.myVc?.newView === this.vcTarget) this.broadcast(this.myVc);
+      else {
+        this.retryViewChange();
+        // Still unproven: ask for (leader) or offer (follower) the COMMIT-NVs of our current view.
+        const nv = this.nv;
+        if (this.myVc?.newView !== this.vcTarget && nv?.view === this.view) {
+          if (this.leader === this.id) this.broadcast(nv.msg);
+          else if (nv.myVote) this.broadcast(nv.myVote);
+        }
+      }
       return;
     }
     const nv = this.nv;
@@ -373,57 +387,88 @@ export class HybridReplica extends ReplicaCore {
 
   protected startViewChange(target: number, reason: string): void {
     if (target <= this.view || (this.vcTarget !== null && target <= this.vcTarget)) return;
-    const counter = this.trusted.current(ORDER_COUNTER);
-    if (compareValues(counter, { view: target, slot: 0 }) >= 0) return;
+    if (compareValues(this.trusted.current(ORDER_COUNTER), { view: target, slot: 0 }) >= 0) return;
     if (this.chain.length >= this.limits.vcChainMax) {
       this.drop(this.id, "vc-chain-full");
       return;
     }
+    this.vcTarget = target;
+    this.startViewChangeTimer();
+    const sent = this.makeViewChange();
+    this.event({
+      kind: "view-change-started",
+      view: target,
+      reason: sent ? reason : `${reason} (without a VIEW-CHANGE)`,
+    });
+    if (!sent) return;
+    this.armViewChangeTimer();
+    this.tryBuildNewView();
+  }
+
+  /** A VIEW-CHANGE we could not prove before may be provable now (new COMMIT-NV certificates). */
+  private retryViewChange(): void {
+    if (this.vcTarget === null || this.myVc?.newView === this.vcTarget) return;
+    if (!this.makeViewChange()) return;
+    this.armViewChangeTimer();
+    this.tryBuildNewView();
+  }
+
+  /**
+   * Certifies and broadcasts our VIEW-CHANGE for vcTarget. False when it cannot be proven: our counter
+   * certified something our persisted state lost (crash between certify and persist), or our last
+   * NEW-VIEW has neither f+1 certificates nor room to nest. We then stop voting in this view and wait
+   * for a NEW-VIEW (or for COMMIT-NVs that prove ours).
+   */
+  private makeViewChange(): boolean {
+    const target = this.vcTarget;
+    if (target === null) return false;
+    const counter = this.trusted.current(ORDER_COUNTER);
+    if (compareValues(counter, { view: target, slot: 0 }) >= 0) return false;
+    if (this.chain.length >= this.limits.vcChainMax) return false;
     const last: CounterValue = this.chain.length > 0 ? (this.chain[0]?.cert.prev as CounterValue) : counter;
     const w = last.view;
-    const nvSummary = w >= 1 && this.nv?.view === w ? this.nv.summary : null;
+    const proven = w >= 1 && this.nv?.view === w ? this.provenSummary(this.nv) : null;
+    const nvSummary = proven?.summary ?? null;
     const m = nvSummary ? nvSummary.maxSeq : 0;
     const hi = last.slot === 0 ? 0 : last.slot === 1 ? m : last.slot - 1;
     const from = Math.max(m, this.stable.seq);
     const entries: HEntry[] = [];
-    let provable = w === 0 || nvSummary !== null;
-    for (let seq = from + 1; seq <= hi && provable; seq++) {
+    let unprovable: string | null =
+      w === 0 || nvSummary !== null ? null : this.nv?.view === w ? "vc-too-many-proofs" : "vc-nv-lost";
+    for (let seq = from + 1; seq <= hi && unprovable === null; seq++) {
       const p = this.slots.get(seq)?.prepare;
       if (p && p.view === w) entries.push({ seq, view: w, batch: p.batch, cert: p.cert });
-      else provable = false;
+      else unprovable = "vc-entry-lost";
     }
-    if (!provable) {
-      // Our counter certified something our persisted state lost (crash between certify and persist):
-      // no valid VIEW-CHANGE can be made. Stop voting in this view and wait for a NEW-VIEW.
+    if (unprovable !== null) {
       this.drop(this.id, "vc-cannot-prove");
-      this.vcTarget = target;
-      this.startViewChangeTimer();
+      this.drop(this.id, unprovable);
       this.persistMeta();
-      this.event({ kind: "view-change-started", view: target, reason: `${reason} (without a VIEW-CHANGE)` });
-      return;
+      return false;
     }
     const content = { replica: this.id, newView: target, checkpoint: this.stable, nv: nvSummary, entries };
     const digest = this.digests.hViewChange(content);
     const cert = this.trusted.certifyContinuing(ORDER_COUNTER, { view: target, slot: 0 }, digest);
     this.chain = [...this.chain, { cert, digest }];
-    const vc: HViewChange = { type: "h-view-change", ...content, chain: this.chain };
-    this.vcTarget = target;
-    this.startViewChangeTimer();
-    this.event({ kind: "view-change-started", view: target, reason });
+    const vc: HViewChange = {
+      type: "h-view-change",
+      ...content,
+      chain: this.chain,
+      proofs: proven?.proofs ?? [],
+    };
     const info = this.checkVc(vc);
     if (typeof info === "string") {
-      // Only after a crash between certify and persist (the chain lost a link): see counterBehind.
+      // Only after a crash between certify and persist (the chain lost a link).
       this.drop(this.id, `vc-own-invalid-${info}`);
       this.myVc = null;
       this.persistMeta();
-      return;
+      return false;
     }
     this.myVc = vc;
     this.persistMeta();
     this.broadcast(vc);
     this.vcs.set(this.id, { vc, info });
-    this.armViewChangeTimer();
-    this.tryBuildNewView();
+    return true;
   }
 
   private persistMeta(): void {
@@ -436,8 +481,80 @@ export class HybridReplica extends ReplicaCore {
     } satisfies HybridMeta);
   }
 
-  /** Validates a VIEW-CHANGE completely; returns what it covers or the reason it is invalid. */
-  private checkVc(vc: HViewChange): VcInfo | string {
+  /**
+   * The summary of an accepted NEW-VIEW for a VIEW-CHANGE, with its proof: f+1 certificates when we
+   * have them (compact), else the NEW-VIEW itself plus the proofs its VIEW-CHANGEs carried, one
+   * NEW-VIEW per view; null when that would exceed vcProofsMax.
+   */
+  private provenSummary(nv: NvState): { summary: HNewViewSummary; proofs: HNewView[] } | null {
+    const base = {
+      view: nv.view,
+      checkpointSeq: nv.s,
+      checkpointDigest: nv.checkpointDigest,
+      maxSeq: nv.m,
+      batches: nv.batches,
+      vcSetDigest: this.digests.hVcSet(nv.msg.vcs),
+    };
+    if (nv.certs.size >= this.q.commit) {
+      const certs = [...nv.certs.entries()]
+        .sort(([a], [b]) => a - b)
+        .slice(0, this.q.commit)
+        .map(([, c]) => c);
+      return { summary: { ...base, certs }, proofs: [] };
+    }
+    // A valid NEW-VIEW is unique per view (its leader certifies (view, 1) once), so one per view suffices.
+    const byView = new Map<number, HNewView>();
+    for (const vc of nv.msg.vcs) for (const p of vc.proofs) if (!byView.has(p.view)) byView.set(p.view, p);
+    byView.set(nv.view, { ...nv.msg, vcs: nv.msg.vcs.map((vc) => ({ ...vc, proofs: [] })) });
+    if (byView.size > this.limits.vcProofsMax) return null;
+    const proofs = [...byView.values()].sort((a, b) => a.view - b.view);
+    return { summary: { ...base, certs: [] }, proofs };
+  }
+
+  /**
+   * Verifies a VIEW-CHANGE's proofs in ascending view order, each against the ones below it; returns
+   * the digest of each proven NEW-VIEW by view, or null if any is invalid.
+   */
+  private checkProofs(vc: HViewChange): ProofContext | null {
+    const proofs = vc.proofs;
+    if (!Array.isArray(proofs) || proofs.length > this.limits.vcProofsMax) return null;
+    const ctx = new Map<number, Uint8Array>();
+    let prev = 0;
+    for (const p of proofs) {
+      if (!p || !Number.isSafeInteger(p.view) || p.view <= prev || p.view >= vc.newView) return null;
+      prev = p.view;
+      const checked = this.checkNewView(p, ctx);
+      if (typeof checked === "string") return null;
+      ctx.set(p.view, checked.digest);
+    }
+    return ctx;
+  }
+
+  /** Whether a VIEW-CHANGE's summary of NEW-VIEW `nv.view` is proven (see HNewViewSummary). */
+  private nvProofOk(nv: HNewViewSummary, ctx: ProofContext): boolean {
+    if (!Array.isArray(nv.certs)) return false;
+    const digest = this.digests.hNewViewSummary(nv);
+    if (nv.certs.length === 0) {
+      const proven = ctx.get(nv.view);
+      return proven !== undefined && bytesEqual(proven, digest);
+    }
+    if (nv.certs.length !== this.q.commit) return false;
+    const seen = new Set<number>();
+    for (const c of nv.certs) {
+      const r = c?.subsystem;
+      if (!Number.isInteger(r) || r < 0 || r >= this.n || seen.has(r)) return false;
+      seen.add(r);
+      if (!this.certOk(c, r, { view: nv.view, slot: 1 }, true) || !this.trusted.verifyCert(c, digest))
+        return false;
+    }
+    return true;
+  }
+
+  /**
+   * Validates a VIEW-CHANGE completely; returns what it covers or the reason it is invalid. `ctx` is
+   * given for a VIEW-CHANGE inside a proof: it then carries no proofs and refers to the enclosing ones.
+   */
+  private checkVc(vc: HViewChange, ctx?: ProofContext): VcInfo | string {
     const L = this.limits;
     if (!vc || !Number.isInteger(vc.replica) || vc.replica < 0 || vc.replica >= this.n)
       return "vc-bad-replica";
@@ -481,8 +598,15 @@ export class HybridReplica extends ReplicaCore {
       if (!Array.isArray(nv.batches) || nv.batches.length !== nv.maxSeq - nv.checkpointSeq)
         return "vc-bad-nv";
       if (!nv.batches.every((b) => this.batchShapeOk(b))) return "vc-bad-nv";
-      if (!this.certOk(nv.cert, this.leaderOf(w), { view: w, slot: 1 }, true)) return "vc-bad-nv-cert";
-      if (!this.trusted.verifyCert(nv.cert, this.digests.hNewViewSummary(nv))) return "vc-bad-nv-cert";
+      if (!(nv.checkpointDigest instanceof Uint8Array) || !(nv.vcSetDigest instanceof Uint8Array))
+        return "vc-bad-nv";
+      let proofs = ctx;
+      if (!proofs) {
+        const own = this.checkProofs(vc);
+        if (own === null) return "vc-bad-proofs";
+        proofs = own;
+      }
+      if (!this.nvProofOk(nv, proofs)) return "vc-nv-unproven";
       if (ckpt < nv.checkpointSeq) return "vc-checkpoint-below-nv";
       m = nv.maxSeq;
       for (let seq = Math.max(nv.checkpointSeq, ckpt) + 1; seq <= m; seq++) {
@@ -573,27 +697,40 @@ export class HybridReplica extends ReplicaCore {
     );
   }
 
-  private onNewView(from: ReplicaId, nv: HNewView): void {
-    if (!Number.isSafeInteger(nv.view) || nv.view < 1) return this.drop(from, "nv-bad-view");
-    if (nv.view <= this.view) return;
-    // Our counter must still be able to vote at (view, 1).
-    if (compareValues(this.trusted.current(ORDER_COUNTER), { view: nv.view, slot: 1 }) >= 0) return;
-    const leader = this.leaderOf(nv.view);
-    if (!this.certOk(nv.cert, leader, { view: nv.view, slot: 1 }, true))
-      return this.drop(from, "nv-bad-cert");
-    if (!Array.isArray(nv.vcs) || nv.vcs.length !== this.q.viewChange) return this.drop(from, "nv-bad-vcs");
+  /** Validates a NEW-VIEW completely; returns its content or a reason. `ctx`: it is a proof (see checkVc). */
+  private checkNewView(nv: HNewView, ctx?: ProofContext): { sel: Selection; digest: Uint8Array } | string {
+    if (!nv || !Number.isSafeInteger(nv.view) || nv.view < 1) return "nv-bad-view";
+    if (!this.certOk(nv.cert, this.leaderOf(nv.view), { view: nv.view, slot: 1 }, true)) return "nv-bad-cert";
+    if (!Array.isArray(nv.vcs) || nv.vcs.length !== this.q.viewChange) return "nv-bad-vcs";
     const picked: { vc: HViewChange; info: VcInfo }[] = [];
     const seen = new Set<number>();
     for (const vc of nv.vcs) {
-      if (!vc || vc.newView !== nv.view || seen.has(vc.replica)) return this.drop(from, "nv-bad-vcs");
+      if (!vc || vc.newView !== nv.view || seen.has(vc.replica)) return "nv-bad-vcs";
       seen.add(vc.replica);
-      const info = this.checkVc(vc);
-      if (typeof info === "string") return this.drop(from, `nv-${info}`);
+      if (ctx && (!Array.isArray(vc.proofs) || vc.proofs.length !== 0)) return "nv-nested-proofs";
+      const info = this.checkVc(vc, ctx);
+      if (typeof info === "string") return `nv-${info}`;
       picked.push({ vc, info });
     }
     const sel = this.select(picked);
     const digest = this.nvDigest(nv.view, sel, nv.vcs);
-    if (!this.trusted.verifyCert(nv.cert, digest)) return this.drop(from, "nv-bad-cert");
+    if (!this.trusted.verifyCert(nv.cert, digest)) return "nv-bad-cert";
+    return { sel, digest };
+  }
+
+  private onNewView(from: ReplicaId, nv: HNewView): void {
+    if (!Number.isSafeInteger(nv.view) || nv.view < 1) return this.drop(from, "nv-bad-view");
+    if (nv.view <= this.view) {
+      // The leader re-sends its NEW-VIEW while it lacks COMMIT-NVs (they prove its next VIEW-CHANGE).
+      const mine = this.nv?.myVote;
+      if (nv.view === this.view && from === this.leader && mine?.view === nv.view) this.send(from, mine);
+      return;
+    }
+    // Our counter must still be able to vote at (view, 1).
+    if (compareValues(this.trusted.current(ORDER_COUNTER), { view: nv.view, slot: 1 }) >= 0) return;
+    const checked = this.checkNewView(nv);
+    if (typeof checked === "string") return this.drop(from, checked);
+    const { sel, digest } = checked;
     // Re-issued batches are not re-checked for client authentication: each is bound by its old
     // leader's certificate, and execution skips unauthenticated requests the same way everywhere.
     // Refusing here would let one Byzantine replica block every future view.
@@ -603,15 +740,6 @@ export class HybridReplica extends ReplicaCore {
   private acceptNewView(msg: HNewView, sel: Selection, digest: Uint8Array): void {
     const v = msg.view;
     const s = sel.checkpoint.seq;
-    const summary: HNewViewSummary = {
-      view: v,
-      checkpointSeq: s,
-      checkpointDigest: sel.checkpoint.stateDigest,
-      maxSeq: sel.maxSeq,
-      batches: sel.batches,
-      vcSetDigest: this.digests.hVcSet(msg.vcs),
-      cert: msg.cert,
-    };
     this.view = v;
     this.lastActiveView = v;
     this.chain = [];
@@ -623,12 +751,13 @@ export class HybridReplica extends ReplicaCore {
     const nv: NvState = {
       view: v,
       s,
+      checkpointDigest: sel.checkpoint.stateDigest,
       m: sel.maxSeq,
       batches: sel.batches,
       digest,
-      summary,
       msg,
       votes: new Map([[leader, digest]]),
+      certs: new Map([[leader, msg.cert]]),
       myVote: null,
       committed: false,
     };
@@ -638,6 +767,7 @@ export class HybridReplica extends ReplicaCore {
       const cert = this.trusted.certifyIndependent(ORDER_COUNTER, { view: v, slot: 1 }, digest);
       nv.myVote = { type: "h-commit-nv", view: v, nvDigest: digest, cert };
       nv.votes.set(this.id, digest);
+      nv.certs.set(this.id, cert);
       this.persist(KEY_NV_VOTE, nv.myVote);
       this.broadcast(nv.myVote);
     }
@@ -649,7 +779,10 @@ export class HybridReplica extends ReplicaCore {
     this.event({ kind: "new-view", view: v, leader });
     for (const [r, vote] of [...this.earlyNvVotes]) {
       if (vote.view <= v) this.earlyNvVotes.delete(r);
-      if (vote.view === v && bytesEqual(vote.nvDigest, digest)) nv.votes.set(r, digest);
+      if (vote.view === v && bytesEqual(vote.nvDigest, digest)) {
+        nv.votes.set(r, digest);
+        nv.certs.set(r, vote.cert);
+      }
     }
     this.checkNvCommit();
     this.maybePropose();
@@ -669,9 +802,16 @@ export class HybridReplica extends ReplicaCore {
       return;
     }
     const nv = this.nv;
-    if (!nv || nv.view !== c.view || nv.votes.has(from)) return;
+    if (!nv || nv.view !== c.view) return;
+    if (nv.votes.has(from)) {
+      // A retransmitted vote: its sender still lacks votes (to commit, or to prove its VIEW-CHANGE).
+      if (nv.myVote) this.send(from, nv.myVote);
+      return;
+    }
     nv.votes.set(from, c.nvDigest);
+    if (bytesEqual(c.nvDigest, nv.digest)) nv.certs.set(from, c.cert);
     this.checkNvCommit();
+    this.retryViewChange();
   }
 
   private checkNvCommit(): void {
@@ -710,20 +850,13 @@ export class HybridReplica extends ReplicaCore {
       this.nv = {
         view: nvMsg.view,
         s: sel.checkpoint.seq,
+        checkpointDigest: sel.checkpoint.stateDigest,
         m: sel.maxSeq,
         batches: sel.batches,
         digest,
-        summary: {
-          view: nvMsg.view,
-          checkpointSeq: sel.checkpoint.seq,
-          checkpointDigest: sel.checkpoint.stateDigest,
-          maxSeq: sel.maxSeq,
-          batches: sel.batches,
-          vcSetDigest: this.digests.hVcSet(nvMsg.vcs),
-          cert: nvMsg.cert,
-        },
         msg: nvMsg,
         votes: new Map([[leader, digest]]),
+        certs: new Map([[leader, nvMsg.cert]]),
         myVote: null,
         committed: false,
       };
@@ -731,6 +864,7 @@ export class HybridReplica extends ReplicaCore {
       if (vote && vote.view === nvMsg.view && bytesEqual(vote.nvDigest, digest)) {
         this.nv.myVote = vote;
         this.nv.votes.set(this.id, digest);
+        this.nv.certs.set(this.id, vote.cert);
       }
     }
     for (const key of storage.keys(PREFIX_SLOT)) {

@@ -71,6 +71,8 @@ const KEY_CKPT = "ckpt";
 const REFORWARD_PER_TICK_MAX = 256;
 const KEY_STABLE = "stable";
 const PREFIX_EXEC = "exec/";
+/** Stable checkpoint proofs kept with the history, so a restarted replica can still serve state. */
+const PREFIX_PROOF = "proof/";
 
 export function requestKey(r: ClientRequest): string {
   return `${r.clientId}\u0000${r.reqNo}`;
@@ -405,7 +407,7 @@ export abstract class ReplicaCore {
   protected adoptCheckpoint(proof: CheckpointProof): void {
     if (proof.seq <= this.stable.seq) return;
     this.stable = proof;
-    this.proofs.set(proof.seq, proof);
+    this.keepProof(proof);
     this.persist(KEY_STABLE, proof);
     this.event({ kind: "checkpoint-stable", seq: proof.seq });
     const mine = this.executedCheckpoints.get(proof.seq);
@@ -427,7 +429,12 @@ export abstract class ReplicaCore {
         this.unpersist(seqKey(PREFIX_EXEC, s));
       }
     }
-    for (const s of [...this.proofs.keys()]) if (s <= keepFrom) this.proofs.delete(s);
+    for (const s of [...this.proofs.keys()]) {
+      if (s <= keepFrom) {
+        this.proofs.delete(s);
+        this.unpersist(seqKey(PREFIX_PROOF, s));
+      }
+    }
     for (const s of [...this.committedWaiting.keys()])
       if (s <= proof.seq && s <= this.lastExecuted) this.committedWaiting.delete(s);
     this.collectGarbage(proof.seq);
@@ -569,6 +576,12 @@ export abstract class ReplicaCore {
   // ------------------------------------------------------------------ restore
 
   /** Rebuilds the common state from storage and replays executed batches after the checkpoint. */
+  private keepProof(proof: CheckpointProof): void {
+    if (this.proofs.has(proof.seq)) return;
+    this.proofs.set(proof.seq, proof);
+    this.persist(seqKey(PREFIX_PROOF, proof.seq), proof);
+  }
+
   protected restoreCommon(storage: StorageReader): void {
     const ck = storage.get(KEY_CKPT) as PersistedCheckpoint | undefined;
     if (ck) {
@@ -581,6 +594,10 @@ export abstract class ReplicaCore {
     const ahead = storage.get(KEY_STABLE) as CheckpointProof | undefined;
     if (ahead && ahead.seq > this.stable.seq) this.stable = ahead;
     this.proofs.set(this.stable.seq, this.stable);
+    for (const key of storage.keys(PREFIX_PROOF)) {
+      const p = storage.get(key) as CheckpointProof;
+      if (p.seq < this.stable.seq) this.proofs.set(p.seq, p);
+    }
     for (const key of storage.keys(PREFIX_EXEC)) {
       const seq = Number(key.slice(PREFIX_EXEC.length));
       const e = storage.get(key) as Executed;
@@ -771,7 +788,7 @@ export abstract class ReplicaCore {
       this.draining = false;
     }
     if (cp.seq > this.stable.seq) this.adoptCheckpoint(cp);
-    else this.proofs.set(cp.seq, cp);
+    else this.keepProof(cp);
     this.onStateTransferred();
     this.drainCommitted();
     if (this.lastExecuted < this.stable.seq) this.send(from, this.statusMsg()); // next chunk

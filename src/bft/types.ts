@@ -75,8 +75,13 @@ export interface HNewViewSummary {
   /** Batches re-issued for seqs checkpointSeq+1 .. maxSeq. */
   readonly batches: readonly Batch[];
   readonly vcSetDigest: Uint8Array;
-  /** The new leader's certificate at (view, 1). */
-  readonly cert: CounterCert;
+  /**
+   * Proof that a correct replica accepted this NEW-VIEW, so that a Byzantine leader cannot make one up
+   * for a view nobody else entered: exactly f+1 certificates at (view, 1) over the summary's digest
+   * from distinct replicas (the leader's NEW-VIEW and COMMIT-NVs); or none, and then the enclosing
+   * VIEW-CHANGE's `proofs` holds the NEW-VIEW itself, which the receiver re-checks.
+   */
+  readonly certs: readonly CounterCert[];
 }
 
 /** A PREPARE the sender accepted in its last active view (the batch plus the leader's certificate). */
@@ -102,6 +107,13 @@ export interface HViewChange {
    * (newView, 0) over this message's digest.
    */
   readonly chain: readonly ChainLink[];
+  /**
+   * NEW-VIEWs proving summaries that carry no certificates: this message's own and those of the
+   * VIEW-CHANGEs inside these NEW-VIEWs, at most one per view, ascending by view. Their VIEW-CHANGEs
+   * carry no proofs of their own (they refer to this list). Not covered by the message digest: any
+   * valid proof of the same summary will do.
+   */
+  readonly proofs: readonly HNewView[];
 }
 
 /** One continuing certificate of a VIEW-CHANGE chain and the digest it certifies. */
@@ -247,6 +259,8 @@ export interface Limits {
   readonly statusTicks: number;
   /** Links of consecutive view changes a hybrid VIEW-CHANGE may carry. */
   readonly vcChainMax: number;
+  /** NEW-VIEWs a hybrid VIEW-CHANGE may carry as proofs of uncertified summaries. */
+  readonly vcProofsMax: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -268,6 +282,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   retransmitTicks: 20,
   statusTicks: 25,
   vcChainMax: 1024,
+  vcProofsMax: 64,
 });
 
 // ---------------------------------------------------------------- Ready contract

@@ -13,6 +13,7 @@ import type {
   ClientAuth,
   ClientRequest,
   HEntry,
+  HNewView,
   HNewViewSummary,
   HViewChange,
   Message,
@@ -23,7 +24,7 @@ import type {
   ReplicaSig,
 } from "../bft/types.ts";
 
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
 /** Default largest frame a peer may send (a NEW-VIEW with full batches is the biggest message). */
 export const FRAME_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -111,9 +112,7 @@ export function encodeMessage(msg: Message): Uint8Array {
       writeHViewChange(w, msg);
       break;
     case "h-new-view":
-      w.u64(msg.view).u32(msg.vcs.length);
-      for (const vc of msg.vcs) writeHViewChange(w, vc);
-      writeCert(w, msg.cert);
+      writeHNewView(w, msg);
       break;
     case "h-commit-nv":
       w.u64(msg.view).bytes(msg.nvDigest);
@@ -173,6 +172,12 @@ function writeCheckpointProof(w: ByteWriter, p: CheckpointProof): void {
   for (const s of p.sigs) w.u32(s.replica).bytes(s.sig);
 }
 
+function writeHNewView(w: ByteWriter, nv: HNewView): void {
+  w.u64(nv.view).u32(nv.vcs.length);
+  for (const vc of nv.vcs) writeHViewChange(w, vc);
+  writeCert(w, nv.cert);
+}
+
 function writeHViewChange(w: ByteWriter, vc: HViewChange): void {
   w.u32(vc.replica).u64(vc.newView);
   writeCheckpointProof(w, vc.checkpoint);
@@ -185,8 +190,8 @@ function writeHViewChange(w: ByteWriter, vc: HViewChange): void {
       .u64(nv.maxSeq)
       .u32(nv.batches.length);
     for (const b of nv.batches) writeBatch(w, b);
-    w.bytes(nv.vcSetDigest);
-    writeCert(w, nv.cert);
+    w.bytes(nv.vcSetDigest).u32(nv.certs.length);
+    for (const c of nv.certs) writeCert(w, c);
   } else w.u8(0);
   w.u32(vc.entries.length);
   for (const e of vc.entries) {
@@ -199,6 +204,8 @@ function writeHViewChange(w: ByteWriter, vc: HViewChange): void {
     writeCert(w, link.cert);
     w.bytes(link.digest);
   }
+  w.u32(vc.proofs.length);
+  for (const p of vc.proofs) writeHNewView(w, p);
 }
 
 function writePrePrepare(w: ByteWriter, pp: PPrePrepare): void {
@@ -356,12 +363,9 @@ function readBody(r: Reader, type: (typeof MESSAGE_TYPES)[number]): Message {
       return { type, view, seq, batchDigest, cert: readCert(r) };
     }
     case "h-view-change":
-      return readHViewChange(r);
-    case "h-new-view": {
-      const view = r.u64();
-      const vcs = r.list(4 + 8, () => readHViewChange(r));
-      return { type, view, vcs, cert: readCert(r) };
-    }
+      return readHViewChange(r, false);
+    case "h-new-view":
+      return readHNewView(r, false);
     case "h-commit-nv": {
       const view = r.u64();
       const nvDigest = r.bytes();
@@ -428,7 +432,14 @@ function readCheckpointProof(r: Reader): CheckpointProof {
   return { seq, stateDigest, sigs };
 }
 
-function readHViewChange(r: Reader): HViewChange {
+/** `asProof`: a NEW-VIEW inside a VIEW-CHANGE's proofs, whose VIEW-CHANGEs carry no proofs. */
+function readHNewView(r: Reader, asProof: boolean): HNewView {
+  const view = r.u64();
+  const vcs = r.list(4 + 8, () => readHViewChange(r, asProof));
+  return { type: "h-new-view", view, vcs, cert: readCert(r) };
+}
+
+function readHViewChange(r: Reader, insideProof: boolean): HViewChange {
   const replica = r.u32();
   const newView = r.u64();
   const checkpoint = readCheckpointProof(r);
@@ -440,7 +451,8 @@ function readHViewChange(r: Reader): HViewChange {
     const maxSeq = r.u64();
     const batches = r.list(4, () => readBatch(r));
     const vcSetDigest = r.bytes();
-    nv = { view, checkpointSeq, checkpointDigest, maxSeq, batches, vcSetDigest, cert: readCert(r) };
+    const certs = r.list(MIN_CERT, () => readCert(r));
+    nv = { view, checkpointSeq, checkpointDigest, maxSeq, batches, vcSetDigest, certs };
   }
   const entries: HEntry[] = r.list(16 + 4 + MIN_CERT, () => {
     const seq = r.u64();
@@ -452,7 +464,10 @@ function readHViewChange(r: Reader): HViewChange {
     const cert = readCert(r);
     return { cert, digest: r.bytes() };
   });
-  return { type: "h-view-change", replica, newView, checkpoint, nv, entries, chain };
+  const proofs = r.list(8 + 4 + MIN_CERT, () => readHNewView(r, true));
+  if (insideProof && proofs.length > 0)
+    throw new CodecError("BAD_VALUE", "a VIEW-CHANGE inside a proof carries proofs of its own");
+  return { type: "h-view-change", replica, newView, checkpoint, nv, entries, chain, proofs };
 }
 
 function readPrePrepare(r: Reader): PPrePrepare {

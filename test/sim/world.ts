@@ -45,6 +45,7 @@ export const BYZANTINE_KINDS = [
   "view-spam",
   "flood",
   "garbage",
+  "fake-new-view",
 ] as const;
 export type ByzantineKind = (typeof BYZANTINE_KINDS)[number];
 
@@ -727,6 +728,14 @@ export class Simulation {
         });
       }
     }
+    if (
+      kind === "fake-new-view" &&
+      this.cfg.mode === "hybrid" &&
+      r.lastExecuted > 0 &&
+      this.rng.chance(0.01)
+    ) {
+      this.fakeNewView(i);
+    }
     if (kind === "garbage" && this.rng.chance(0.2)) {
       this.count("byz-garbage");
       const junk: unknown[] = [
@@ -745,6 +754,42 @@ export class Simulation {
       ];
       this.transmit(i, peer(), this.rng.pick(junk) as Message);
     }
+  }
+
+  /**
+   * Hybrid: certifies a made-up NEW-VIEW summary for the next view this replica leads (one nobody
+   * entered) with its own subsystem, and a VIEW-CHANGE anchored on it that hides its recent votes.
+   */
+  private fakeNewView(i: number): void {
+    const r = this.replicas[i] as ReplicaCore;
+    const sub = this.trusted[i] as SoftwareTrustedSubsystem;
+    let w = sub.current(ORDER_COUNTER).view + 1;
+    while (r.leaderOf(w) !== i) w++;
+    const maxSeq = r.stable.seq + this.rng.int(1, 3);
+    const batches: Batch[] = [];
+    for (let seq = r.stable.seq + 1; seq <= maxSeq; seq++) batches.push({ requests: [this.forgedRequest()] });
+    const base = {
+      view: w,
+      checkpointSeq: r.stable.seq,
+      checkpointDigest: r.stable.stateDigest,
+      maxSeq,
+      batches,
+      vcSetDigest: this.rng.bytes(32),
+    };
+    const cert = sub.certifyIndependent(
+      ORDER_COUNTER,
+      { view: w, slot: 1 },
+      this.digests.hNewViewSummary({ ...base, certs: [] }),
+    );
+    const certs = this.rng.chance(0.5) ? [cert] : Array.from({ length: this.cfg.f + 1 }, () => cert);
+    const content = { replica: i, newView: w + 1, checkpoint: r.stable, nv: { ...base, certs }, entries: [] };
+    const digest = this.digests.hViewChange(content);
+    const link = { cert: sub.certifyContinuing(ORDER_COUNTER, { view: w + 1, slot: 0 }, digest), digest };
+    // The subsystem's counter is durable: keep what it certified across a simulated crash.
+    this.trustedSaved[i] = sub.counters();
+    this.count("byz-fake-new-view");
+    for (let j = 0; j < this.n; j++)
+      if (j !== i) this.transmit(i, j, { type: "h-view-change", ...content, chain: [link], proofs: [] });
   }
 
   private fakeCert(i: number, view: number, slot: number) {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
-import type { Message } from "../../src/bft/index.ts";
+import type { HNewView, HViewChange, Message } from "../../src/bft/index.ts";
 import {
   CodecError,
   decodeMessage,
@@ -41,6 +41,19 @@ describe("wire codec", () => {
       assert.equal(res.ok, false, `cut at ${cut}`);
       if (!res.ok) assert.ok(res.error instanceof CodecError);
     }
+  });
+
+  it("round-trips VIEW-CHANGEs with proofs; one inside a proof may carry none (BAD_VALUE)", () => {
+    const nv0 = (corpus.get("h-new-view") ?? [])[0] as HNewView;
+    const vc0 = nv0.vcs[0] as HViewChange;
+    const proof: HNewView = { ...nv0, vcs: nv0.vcs.map((vc) => ({ ...vc, proofs: [] })) };
+    const withProofs: HViewChange = { ...vc0, proofs: [proof, { ...proof, view: proof.view + 1 }] };
+    const res = decodeMessage(encodeMessage(withProofs));
+    assert.ok(res.ok);
+    assert.deepEqual(res.msg, withProofs);
+    const nested: HViewChange = { ...vc0, proofs: [{ ...proof, vcs: [withProofs] }] };
+    const bad = decodeMessage(encodeMessage(nested));
+    assert.equal(bad.ok ? "ok" : bad.error.code, "BAD_VALUE");
   });
 
   it("refuses trailing bytes, unknown versions and types, and oversized frames", () => {

@@ -224,7 +224,7 @@ describe("view change digests", () => {
     maxSeq: 17,
     batches: [batch],
     vcSetDigest: fill(32, 8),
-    cert: cert({ value: { view: 1, slot: 1 } }),
+    certs: [cert({ value: { view: 1, slot: 1 } }), cert({ subsystem: 2, value: { view: 1, slot: 1 } })],
     ...over,
   });
   const hvc = (over: Partial<HViewChange> = {}): HViewChange => ({
@@ -237,13 +237,16 @@ describe("view change digests", () => {
     chain: [
       { cert: cert({ value: { view: 2, slot: 0 }, prev: { view: 1, slot: 3 } }), digest: fill(32, 0x77) },
     ],
+    proofs: [],
     ...over,
   });
 
-  it("hViewChange binds every field but the chain", () => {
+  it("hViewChange binds every field but the chain and the proofs", () => {
     const base = digests.hViewChange(hvc());
     assert.deepEqual(base, new Digests(nodeCrypto).hViewChange(hvc()));
     assert.deepEqual(base, digests.hViewChange(hvc({ chain: [] })), "the chain is not covered");
+    const proof = { type: "h-new-view" as const, view: 1, vcs: [hvc()], cert: cert() };
+    assert.deepEqual(base, digests.hViewChange(hvc({ proofs: [proof] })), "the proofs are not covered");
     allDistinct({
       base,
       replica: digests.hViewChange(hvc({ replica: 2 })),
@@ -252,7 +255,10 @@ describe("view change digests", () => {
       checkpointSig: digests.hViewChange(hvc({ checkpoint: checkpoint({ sigs: [] }) })),
       noNv: digests.hViewChange(hvc({ nv: null })),
       nvMaxSeq: digests.hViewChange(hvc({ nv: nv({ maxSeq: 16, batches: [] }) })),
-      nvCert: digests.hViewChange(hvc({ nv: nv({ cert: cert({ mac: fill(32, 9) }) }) })),
+      nvCert: digests.hViewChange(
+        hvc({ nv: nv({ certs: [cert({ mac: fill(32, 9) }), cert({ subsystem: 2 })] }) }),
+      ),
+      nvOneCert: digests.hViewChange(hvc({ nv: nv({ certs: [cert()] }) })),
       noEntries: digests.hViewChange(hvc({ entries: [] })),
       entryCertPrev: digests.hViewChange(
         hvc({ entries: [{ seq: 18, view: 1, batch, cert: cert({ prev: { view: 1, slot: 2 } }) }] }),

@@ -427,7 +427,7 @@ describe("hybrid replica: view change", () => {
     const links: ChainLink[] = [...vc2.chain];
     const forge = (
       newView: number,
-      content: Omit<HViewChange, "type" | "chain" | "newView">,
+      content: Omit<HViewChange, "type" | "chain" | "newView" | "proofs">,
       whole = true,
     ): HViewChange => {
       const full = { ...content, newView };
@@ -437,7 +437,7 @@ describe("hybrid replica: view change", () => {
         digest,
       };
       links.push(link);
-      return { type: "h-view-change", ...full, chain: whole ? [...links] : [link] };
+      return { type: "h-view-change", ...full, chain: whole ? [...links] : [link], proofs: [] };
     };
     const base = { replica: 2, checkpoint: GENESIS_CHECKPOINT, nv: null, entries: vc2.entries };
     // A checkpoint proof with its own signature only (f+1 are needed).
@@ -495,7 +495,7 @@ describe("hybrid replica: view change", () => {
         ...chain,
         { cert: t2.certifyContinuing(ORDER_COUNTER, { view: newView, slot: 0 }, digest), digest },
       ];
-      return { type: "h-view-change", ...content, chain };
+      return { type: "h-view-change", ...content, chain, proofs: [] };
     };
     c.step(1, 2, recertified(2, [badEntry]));
     c.step(1, 2, recertified(3, [{ ...e, batch: otherBatch }]));
@@ -575,6 +575,20 @@ describe("hybrid replica: checkpoints and state transfer", () => {
       c.r(0).stable.sigs.map((s) => s.replica),
       [0, 2],
     );
+  });
+
+  it("a restarted replica still serves state in chunks ending at older stable checkpoints", () => {
+    const c = new Cluster({ mode: "hybrid", f: 1, limits: { stateChunkBatches: 4, statusTicks: 5 } });
+    c.filter = isolate(2);
+    for (let k = 0; k < 12; k++) c.commitRequest();
+    assert.equal(c.r(0).stable.seq, 12);
+    // Both up-to-date replicas restart: only their persisted proofs let them serve 1..4, 5..8, 9..12.
+    c.restart(0);
+    c.restart(1);
+    c.filter = () => "deliver";
+    c.tick(30);
+    assert.equal(c.r(2).lastExecuted, 12);
+    assert.equal(toHex(c.r(2).stateDigest), toHex(c.r(0).stateDigest));
   });
 
   function lagging() {
@@ -967,6 +981,7 @@ describe("hybrid replica: a certified batch with an unauthenticated request", ()
       type: "h-view-change",
       ...content,
       chain: [{ cert: t0.certifyContinuing(ORDER_COUNTER, { view: 1, slot: 0 }, digest), digest }],
+      proofs: [],
     };
     c.step(1, 0, vc0); // arrives before replica 2's VIEW-CHANGE
     c.filter = (e) => (e.from === 0 || e.to === 0 ? "drop" : "deliver");

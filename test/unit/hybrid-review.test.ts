@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
   GENESIS_CHECKPOINT,
+  type HNewView,
   type HNewViewSummary,
   type HViewChange,
   ORDER_COUNTER,
@@ -64,25 +65,20 @@ describe("hybrid replica: NEW-VIEW state across restarts", () => {
   });
 });
 
-describe("hybrid replica: open safety finding (issue 2 reopened)", () => {
-  // A Byzantine leader of a view the correct replicas never entered certifies a made-up NEW-VIEW
-  // summary at (w,1) with its own subsystem and anchors a VIEW-CHANGE on it, hiding its earlier vote;
-  // select() prefers the highest w. Fix under way: a summary must carry f+1 (w,1) certificates.
-  it("a VIEW-CHANGE built on a fabricated NEW-VIEW summary cannot override a committed batch", {
-    skip: "known bug, fix pending",
-  }, () => {
-    // Hybrid, f=1: Byzantine replica 1 (leader of view 1) certifies a fabricated NEW-VIEW summary for
-    // view 1 at (1,1) after having voted for X at seq 1 in view 0, then sends a VIEW-CHANGE for view 2
-    // anchored at (1,1). checkVc accepts it; select() prefers it (highest w) over the honest VC that
-    // covers X, so the NEW-VIEW of view 2 re-issues Y at seq 1.
-
+describe("hybrid replica: NEW-VIEW summaries must be proven", () => {
+  // A Byzantine leader of a view the correct replicas never entered could certify a made-up NEW-VIEW
+  // summary at (w,1) with its own subsystem and anchor a VIEW-CHANGE on it, hiding its earlier vote
+  // (select() prefers the highest w). A summary is now accepted only with f+1 distinct (w,1)
+  // certificates or with the NEW-VIEW itself, which the receiver re-checks.
+  it("a VIEW-CHANGE built on a fabricated NEW-VIEW summary is refused and cannot override a committed batch", () => {
     const c = new Cluster({ mode: "hybrid", f: 1 });
     const B = 1;
     // Phase 1: replica 2 is cut off; 0 (leader) and 1 commit X at seq 1.
     c.filter = (e) => (e.to === 2 || e.from === 2 ? "drop" : "deliver");
     const X = c.commitRequest(c.request("X"), [0]);
+    assert.equal(c.commitAt(0, 1)?.batch.requests[0]?.clientId, X.clientId);
 
-    // Phase 2: B fabricates a NEW-VIEW summary for view 1 (it is leader of view 1) and a VC for view 2.
+    // Phase 2: B (leader of view 1) certifies a made-up summary of view 1 re-issuing Y at seq 1.
     const sub = c.trusted[B]!;
     const Y = c.request("Y");
     const base = {
@@ -96,53 +92,164 @@ describe("hybrid replica: open safety finding (issue 2 reopened)", () => {
     const nvCert = sub.certifyIndependent(
       ORDER_COUNTER,
       { view: 1, slot: 1 },
-      c.digests.hNewViewSummary({ ...base, cert: null as never }),
+      c.digests.hNewViewSummary({ ...base, certs: [] }),
     );
-    const summary: HNewViewSummary = { ...base, cert: nvCert };
-    const content = { replica: B, newView: 2, checkpoint: GENESIS_CHECKPOINT, nv: summary, entries: [] };
-    const link = {
-      cert: sub.certifyContinuing(ORDER_COUNTER, { view: 2, slot: 0 }, c.digests.hViewChange(content)),
-      digest: c.digests.hViewChange(content),
+    const chain: HViewChange["chain"][number][] = [];
+    const vcWith = (summary: HNewViewSummary, newView: number, proofs: HNewView[] = []): HViewChange => {
+      const content = { replica: B, newView, checkpoint: GENESIS_CHECKPOINT, nv: summary, entries: [] };
+      const digest = c.digests.hViewChange(content);
+      chain.push({ cert: sub.certifyContinuing(ORDER_COUNTER, { view: newView, slot: 0 }, digest), digest });
+      return { type: "h-view-change", ...content, chain: [...chain], proofs };
     };
-    const vc: HViewChange = { type: "h-view-change", ...content, chain: [link] };
+    // Only B's own certificate; B's certificate twice (f+1 entries, one replica); no certificate and a
+    // NEW-VIEW "proof" without the VIEW-CHANGEs it needs.
+    const lone = vcWith({ ...base, certs: [nvCert] }, 2);
+    const twice = vcWith({ ...base, certs: [nvCert, nvCert] }, 3);
+    const hollow = vcWith({ ...base, certs: [] }, 4, [
+      { type: "h-new-view", view: 1, vcs: [], cert: nvCert },
+    ]);
     c.filter = (e) => (e.from === B || e.to === B ? "drop" : e.to === 2 || e.from === 2 ? "drop" : "deliver");
 
-    // Phase 3: replica 2 (correct, leader of view 2) times out on a request, gets B's VC, moves to view 2.
+    // Phase 3: replica 2 (correct) times out on a request and receives B's VIEW-CHANGEs: both refused.
     c.propose(2, c.request("Z"));
     c.tick(21, [2]);
-    c.step(2, B, vc);
-    for (let t = 0; t < 100 && c.r(2).view < 2; t++) c.tick(1, [2]);
-    // Phase 4: heal between 0 and 2 (B stays silent). 0 accepts the NEW-VIEW and votes; 2 commits.
-    c.filter = (e) => (e.from === B || e.to === B ? "drop" : "deliver");
-    const nvMsg = c.sent("h-new-view", (e) => e.from === 2 && e.to === 0).at(-1)!.msg;
-    c.step(0, 2, nvMsg);
-    c.deliverAll();
-    for (const i of [0, 2]) {
-      const cb = c.commitAt(i, 1);
-      console.log(
-        `r${i} view ${c.r(i).view} seq1 batch ops=`,
-        cb?.batch.requests.map((r) => new TextDecoder().decode(r.op)),
-        cb && toHex(cb.batchDigest).slice(0, 12),
-      );
-    }
-    const a = c.commitAt(0, 1)!,
-      b = c.commitAt(2, 1)!;
+    c.step(2, B, lone);
+    c.step(2, B, twice);
+    c.step(2, B, hollow);
+    assert.equal(c.dropped(2, "vc-nv-unproven"), 2);
+    assert.equal(c.dropped(2, "vc-bad-proofs"), 1);
 
-    // Consequence: after the divergence B can also crash replica 0. Leader 2 orders 3 more batches;
-    // 0 and 2 reach checkpoint 4 with different state digests; B signs 2's digest for seq 4.
-    for (let k = 0; k < 3; k++) c.commitRequest(c.request(), [2]);
-    const ck2 = c.sent("checkpoint", (e) => e.from === 2 && e.msg.seq === 4).at(-1)!.msg;
-    const ck0 = c.sent("checkpoint", (e) => e.from === 0 && e.msg.seq === 4).at(-1)!.msg;
-    const sig = sub.trustedMac(c.digests.checkpoint(4, ck2.stateDigest));
-    try {
-      c.step(0, B, { type: "checkpoint", seq: 4, stateDigest: ck2.stateDigest, sig });
-      console.log("replica 0 survived");
-    } catch (e) {
-      console.log("CRASH: replica 0 step() threw:", (e as Error).constructor.name, (e as Error).message);
+    // Phase 4: heal between 0 and 2 (B stays silent). They change view together; seq 1 stays X.
+    c.filter = (e) => (e.from === B || e.to === B ? "drop" : "deliver");
+    c.propose(0, c.request("W"));
+    for (let t = 0; t < 400 && !(c.commitAt(2, 1) && c.r(0).view === c.r(2).view && c.r(0).view > 0); t++)
+      c.tick(1, [0, 2]);
+    const a = c.commitAt(0, 1);
+    const b = c.commitAt(2, 1);
+    assert.ok(a && b, "seq 1 committed at 0 and 2");
+    assert.equal(toHex(a.batchDigest), toHex(b.batchDigest), "replicas 0 and 2 agree on seq 1");
+    assert.equal(b.batch.requests[0]?.clientId, X.clientId);
+    assert.equal(new TextDecoder().decode(b.batch.requests[0]?.op), "X");
+  });
+
+  /** Forces one view change: PREPAREs are held back so a request proposed to the followers times out. */
+  function forceViewChange(c: Cluster, dropCommitNv: boolean): void {
+    const v = Math.max(...[0, 1, 2].map((i) => c.r(i).view));
+    c.filter = (e) =>
+      e.msg.type === "h-prepare" || (dropCommitNv && e.msg.type === "h-commit-nv") ? "drop" : "deliver";
+    const req = c.request();
+    for (const i of [0, 1, 2]) c.propose(i, req);
+    for (let t = 0; t < 400 && [0, 1, 2].some((i) => c.r(i).view <= v); t++) c.tick(1);
+    c.filter = (e) => (dropCommitNv && e.msg.type === "h-commit-nv" ? "drop" : "deliver");
+    c.tick(30);
+  }
+
+  /**
+   * Heals the network and commits one more request at f+1 = 2 replicas (one may be left in a view
+   * change it cannot leave until the next one); replicas agree on every seq they executed.
+   */
+  function settles(c: Cluster): void {
+    c.filter = () => "deliver";
+    const req = c.request();
+    for (const i of [0, 1, 2]) c.propose(i, req);
+    const target = Math.max(...[0, 1, 2].map((i) => c.r(i).lastExecuted)) + 1;
+    const done = () => [0, 1, 2].filter((i) => c.r(i).lastExecuted >= target).length;
+    for (let t = 0; t < 2000 && done() < 3; t++) c.tick(1);
+    assert.ok(done() >= 2, `executed up to ${[0, 1, 2].map((i) => c.r(i).lastExecuted)}, wanted ${target}`);
+    for (let seq = 1; seq <= target; seq++) {
+      const digests = new Set(
+        [0, 1, 2].flatMap((i) => {
+          const cb = c.commitAt(i, seq);
+          return cb ? [toHex(cb.stateDigest)] : [];
+        }),
+      );
+      assert.ok(digests.size <= 1, `replicas disagree at seq ${seq}`);
     }
-    assert.ok(
-      a && b && toHex(a.batchDigest) === toHex(b.batchDigest),
-      "replicas 0 and 2 committed different batches at seq 1",
+  }
+
+  it("a follower proves its NEW-VIEW with f+1 certificates; a leader without votes nests the NEW-VIEW", () => {
+    const c = new Cluster({ mode: "hybrid", f: 1 });
+    c.commitRequest(c.request(), [0]);
+    // View 1 (leader 1) without any COMMIT-NV delivered, then view 2.
+    forceViewChange(c, true);
+    forceViewChange(c, true);
+    const vcs = c.sent("h-view-change", (e) => e.msg.newView === 2);
+    const vcOf = (r: number) => vcs.find((e) => e.from === r)?.msg;
+    const byReplica = (r: number) => vcOf(r)?.nv;
+    // Followers of view 1 hold the leader's certificate and their own vote: f+1 = 2 certificates.
+    for (const r of [0, 2]) {
+      const nv = byReplica(r);
+      assert.ok(nv, `replica ${r} sent a VIEW-CHANGE with a summary`);
+      assert.equal(nv.view, 1);
+      assert.equal(nv.certs.length, 2);
+      assert.equal(vcOf(r)?.proofs.length, 0);
+    }
+    // The leader of view 1 got no COMMIT-NV: it carries the NEW-VIEW itself as the proof.
+    assert.equal(byReplica(1)?.certs.length, 0);
+    assert.deepEqual(
+      vcOf(1)?.proofs.map((p) => p.view),
+      [1],
     );
+    // Every replica accepted all of them, and NEW-VIEWs built on them.
+    for (const i of [0, 1, 2]) {
+      assert.equal(c.dropped(i, "vc-nv-unproven"), 0);
+      assert.equal(c.dropped(i, "nv-vc-nv-unproven"), 0);
+    }
+    assert.ok(c.r(0).view >= 2);
+    settles(c);
+  });
+
+  it("proofs hold one NEW-VIEW per view: leaders without COMMIT-NVs keep proving view after view", () => {
+    const c = new Cluster({ mode: "hybrid", f: 1 });
+    // Six view changes without any COMMIT-NV delivered: each leader's VIEW-CHANGE carries its NEW-VIEW,
+    // whose VIEW-CHANGEs refer to the previous leaders' NEW-VIEWs, flattened into one list.
+    for (let k = 0; k < 6; k++) forceViewChange(c, true);
+    assert.ok(c.r(0).view >= 6);
+    const proofCounts = c.sent("h-view-change").map((e) => e.msg.proofs.length);
+    assert.ok(Math.max(...proofCounts) >= 3, `proof lists: ${proofCounts}`);
+    for (const e of c.sent("h-view-change")) {
+      const views = e.msg.proofs.map((p) => p.view);
+      assert.deepEqual(
+        views,
+        [...new Set(views)].sort((a, b) => a - b),
+        "ascending, one per view",
+      );
+      for (const p of e.msg.proofs) for (const vc of p.vcs) assert.equal(vc.proofs.length, 0);
+    }
+    for (const i of [0, 1, 2]) {
+      assert.equal(c.dropped(i, "vc-cannot-prove"), 0);
+      assert.equal(c.dropped(i, "vc-nv-unproven"), 0);
+      assert.equal(c.dropped(i, "vc-bad-proofs"), 0);
+    }
+    settles(c);
+  });
+
+  it("a leader that lacks COMMIT-NVs re-sends its NEW-VIEW and the followers answer with their votes", () => {
+    const c = new Cluster({ mode: "hybrid", f: 1, limits: { retransmitTicks: 10 } });
+    c.commitRequest(c.request(), [0]);
+    c.filter = (e) => (e.msg.type === "h-prepare" || e.msg.type === "h-commit-nv" ? "drop" : "deliver");
+    const req = c.request();
+    for (const i of [0, 1, 2]) c.propose(i, req);
+    for (let t = 0; t < 400 && [0, 1, 2].some((i) => c.r(i).view < 1); t++) c.tick(1);
+    const leader = c.r(0).leader;
+    assert.equal(leader, 1);
+    const nvOf = (i: number) => (c.r(i) as unknown as { nv: { view: number; committed: boolean } }).nv;
+    assert.equal(nvOf(leader).committed, false, "the leader got no COMMIT-NV");
+    const mark = c.log.length;
+    c.filter = () => "deliver";
+    c.tick(12);
+    assert.ok(c.sent("h-new-view", (e) => e.from === leader, c.log.slice(mark)).length > 0);
+    assert.ok(c.sent("h-commit-nv", (e) => e.to === leader, c.log.slice(mark)).length > 0);
+    assert.equal(nvOf(leader).committed, true);
+  });
+
+  it("a replica whose proofs would exceed vcProofsMax sends no VIEW-CHANGE; the others carry on", () => {
+    const c = new Cluster({ mode: "hybrid", f: 1, limits: { vcProofsMax: 1, retransmitTicks: 10 } });
+    for (let k = 0; k < 8 && [0, 1, 2].every((i) => c.dropped(i, "vc-too-many-proofs") === 0); k++)
+      forceViewChange(c, true);
+    assert.ok([0, 1, 2].some((i) => c.dropped(i, "vc-too-many-proofs") > 0));
+    assert.ok(Math.max(...c.sent("h-view-change").map((e) => e.msg.proofs.length)) <= 1);
+    forceViewChange(c, true);
+    settles(c);
   });
 });
