@@ -1,0 +1,402 @@
+// libp2p transport: TCP + noise + yamux between the replicas of one cluster.
+//
+// - Identity: each replica's libp2p peer id is derived from its ed25519 key in the cluster config.
+//   Connections from or to peer ids outside the config are refused by the connection gater, so the
+//   `from` of every delivered frame is authenticated by noise.
+// - One long-lived stream per peer pair, used in both directions: the replica with the lower id dials
+//   (with exponential backoff while the peer is down), the other accepts. A newer stream from the same
+//   peer replaces the old one (the peer restarted).
+// - Frames are length-prefixed (unsigned varint) with an explicit maximum; a peer that sends a longer
+//   one loses its stream.
+// - Backpressure: a bounded outgoing queue per peer (see transport.ts). Frames move from the queue to
+//   the stream only while the stream does not need a drain; we wait for the stream's 'drain' event
+//   (libp2p 3's onDrain() promise does not re-arm after its first use).
+// - Watchdog: a stream that stays undrained for `stallMs` with frames waiting is aborted and redialled
+//   (libp2p can stall under heavy load); the protocol retransmits whatever was lost.
+
+import "../util/polyfill.ts";
+import { noise } from "@chainsafe/libp2p-noise";
+import { yamux } from "@chainsafe/libp2p-yamux";
+import { generateKeyPairFromSeed, publicKeyFromRaw } from "@libp2p/crypto/keys";
+import type { Connection, PeerId, Stream } from "@libp2p/interface";
+import { peerIdFromPublicKey } from "@libp2p/peer-id";
+import { tcp } from "@libp2p/tcp";
+import { multiaddr } from "@multiformats/multiaddr";
+import * as lp from "it-length-prefixed";
+import { pipe } from "it-pipe";
+import { createLibp2p, type Libp2p } from "libp2p";
+import type { ReplicaId } from "../bft/types.ts";
+import {
+  DEFAULT_TRANSPORT_LIMITS,
+  emptyPeerStats,
+  type FrameHandler,
+  type PeerStats,
+  type SendResult,
+  type Transport,
+  type TransportLimits,
+} from "./transport.ts";
+
+export const FRAMES_PROTOCOL = "/orderer/frames/1.0.0";
+
+/** One replica of the cluster as every transport sees it. */
+export interface Libp2pPeerConfig {
+  readonly id: ReplicaId;
+  /** Raw 32-byte ed25519 public key. */
+  readonly publicKey: Uint8Array;
+  /** Where it listens, as a multiaddr, e.g. /ip4/127.0.0.1/tcp/7001. */
+  readonly addr: string;
+}
+
+export interface Libp2pTransportOptions {
+  readonly self: ReplicaId;
+  /** This replica's 32-byte ed25519 private key seed; its public key must match the config. */
+  readonly seed: Uint8Array;
+  /** The whole cluster, this replica included. */
+  readonly peers: readonly Libp2pPeerConfig[];
+  /** Listen address (default: this replica's `addr`). */
+  readonly listen?: string;
+  readonly limits?: Partial<TransportLimits>;
+  /** Redial backoff bounds in ms (default 50 .. 2000). */
+  readonly redialMinMs?: number;
+  readonly redialMaxMs?: number;
+  /** Dial timeout in ms (default 5000). */
+  readonly dialTimeoutMs?: number;
+  /** A stream undrained this long with frames waiting is aborted and redialled (default 10000). */
+  readonly stallMs?: number;
+}
+
+export class TransportConfigError extends Error {
+  override readonly name = "TransportConfigError";
+}
+
+/** The libp2p peer id (string form) of an ed25519 public key. */
+export function libp2pPeerId(publicKey: Uint8Array): string {
+  return peerIdFromPublicKey(publicKeyFromRaw(publicKey)).toString();
+}
+
+interface Link {
+  readonly peer: ReplicaId;
+  readonly frames: Uint8Array[];
+  head: number;
+  stream: Stream | null;
+  /** Set while waiting for the stream's 'drain' event. */
+  drainWaitSince: number | null;
+  dialing: boolean;
+  backoffMs: number;
+  redialTimer: ReturnType<typeof setTimeout> | null;
+}
+
+export class Libp2pTransport implements Transport {
+  readonly self: ReplicaId;
+  private readonly opts: Libp2pTransportOptions;
+  private readonly limits: TransportLimits;
+  private readonly n: number;
+  private readonly byPeerId = new Map<string, ReplicaId>();
+  private readonly peerIds = new Map<ReplicaId, PeerId>();
+  private readonly links = new Map<ReplicaId, Link>();
+  private readonly counters = new Map<ReplicaId, PeerStats>();
+  private handler: FrameHandler | null = null;
+  private node: Libp2p | null = null;
+  private running = false;
+  private starting: Promise<void> | null = null;
+  private watchdog: ReturnType<typeof setInterval> | null = null;
+
+  constructor(opts: Libp2pTransportOptions) {
+    this.opts = opts;
+    this.self = opts.self;
+    this.limits = { ...DEFAULT_TRANSPORT_LIMITS, ...opts.limits };
+    this.n = opts.peers.length;
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  start(): Promise<void> {
+    if (this.running) return Promise.resolve();
+    this.starting ??= this.doStart().finally(() => {
+      this.starting = null;
+    });
+    return this.starting;
+  }
+
+  private async doStart(): Promise<void> {
+    const { self, seed, peers } = this.opts;
+    const ids = peers.map((p) => p.id).sort((a, b) => a - b);
+    if (!ids.every((id, i) => id === i)) throw new TransportConfigError("replica ids must be 0..n-1");
+    const me = peers.find((p) => p.id === self);
+    if (!me) throw new TransportConfigError(`replica ${self} is not in the cluster configuration`);
+    if (!(seed instanceof Uint8Array) || seed.length !== 32)
+      throw new TransportConfigError("the ed25519 seed must be 32 bytes");
+    const privateKey = await generateKeyPairFromSeed("Ed25519", seed);
+    for (const p of peers) {
+      const pid = peerIdFromPublicKey(publicKeyFromRaw(p.publicKey));
+      this.peerIds.set(p.id, pid);
+      this.byPeerId.set(pid.toString(), p.id);
+    }
+    if (privateKey.publicKey.toString() !== this.peerIds.get(self)?.toString()) {
+      throw new TransportConfigError(`this key is not replica ${self}'s key in the cluster configuration`);
+    }
+    const known = (peer: PeerId) => this.byPeerId.has(peer.toString());
+    const node = await createLibp2p({
+      privateKey,
+      start: false,
+      addresses: { listen: [this.opts.listen ?? me.addr] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionGater: {
+        denyDialPeer: (peer) => !known(peer),
+        denyInboundEncryptedConnection: (peer) => !known(peer),
+        denyOutboundEncryptedConnection: (peer) => !known(peer),
+      },
+    });
+    await node.handle(FRAMES_PROTOCOL, (stream, connection) => this.onInbound(stream, connection), {
+      maxInboundStreams: 4,
+      maxOutboundStreams: 4,
+    });
+    await node.start();
+    this.node = node;
+    this.running = true;
+    for (let p = 0; p < this.n; p++) {
+      if (p === self) continue;
+      const link = this.link(p);
+      link.backoffMs = this.opts.redialMinMs ?? 50;
+      if (self < p) this.dial(link);
+    }
+    const stallMs = this.opts.stallMs ?? 10_000;
+    this.watchdog = setInterval(() => this.checkStalls(stallMs), Math.max(50, Math.floor(stallMs / 4)));
+    this.watchdog.unref?.();
+  }
+
+  async stop(): Promise<void> {
+    if (this.starting) await this.starting.catch(() => undefined);
+    if (!this.running) return;
+    this.running = false;
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = null;
+    for (const link of this.links.values()) {
+      if (link.redialTimer) clearTimeout(link.redialTimer);
+      link.redialTimer = null;
+      link.stream?.abort(new Error("transport stopped"));
+      link.stream = null;
+      link.frames.length = 0;
+      link.head = 0;
+      const s = this.stat(link.peer);
+      s.queuedFrames = 0;
+      s.queuedBytes = 0;
+    }
+    const node = this.node;
+    this.node = null;
+    await node?.stop();
+  }
+
+  // ------------------------------------------------------------------ Transport
+
+  onFrame(handler: FrameHandler): void {
+    this.handler = handler;
+  }
+
+  send(to: ReplicaId, frame: Uint8Array): SendResult {
+    if (!this.running) return "refused-stopped";
+    if (!Number.isInteger(to) || to < 0 || to >= this.n || to === this.self) return "refused-unknown-peer";
+    const s = this.stat(to);
+    if (!(frame instanceof Uint8Array) || frame.length > this.limits.frameMaxBytes) {
+      s.refusedOversized++;
+      return "refused-oversized";
+    }
+    if (
+      s.queuedFrames >= this.limits.queueMaxFrames ||
+      s.queuedBytes + frame.length > this.limits.queueMaxBytes
+    ) {
+      s.droppedFull++;
+      return "dropped-full";
+    }
+    const link = this.link(to);
+    link.frames.push(frame);
+    s.queuedFrames++;
+    s.queuedBytes += frame.length;
+    this.flush(link);
+    return "queued";
+  }
+
+  broadcast(frame: Uint8Array): void {
+    for (let p = 0; p < this.n; p++) if (p !== this.self) this.send(p, frame);
+  }
+
+  stats(): ReadonlyMap<ReplicaId, Readonly<PeerStats>> {
+    return this.counters;
+  }
+
+  /** Addresses this node listens on (useful with port 0). */
+  listenAddrs(): string[] {
+    return this.node?.getMultiaddrs().map((a) => a.toString()) ?? [];
+  }
+
+  // ------------------------------------------------------------------ streams
+
+  private link(peer: ReplicaId): Link {
+    let l = this.links.get(peer);
+    if (!l) {
+      l = {
+        peer,
+        frames: [],
+        head: 0,
+        stream: null,
+        drainWaitSince: null,
+        dialing: false,
+        backoffMs: this.opts.redialMinMs ?? 50,
+        redialTimer: null,
+      };
+      this.links.set(peer, l);
+    }
+    return l;
+  }
+
+  private stat(peer: ReplicaId): PeerStats {
+    let s = this.counters.get(peer);
+    if (!s) {
+      s = emptyPeerStats();
+      this.counters.set(peer, s);
+    }
+    return s;
+  }
+
+  private dial(link: Link): void {
+    const node = this.node;
+    if (!this.running || !node || link.dialing || link.stream || link.redialTimer) return;
+    const pid = this.peerIds.get(link.peer);
+    const addr = this.opts.peers.find((p) => p.id === link.peer)?.addr;
+    if (!pid || !addr) return;
+    link.dialing = true;
+    const timeout = AbortSignal.timeout(this.opts.dialTimeoutMs ?? 5000);
+    node
+      .dialProtocol(multiaddr(`${addr}/p2p/${pid.toString()}`), FRAMES_PROTOCOL, { signal: timeout })
+      .then((stream) => {
+        link.dialing = false;
+        if (!this.running) {
+          stream.abort(new Error("transport stopped"));
+          return;
+        }
+        link.backoffMs = this.opts.redialMinMs ?? 50;
+        this.attach(link, stream);
+      })
+      .catch(() => {
+        link.dialing = false;
+        this.scheduleRedial(link);
+      });
+  }
+
+  private scheduleRedial(link: Link): void {
+    if (!this.running || this.self > link.peer || link.redialTimer || link.stream) return;
+    const delay = link.backoffMs;
+    link.backoffMs = Math.min(link.backoffMs * 2, this.opts.redialMaxMs ?? 2000);
+    link.redialTimer = setTimeout(() => {
+      link.redialTimer = null;
+      this.dial(link);
+    }, delay);
+  }
+
+  private onInbound(stream: Stream, connection: Connection): void {
+    const peer = this.byPeerId.get(connection.remotePeer.toString());
+    if (!this.running || peer === undefined || peer === this.self) {
+      stream.abort(new Error("unknown peer"));
+      return;
+    }
+    this.attach(this.link(peer), stream);
+  }
+
+  private attach(link: Link, stream: Stream): void {
+    const old = link.stream;
+    link.stream = stream;
+    link.drainWaitSince = null;
+    if (old && old !== stream) old.abort(new Error("replaced by a newer stream"));
+    stream.maxReadBufferLength = this.limits.frameMaxBytes + 16;
+    const onDrain = () => {
+      if (link.stream !== stream) return;
+      link.drainWaitSince = null;
+      this.flush(link);
+    };
+    stream.addEventListener("drain", onDrain);
+    stream.addEventListener(
+      "close",
+      () => {
+        stream.removeEventListener("drain", onDrain);
+        this.detach(link, stream);
+      },
+      { once: true },
+    );
+    const peer = link.peer;
+    pipe(
+      stream,
+      (source) => lp.decode(source, { maxDataLength: this.limits.frameMaxBytes }),
+      async (frames) => {
+        for await (const f of frames) {
+          if (link.stream !== stream) return;
+          this.stat(peer).receivedFrames++;
+          try {
+            this.handler?.(peer, f.subarray());
+          } catch {
+            // A handler's failure is the handler's; the stream goes on.
+          }
+        }
+      },
+    )
+      .catch((err: unknown) => stream.abort(err instanceof Error ? err : new Error(String(err))))
+      .finally(() => this.detach(link, stream));
+    this.flush(link);
+  }
+
+  private detach(link: Link, stream: Stream): void {
+    if (link.stream !== stream) return;
+    link.stream = null;
+    link.drainWaitSince = null;
+    if (stream.status === "open") stream.abort(new Error("stream ended"));
+    this.scheduleRedial(link);
+  }
+
+  /** Moves queued frames onto the stream until it needs a drain. */
+  private flush(link: Link): void {
+    const stream = link.stream;
+    if (!this.running || !stream || link.drainWaitSince !== null) return;
+    const s = this.stat(link.peer);
+    while (link.head < link.frames.length) {
+      if (stream.status !== "open" || stream.writeStatus !== "writable") return;
+      const frame = link.frames[link.head] as Uint8Array;
+      let more: boolean;
+      try {
+        more = stream.send(lp.encode.single(frame));
+      } catch {
+        this.detach(link, stream);
+        return;
+      }
+      link.frames[link.head++] = EMPTY;
+      s.queuedFrames--;
+      s.queuedBytes -= frame.length;
+      s.sentFrames++;
+      if (!more) {
+        link.drainWaitSince = Date.now();
+        break;
+      }
+    }
+    if (link.head > 1024 && link.head * 2 > link.frames.length) {
+      link.frames.splice(0, link.head);
+      link.head = 0;
+    } else if (link.head === link.frames.length) {
+      link.frames.length = 0;
+      link.head = 0;
+    }
+  }
+
+  private checkStalls(stallMs: number): void {
+    const now = Date.now();
+    for (const link of this.links.values()) {
+      const since = link.drainWaitSince;
+      if (link.stream && since !== null && now - since > stallMs) {
+        const stream = link.stream;
+        stream.abort(new Error(`stalled for ${now - since} ms`));
+        this.detach(link, stream);
+      }
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0);

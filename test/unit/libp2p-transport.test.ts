@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { generateEd25519KeyPair } from "../../src/crypto/node-crypto.ts";
+import {
+  FRAMES_PROTOCOL,
+  type Libp2pPeerConfig,
+  Libp2pTransport,
+  libp2pPeerId,
+  TransportConfigError,
+} from "../../src/transport/libp2p.ts";
+import type { TransportLimits } from "../../src/transport/transport.ts";
+import { transportCompliance } from "../compliance/transport.ts";
+import { freePorts } from "../util/ports.ts";
+
+interface TestCluster {
+  readonly peers: Libp2pPeerConfig[];
+  readonly seeds: Uint8Array[];
+}
+
+async function testCluster(n: number): Promise<TestCluster> {
+  const ports = await freePorts(n);
+  const keys = ports.map(() => generateEd25519KeyPair());
+  return {
+    peers: keys.map((k, id) => ({ id, publicKey: k.publicKey, addr: `/ip4/127.0.0.1/tcp/${ports[id]}` })),
+    seeds: keys.map((k) => k.privateKey),
+  };
+}
+
+const FAST = { redialMinMs: 20, redialMaxMs: 200, stallMs: 2000 };
+
+transportCompliance("libp2p", async (n: number, limits: TransportLimits) => {
+  const c = await testCluster(n);
+  return {
+    make: (id) =>
+      new Libp2pTransport({ self: id, seed: c.seeds[id] as Uint8Array, peers: c.peers, limits, ...FAST }),
+    // Claims replica 0 with a key that is not replica 0's.
+    outsider: () =>
+      new Libp2pTransport({
+        self: 0,
+        seed: generateEd25519KeyPair().privateKey,
+        peers: c.peers,
+        limits,
+        ...FAST,
+      }),
+    close: async () => {},
+  };
+});
+
+describe("libp2p transport specifics", () => {
+  it("refuses connections from and to peer ids outside the configuration", async () => {
+    const c = await testCluster(2);
+    const strangerKey = generateEd25519KeyPair();
+    // Inbound: a stranger posing as replica 0 (the dialling side) in its own copy of the config.
+    const t1 = new Libp2pTransport({ self: 1, seed: c.seeds[1] as Uint8Array, peers: c.peers, ...FAST });
+    let got1 = 0;
+    t1.onFrame(() => got1++);
+    await t1.start();
+    const as0 = c.peers.map((p) => (p.id === 0 ? { ...p, publicKey: strangerKey.publicKey } : p));
+    const fake0 = new Libp2pTransport({ self: 0, seed: strangerKey.privateKey, peers: as0, ...FAST });
+    await fake0.start();
+    assert.equal(fake0.send(1, new Uint8Array([1, 2, 3])), "queued");
+    // Outbound: replica 0 dials "replica 1", which answers with a stranger's key.
+    const t0 = new Libp2pTransport({ self: 0, seed: c.seeds[0] as Uint8Array, peers: c.peers, ...FAST });
+    let got0 = 0;
+    t0.onFrame(() => got0++);
+    await sleep(300);
+    assert.equal(got1, 0, "replica 1 took no frame from the stranger");
+    await Promise.all([t1.stop(), fake0.stop()]);
+    const as1 = c.peers.map((p) => (p.id === 1 ? { ...p, publicKey: strangerKey.publicKey } : p));
+    const fake1 = new Libp2pTransport({ self: 1, seed: strangerKey.privateKey, peers: as1, ...FAST });
+    await fake1.start();
+    await t0.start();
+    assert.equal(t0.send(1, new Uint8Array([4])), "queued");
+    assert.equal(fake1.send(0, new Uint8Array([5])), "queued");
+    await sleep(400);
+    assert.equal(got0, 0, "replica 0 took no frame from the stranger");
+    assert.equal(t0.stats().get(1)?.sentFrames ?? 0, 0, "replica 0 never had a stream to the stranger");
+    await Promise.all([fake1.stop(), t0.stop()]);
+  });
+
+  it("rejects start() on a bad configuration with a typed error", async () => {
+    const c = await testCluster(2);
+    const bad = [
+      new Libp2pTransport({ self: 5, seed: c.seeds[0] as Uint8Array, peers: c.peers }),
+      new Libp2pTransport({ self: 0, seed: new Uint8Array(7), peers: c.peers }),
+      new Libp2pTransport({ self: 0, seed: c.seeds[1] as Uint8Array, peers: c.peers }),
+      new Libp2pTransport({
+        self: 0,
+        seed: c.seeds[0] as Uint8Array,
+        peers: [c.peers[0] as Libp2pPeerConfig].map((p) => ({ ...p, id: 3 })),
+      }),
+    ];
+    for (const t of bad) await assert.rejects(t.start(), TransportConfigError);
+  });
+
+  it("derives the peer id from the configured ed25519 key", () => {
+    const k = generateEd25519KeyPair();
+    const id = libp2pPeerId(k.publicKey);
+    assert.match(id, /^12D3KooW/);
+    assert.equal(id, libp2pPeerId(k.publicKey));
+    assert.notEqual(id, libp2pPeerId(generateEd25519KeyPair().publicKey));
+    assert.equal(FRAMES_PROTOCOL, "/orderer/frames/1.0.0");
+  });
+
+  it("drops the stream of a peer that sends a frame above the maximum, and recovers", async () => {
+    const c = await testCluster(2);
+    const limits = { frameMaxBytes: 1024, queueMaxFrames: 64, queueMaxBytes: 1 << 20 };
+    const t0 = new Libp2pTransport({
+      self: 0,
+      seed: c.seeds[0] as Uint8Array,
+      peers: c.peers,
+      limits,
+      ...FAST,
+    });
+    // Replica 1 is misconfigured with a larger frame limit than replica 0 accepts.
+    const t1 = new Libp2pTransport({
+      self: 1,
+      seed: c.seeds[1] as Uint8Array,
+      peers: c.peers,
+      limits: { ...limits, frameMaxBytes: 4096 },
+      ...FAST,
+    });
+    const got: number[] = [];
+    t0.onFrame((_f, fr) => got.push(fr.length));
+    await Promise.all([t0.start(), t1.start()]);
+    t1.send(0, new Uint8Array(100));
+    for (let i = 0; i < 200 && got.length < 1; i++) await sleep(10);
+    t1.send(0, new Uint8Array(2000)); // refused by replica 0's decoder: the stream is reset
+    await sleep(100);
+    for (let i = 0; i < 300 && !got.includes(300); i++) {
+      t1.send(0, new Uint8Array(300));
+      await sleep(20);
+    }
+    assert.ok(!got.includes(2000));
+    assert.ok(got.includes(300), "frames flow again after the redial");
+    await Promise.all([t0.stop(), t1.stop()]);
+  });
+});
