@@ -81,6 +81,7 @@ interface Link {
   stream: Stream | null;
   /** Set while waiting for the stream's 'drain' event. */
   drainWaitSince: number | null;
+  flushScheduled: boolean;
   dialing: boolean;
   backoffMs: number;
   redialTimer: ReturnType<typeof setTimeout> | null;
@@ -214,7 +215,14 @@ export class Libp2pTransport implements Transport {
     link.frames.push(frame);
     s.queuedFrames++;
     s.queuedBytes += frame.length;
-    this.flush(link);
+    // Flushed once the caller's turn ends, so that frames sent together share stream writes.
+    if (!link.flushScheduled) {
+      link.flushScheduled = true;
+      queueMicrotask(() => {
+        link.flushScheduled = false;
+        this.flush(link);
+      });
+    }
     return "queued";
   }
 
@@ -242,6 +250,7 @@ export class Libp2pTransport implements Transport {
         head: 0,
         stream: null,
         drainWaitSince: null,
+        flushScheduled: false,
         dialing: false,
         backoffMs: this.opts.redialMinMs ?? 50,
         redialTimer: null,
@@ -353,25 +362,40 @@ export class Libp2pTransport implements Transport {
     this.scheduleRedial(link);
   }
 
-  /** Moves queued frames onto the stream until it needs a drain. */
+  /**
+   * Moves queued frames onto the stream until it needs a drain. Frames are coalesced into writes of up
+   * to COALESCE_BYTES: each stream write costs a yamux frame and a noise message.
+   */
   private flush(link: Link): void {
     const stream = link.stream;
     if (!this.running || !stream || link.drainWaitSince !== null) return;
     const s = this.stat(link.peer);
     while (link.head < link.frames.length) {
       if (stream.status !== "open" || stream.writeStatus !== "writable") return;
-      const frame = link.frames[link.head] as Uint8Array;
+      const parts: Uint8Array[] = [];
+      let bytes = 0;
+      let taken = 0;
+      while (link.head + taken < link.frames.length && (taken === 0 || bytes < COALESCE_BYTES)) {
+        const frame = link.frames[link.head + taken] as Uint8Array;
+        const prefix = varint(frame.length);
+        parts.push(prefix, frame);
+        bytes += prefix.length + frame.length;
+        taken++;
+      }
       let more: boolean;
       try {
-        more = stream.send(lp.encode.single(frame));
+        more = stream.send(concat(parts, bytes));
       } catch {
         this.detach(link, stream);
         return;
       }
-      link.frames[link.head++] = EMPTY;
-      s.queuedFrames--;
-      s.queuedBytes -= frame.length;
-      s.sentFrames++;
+      for (let k = 0; k < taken; k++) {
+        const frame = link.frames[link.head] as Uint8Array;
+        link.frames[link.head++] = EMPTY;
+        s.queuedFrames--;
+        s.queuedBytes -= frame.length;
+        s.sentFrames++;
+      }
       if (!more) {
         link.drainWaitSince = Date.now();
         break;
@@ -400,3 +424,26 @@ export class Libp2pTransport implements Transport {
 }
 
 const EMPTY = new Uint8Array(0);
+const COALESCE_BYTES = 64 * 1024;
+
+/** Unsigned LEB128, as it-length-prefixed decodes it. */
+function varint(n: number): Uint8Array {
+  const out: number[] = [];
+  let v = n;
+  while (v >= 0x80) {
+    out.push((v & 0x7f) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+  return Uint8Array.from(out);
+}
+
+function concat(parts: readonly Uint8Array[], bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}

@@ -71,6 +71,7 @@ export class MemoryTransport implements Transport {
   private readonly queues = new Map<ReplicaId, PeerQueue>();
   private readonly counters = new Map<ReplicaId, PeerStats>();
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  private readonly immediates = new Set<ReturnType<typeof setImmediate>>();
 
   constructor(hub: MemoryHub, self: ReplicaId, limits: TransportLimits) {
     this.hub = hub;
@@ -91,6 +92,8 @@ export class MemoryTransport implements Transport {
     this.hub.detach(this);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    for (const t of this.immediates) clearImmediate(t);
+    this.immediates.clear();
     for (const [p, q] of this.queues) {
       const s = this.stat(p);
       s.queuedFrames = 0;
@@ -172,7 +175,8 @@ export class MemoryTransport implements Transport {
     if (!q || q.flushing || q.head >= q.frames.length || !this.running || !this.hub.peer(to)) return;
     q.flushing = true;
     const run = () => {
-      this.timers.delete(timer);
+      if (timer) this.timers.delete(timer);
+      if (immediate) this.immediates.delete(immediate);
       q.flushing = false;
       const peer = this.hub.peer(to);
       if (!this.running || !peer) return;
@@ -190,7 +194,10 @@ export class MemoryTransport implements Transport {
         q.head = 0;
       } else this.flush(to);
     };
-    const timer = setTimeout(run, this.hub.latencyMs);
-    this.timers.add(timer);
+    // setTimeout(0) would wait at least 1 ms; with no latency, the next turn of the event loop.
+    const timer = this.hub.latencyMs > 0 ? setTimeout(run, this.hub.latencyMs) : null;
+    const immediate = timer ? null : setImmediate(run);
+    if (timer) this.timers.add(timer);
+    if (immediate) this.immediates.add(immediate);
   }
 }

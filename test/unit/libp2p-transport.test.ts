@@ -137,3 +137,27 @@ describe("libp2p transport specifics", () => {
     await Promise.all([t0.stop(), t1.stop()]);
   });
 });
+
+describe("libp2p frame prefix", () => {
+  it("writes the varint length prefix it-length-prefixed reads, for every size class", async () => {
+    const c = await testCluster(2);
+    const limits = { frameMaxBytes: 1 << 20, queueMaxFrames: 4096, queueMaxBytes: 64 << 20 };
+    const ts = [0, 1].map(
+      (id) =>
+        new Libp2pTransport({ self: id, seed: c.seeds[id] as Uint8Array, peers: c.peers, limits, ...FAST }),
+    );
+    const sizes = [0, 1, 127, 128, 129, 16_383, 16_384, 65_535, 65_536, 70_000, 1 << 20];
+    const got: Uint8Array[] = [];
+    ts[1]?.onFrame((_f, fr) => got.push(fr));
+    await Promise.all(ts.map((t) => t.start()));
+    const frames = sizes.map((n, k) => new Uint8Array(n).fill(k + 1));
+    // Many small frames coalesced into one write, with large ones in between.
+    for (const f of frames) for (let r = 0; r < 3; r++) assert.equal(ts[0]?.send(1, f), "queued");
+    for (let i = 0; i < 500 && got.length < frames.length * 3; i++) await sleep(10);
+    assert.deepEqual(
+      got.map((f) => [f.length, f[0]]),
+      frames.flatMap((f) => [0, 1, 2].map(() => [f.length, f[0]])),
+    );
+    await Promise.all(ts.map((t) => t.stop()));
+  });
+});
