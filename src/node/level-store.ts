@@ -1,0 +1,76 @@
+// A replica's durable state in LevelDB: the core's key/value space (written through Ready.persist)
+// and, for a software trusted subsystem, its counters, in one atomic batch per Ready.
+
+import { deserialize, serialize } from "node:v8";
+import { Level } from "level";
+import { MemoryStorage } from "../bft/storage.ts";
+import type { CounterValue } from "../bft/trusted.ts";
+import type { PersistOp } from "../bft/types.ts";
+
+const STATE = "s/";
+const COUNTERS = "t/counters";
+
+export class StoreError extends Error {
+  override readonly name = "StoreError";
+}
+
+export interface LoadedState {
+  /** The core's key/value space, for createReplica(..., storage). */
+  readonly storage: MemoryStorage;
+  /** Saved trusted counters (software subsystem), if any. */
+  readonly counters: Map<number, CounterValue> | undefined;
+}
+
+export class LevelStore {
+  private readonly db: Level<string, Uint8Array>;
+
+  private constructor(db: Level<string, Uint8Array>) {
+    this.db = db;
+  }
+
+  static async open(dir: string): Promise<LevelStore> {
+    const db = new Level<string, Uint8Array>(dir, { valueEncoding: "view" });
+    try {
+      await db.open();
+    } catch (err) {
+      throw new StoreError(`cannot open the replica store at ${dir}: ${(err as Error).message}`);
+    }
+    return new LevelStore(db);
+  }
+
+  /** Reads everything back (the state is bounded by the core's limits). */
+  async load(): Promise<LoadedState> {
+    const storage = new MemoryStorage();
+    const ops: PersistOp[] = [];
+    let counters: Map<number, CounterValue> | undefined;
+    for await (const [key, value] of this.db.iterator()) {
+      let decoded: unknown;
+      try {
+        decoded = deserialize(value);
+      } catch (err) {
+        throw new StoreError(`corrupt value at ${key}: ${(err as Error).message}`);
+      }
+      if (key === COUNTERS) {
+        if (!(decoded instanceof Map)) throw new StoreError("corrupt trusted counters");
+        counters = decoded as Map<number, CounterValue>;
+      } else if (key.startsWith(STATE)) ops.push({ op: "put", key: key.slice(STATE.length), value: decoded });
+    }
+    storage.apply(ops);
+    return { storage, counters };
+  }
+
+  /** Applies one Ready's ops (and the counters certified so far) atomically. */
+  async apply(ops: readonly PersistOp[], counters?: Map<number, CounterValue>): Promise<void> {
+    const batch = this.db.batch();
+    for (const op of ops) {
+      if (op.op === "put") batch.put(STATE + op.key, serialize(op.value));
+      else batch.del(STATE + op.key);
+    }
+    if (counters) batch.put(COUNTERS, serialize(counters));
+    await batch.write({ sync: true });
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}
