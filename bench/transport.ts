@@ -1,5 +1,6 @@
 // Transports side by side, in one run: round-trip latency of 64 B frames (ping-pong, p50/p99) and
-// one-way throughput of 256 B frames, for raw node:net TCP (4-byte length prefix, the baseline),
+// one-way throughput of 256 B frames, for raw node:net TCP (4-byte length prefix, writes corked per
+// event-loop turn; the baseline),
 // libp2p (TCP + noise + yamux) and the in-memory transport. Both endpoints live in this process, on
 // loopback. Each figure is the median of --runs runs; ratios are against raw TCP of the same run.
 //
@@ -68,6 +69,7 @@ async function tcpPair(): Promise<Pair> {
   await new Promise<void>((r) => a.once("connect", () => r()));
   const b = await accepted;
   const socks = [a, b];
+  const corked = [false, false];
   for (const [i, s] of socks.entries()) {
     s.setNoDelay(true);
     const framer = new Framer((f) => handlers[i]?.(f));
@@ -78,6 +80,15 @@ async function tcpPair(): Promise<Pair> {
       const h = Buffer.allocUnsafe(4);
       h.writeUInt32BE(frame.length);
       const s = socks[from] as Socket;
+      // Like the libp2p transport, frames sent in one turn share writes (cork until the next tick).
+      if (!corked[from]) {
+        corked[from] = true;
+        s.cork();
+        process.nextTick(() => {
+          corked[from] = false;
+          s.uncork();
+        });
+      }
       s.write(h);
       s.write(frame);
     },
