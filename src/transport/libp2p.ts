@@ -27,6 +27,7 @@ import { pipe } from "it-pipe";
 import { createLibp2p, type Libp2p } from "libp2p";
 import type { ReplicaId } from "../bft/types.ts";
 import {
+  admitFrame,
   DEFAULT_TRANSPORT_LIMITS,
   emptyPeerStats,
   type FrameHandler,
@@ -197,20 +198,9 @@ export class Libp2pTransport implements Transport {
   }
 
   send(to: ReplicaId, frame: Uint8Array): SendResult {
-    if (!this.running) return "refused-stopped";
-    if (!Number.isInteger(to) || to < 0 || to >= this.n || to === this.self) return "refused-unknown-peer";
+    const refused = admitFrame(this.running, this.self, this.n, this.limits, (p) => this.stat(p), to, frame);
+    if (refused !== null) return refused;
     const s = this.stat(to);
-    if (!(frame instanceof Uint8Array) || frame.length > this.limits.frameMaxBytes) {
-      s.refusedOversized++;
-      return "refused-oversized";
-    }
-    if (
-      s.queuedFrames >= this.limits.queueMaxFrames ||
-      s.queuedBytes + frame.length > this.limits.queueMaxBytes
-    ) {
-      s.droppedFull++;
-      return "dropped-full";
-    }
     const link = this.link(to);
     link.frames.push(frame);
     s.queuedFrames++;

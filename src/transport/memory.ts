@@ -4,6 +4,7 @@
 
 import type { ReplicaId } from "../bft/types.ts";
 import {
+  admitFrame,
   DEFAULT_TRANSPORT_LIMITS,
   emptyPeerStats,
   type FrameHandler,
@@ -108,21 +109,17 @@ export class MemoryTransport implements Transport {
   }
 
   send(to: ReplicaId, frame: Uint8Array): SendResult {
-    if (!this.running) return "refused-stopped";
-    if (!Number.isInteger(to) || to < 0 || to >= this.hub.n || to === this.self)
-      return "refused-unknown-peer";
+    const refused = admitFrame(
+      this.running,
+      this.self,
+      this.hub.n,
+      this.limits,
+      (p) => this.stat(p),
+      to,
+      frame,
+    );
+    if (refused !== null) return refused;
     const s = this.stat(to);
-    if (!(frame instanceof Uint8Array) || frame.length > this.limits.frameMaxBytes) {
-      s.refusedOversized++;
-      return "refused-oversized";
-    }
-    if (
-      s.queuedFrames >= this.limits.queueMaxFrames ||
-      s.queuedBytes + frame.length > this.limits.queueMaxBytes
-    ) {
-      s.droppedFull++;
-      return "dropped-full";
-    }
     const q = this.queue(to);
     q.frames.push(frame.slice());
     s.queuedFrames++;

@@ -73,3 +73,30 @@ export function emptyPeerStats(): PeerStats {
     refusedOversized: 0,
   };
 }
+
+/**
+ * What every transport's send() checks before queueing a frame for `to` (of replicas 0..n-1), counting
+ * refusals in the peer's stats; null when the frame may be queued. Applies the backpressure policy.
+ */
+export function admitFrame(
+  running: boolean,
+  self: ReplicaId,
+  n: number,
+  limits: TransportLimits,
+  statOf: (peer: ReplicaId) => PeerStats,
+  to: ReplicaId,
+  frame: Uint8Array,
+): SendResult | null {
+  if (!running) return "refused-stopped";
+  if (!Number.isInteger(to) || to < 0 || to >= n || to === self) return "refused-unknown-peer";
+  const s = statOf(to);
+  if (!(frame instanceof Uint8Array) || frame.length > limits.frameMaxBytes) {
+    s.refusedOversized++;
+    return "refused-oversized";
+  }
+  if (s.queuedFrames >= limits.queueMaxFrames || s.queuedBytes + frame.length > limits.queueMaxBytes) {
+    s.droppedFull++;
+    return "dropped-full";
+  }
+  return null;
+}
