@@ -29,9 +29,9 @@ import type { ReplicaId } from "../bft/types.ts";
 import {
   admitFrame,
   DEFAULT_TRANSPORT_LIMITS,
-  emptyPeerStats,
   type FrameHandler,
   type PeerStats,
+  peerStats,
   type SendResult,
   type Transport,
   type TransportLimits,
@@ -251,12 +251,7 @@ export class Libp2pTransport implements Transport {
   }
 
   private stat(peer: ReplicaId): PeerStats {
-    let s = this.counters.get(peer);
-    if (!s) {
-      s = emptyPeerStats();
-      this.counters.set(peer, s);
-    }
-    return s;
+    return peerStats(this.counters, peer);
   }
 
   private dial(link: Link): void {

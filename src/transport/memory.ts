@@ -6,9 +6,9 @@ import type { ReplicaId } from "../bft/types.ts";
 import {
   admitFrame,
   DEFAULT_TRANSPORT_LIMITS,
-  emptyPeerStats,
   type FrameHandler,
   type PeerStats,
+  peerStats,
   type SendResult,
   type Transport,
   type TransportLimits,
@@ -149,12 +149,7 @@ export class MemoryTransport implements Transport {
   }
 
   private stat(p: ReplicaId): PeerStats {
-    let s = this.counters.get(p);
-    if (!s) {
-      s = emptyPeerStats();
-      this.counters.set(p, s);
-    }
-    return s;
+    return peerStats(this.counters, p);
   }
 
   private queue(p: ReplicaId): PeerQueue {

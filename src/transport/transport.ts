@@ -63,6 +63,16 @@ export interface Transport {
   stats(): ReadonlyMap<ReplicaId, Readonly<PeerStats>>;
 }
 
+/** The counters of `peer` in `counters`, created on first use. */
+export function peerStats(counters: Map<ReplicaId, PeerStats>, peer: ReplicaId): PeerStats {
+  let s = counters.get(peer);
+  if (!s) {
+    s = emptyPeerStats();
+    counters.set(peer, s);
+  }
+  return s;
+}
+
 export function emptyPeerStats(): PeerStats {
   return {
     queuedFrames: 0,
