@@ -805,6 +805,7 @@ function validateConfig(id: number, n: number, f: number, l: Limits): void {
     if (!Number.isSafeInteger(v) || v <= 0) bad(k, "must be a positive integer");
   if (l.window < 2 * l.checkpointInterval) bad("window", "must be >= 2 * checkpointInterval");
   if (l.retainBatches < l.checkpointInterval) bad("retainBatches", "must be >= checkpointInterval");
-  if (l.requestMaxBytes > l.batchMaxBytes) bad("requestMaxBytes", "must be <= batchMaxBytes");
+  // requestMaxBytes may exceed batchMaxBytes (Fabric: AbsoluteMaxBytes > PreferredMaxBytes): a request
+  // larger than batchMaxBytes is cut into a batch of its own.
   if (l.stateChunkBatches < l.checkpointInterval) bad("stateChunkBatches", "must be >= checkpointInterval");
 }

@@ -6,7 +6,19 @@ import type { SoftwareTrustedSubsystem } from "../bft/trusted.ts";
 import type { ClientRequest, CommittedBatch, Message, ReplicaEvent, ReplicaId } from "../bft/types.ts";
 import { decodeMessage, encodeMessage } from "../transport/codec.ts";
 import type { Transport } from "../transport/transport.ts";
-import type { LevelStore } from "./level-store.ts";
+import type { LevelStore, RawOp } from "./level-store.ts";
+
+/** An application fed by the total order (the ledger), driven in lockstep with the core's Readys. */
+export interface HostApp<B = unknown> {
+  /** First byte of the app's frames between replicas (distinct from the codec's version byte). */
+  readonly frameTag: number;
+  /** Turns committed batches into writes that go into the same atomic batch as the core's state. */
+  prepare(commits: readonly CommittedBatch[]): Promise<{ ops: RawOp[]; built: B }>;
+  /** Those writes are durable (and the Ready's messages sent). */
+  written(built: B): void;
+  /** A frame with the app's tag from an authenticated peer. */
+  onPeerFrame(from: ReplicaId, frame: Uint8Array): void;
+}
 
 export interface HostOptions {
   readonly core: ReplicaCore;
@@ -16,6 +28,7 @@ export interface HostOptions {
   readonly trusted?: SoftwareTrustedSubsystem;
   /** Real time of one core tick (default 10 ms). */
   readonly tickMs?: number;
+  readonly app?: HostApp;
   readonly onCommit?: (c: CommittedBatch) => void;
   readonly onEvent?: (e: ReplicaEvent) => void;
   /** A frame that does not decode, or a failure of the pump (the host stops on the latter). */
@@ -29,6 +42,8 @@ export class ReplicaHost {
   private stopped = false;
   private idle: Promise<void> = Promise.resolve();
   private savedCounters = "";
+  /** When a frame last arrived from each peer (ms). */
+  private readonly lastHeard = new Map<ReplicaId, number>();
 
   constructor(o: HostOptions) {
     this.o = o;
@@ -41,6 +56,11 @@ export class ReplicaHost {
   async start(): Promise<void> {
     this.o.transport.onFrame((from, frame) => {
       if (this.stopped) return;
+      this.lastHeard.set(from, Date.now());
+      if (this.o.app && frame[0] === this.o.app.frameTag) {
+        this.o.app.onPeerFrame(from, frame);
+        return;
+      }
       const res = decodeMessage(frame);
       if (!res.ok) {
         this.o.onError?.(res.error, from);
@@ -62,6 +82,14 @@ export class ReplicaHost {
     const verdict = this.o.core.propose(req);
     this.pump();
     return verdict;
+  }
+
+  /** Peers heard from within the last `withinMs` (any frame: the core gossips STATUS periodically). */
+  livePeers(withinMs: number): number {
+    const since = Date.now() - withinMs;
+    let n = 0;
+    for (const t of this.lastHeard.values()) if (t >= since) n++;
+    return n;
   }
 
   async stop(): Promise<void> {
@@ -93,8 +121,10 @@ export class ReplicaHost {
       const counters = trusted?.counters();
       const sig = counters ? JSON.stringify([...counters]) : "";
       const countersMoved = counters !== undefined && sig !== this.savedCounters;
-      if (rd.persist.length > 0 || countersMoved) {
-        await store.apply(rd.persist, countersMoved ? counters : undefined);
+      // The app's writes for these commits go into the same atomic batch as the core's state.
+      const app = this.o.app && rd.commit.length > 0 ? await this.o.app.prepare(rd.commit) : undefined;
+      if (rd.persist.length > 0 || countersMoved || (app && app.ops.length > 0)) {
+        await store.apply(rd.persist, countersMoved ? counters : undefined, app?.ops);
         if (countersMoved) this.savedCounters = sig;
       }
       for (const o of rd.send) {
@@ -102,6 +132,7 @@ export class ReplicaHost {
         if (o.to === "all") transport.broadcast(frame);
         else transport.send(o.to, frame);
       }
+      if (app) this.o.app?.written(app.built);
       for (const c of rd.commit) this.o.onCommit?.(c);
       for (const e of rd.events) this.o.onEvent?.(e);
       core.advance();

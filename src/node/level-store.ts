@@ -21,21 +21,34 @@ export interface LoadedState {
   readonly counters: Map<number, CounterValue> | undefined;
 }
 
-export class LevelStore {
-  private readonly db: Level<string, Uint8Array>;
+/** A raw write of another component sharing this database (the ledger), applied in the same batch. */
+export type RawOp =
+  | { readonly type: "put"; readonly key: string; readonly value: Uint8Array }
+  | { readonly type: "del"; readonly key: string };
 
-  private constructor(db: Level<string, Uint8Array>) {
+export interface LevelStoreOptions {
+  /** fsync every write batch (default true): a write acknowledged is a write that survives power loss. */
+  readonly sync?: boolean;
+}
+
+export class LevelStore {
+  /** The database, shared with the ledger (which keeps its keys outside "s/" and "t/"). */
+  readonly db: Level<string, Uint8Array>;
+  readonly sync: boolean;
+
+  private constructor(db: Level<string, Uint8Array>, sync: boolean) {
     this.db = db;
+    this.sync = sync;
   }
 
-  static async open(dir: string): Promise<LevelStore> {
+  static async open(dir: string, opts: LevelStoreOptions = {}): Promise<LevelStore> {
     const db = new Level<string, Uint8Array>(dir, { valueEncoding: "view" });
     try {
       await db.open();
     } catch (err) {
       throw new StoreError(`cannot open the replica store at ${dir}: ${(err as Error).message}`);
     }
-    return new LevelStore(db);
+    return new LevelStore(db, opts.sync ?? true);
   }
 
   /** Reads everything back (the state is bounded by the core's limits). */
@@ -43,7 +56,7 @@ export class LevelStore {
     const storage = new MemoryStorage();
     const ops: PersistOp[] = [];
     let counters: Map<number, CounterValue> | undefined;
-    for await (const [key, value] of this.db.iterator()) {
+    for await (const [key, value] of this.db.iterator({ gte: STATE, lt: "t0" })) {
       let decoded: unknown;
       try {
         decoded = deserialize(value);
@@ -59,15 +72,23 @@ export class LevelStore {
     return { storage, counters };
   }
 
-  /** Applies one Ready's ops (and the counters certified so far) atomically. */
-  async apply(ops: readonly PersistOp[], counters?: Map<number, CounterValue>): Promise<void> {
+  /** Applies one Ready's ops (and the counters certified so far, and other raw writes) atomically. */
+  async apply(
+    ops: readonly PersistOp[],
+    counters?: Map<number, CounterValue>,
+    raw: readonly RawOp[] = [],
+  ): Promise<void> {
     const batch = this.db.batch();
+    for (const r of raw) {
+      if (r.type === "put") batch.put(r.key, r.value);
+      else batch.del(r.key);
+    }
     for (const op of ops) {
       if (op.op === "put") batch.put(STATE + op.key, serialize(op.value));
       else batch.del(STATE + op.key);
     }
     if (counters) batch.put(COUNTERS, serialize(counters));
-    await batch.write({ sync: true });
+    await batch.write({ sync: this.sync });
   }
 
   async close(): Promise<void> {

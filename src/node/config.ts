@@ -1,0 +1,144 @@
+// Cluster and node configuration: shapes, defaults, validation (a bad field is named), and the mapping
+// of Fabric's batch settings onto the core's limits.
+
+import { ConfigError } from "../bft/errors.ts";
+import type { Limits, Mode } from "../bft/types.ts";
+
+/** Fabric's BatchSize / BatchTimeout. */
+export interface BatchConfig {
+  /** A block holds at most this many transactions. */
+  readonly maxMessageCount: number;
+  /** A transaction larger than this is refused at intake (HTTP 413). */
+  readonly absoluteMaxBytes: number;
+  /** A block is cut before a transaction that would take it over this size; a larger one goes alone. */
+  readonly preferredMaxBytes: number;
+  /** A non-empty block waits at most this long for more transactions while earlier blocks are in flight. */
+  readonly batchTimeoutMs: number;
+}
+
+export const DEFAULT_BATCH: BatchConfig = Object.freeze({
+  maxMessageCount: 500,
+  absoluteMaxBytes: 1024 * 1024,
+  preferredMaxBytes: 2 * 1024 * 1024,
+  batchTimeoutMs: 20,
+});
+
+export interface ReplicaEntry {
+  readonly id: number;
+  /** ed25519 public key, hex: libp2p identity, block signatures, gateway requests. */
+  readonly publicKey: string;
+  /** libp2p listen/dial multiaddr, e.g. /ip4/127.0.0.1/tcp/7001 */
+  readonly p2p: string;
+  /** Base URL of the replica's HTTP/WebSocket API, e.g. http://127.0.0.1:8001 */
+  readonly api: string;
+}
+
+/** What every replica agrees on; its canonical JSON is the genesis block's entry. */
+export interface ClusterConfig {
+  readonly name: string;
+  readonly mode: Mode;
+  readonly f: number;
+  readonly replicas: readonly ReplicaEntry[];
+  readonly batch: BatchConfig;
+}
+
+/** One replica's own settings (secrets included: keep this file private). */
+export interface NodeConfig {
+  readonly id: number;
+  /** ed25519 private key seed, hex (32 bytes). */
+  readonly seed: string;
+  /** Hybrid mode: the trusted subsystems' shared secret, hex (software TrInX). */
+  readonly groupSecret?: string;
+  readonly dataDir: string;
+  readonly apiHost: string;
+  readonly apiPort: number;
+  /** fsync every write (default true). */
+  readonly sync?: boolean;
+  /** Real time of one core tick (default 10 ms). */
+  readonly tickMs?: number;
+  /** A submission not committed within this time is answered with TIMEOUT (default 30 s). */
+  readonly submitTimeoutMs?: number;
+  /** Submissions waiting for a receipt at this replica (default 100 000). */
+  readonly pendingMax?: number;
+  /** Core timing and window overrides (in ticks). */
+  readonly limits?: Partial<Limits>;
+}
+
+const fail = (field: string, why: string): never => {
+  throw new ConfigError("BAD_CONFIG", `${field}: ${why}`);
+};
+const posInt = (v: unknown, field: string) => {
+  if (!Number.isSafeInteger(v) || (v as number) <= 0) fail(field, "must be a positive integer");
+};
+const isHex = (v: unknown, bytes: number) =>
+  typeof v === "string" && new RegExp(`^[0-9a-f]{${2 * bytes}}$`).test(v);
+
+export function validateCluster(c: ClusterConfig): void {
+  if (!c || typeof c !== "object") fail("cluster", "must be an object");
+  if (typeof c.name !== "string" || c.name.length === 0) fail("name", "must be a non-empty string");
+  if (c.mode !== "hybrid" && c.mode !== "pbft") fail("mode", 'must be "hybrid" or "pbft"');
+  if (!Number.isInteger(c.f) || c.f < 0) fail("f", "must be an integer >= 0");
+  const n = c.mode === "hybrid" ? 2 * c.f + 1 : 3 * c.f + 1;
+  if (!Array.isArray(c.replicas) || c.replicas.length !== n)
+    fail("replicas", `a ${c.mode} cluster with f=${c.f} has ${n} replicas`);
+  c.replicas.forEach((r, i) => {
+    if (r.id !== i) fail(`replicas[${i}].id`, `must be ${i}`);
+    if (!isHex(r.publicKey, 32)) fail(`replicas[${i}].publicKey`, "must be 64 hex digits");
+    if (typeof r.p2p !== "string" || !r.p2p.startsWith("/"))
+      fail(`replicas[${i}].p2p`, "must be a multiaddr");
+    if (typeof r.api !== "string" || !/^https?:\/\//.test(r.api))
+      fail(`replicas[${i}].api`, "must be an http(s) URL");
+  });
+  const b = c.batch;
+  if (!b || typeof b !== "object") fail("batch", "must be an object");
+  posInt(b.maxMessageCount, "batch.maxMessageCount");
+  posInt(b.absoluteMaxBytes, "batch.absoluteMaxBytes");
+  posInt(b.preferredMaxBytes, "batch.preferredMaxBytes");
+  posInt(b.batchTimeoutMs, "batch.batchTimeoutMs");
+  if (b.absoluteMaxBytes > 32 * 1024 * 1024) fail("batch.absoluteMaxBytes", "must be <= 32 MiB");
+  if (b.preferredMaxBytes > 32 * 1024 * 1024) fail("batch.preferredMaxBytes", "must be <= 32 MiB");
+}
+
+export function validateNode(node: NodeConfig, cluster: ClusterConfig): void {
+  if (!Number.isInteger(node.id) || node.id < 0 || node.id >= cluster.replicas.length)
+    fail("id", `must be a replica id of the cluster (0..${cluster.replicas.length - 1})`);
+  if (!isHex(node.seed, 32)) fail("seed", "must be 64 hex digits");
+  if (
+    cluster.mode === "hybrid" &&
+    !(typeof node.groupSecret === "string" && /^([0-9a-f]{2}){16,}$/.test(node.groupSecret))
+  )
+    fail("groupSecret", "hybrid mode needs a hex secret of at least 16 bytes");
+  if (typeof node.dataDir !== "string" || node.dataDir.length === 0) fail("dataDir", "must be a path");
+  if (typeof node.apiHost !== "string" || node.apiHost.length === 0)
+    fail("apiHost", "must be a host name or address");
+  if (!Number.isInteger(node.apiPort) || node.apiPort < 0 || node.apiPort > 65535)
+    fail("apiPort", "must be 0..65535");
+  if (node.tickMs !== undefined) posInt(node.tickMs, "tickMs");
+  if (node.submitTimeoutMs !== undefined) posInt(node.submitTimeoutMs, "submitTimeoutMs");
+  if (node.pendingMax !== undefined) posInt(node.pendingMax, "pendingMax");
+}
+
+/** The core limits a cluster's batch settings imply (Fabric's names → the leader's batching). */
+export function batchLimits(b: BatchConfig, tickMs: number): Partial<Limits> {
+  return {
+    batchMaxCount: b.maxMessageCount,
+    batchMaxBytes: b.preferredMaxBytes,
+    requestMaxBytes: b.absoluteMaxBytes,
+    batchTimeoutTicks: Math.max(1, Math.ceil(b.batchTimeoutMs / tickMs)),
+  };
+}
+
+/** JSON with object keys sorted at every level: the same config gives the same genesis bytes. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+export const gatewayClientId = (replica: number): string => `replica-${replica}`;

@@ -1,0 +1,184 @@
+// One replica of the ordering service, composed: LevelDB store, BFT core, libp2p transport, the
+// ledger fed by the core's commits, the client gateway and the HTTP/WebSocket API.
+
+import { Digests } from "../bft/digests.ts";
+import {
+  type ClientRegistry,
+  createReplica,
+  quorums,
+  SoftwareTrustedSubsystem,
+  staticRegistry,
+  trustedAuthenticator,
+} from "../bft/index.ts";
+import type { ReplicaEvent } from "../bft/types.ts";
+import {
+  ed25519PublicKeyOf,
+  ed25519ReplicaAuthenticator,
+  nodeCrypto,
+  sha256,
+  signEd25519,
+  verifyEd25519,
+} from "../crypto/node-crypto.ts";
+import { bytesEq } from "../ordering/block.ts";
+import { Gateway } from "../ordering/gateway.ts";
+import { Ledger } from "../ordering/ledger.ts";
+import { Libp2pTransport } from "../transport/libp2p.ts";
+import "../util/polyfill.ts";
+import { ConfigError } from "../bft/errors.ts";
+import { ApiServer } from "./api-server.ts";
+import {
+  batchLimits,
+  type ClusterConfig,
+  canonicalJson,
+  gatewayClientId,
+  type NodeConfig,
+  validateCluster,
+  validateNode,
+} from "./config.ts";
+import { ReplicaHost } from "./host.ts";
+import { LevelStore } from "./level-store.ts";
+
+const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
+
+/** A peer is counted as reachable when a frame came from it within this time (STATUS gossip is periodic). */
+const PEER_LIVE_MS = 3000;
+/** Uncertified blocks are re-announced this often. */
+const SIG_RETRY_MS = 500;
+
+export interface NodeHooks {
+  readonly onEvent?: (e: ReplicaEvent) => void;
+  readonly onError?: (err: Error) => void;
+}
+
+export class OrdererNode {
+  private retryTimer: ReturnType<typeof setInterval> | null = null;
+  private stopping: Promise<void> | null = null;
+
+  private constructor(
+    readonly cluster: ClusterConfig,
+    readonly config: NodeConfig,
+    readonly store: LevelStore,
+    readonly host: ReplicaHost,
+    readonly ledger: Ledger,
+    readonly gateway: Gateway,
+    readonly api: ApiServer,
+  ) {}
+
+  static async start(
+    cluster: ClusterConfig,
+    config: NodeConfig,
+    hooks: NodeHooks = {},
+  ): Promise<OrdererNode> {
+    validateCluster(cluster);
+    validateNode(config, cluster);
+    const seed = hex(config.seed);
+    const keys = cluster.replicas.map((r) => hex(r.publicKey));
+    if (!bytesEq(ed25519PublicKeyOf(seed), keys[config.id] as Uint8Array))
+      throw new ConfigError("BAD_CONFIG", `seed: does not match replicas[${config.id}].publicKey`);
+    const tickMs = config.tickMs ?? 10;
+    const store = await LevelStore.open(config.dataDir, { sync: config.sync ?? true });
+    try {
+      const loaded = await store.load();
+      const registry: ClientRegistry = staticRegistry(
+        cluster.replicas.map((r, i) => [gatewayClientId(r.id), { ed25519PublicKey: keys[i] as Uint8Array }]),
+      );
+      const trusted =
+        cluster.mode === "hybrid"
+          ? new SoftwareTrustedSubsystem({
+              id: config.id,
+              secret: hex(config.groupSecret as string),
+              hashing: nodeCrypto,
+              counters: loaded.counters,
+            })
+          : undefined;
+      const auth = trusted ? trustedAuthenticator(trusted) : ed25519ReplicaAuthenticator(seed, keys);
+      const limits = { ...batchLimits(cluster.batch, tickMs), ...config.limits };
+      const core = createReplica(
+        { id: config.id, f: cluster.f, mode: cluster.mode, limits },
+        { crypto: nodeCrypto, registry, auth, trusted },
+        loaded.storage,
+      );
+      const transport = new Libp2pTransport({
+        self: config.id,
+        seed,
+        peers: cluster.replicas.map((r, i) => ({ id: r.id, publicKey: keys[i] as Uint8Array, addr: r.p2p })),
+        redialMinMs: 20,
+        redialMaxMs: 1000,
+      });
+      const q = quorums(cluster.mode, cluster.f);
+      const ledger = await Ledger.open({
+        db: store.db,
+        genesisConfig: new TextEncoder().encode(canonicalJson(cluster)),
+        self: config.id,
+        n: q.n,
+        quorum: q.commit,
+        replicaKeys: keys,
+        hash: sha256,
+        verify: verifyEd25519,
+        sign: (hh) => signEd25519(seed, hh),
+        send: (to, frame) => (to === "all" ? transport.broadcast(frame) : void transport.send(to, frame)),
+        sync: config.sync ?? true,
+      });
+      const host = new ReplicaHost({
+        core,
+        transport,
+        store,
+        trusted,
+        tickMs,
+        app: ledger,
+        onEvent: hooks.onEvent,
+        onError: (err, from) => {
+          if (from === undefined) hooks.onError?.(err);
+        },
+      });
+      const digests = new Digests(nodeCrypto);
+      const gateway = new Gateway({
+        ledger,
+        propose: (req) => host.submit(req),
+        clientId: gatewayClientId(config.id),
+        sign: (d) => signEd25519(seed, d),
+        digests,
+        hash: sha256,
+        txMaxBytes: cluster.batch.absoluteMaxBytes,
+        pendingMax: config.pendingMax ?? 100_000,
+        timeoutMs: config.submitTimeoutMs ?? 30_000,
+        quorumOk: () => host.livePeers(PEER_LIVE_MS) + 1 >= q.commit,
+      });
+      const api = new ApiServer({
+        host: config.apiHost,
+        port: config.apiPort,
+        ledger,
+        gateway,
+        hash: sha256,
+        txMaxBytes: cluster.batch.absoluteMaxBytes,
+      });
+      api.onInternalError = (err) => hooks.onError?.(err instanceof Error ? err : new Error(String(err)));
+      await host.start();
+      const node = new OrdererNode(cluster, config, store, host, ledger, gateway, api);
+      node.retryTimer = setInterval(() => ledger.retry(SIG_RETRY_MS), SIG_RETRY_MS);
+      try {
+        await api.start();
+      } catch (err) {
+        await node.stop();
+        throw err;
+      }
+      return node;
+    } catch (err) {
+      await store.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Stops accepting, fails waiting submissions, stops the replica, flushes and closes the store. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      if (this.retryTimer) clearInterval(this.retryTimer);
+      await this.api.stop();
+      this.gateway.close();
+      await this.host.stop();
+      await this.ledger.flush();
+      await this.store.close();
+    })();
+    return this.stopping;
+  }
+}

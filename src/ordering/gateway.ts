@@ -1,0 +1,270 @@
+// The replica's client gateway: turns a submitted transaction into a signed request of the replica's
+// own client identity, hands it to the core, and answers once the transaction is in a certified block
+// with a receipt the client can check on its own (Merkle proof + header + certificate).
+//
+// A transaction is its bytes; its id is their SHA-256. A transaction already in the chain is not
+// ordered again: submitting it again returns the existing receipt (`duplicate: true`), and the same
+// transaction submitted concurrently (here or through another replica) ends up in the chain once.
+
+import { CLIENT_WINDOW } from "../bft/client-table.ts";
+import type { Digests } from "../bft/digests.ts";
+import { RequestError } from "../bft/errors.ts";
+import type { ClientRequest } from "../bft/types.ts";
+import { type CertSig, type HashFn, type MerkleProof, toHexStr } from "./block.ts";
+import { ApiError } from "./errors.ts";
+import type { CertifiedBlock, Ledger } from "./ledger.ts";
+
+export interface Receipt {
+  readonly txId: string;
+  readonly block: number;
+  readonly position: number;
+  /** True when the transaction was already in the chain before this submission. */
+  readonly duplicate: boolean;
+  readonly header: {
+    readonly number: number;
+    readonly previousHash: Uint8Array;
+    readonly dataHash: Uint8Array;
+  };
+  readonly proof: MerkleProof;
+  readonly certificate: readonly CertSig[];
+}
+
+export interface GatewayOptions {
+  readonly ledger: Ledger;
+  /** Hands a request to the core (ReplicaHost.submit); throws RequestError when refused. */
+  readonly propose: (req: ClientRequest) => string;
+  readonly clientId: string;
+  readonly sign: (digest: Uint8Array) => Uint8Array;
+  readonly digests: Digests;
+  readonly hash: HashFn;
+  /** AbsoluteMaxBytes: larger transactions are refused at intake. */
+  readonly txMaxBytes: number;
+  /** Submissions waiting for their receipt (in flight plus queued). */
+  readonly pendingMax: number;
+  /** A submission not certified within this time is answered with TIMEOUT (it may still commit). */
+  readonly timeoutMs: number;
+  /** False while this replica cannot reach a commit quorum of peers. */
+  readonly quorumOk: () => boolean;
+}
+
+/** Requests of this gateway in the core at once: stays inside the core's per-client window. */
+export const GATEWAY_IN_FLIGHT_MAX = CLIENT_WINDOW / 2;
+/** Times a request the core did not execute is proposed again with a fresh request number. */
+const REPROPOSE_MAX = 3;
+
+interface Waiter {
+  readonly id: string;
+  readonly tx: Uint8Array;
+  readonly promise: Promise<Receipt>;
+  resolve(r: Receipt): void;
+  reject(e: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+  reqNo: number;
+  attempts: number;
+}
+
+export class Gateway {
+  private readonly o: GatewayOptions;
+  private readonly waiting = new Map<string, Waiter>();
+  /** reqNo -> tx id, for requests of ours in the core. */
+  private readonly inFlight = new Map<number, string>();
+  private readonly queue: Waiter[] = [];
+  private nextReqNo: number;
+  private closed = false;
+  readonly stats = { submitted: 0, duplicates: 0, timeouts: 0, reproposed: 0 };
+
+  constructor(o: GatewayOptions) {
+    this.o = o;
+    // Request numbers must grow across restarts: start above anything an earlier run could have used.
+    this.nextReqNo = Date.now() * 1000;
+    o.ledger.onBuilt((b) => this.onBuilt(b));
+    o.ledger.onCertified((b) => this.onCertified(b));
+  }
+
+  get pending(): number {
+    return this.waiting.size;
+  }
+
+  /** Submits one transaction; resolves with its receipt once it is in a certified block. */
+  async submit(tx: Uint8Array): Promise<Receipt> {
+    if (this.closed) throw new ApiError("SHUTTING_DOWN", "the node is shutting down");
+    if (!(tx instanceof Uint8Array) || tx.length === 0) throw new ApiError("EMPTY_TX", "empty transaction");
+    if (tx.length > this.o.txMaxBytes)
+      throw new ApiError(
+        "TX_TOO_LARGE",
+        `transaction of ${tx.length} bytes exceeds absoluteMaxBytes ${this.o.txMaxBytes}`,
+      );
+    const id = toHexStr(this.o.hash(tx));
+    const same = this.waiting.get(id);
+    if (same) return same.promise;
+    const loc = await this.o.ledger.findTx(id);
+    if (loc) {
+      this.stats.duplicates++;
+      return this.receiptWhenCertified(id, loc.number, loc.position, true);
+    }
+    const again = this.waiting.get(id);
+    if (again) return again.promise;
+    if (!this.o.quorumOk())
+      throw new ApiError("NO_QUORUM", "this replica cannot reach a commit quorum of peers");
+    if (this.waiting.size >= this.o.pendingMax)
+      throw new ApiError("OVERLOADED", `${this.waiting.size} submissions pending; retry later`);
+    let resolve!: (r: Receipt) => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<Receipt>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const w: Waiter = {
+      id,
+      tx,
+      promise,
+      resolve,
+      reject,
+      reqNo: 0,
+      attempts: 0,
+      timer: setTimeout(() => this.expire(w), this.o.timeoutMs),
+    };
+    this.waiting.set(id, w);
+    this.stats.submitted++;
+    this.queue.push(w);
+    this.dispatch();
+    return promise;
+  }
+
+  /** The receipt of a transaction already in the chain (waits for its block's certificate). */
+  async receipt(id: string): Promise<Receipt | undefined> {
+    const loc = await this.o.ledger.findTx(id);
+    if (!loc) return undefined;
+    return this.receiptWhenCertified(id, loc.number, loc.position, false);
+  }
+
+  /** Refuses new submissions and fails the waiting ones. */
+  close(): void {
+    this.closed = true;
+    for (const w of this.waiting.values())
+      this.fail(w, new ApiError("SHUTTING_DOWN", "the node is shutting down"));
+    this.queue.length = 0;
+  }
+
+  private dispatch(): void {
+    while (this.queue.length > 0 && this.inFlight.size < GATEWAY_IN_FLIGHT_MAX) {
+      const w = this.queue.shift() as Waiter;
+      if (this.waiting.get(w.id) !== w) continue;
+      this.propose(w);
+    }
+  }
+
+  private propose(w: Waiter): void {
+    const reqNo = this.nextReqNo++;
+    const unsigned = { clientId: this.o.clientId, reqNo, op: w.tx };
+    const digest = this.o.digests.request({
+      ...unsigned,
+      auth: { scheme: "ed25519", sig: new Uint8Array(64) },
+    });
+    const req: ClientRequest = { ...unsigned, auth: { scheme: "ed25519", sig: this.o.sign(digest) } };
+    w.reqNo = reqNo;
+    w.attempts++;
+    this.inFlight.set(reqNo, w.id);
+    try {
+      this.o.propose(req);
+    } catch (err) {
+      this.inFlight.delete(reqNo);
+      const code = err instanceof RequestError && err.code === "OVERLOADED" ? "OVERLOADED" : "INTERNAL";
+      this.fail(w, new ApiError(code, `the replica refused the request: ${(err as Error).message}`));
+    }
+  }
+
+  /** A block is durable: our requests in it leave the core; those not executed are proposed again. */
+  private onBuilt(
+    b: CertifiedBlock & { batchClients: readonly { clientId: string; reqNo: number }[] },
+  ): void {
+    const entries = new Set(b.txIds);
+    for (const c of b.batchClients) {
+      if (c.clientId !== this.o.clientId) continue;
+      const id = this.inFlight.get(c.reqNo);
+      if (id === undefined) continue;
+      this.inFlight.delete(c.reqNo);
+      const w = this.waiting.get(id);
+      if (!w || w.reqNo !== c.reqNo || entries.has(id)) continue;
+      // Not an entry of this block: either already in the chain (resolved on certification) or not
+      // executed by the core (e.g. outside the client window): propose it again.
+      void this.o.ledger.findTx(id).then((loc) => {
+        if (this.waiting.get(id) !== w) return;
+        if (loc) {
+          this.settle(w, loc.number, loc.position, false);
+        } else if (w.attempts < REPROPOSE_MAX) {
+          this.stats.reproposed++;
+          this.queue.push(w);
+          this.dispatch();
+        } else {
+          this.fail(w, new ApiError("NOT_EXECUTED", "the replicas did not execute the transaction"));
+        }
+      });
+    }
+    this.dispatch();
+  }
+
+  private onCertified(b: CertifiedBlock): void {
+    const n = b.block.header.number;
+    b.txIds.forEach((id, position) => {
+      const w = this.waiting.get(id);
+      if (w) this.settle(w, n, position, false);
+    });
+  }
+
+  private settle(w: Waiter, n: number, position: number, duplicate: boolean): void {
+    this.receiptWhenCertified(w.id, n, position, duplicate).then(
+      (r) => {
+        if (this.waiting.get(w.id) !== w) return;
+        this.waiting.delete(w.id);
+        clearTimeout(w.timer);
+        w.resolve(r);
+      },
+      (err: Error) => this.fail(w, err),
+    );
+  }
+
+  private async receiptWhenCertified(
+    id: string,
+    n: number,
+    position: number,
+    duplicate: boolean,
+  ): Promise<Receipt> {
+    if (n >= this.o.ledger.certifiedHeight) await this.certified(n);
+    const b = await this.o.ledger.getBlock(n);
+    const proof = await this.o.ledger.proof(n, position);
+    if (!b || !proof) throw new ApiError("INTERNAL", `block ${n} is not readable`);
+    return {
+      txId: id,
+      block: n,
+      position,
+      duplicate,
+      header: b.header,
+      proof,
+      certificate: b.metadata.certificate,
+    };
+  }
+
+  private async certified(n: number): Promise<void> {
+    if (!(await this.o.ledger.waitCertified(n, this.o.timeoutMs)))
+      throw new ApiError("TIMEOUT", `block ${n} is not certified yet`);
+  }
+
+  private expire(w: Waiter): void {
+    if (this.waiting.get(w.id) !== w) return;
+    this.stats.timeouts++;
+    this.fail(
+      w,
+      new ApiError(
+        "TIMEOUT",
+        `not committed within ${this.o.timeoutMs} ms; it may still commit (GET /v1/transactions/${w.id})`,
+      ),
+    );
+  }
+
+  private fail(w: Waiter, err: Error): void {
+    if (this.waiting.get(w.id) === w) this.waiting.delete(w.id);
+    clearTimeout(w.timer);
+    w.reject(err);
+  }
+}

@@ -1,0 +1,551 @@
+// The hash-chained ledger of one replica, in LevelDB: every committed batch becomes one block, written
+// in the same atomic batch as the core's state for that Ready (so a crash can never leave the chain
+// behind the replica's own state); then the replica signs the block's header hash and exchanges
+// signatures with its peers until the block holds a commit certificate.
+//
+// Keys (sharing the replica's database; the core keeps "s/" and "t/"):
+//   b/<number>  block (header, entries, view/seq/time)     c/<number>  its certificate
+//   x/<tx id>   [block number, position]                    m/head      [height, head hash]
+//   m/certified the height up to which every block is certified (contiguous)
+
+import { deserialize, serialize } from "node:v8";
+import type { Level } from "level";
+import type { CommittedBatch } from "../bft/types.ts";
+import type { RawOp } from "../node/level-store.ts";
+import {
+  type Block,
+  bytesEq,
+  type CertSig,
+  genesisBlock,
+  HASH_BYTES,
+  type HashFn,
+  headerHash,
+  type MerkleProof,
+  merkleProofs,
+  merkleRoot,
+  SIGNATURE_BYTES,
+  toHexStr,
+  type VerifyFn,
+} from "./block.ts";
+
+const BLOCK = "b/";
+const CERT = "c/";
+const TX = "x/";
+const HEAD = "m/head";
+const CERTIFIED = "m/certified";
+
+/** Blocks kept decoded in memory (recent ones: receipts and deliver read them). */
+export const BLOCK_CACHE_MAX = 512;
+/** Peer signatures are buffered for blocks at most this far ahead of our chain. */
+export const SIG_AHEAD_MAX = 4096;
+/** Uncertified blocks re-announced per retransmission round. */
+export const SIG_RETRY_MAX = 256;
+
+export const APP_FRAME_TAG = 0xb1;
+const SIG = 1;
+const SIG_REQ = 2;
+const SIG_FRAME_BYTES = 2 + 8 + HASH_BYTES + SIGNATURE_BYTES;
+
+export class LedgerError extends Error {
+  override readonly name = "LedgerError";
+  constructor(
+    readonly code: "GENESIS_MISMATCH" | "CORRUPT" | "GAP",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const blockKey = (n: number): string => BLOCK + n.toString().padStart(16, "0");
+const certKey = (n: number): string => CERT + n.toString().padStart(16, "0");
+
+export interface LedgerOptions {
+  readonly db: Level<string, Uint8Array>;
+  /** Canonical bytes of the cluster configuration: the genesis block's only entry. */
+  readonly genesisConfig: Uint8Array;
+  readonly self: number;
+  readonly n: number;
+  /** Signatures a block needs to be certified (the commit quorum). */
+  readonly quorum: number;
+  readonly replicaKeys: readonly Uint8Array[];
+  readonly hash: HashFn;
+  readonly verify: VerifyFn;
+  /** Signs a header hash with this replica's ed25519 key. */
+  readonly sign: (hh: Uint8Array) => Uint8Array;
+  /** Sends an app frame to one peer, or to every peer. */
+  readonly send: (to: number | "all", frame: Uint8Array) => void;
+  readonly sync?: boolean;
+  readonly now?: () => number;
+}
+
+/** Where a transaction is in the chain. */
+export interface TxLocation {
+  readonly number: number;
+  readonly position: number;
+}
+
+/** A block this replica wrote, as announced to listeners once certified. */
+export interface CertifiedBlock {
+  readonly block: Block;
+  readonly headerHash: Uint8Array;
+  /** Tx ids of the entries, in order. */
+  readonly txIds: readonly string[];
+  /** Tx ids of requests in the batch that are not entries (already in the chain, or not executed). */
+  readonly skipped: readonly string[];
+}
+
+interface Built extends CertifiedBlock {
+  readonly batchClients: readonly { clientId: string; reqNo: number }[];
+}
+
+interface Pending {
+  /** Valid signatures over our header hash. */
+  readonly sigs: Map<number, Uint8Array>;
+  readonly builtAtMs: number;
+}
+
+export class Ledger {
+  private readonly o: LedgerOptions;
+  private readonly now: () => number;
+  private heightN = 0;
+  private headHashV: Uint8Array = new Uint8Array(HASH_BYTES);
+  private certifiedN = 0;
+  /** Built blocks not yet certified, by number. */
+  private readonly pending = new Map<number, Pending & { hh: Uint8Array }>();
+  /** Certificates complete but not contiguous with certifiedN yet. */
+  private readonly certifiedAhead = new Set<number>();
+  /** Peer signatures for blocks we have not built yet. */
+  private readonly early = new Map<number, Map<number, { hh: Uint8Array; sig: Uint8Array }>>();
+  private readonly cache = new Map<number, { block: Block; hh: Uint8Array; proofs?: MerkleProof[] }>();
+  private readonly builtInfo = new Map<number, Built>();
+  private readonly certListeners = new Set<(b: CertifiedBlock) => void>();
+  private readonly builtListeners = new Set<(b: Built) => void>();
+  private writes: Promise<void> = Promise.resolve();
+  /** Resolvers waiting for a block number to be certified, by number. */
+  private readonly heightWaiters = new Map<number, (() => void)[]>();
+  private readonly progressListeners = new Set<(certifiedHeight: number) => void>();
+  readonly stats = { badSigs: 0, lateSigs: 0, sigRequestsServed: 0 };
+  /** Tag of the ledger's frames between replicas (HostApp). */
+  readonly frameTag = APP_FRAME_TAG;
+
+  private constructor(o: LedgerOptions) {
+    this.o = o;
+    this.now = o.now ?? Date.now;
+  }
+
+  /** Opens the ledger, writing genesis on first use; refuses a database from another cluster. */
+  static async open(o: LedgerOptions): Promise<Ledger> {
+    const l = new Ledger(o);
+    const head = await l.get(HEAD);
+    if (head === undefined) {
+      const g = genesisBlock(o.genesisConfig, o.hash);
+      const hh = headerHash(g.header, o.hash);
+      await o.db.batch(
+        [
+          { type: "put", key: blockKey(0), value: encodeBlock(g) },
+          { type: "put", key: HEAD, value: serialize([1, hh]) },
+          { type: "put", key: CERTIFIED, value: serialize(0) },
+        ],
+        { sync: o.sync ?? true },
+      );
+      l.heightN = 1;
+      l.headHashV = hh;
+    } else {
+      const [height, hh] = head as [number, Uint8Array];
+      if (!Number.isSafeInteger(height) || !(hh instanceof Uint8Array))
+        throw new LedgerError("CORRUPT", "bad chain head");
+      l.heightN = height;
+      l.headHashV = hh;
+      const g = await l.readBlock(0);
+      if (!g || !bytesEq(g.entries[0] ?? new Uint8Array(0), o.genesisConfig))
+        throw new LedgerError(
+          "GENESIS_MISMATCH",
+          "the data directory holds the chain of another cluster configuration",
+        );
+    }
+    const certified = (await l.get(CERTIFIED)) as number | undefined;
+    l.certifiedN = typeof certified === "number" ? certified : 0;
+    // Blocks written but not certified before a restart: collect signatures again.
+    for (let n = l.certifiedN; n < l.heightN; n++) {
+      if ((await l.get(certKey(n))) !== undefined) {
+        l.certifiedAhead.add(n);
+        continue;
+      }
+      const b = await l.readBlock(n);
+      if (!b) throw new LedgerError("CORRUPT", `block ${n} is missing below the head ${l.heightN}`);
+      l.startCollecting(n, headerHash(b.header, o.hash));
+    }
+    l.advanceCertified();
+    return l;
+  }
+
+  /** Number of blocks (the next block's number). */
+  get height(): number {
+    return this.heightN;
+  }
+
+  get headHash(): Uint8Array {
+    return this.headHashV;
+  }
+
+  /** Every block below this number holds a certificate. */
+  get certifiedHeight(): number {
+    return this.certifiedN;
+  }
+
+  /** Resolves once block n is certified (every block up to it is); false on timeout. */
+  waitCertified(n: number, timeoutMs: number): Promise<boolean> {
+    if (n < this.certifiedN) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let list = this.heightWaiters.get(n);
+      if (!list) {
+        list = [];
+        this.heightWaiters.set(n, list);
+      }
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      list.push(done);
+      const timer = setTimeout(() => {
+        const l = this.heightWaiters.get(n);
+        const i = l ? l.indexOf(done) : -1;
+        if (l && i >= 0) l.splice(i, 1);
+        if (l && l.length === 0) this.heightWaiters.delete(n);
+        resolve(false);
+      }, timeoutMs);
+    });
+  }
+
+  /** Called whenever the certified height grows. */
+  onProgress(fn: (certifiedHeight: number) => void): () => void {
+    this.progressListeners.add(fn);
+    return () => this.progressListeners.delete(fn);
+  }
+
+  onCertified(fn: (b: CertifiedBlock) => void): () => void {
+    this.certListeners.add(fn);
+    return () => this.certListeners.delete(fn);
+  }
+
+  /** Called when a block is durable (before its certificate), with the clients whose requests it holds. */
+  onBuilt(fn: (b: Built) => void): () => void {
+    this.builtListeners.add(fn);
+    return () => this.builtListeners.delete(fn);
+  }
+
+  // ------------------------------------------------------------------ writing (driven by the host)
+
+  /**
+   * Turns committed batches into block writes for the host's atomic batch. Entries are the executed
+   * requests' payloads, minus transactions already in the chain (a tx id appears once in a chain).
+   * Batches already in the chain (replayed after a restart) are skipped.
+   */
+  async prepare(commits: readonly CommittedBatch[]): Promise<{ ops: RawOp[]; built: Built[] }> {
+    const ops: RawOp[] = [];
+    const built: Built[] = [];
+    const fresh = commits.filter((c) => c.seq >= this.heightN);
+    if (fresh.length === 0) return { ops, built };
+    const ids = fresh.map((c) => c.batch.requests.map((r) => toHexStr(this.o.hash(r.op))));
+    const known = await this.o.db.getMany(ids.flat().map((id) => TX + id));
+    let k = 0;
+    const inThisWrite = new Set<string>();
+    for (let ci = 0; ci < fresh.length; ci++) {
+      const c = fresh[ci]!;
+      if (c.seq !== this.heightN)
+        throw new LedgerError("GAP", `batch ${c.seq} committed but the chain ends at ${this.heightN - 1}`);
+      const entries: Uint8Array[] = [];
+      const txIds: string[] = [];
+      const skipped: string[] = [];
+      c.batch.requests.forEach((r, i) => {
+        const id = ids[ci]![i]!;
+        const inChain = known[k++] !== undefined || inThisWrite.has(id);
+        if (!c.executed[i] || inChain) {
+          skipped.push(id);
+          return;
+        }
+        inThisWrite.add(id);
+        ops.push({ type: "put", key: TX + id, value: serialize([c.seq, entries.length]) });
+        entries.push(r.op);
+        txIds.push(id);
+      });
+      const header = {
+        number: c.seq,
+        previousHash: this.headHashV,
+        dataHash: merkleRoot(entries, this.o.hash),
+      };
+      const hh = headerHash(header, this.o.hash);
+      const block: Block = {
+        header,
+        entries,
+        metadata: { view: c.view, seq: c.seq, commitTimeMs: this.now(), certificate: [] },
+      };
+      ops.push({ type: "put", key: blockKey(c.seq), value: encodeBlock(block) });
+      this.heightN = c.seq + 1;
+      this.headHashV = hh;
+      ops.push({ type: "put", key: HEAD, value: serialize([this.heightN, hh]) });
+      built.push({
+        block,
+        headerHash: hh,
+        txIds,
+        skipped,
+        batchClients: c.batch.requests.map((r) => ({ clientId: r.clientId, reqNo: r.reqNo })),
+      });
+    }
+    return { ops, built };
+  }
+
+  /** The writes of prepare() are durable: sign, announce, and collect the peers' signatures. */
+  written(built: readonly Built[]): void {
+    for (const b of built) {
+      const n = b.block.header.number;
+      this.remember(n, b.block, b.headerHash);
+      this.builtInfo.set(n, b);
+      for (const fn of this.builtListeners) fn(b);
+      const sig = this.startCollecting(n, b.headerHash);
+      this.o.send("all", sigFrame(SIG, n, b.headerHash, sig));
+    }
+  }
+
+  private startCollecting(n: number, hh: Uint8Array): Uint8Array {
+    const sig = this.o.sign(hh);
+    const p = { sigs: new Map([[this.o.self, sig]]), builtAtMs: this.now(), hh };
+    this.pending.set(n, p);
+    const early = this.early.get(n);
+    this.early.delete(n);
+    if (early) for (const [from, s] of early) this.addSig(n, p, from, s.hh, s.sig);
+    this.maybeCertified(n, p);
+    return sig;
+  }
+
+  // ------------------------------------------------------------------ signatures from peers
+
+  /** An app frame from a peer (already authenticated as `from` by the transport). */
+  onPeerFrame(from: number, frame: Uint8Array): void {
+    if (frame.length !== SIG_FRAME_BYTES || frame[0] !== APP_FRAME_TAG) {
+      this.stats.badSigs++;
+      return;
+    }
+    const kind = frame[1];
+    const dv = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+    const n = dv.getUint32(2) * 0x1_0000_0000 + dv.getUint32(6);
+    const hh = frame.slice(10, 10 + HASH_BYTES);
+    const sig = frame.slice(10 + HASH_BYTES);
+    if ((kind !== SIG && kind !== SIG_REQ) || !Number.isSafeInteger(n) || from === this.o.self) {
+      this.stats.badSigs++;
+      return;
+    }
+    if (kind === SIG_REQ && n < this.heightN) void this.answer(from, n);
+    const p = this.pending.get(n);
+    if (p) {
+      this.addSig(n, p, from, hh, sig);
+      return;
+    }
+    if (n < this.certifiedN || this.certifiedAhead.has(n)) {
+      this.stats.lateSigs++;
+      return;
+    }
+    // Not collecting yet: a block we have not built, or one whose write is still in progress.
+    if (n >= this.heightN + SIG_AHEAD_MAX) return;
+    let m = this.early.get(n);
+    if (!m) {
+      m = new Map();
+      this.early.set(n, m);
+    }
+    m.set(from, { hh, sig });
+  }
+
+  private addSig(
+    n: number,
+    p: Pending & { hh: Uint8Array },
+    from: number,
+    hh: Uint8Array,
+    sig: Uint8Array,
+  ): void {
+    const key = this.o.replicaKeys[from];
+    if (!key || !bytesEq(hh, p.hh) || !this.o.verify(key, hh, sig)) {
+      this.stats.badSigs++;
+      return;
+    }
+    p.sigs.set(from, sig);
+    this.maybeCertified(n, p);
+  }
+
+  private maybeCertified(n: number, p: Pending & { hh: Uint8Array }): void {
+    if (p.sigs.size < this.o.quorum || !this.pending.has(n)) return;
+    this.pending.delete(n);
+    const cert: CertSig[] = [...p.sigs]
+      .sort((a, b) => a[0] - b[0])
+      .map(([replica, sig]) => ({ replica, sig }));
+    const c = this.cache.get(n);
+    if (c) c.block = withCert(c.block, cert);
+    const info = this.builtInfo.get(n);
+    if (info) this.builtInfo.set(n, { ...info, block: withCert(info.block, cert) });
+    this.write([
+      { type: "put", key: certKey(n), value: serialize(cert.map((s) => [s.replica, s.sig])) },
+    ]).then(() => {
+      this.certifiedAhead.add(n);
+      this.advanceCertified();
+    });
+  }
+
+  private advanceCertified(): void {
+    const before = this.certifiedN;
+    while (this.certifiedAhead.delete(this.certifiedN)) this.certifiedN++;
+    if (this.certifiedN === before) return;
+    void this.write([{ type: "put", key: CERTIFIED, value: serialize(this.certifiedN) }]);
+    for (const [n, fns] of this.heightWaiters) {
+      if (n >= this.certifiedN) continue;
+      this.heightWaiters.delete(n);
+      for (const fn of fns) fn();
+    }
+    for (const fn of this.progressListeners) fn(this.certifiedN);
+    for (let n = before; n < this.certifiedN; n++) {
+      const info = this.builtInfo.get(n);
+      this.builtInfo.delete(n);
+      if (info) for (const fn of this.certListeners) fn(info);
+    }
+  }
+
+  private async answer(to: number, n: number): Promise<void> {
+    const b = await this.getBlock(n);
+    const mine = b?.metadata.certificate.find((s) => s.replica === this.o.self)?.sig;
+    const hh = b ? headerHash(b.header, this.o.hash) : undefined;
+    const p = this.pending.get(n);
+    const sig = mine ?? p?.sigs.get(this.o.self);
+    if (!sig || !hh) return;
+    this.stats.sigRequestsServed++;
+    this.o.send(to, sigFrame(SIG, n, hh, sig));
+  }
+
+  /** Periodically: ask peers again for signatures of blocks that are still uncertified. */
+  retry(olderThanMs: number): number {
+    let sent = 0;
+    const now = this.now();
+    for (const [n, p] of this.pending) {
+      if (sent >= SIG_RETRY_MAX) break;
+      if (now - p.builtAtMs < olderThanMs) continue;
+      const sig = p.sigs.get(this.o.self);
+      if (!sig) continue;
+      this.o.send("all", sigFrame(SIG_REQ, n, p.hh, sig));
+      sent++;
+    }
+    // Forget early signatures far behind (peers that lied about the future or a chain we skipped).
+    for (const n of this.early.keys()) if (n < this.certifiedN) this.early.delete(n);
+    return sent;
+  }
+
+  // ------------------------------------------------------------------ reading
+
+  /** A block with its certificate as far as collected (complete below certifiedHeight). */
+  async getBlock(n: number): Promise<Block | undefined> {
+    if (!Number.isSafeInteger(n) || n < 0 || n >= this.heightN) return undefined;
+    const c = this.cache.get(n);
+    if (c) return c.block;
+    const b = await this.readBlock(n);
+    if (!b) return undefined;
+    const raw = (await this.get(certKey(n))) as [number, Uint8Array][] | undefined;
+    const cert = raw ? raw.map(([replica, sig]) => ({ replica, sig })) : [];
+    const full = withCert(b, cert);
+    this.remember(n, full, headerHash(b.header, this.o.hash));
+    return full;
+  }
+
+  async findTx(id: string): Promise<TxLocation | undefined> {
+    if (!/^[0-9a-f]{64}$/.test(id)) return undefined;
+    const v = (await this.get(TX + id)) as [number, number] | undefined;
+    return v ? { number: v[0], position: v[1] } : undefined;
+  }
+
+  /** The Merkle proof of entry `position` of block `n` (computed once per block). */
+  async proof(n: number, position: number): Promise<MerkleProof | undefined> {
+    const b = await this.getBlock(n);
+    const c = this.cache.get(n);
+    if (!b || !c || position < 0 || position >= b.entries.length) return undefined;
+    c.proofs ??= merkleProofs(b.entries, this.o.hash);
+    return c.proofs[position];
+  }
+
+  headerHashOf(n: number): Uint8Array | undefined {
+    return this.cache.get(n)?.hh;
+  }
+
+  private remember(n: number, block: Block, hh: Uint8Array): void {
+    this.cache.set(n, { block, hh });
+    if (this.cache.size > BLOCK_CACHE_MAX) {
+      const oldest = this.cache.keys().next();
+      if (!oldest.done) this.cache.delete(oldest.value);
+    }
+  }
+
+  private async readBlock(n: number): Promise<Block | undefined> {
+    const v = await this.o.db.get(blockKey(n));
+    return v === undefined ? undefined : decodeBlock(v, n);
+  }
+
+  private async get(key: string): Promise<unknown> {
+    const v = await this.o.db.get(key);
+    if (v === undefined) return undefined;
+    try {
+      return deserialize(v);
+    } catch (err) {
+      throw new LedgerError("CORRUPT", `corrupt value at ${key}: ${(err as Error).message}`);
+    }
+  }
+
+  private write(ops: RawOp[]): Promise<void> {
+    const next = this.writes.then(() => this.o.db.batch(ops as never, { sync: this.o.sync ?? true }));
+    this.writes = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Waits for pending certificate writes (for a clean shutdown). */
+  async flush(): Promise<void> {
+    await this.writes;
+  }
+}
+
+function withCert(b: Block, certificate: readonly CertSig[]): Block {
+  return { ...b, metadata: { ...b.metadata, certificate } };
+}
+
+function sigFrame(kind: number, n: number, hh: Uint8Array, sig: Uint8Array): Uint8Array {
+  const f = new Uint8Array(SIG_FRAME_BYTES);
+  f[0] = APP_FRAME_TAG;
+  f[1] = kind;
+  const dv = new DataView(f.buffer);
+  dv.setUint32(2, Math.floor(n / 0x1_0000_0000));
+  dv.setUint32(6, n >>> 0);
+  f.set(hh, 10);
+  f.set(sig, 10 + HASH_BYTES);
+  return f;
+}
+
+function encodeBlock(b: Block): Uint8Array {
+  const h = b.header;
+  const m = b.metadata;
+  return serialize([h.number, h.previousHash, h.dataHash, b.entries, m.view, m.seq, m.commitTimeMs]);
+}
+
+function decodeBlock(v: Uint8Array, n: number): Block {
+  try {
+    const [number, previousHash, dataHash, entries, view, seq, commitTimeMs] = deserialize(v) as [
+      number,
+      Uint8Array,
+      Uint8Array,
+      Uint8Array[],
+      number,
+      number,
+      number,
+    ];
+    if (number !== n || !(previousHash instanceof Uint8Array) || !Array.isArray(entries))
+      throw new Error("shape");
+    return {
+      header: { number, previousHash, dataHash },
+      entries,
+      metadata: { view, seq, commitTimeMs, certificate: [] },
+    };
+  } catch (err) {
+    throw new LedgerError("CORRUPT", `block ${n} does not decode: ${(err as Error).message}`);
+  }
+}
