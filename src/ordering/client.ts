@@ -1,0 +1,467 @@
+// Client of the ordering service, for Node and the browser. It trusts no single replica: every receipt
+// (Merkle proof + header + certificate) and every streamed block (hash chain, Merkle root, certificate)
+// is verified against the cluster's replica keys, and a replica that serves something that does not
+// verify is reported with the reason and skipped for the next one.
+
+import {
+  type Block,
+  BlockVerificationError,
+  blockFromJson,
+  bytesEq,
+  type CertSig,
+  ChainVerifier,
+  fromHexStr,
+  type HashFn,
+  headerHash,
+  type MerkleProof,
+  nobleHash,
+  toBase64,
+  toHexStr,
+  type VerifyFn,
+  verifyCertificate,
+  verifyMerkleProof,
+} from "./block.ts";
+
+export interface ClientOptions {
+  /** Base URLs of the replicas' APIs (http://host:port). */
+  readonly urls: readonly string[];
+  /** ed25519 public keys of the replicas by id (bytes or hex). */
+  readonly replicaKeys: readonly (Uint8Array | string)[];
+  /** Signatures a block needs: f+1 in hybrid mode, 2f+1 in PBFT mode. */
+  readonly quorum: number;
+  /** Header hash of the cluster's genesis block, when known: block 0 must match it. */
+  readonly genesisHash?: Uint8Array;
+  readonly hash?: HashFn;
+  readonly verify?: VerifyFn;
+  readonly fetch?: typeof fetch;
+  /** A WebSocket constructor (the browser's by default; in Node 20 the `ws` package is loaded). */
+  readonly WebSocket?: WebSocketCtor;
+  /** Called when a replica answers with something that does not verify, or cannot be reached. */
+  readonly onProblem?: (p: { url: string; error: Error }) => void;
+}
+
+type WebSocketCtor = new (url: string) => WebSocketLike;
+interface WebSocketLike {
+  binaryType: string;
+  readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: unknown) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string | Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  pause?: () => void;
+  resume?: () => void;
+}
+
+export class OrderingClientError extends Error {
+  override readonly name = "OrderingClientError";
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface VerifiedReceipt {
+  readonly txId: string;
+  readonly block: number;
+  readonly position: number;
+  readonly duplicate: boolean;
+  readonly headerHash: Uint8Array;
+  readonly header: { number: number; previousHash: Uint8Array; dataHash: Uint8Array };
+  readonly proof: MerkleProof;
+  readonly certificate: readonly CertSig[];
+}
+
+export interface ReceiptJson {
+  txId: string;
+  block: number;
+  position: number;
+  duplicate: boolean;
+  header: { number: number; previousHash: string; dataHash: string; headerHash: string };
+  proof: { index: number; size: number; path: string[] };
+  certificate: { replica: number; sig: string }[];
+}
+
+export interface Seek {
+  readonly start?: "oldest" | "newest" | number;
+  readonly stop?: "newest" | number;
+  readonly behavior?: "BLOCK_UNTIL_READY" | "FAIL_IF_NOT_READY";
+}
+
+/** Blocks buffered by a block stream before it pauses the socket (when the WebSocket can pause). */
+const STREAM_BUFFER_MAX = 64;
+
+/**
+ * Checks a receipt against the transaction it is for: the transaction hashes to the receipt's id, its
+ * Merkle proof leads to the header's dataHash, and the header hash carries a valid certificate.
+ */
+export function verifyReceipt(
+  tx: Uint8Array,
+  r: ReceiptJson,
+  policy: { replicaKeys: readonly Uint8Array[]; quorum: number; hash?: HashFn; verify?: VerifyFn },
+): VerifiedReceipt {
+  const hash = policy.hash ?? nobleHash;
+  const bad = (why: string): never => {
+    throw new OrderingClientError("BAD_RECEIPT", `receipt for ${r?.txId}: ${why}`);
+  };
+  try {
+    if (toHexStr(hash(tx)) !== r.txId) bad("the transaction does not hash to its id");
+    const header = {
+      number: r.header.number,
+      previousHash: fromHexStr(r.header.previousHash),
+      dataHash: fromHexStr(r.header.dataHash),
+    };
+    if (header.number !== r.block) bad("block number mismatch");
+    const proof = { index: r.proof.index, size: r.proof.size, path: r.proof.path.map(fromHexStr) };
+    if (proof.index !== r.position) bad("position mismatch");
+    if (!verifyMerkleProof(tx, proof, header.dataHash, hash))
+      bad("the Merkle proof does not lead to dataHash");
+    const hh = headerHash(header, hash);
+    const certificate = r.certificate.map((s) => ({ replica: s.replica, sig: fromHexStr(s.sig) }));
+    verifyCertificate(hh, certificate, { ...policy, hash }, header.number);
+    return {
+      txId: r.txId,
+      block: r.block,
+      position: r.position,
+      duplicate: r.duplicate === true,
+      headerHash: hh,
+      header,
+      proof,
+      certificate,
+    };
+  } catch (err) {
+    if (err instanceof OrderingClientError) throw err;
+    if (err instanceof BlockVerificationError) bad(err.message);
+    return bad(`malformed (${(err as Error).message})`);
+  }
+}
+
+export class OrderingClient {
+  private readonly o: ClientOptions;
+  private readonly keys: Uint8Array[];
+  private readonly hash: HashFn;
+  private next = 0;
+
+  constructor(o: ClientOptions) {
+    if (o.urls.length === 0) throw new OrderingClientError("BAD_OPTIONS", "no replica URLs");
+    this.o = o;
+    this.keys = o.replicaKeys.map((k) => (typeof k === "string" ? fromHexStr(k) : k));
+    this.hash = o.hash ?? nobleHash;
+  }
+
+  private get policy() {
+    return { replicaKeys: this.keys, quorum: this.o.quorum, hash: this.hash, verify: this.o.verify };
+  }
+
+  /** Submits one transaction (bytes, or a value sent as JSON) and verifies its receipt. */
+  async submit(tx: Uint8Array | object, opts: { url?: string } = {}): Promise<VerifiedReceipt> {
+    const json = !(tx instanceof Uint8Array);
+    const body = json ? new TextEncoder().encode(JSON.stringify(tx)) : tx;
+    const receipt = (await this.request("POST", "/v1/transactions", {
+      body,
+      json,
+      url: opts.url,
+    })) as ReceiptJson;
+    return verifyReceipt(body, receipt, this.policy);
+  }
+
+  async chain(url?: string): Promise<{ height: number; headHash: string | null }> {
+    return (await this.request("GET", "/v1/chain", { url })) as { height: number; headHash: string | null };
+  }
+
+  /** One block, verified on its own terms (Merkle root and certificate). */
+  async block(n: number, url?: string): Promise<Block> {
+    const b = blockFromJson(await this.request("GET", `/v1/blocks/${n}`, { url }));
+    if (b.header.number !== n)
+      throw new BlockVerificationError("BAD_NUMBER", b.header.number, `asked for ${n}`);
+    new ChainVerifier({ ...this.policy }, { number: n, previousHash: b.header.previousHash }).next(b);
+    return b;
+  }
+
+  /** A committed transaction's verified receipt, or undefined when no replica knows it. */
+  async transaction(tx: Uint8Array, url?: string): Promise<VerifiedReceipt | undefined> {
+    try {
+      const r = (await this.request("GET", `/v1/transactions/${toHexStr(this.hash(tx))}`, {
+        url,
+      })) as ReceiptJson;
+      return verifyReceipt(tx, r, this.policy);
+    } catch (err) {
+      if (err instanceof OrderingClientError && err.code === "TX_NOT_FOUND") return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Streams verified blocks in order. On a connection failure or a block that does not verify (reported
+   * through onProblem), continues from the next expected block at the next replica; gives up after every
+   * replica failed in a row.
+   */
+  async *blocks(seek: Seek = {}): AsyncGenerator<Block> {
+    let start = seek.start ?? "oldest";
+    const verifier = { v: null as ChainVerifier | null };
+    let failures = 0;
+    let lastError: Error | null = null;
+    while (failures < this.o.urls.length) {
+      const url = this.o.urls[this.next++ % this.o.urls.length] as string;
+      try {
+        for await (const b of this.deliverFrom(url, { ...seek, start })) {
+          if (!verifier.v) {
+            verifier.v =
+              b.header.number === 0
+                ? new ChainVerifier({ ...this.policy, genesisHash: this.o.genesisHash })
+                : new ChainVerifier(
+                    { ...this.policy },
+                    { number: b.header.number, previousHash: b.header.previousHash },
+                  );
+          }
+          verifier.v.next(b);
+          failures = 0;
+          start = b.header.number + 1;
+          yield b;
+          if (typeof seek.stop === "number" && b.header.number >= seek.stop) return;
+        }
+        return;
+      } catch (err) {
+        if (err instanceof OrderingClientError && err.code === "NOT_READY") throw err;
+        lastError = err as Error;
+        failures++;
+        this.o.onProblem?.({ url, error: err as Error });
+      }
+    }
+    throw lastError ?? new OrderingClientError("UNAVAILABLE", "no replica could serve the blocks");
+  }
+
+  /** A pipelined submission stream over one WebSocket (one ack per transaction). */
+  async submitStream(url?: string): Promise<SubmitStream> {
+    const Ctor = await this.webSocketCtor();
+    const ws = new Ctor(`${wsBase(url ?? this.pick())}/v1/submit`);
+    ws.binaryType = "arraybuffer";
+    await opened(ws);
+    return new SubmitStream(ws, this.policy);
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private pick(): string {
+    return this.o.urls[this.next++ % this.o.urls.length] as string;
+  }
+
+  private async request(
+    method: string,
+    path: string,
+    opts: { body?: Uint8Array; json?: boolean; url?: string },
+  ): Promise<unknown> {
+    const f = this.o.fetch ?? fetch;
+    const tries = opts.url ? 1 : this.o.urls.length;
+    let last: Error | null = null;
+    for (let i = 0; i < tries; i++) {
+      const url = opts.url ?? this.pick();
+      let res: Response;
+      try {
+        res = await f(url + path, {
+          method,
+          body: opts.body,
+          headers: opts.body
+            ? { "content-type": opts.json ? "application/json" : "application/octet-stream" }
+            : {},
+        });
+      } catch (err) {
+        last = new OrderingClientError("UNREACHABLE", `${url}: ${(err as Error).message}`);
+        this.o.onProblem?.({ url, error: last });
+        continue;
+      }
+      const text = await res.text();
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new OrderingClientError(
+          "BAD_RESPONSE",
+          `${url}${path}: not JSON (HTTP ${res.status})`,
+          res.status,
+        );
+      }
+      if (res.ok) return body;
+      const e = (body as { error?: { code?: string; message?: string } }).error;
+      const err = new OrderingClientError(
+        e?.code ?? "HTTP_ERROR",
+        e?.message ?? `HTTP ${res.status}`,
+        res.status,
+      );
+      // Another replica may do better when this one has no quorum or is overloaded.
+      if (res.status === 503 && i + 1 < tries) {
+        last = err;
+        continue;
+      }
+      throw err;
+    }
+    throw last ?? new OrderingClientError("UNREACHABLE", "no replica reachable");
+  }
+
+  private async webSocketCtor(): Promise<WebSocketCtor> {
+    if (this.o.WebSocket) return this.o.WebSocket;
+    const g = (globalThis as { WebSocket?: WebSocketCtor }).WebSocket;
+    if (g) return g;
+    const name = "ws"; // Node 20 has no global WebSocket; not bundled for browsers, which have one
+    const mod = (await import(name)) as { default: WebSocketCtor };
+    return mod.default;
+  }
+
+  private async *deliverFrom(url: string, seek: Seek): AsyncGenerator<Block> {
+    const Ctor = await this.webSocketCtor();
+    const ws = new Ctor(`${wsBase(url)}/v1/deliver`);
+    await opened(ws);
+    const queue: unknown[] = [];
+    let wake: (() => void) | null = null;
+    let closed: Error | null = null;
+    let paused = false;
+    ws.onmessage = (ev) => {
+      try {
+        queue.push(
+          JSON.parse(
+            typeof ev.data === "string" ? ev.data : new TextDecoder().decode(ev.data as ArrayBuffer),
+          ),
+        );
+      } catch {
+        queue.push({ type: "garbage" });
+      }
+      if (queue.length >= STREAM_BUFFER_MAX && ws.pause && !paused) {
+        paused = true;
+        ws.pause();
+      }
+      wake?.();
+    };
+    ws.onclose = () => {
+      closed ??= new OrderingClientError("DISCONNECTED", `${url}: deliver stream closed`);
+      wake?.();
+    };
+    ws.onerror = () => {
+      closed ??= new OrderingClientError("DISCONNECTED", `${url}: deliver stream failed`);
+      wake?.();
+    };
+    try {
+      ws.send(JSON.stringify({ start: seek.start ?? "oldest", stop: seek.stop, behavior: seek.behavior }));
+      for (;;) {
+        if (queue.length === 0) {
+          if (closed) throw closed;
+          await new Promise<void>((r) => {
+            wake = r;
+          });
+          wake = null;
+          continue;
+        }
+        const m = queue.shift() as {
+          type?: string;
+          status?: string;
+          block?: unknown;
+          error?: { code: string; message: string };
+        };
+        if (paused && queue.length < STREAM_BUFFER_MAX / 2 && ws.resume) {
+          paused = false;
+          ws.resume();
+        }
+        if (m.type === "block") yield blockFromJson(m.block);
+        else if (m.type === "status") {
+          if (m.status === "SUCCESS") return;
+          const code = m.error?.code ?? m.status ?? "ERROR";
+          throw new OrderingClientError(code, `${url}: ${m.error?.message ?? m.status}`);
+        } else throw new OrderingClientError("BAD_RESPONSE", `${url}: unexpected deliver message`);
+      }
+    } finally {
+      ws.onclose = null;
+      ws.onmessage = null;
+      try {
+        ws.close();
+      } catch {
+        // already closed
+      }
+    }
+  }
+}
+
+/** Pipelined submissions over one WebSocket: every submit() resolves with its verified receipt. */
+export class SubmitStream {
+  private nextId = 1;
+  private readonly waiting = new Map<
+    number,
+    { tx: Uint8Array; resolve: (r: VerifiedReceipt) => void; reject: (e: Error) => void }
+  >();
+  private closedErr: Error | null = null;
+
+  constructor(
+    private readonly ws: WebSocketLike,
+    private readonly policy: {
+      replicaKeys: readonly Uint8Array[];
+      quorum: number;
+      hash?: HashFn;
+      verify?: VerifyFn;
+    },
+  ) {
+    ws.onmessage = (ev) => this.onMessage(ev.data);
+    ws.onclose = () => this.fail(new OrderingClientError("DISCONNECTED", "submit stream closed"));
+    ws.onerror = () => this.fail(new OrderingClientError("DISCONNECTED", "submit stream failed"));
+  }
+
+  get pending(): number {
+    return this.waiting.size;
+  }
+
+  submit(tx: Uint8Array): Promise<VerifiedReceipt> {
+    if (this.closedErr) return Promise.reject(this.closedErr);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { tx, resolve, reject });
+      this.ws.send(JSON.stringify({ id, tx: toBase64(tx) }));
+    });
+  }
+
+  close(): void {
+    this.ws.close();
+    this.fail(new OrderingClientError("CLOSED", "submit stream closed by the client"));
+  }
+
+  private onMessage(data: unknown): void {
+    let m: { id?: number; ok?: boolean; receipt?: ReceiptJson; error?: { code: string; message: string } };
+    try {
+      m = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data as ArrayBuffer));
+    } catch {
+      return;
+    }
+    const w = typeof m.id === "number" ? this.waiting.get(m.id) : undefined;
+    if (!w || m.id === undefined) return;
+    this.waiting.delete(m.id);
+    if (!m.ok || !m.receipt) {
+      w.reject(new OrderingClientError(m.error?.code ?? "ERROR", m.error?.message ?? "submission failed"));
+      return;
+    }
+    try {
+      w.resolve(verifyReceipt(w.tx, m.receipt, this.policy));
+    } catch (err) {
+      w.reject(err as Error);
+    }
+  }
+
+  private fail(err: Error): void {
+    this.closedErr ??= err;
+    for (const w of this.waiting.values()) w.reject(err);
+    this.waiting.clear();
+  }
+}
+
+function wsBase(url: string): string {
+  return url.replace(/^http/, "ws");
+}
+
+function opened(ws: WebSocketLike): Promise<void> {
+  return new Promise((resolve, reject) => {
+    ws.onopen = () => resolve();
+    ws.onerror = () => reject(new OrderingClientError("UNREACHABLE", "WebSocket connection failed"));
+    ws.onclose = () => reject(new OrderingClientError("UNREACHABLE", "WebSocket closed before opening"));
+  });
+}
+
+export { bytesEq, headerHash, toHexStr };
