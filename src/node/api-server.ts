@@ -56,6 +56,9 @@ export interface ApiServerOptions {
   readonly wsConnectionsMax?: number;
 }
 
+/** A paused deliver stream re-checks its socket's buffer this often, besides the drain event. */
+const DRAIN_POLL_MS = 100;
+
 const STATUS_TEXT: Record<number, string> = {
   200: "200 OK",
   400: "400 Bad Request",
@@ -114,8 +117,9 @@ export class ApiServer {
   private readonly o: ApiServerOptions;
   private listenSocket: uWS.us_listen_socket | null = null;
   private readonly sockets = new Set<uWS.WebSocket<WsState>>();
+  private app: uWS.TemplatedApp | null = null;
   private boundPort = 0;
-  readonly stats = { internalErrors: 0 };
+  readonly stats = { internalErrors: 0, deliverPauses: 0, deliverDrains: 0 };
   /** The last unexpected error (logged by the node). */
   onInternalError: (err: unknown) => void = () => {};
 
@@ -130,6 +134,7 @@ export class ApiServer {
   async start(): Promise<void> {
     assertNativeUws();
     const app = uWS.App();
+    this.app = app;
     const o = this.o;
     const bodyMax = o.txMaxBytes;
     app.post("/v1/transactions", (res, req) => {
@@ -253,11 +258,14 @@ export class ApiServer {
       },
       message: (ws, message) => this.onDeliverMessage(ws, message),
       drain: (ws) => {
+        this.stats.deliverDrains++;
         const s = ws.getUserData();
         if (s.kind === "deliver" && s.drained) {
           const fn = s.drained;
           s.drained = null;
-          fn();
+          // Resume outside uWS's drain dispatch: a send made from within it (or its microtasks) can
+          // leave backpressure that uWS never flushes (measured: the stream stalls for good).
+          setImmediate(fn);
         }
       },
       close: (ws) => {
@@ -302,6 +310,9 @@ export class ApiServer {
       }
     }
     this.sockets.clear();
+    // Also closes idle keep-alive HTTP connections (native App.close, not in the bundled typings).
+    (this.app as unknown as { close?: () => void } | null)?.close?.();
+    this.app = null;
   }
 
   // ------------------------------------------------------------------ WebSocket: submit
@@ -438,9 +449,19 @@ export class ApiServer {
       if (!b || s.closed) return;
       if (!this.wsSend(ws, { type: "block", block: blockToJson(b, undefined, this.o.hash) })) return;
       if (ws.getBufferedAmount() > high) {
-        await new Promise<void>((resolve) => {
-          s.drained = resolve;
-        });
+        this.stats.deliverPauses++;
+        // Wait for the drain event; re-check periodically too (a drain that fully empties the buffer
+        // between two sends is not always reported).
+        while (!s.closed && ws.getBufferedAmount() > high) {
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, DRAIN_POLL_MS);
+            s.drained = () => {
+              clearTimeout(t);
+              resolve();
+            };
+          });
+          s.drained = null;
+        }
       }
     }
     this.wsSend(ws, { type: "status", status: "SUCCESS" });
@@ -473,7 +494,10 @@ export class ApiServer {
   private wsSend(ws: uWS.WebSocket<WsState>, msg: unknown): boolean {
     const s = ws.getUserData();
     if (s.closed) return false;
-    ws.send(JSON.stringify(msg), false);
+    const text = JSON.stringify(msg);
+    // Sends made outside uWS's own callbacks (after an await) must be corked, or uWS may never flush
+    // what the kernel did not take at once.
+    ws.cork(() => ws.send(text, false));
     return true;
   }
 
