@@ -138,7 +138,7 @@ export class ApiServer {
     const o = this.o;
     const bodyMax = o.txMaxBytes;
     app.post("/v1/transactions", (res, req) => {
-      const json = req.getHeader("content-type").startsWith("application/json");
+      const json = req.getHeader("content-type").toLowerCase().startsWith("application/json");
       const declared = Number(req.getHeader("content-length") || "0");
       const state = { aborted: false };
       res.onAborted(() => {
@@ -203,7 +203,7 @@ export class ApiServer {
     app.get("/v1/blocks/:n", (res, req) => {
       const raw = req.getParameter(0) ?? "";
       const state = this.guard(res);
-      const n = /^\d{1,15}$/.test(raw) ? Number(raw) : Number.NaN;
+      const n = /^\d{1,16}$/.test(raw) ? Number(raw) : Number.NaN;
       if (!Number.isSafeInteger(n)) {
         this.error(res, state, new ApiError("MALFORMED", "a block number is a non-negative integer"));
         return;
@@ -234,7 +234,8 @@ export class ApiServer {
       );
     });
     app.ws<WsState>("/v1/submit", {
-      maxPayloadLength: bodyMax + 1024,
+      // Text frames carry base64 (4/3 of the bytes) plus the JSON around it.
+      maxPayloadLength: Math.ceil((bodyMax * 4) / 3) + 4096,
       idleTimeout: 120,
       maxBackpressure: 64 * 1024 * 1024,
       upgrade: (res, req, ctx) => this.upgrade(res, req, ctx, { kind: "submit", closed: false, inFlight: 0 }),
@@ -337,8 +338,11 @@ export class ApiServer {
         };
         if (typeof m?.id === "number" || typeof m?.id === "string") id = m.id;
         if (id === null) throw new ApiError("MALFORMED", 'a submission needs an "id" (number or string)');
-        if (typeof m.tx === "string") tx = Uint8Array.from(Buffer.from(m.tx, "base64"));
-        else if (m.json !== undefined) tx = new TextEncoder().encode(JSON.stringify(m.json));
+        if (typeof m.tx === "string") {
+          if (m.tx.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(m.tx))
+            throw new ApiError("MALFORMED", '"tx" is not valid base64');
+          tx = Uint8Array.from(Buffer.from(m.tx, "base64"));
+        } else if (m.json !== undefined) tx = new TextEncoder().encode(JSON.stringify(m.json));
         else throw new ApiError("MALFORMED", 'a submission needs "tx" (base64) or "json"');
       }
     } catch (err) {
@@ -404,7 +408,7 @@ export class ApiServer {
   private parseSeek(m: unknown): { start: number; stop: number; behavior: DeliverBehavior } {
     const seek = m as SeekRequest;
     if (!seek || typeof seek !== "object") throw new ApiError("MALFORMED", "a seek is a JSON object");
-    const newest = this.o.ledger.certifiedHeight - 1;
+    const newest = Math.max(0, this.o.ledger.certifiedHeight - 1);
     const pos = (v: unknown, field: string): number => {
       if (v === "oldest") return 0;
       if (v === "newest") return newest;
@@ -478,6 +482,7 @@ export class ApiServer {
     if (this.sockets.size >= (this.o.wsConnectionsMax ?? 4096)) {
       res
         .writeStatus(STATUS_TEXT[503] as string)
+        .writeHeader("content-type", "application/json")
         .end(JSON.stringify(new ApiError("OVERLOADED", "too many connections")));
       return;
     }
@@ -497,7 +502,16 @@ export class ApiServer {
     const text = JSON.stringify(msg);
     // Sends made outside uWS's own callbacks (after an await) must be corked, or uWS may never flush
     // what the kernel did not take at once.
-    ws.cork(() => ws.send(text, false));
+    let status = 1;
+    ws.cork(() => {
+      status = ws.send(text, false);
+    });
+    if (status === 2) {
+      // Dropped at maxBackpressure: the peer stopped reading; losing messages silently is not an option.
+      s.closed = true;
+      ws.end(1008, "backpressure limit reached");
+      return false;
+    }
     return true;
   }
 

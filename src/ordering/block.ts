@@ -325,6 +325,9 @@ export class ChainVerifier {
   /** Verifies the next block; throws BlockVerificationError with the reason. Returns its header hash. */
   next(block: Block): Uint8Array {
     const n = block?.header?.number;
+    const h = block?.header;
+    if (!h || !(h.previousHash instanceof Uint8Array) || !(h.dataHash instanceof Uint8Array))
+      throw new BlockVerificationError("MALFORMED", typeof n === "number" ? n : -1, "malformed header");
     if (n !== this.nextNumber)
       throw new BlockVerificationError("BAD_NUMBER", n ?? -1, `expected block ${this.nextNumber}`);
     if (n === 0) {

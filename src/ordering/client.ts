@@ -169,8 +169,13 @@ export class OrderingClient {
     return verifyReceipt(body, receipt, this.policy);
   }
 
-  async chain(url?: string): Promise<{ height: number; headHash: string | null }> {
-    return (await this.request("GET", "/v1/chain", { url })) as { height: number; headHash: string | null };
+  /** height: certified blocks; writtenHeight: blocks written, some still collecting signatures. */
+  async chain(url?: string): Promise<{ height: number; headHash: string | null; writtenHeight: number }> {
+    return (await this.request("GET", "/v1/chain", { url })) as {
+      height: number;
+      headHash: string | null;
+      writtenHeight: number;
+    };
   }
 
   /** One block, verified on its own terms (Merkle root and certificate). */
@@ -178,7 +183,8 @@ export class OrderingClient {
     const b = blockFromJson(await this.request("GET", `/v1/blocks/${n}`, { url }));
     if (b.header.number !== n)
       throw new BlockVerificationError("BAD_NUMBER", b.header.number, `asked for ${n}`);
-    new ChainVerifier({ ...this.policy }, { number: n, previousHash: b.header.previousHash }).next(b);
+    if (n === 0) new ChainVerifier({ ...this.policy, genesisHash: this.o.genesisHash }).next(b);
+    else new ChainVerifier({ ...this.policy }, { number: n, previousHash: b.header.previousHash }).next(b);
     return b;
   }
 

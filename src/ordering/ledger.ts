@@ -118,6 +118,8 @@ export class Ledger {
   private readonly early = new Map<number, Map<number, { hh: Uint8Array; sig: Uint8Array }>>();
   private readonly cache = new Map<number, { block: Block; hh: Uint8Array; proofs?: MerkleProof[] }>();
   private readonly builtInfo = new Map<number, Built>();
+  /** Certificates completed and not yet durable (c/ being written): readers must see them. */
+  private readonly freshCerts = new Map<number, CertSig[]>();
   private readonly certListeners = new Set<(b: CertifiedBlock) => void>();
   private readonly builtListeners = new Set<(b: Built) => void>();
   private writes: Promise<void> = Promise.resolve();
@@ -381,9 +383,11 @@ export class Ledger {
     if (c) c.block = withCert(c.block, cert);
     const info = this.builtInfo.get(n);
     if (info) this.builtInfo.set(n, { ...info, block: withCert(info.block, cert) });
+    this.freshCerts.set(n, cert);
     this.write([
       { type: "put", key: certKey(n), value: serialize(cert.map((s) => [s.replica, s.sig])) },
     ]).then(() => {
+      this.freshCerts.delete(n);
       this.certifiedAhead.add(n);
       this.advanceCertified();
     });
@@ -407,15 +411,17 @@ export class Ledger {
     }
   }
 
+  /** A peer asks for our signature of block n: sign again (ed25519 is deterministic: the same bytes). */
   private async answer(to: number, n: number): Promise<void> {
-    const b = await this.getBlock(n);
-    const mine = b?.metadata.certificate.find((s) => s.replica === this.o.self)?.sig;
-    const hh = b ? headerHash(b.header, this.o.hash) : undefined;
-    const p = this.pending.get(n);
-    const sig = mine ?? p?.sigs.get(this.o.self);
-    if (!sig || !hh) return;
+    const hh = this.pending.get(n)?.hh ?? this.cache.get(n)?.hh ?? (await this.headerOf(n));
+    if (!hh) return;
     this.stats.sigRequestsServed++;
-    this.o.send(to, sigFrame(SIG, n, hh, sig));
+    this.o.send(to, sigFrame(SIG, n, hh, this.o.sign(hh)));
+  }
+
+  private async headerOf(n: number): Promise<Uint8Array | undefined> {
+    const b = await this.readBlock(n);
+    return b ? headerHash(b.header, this.o.hash) : undefined;
   }
 
   /** Periodically: ask peers again for signatures of blocks that are still uncertified. */
@@ -445,9 +451,12 @@ export class Ledger {
     const b = await this.readBlock(n);
     if (!b) return undefined;
     const raw = (await this.get(certKey(n))) as [number, Uint8Array][] | undefined;
-    const cert = raw ? raw.map(([replica, sig]) => ({ replica, sig })) : [];
+    const cert = raw ? raw.map(([replica, sig]) => ({ replica, sig })) : (this.freshCerts.get(n) ?? []);
     const full = withCert(b, cert);
-    this.remember(n, full, headerHash(b.header, this.o.hash));
+    // Cache only complete blocks: a certificate completing meanwhile must not be hidden by a stale copy.
+    const cached = this.cache.get(n);
+    if (cached) return cached.block;
+    if (cert.length >= this.o.quorum) this.remember(n, full, headerHash(b.header, this.o.hash));
     return full;
   }
 

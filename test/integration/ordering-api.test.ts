@@ -96,6 +96,17 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
     for (const x of [r]) assert.ok(!JSON.stringify(x.body).includes("at "), "no stack traces");
   });
 
+  it("every replica serves genesis (and every block) with a complete certificate", async () => {
+    await client.submit(new TextEncoder().encode("first"));
+    for (const url of lc.urls) {
+      const g = await call(`${url}/v1/blocks/0`);
+      assert.equal(g.status, 200);
+      assert.ok((g.body.metadata as { certificate: unknown[] }).certificate.length >= 2, `genesis at ${url}`);
+      await client.block(0, url);
+      await client.block(1, url);
+    }
+  });
+
   it("accepts JSON and raw bytes, and detects duplicates (sequential and concurrent)", async () => {
     const a = await client.submit({ hello: "world" });
     assert.equal(a.duplicate, false);
@@ -126,7 +137,7 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
     const got = new Promise<void>((resolve) => {
       ws.on("message", (d) => {
         acks.push(JSON.parse(String(d)));
-        if (acks.length === 4) resolve();
+        if (acks.length === 5) resolve();
       });
     });
     ws.send("not json");
@@ -136,6 +147,7 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
     ws.send(bin);
     ws.send(JSON.stringify({ id: "t", tx: Buffer.from("text-1").toString("base64") }));
     ws.send(JSON.stringify({ id: 9, json: { a: 1 } }));
+    ws.send(JSON.stringify({ id: "lenient", tx: "!!!aGVsbG8=!!!" }));
     await Promise.race([got, sleep(10_000)]);
     ws.close();
     const byId = new Map(acks.map((a) => [a.id, a]));
@@ -143,6 +155,7 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
     assert.equal(byId.get(7)?.ok, true);
     assert.equal(byId.get("t")?.ok, true);
     assert.equal(byId.get(9)?.ok, true);
+    assert.equal(byId.get("lenient")?.error?.code, "MALFORMED");
   });
 
   it("deliver: newest, stop, FAIL_IF_NOT_READY, BLOCK_UNTIL_READY, and a malformed seek that keeps the connection", async () => {

@@ -194,5 +194,10 @@ describe("block verification", () => {
       code(() => blockFromJson({ number: 1, entries: "x" })),
       "MALFORMED",
     );
+    const headless = { header: { number: 0 } } as unknown as Block;
+    assert.equal(
+      code(() => new ChainVerifier(opts).next(headless)),
+      "MALFORMED",
+    );
   });
 });
