@@ -10,10 +10,10 @@ import "../src/util/polyfill.ts";
 import { connect, createServer, type Socket } from "node:net";
 import { parseArgs } from "node:util";
 import { generateEd25519KeyPair } from "../src/crypto/node-crypto.ts";
+import { freePorts } from "../src/node/ports.ts";
 import { Libp2pTransport } from "../src/transport/libp2p.ts";
 import { MemoryHub } from "../src/transport/memory.ts";
 import type { Transport, TransportLimits } from "../src/transport/transport.ts";
-import { freePorts } from "../test/util/ports.ts";
 
 const { values } = parseArgs({
   options: {

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { type ClientRequest, Digests, type Mode, quorums } from "../../src/bft/index.ts";
 import { generateEd25519KeyPair, nodeCrypto, signEd25519 } from "../../src/crypto/node-crypto.ts";
-import { freePorts } from "../util/ports.ts";
+import { freePorts } from "../../src/node/ports.ts";
 import type { ReplicaProcessConfig } from "./replica-process.ts";
 
 const SCRIPT = fileURLToPath(new URL("./replica-process.ts", import.meta.url));

@@ -12,11 +12,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
 import { sha256, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
 import { ApiServerError, assertNativeUws } from "../../src/node/api-server.ts";
+import { type LocalCluster, localCluster } from "../../src/node/local-cluster.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
 import { toHexStr } from "../../src/ordering/block.ts";
 import { OrderingClient } from "../../src/ordering/client.ts";
 import { LedgerError } from "../../src/ordering/ledger.ts";
-import { type LocalCluster, localCluster } from "../util/orderer-cluster.ts";
 
 const TX_MAX = 256 * 1024;
 

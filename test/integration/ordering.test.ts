@@ -12,6 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { sha256, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
 import { canonicalJson } from "../../src/node/config.ts";
+import { type LocalCluster, localCluster, NodeProcess } from "../../src/node/local-cluster.ts";
 import {
   type Block,
   BlockVerificationError,
@@ -27,7 +28,6 @@ import {
   type SubmitStream,
   type VerifiedReceipt,
 } from "../../src/ordering/client.ts";
-import { type LocalCluster, localCluster, NodeProcess } from "../util/orderer-cluster.ts";
 
 const TOTAL = Number(process.env.ORDERING_TEST_TXS ?? 10_000);
 const HTTP_WORKERS = 24;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { generateEd25519KeyPair } from "../../src/crypto/node-crypto.ts";
+import { freePorts } from "../../src/node/ports.ts";
 import {
   FRAMES_PROTOCOL,
   type Libp2pPeerConfig,
@@ -11,7 +12,6 @@ import {
 } from "../../src/transport/libp2p.ts";
 import type { TransportLimits } from "../../src/transport/transport.ts";
 import { transportCompliance } from "../compliance/transport.ts";
-import { freePorts } from "../util/ports.ts";
 
 interface TestCluster {
   readonly peers: Libp2pPeerConfig[];

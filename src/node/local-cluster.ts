@@ -1,5 +1,6 @@
-// Test and benchmark fixture: configurations for a local cluster of ordering nodes (fresh keys, free
-// ports, one data directory each) and a child-process wrapper around `orderer-process.ts`.
+// A local cluster of ordering nodes on this machine (the dev cluster, tests, benchmarks): configurations
+// with fresh keys, free ports and one data directory each, and a child-process wrapper around
+// `node-process.ts`.
 
 import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -59,7 +60,7 @@ export async function localCluster(
   return { cluster, nodes, urls: cluster.replicas.map((r) => r.api) };
 }
 
-const SCRIPT = fileURLToPath(new URL("../integration/orderer-process.ts", import.meta.url));
+const SCRIPT = fileURLToPath(new URL("./node-process.ts", import.meta.url));
 
 /** One node in its own process. */
 export class NodeProcess {
@@ -68,13 +69,20 @@ export class NodeProcess {
   constructor(
     readonly cluster: ClusterConfig,
     readonly node: NodeConfig,
+    private readonly stdio: "inherit" | "ignore" = "inherit",
   ) {}
 
   async start(): Promise<void> {
     const proc = fork(SCRIPT, [], {
-      execArgv: ["--import", "tsx"],
+      execArgv: [
+        "--import",
+        "tsx",
+        ...(process.env.ORDERER_CPU_PROF
+          ? ["--cpu-prof", `--cpu-prof-dir=${process.env.ORDERER_CPU_PROF}`]
+          : []),
+      ],
       env: { ...process.env, ORDERER_NODE: JSON.stringify({ cluster: this.cluster, node: this.node }) },
-      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      stdio: ["ignore", this.stdio, this.stdio, "ipc"],
     });
     this.proc = proc;
     await new Promise<void>((resolve, reject) => {

@@ -1,8 +1,8 @@
-// One ordering node in its own process (multi-process tests and benchmarks). Configured by the
+// One ordering node in its own process (the dev cluster, multi-process tests, benchmarks). Configured by the
 // ORDERER_NODE environment variable ({cluster, node} as JSON); tells its parent {type: "ready"} or
 // {type: "error", message}; SIGTERM stops it cleanly (exit 0).
 
-import { OrdererNode } from "../../src/node/orderer-node.ts";
+import { OrdererNode } from "./orderer-node.ts";
 
 const send = (m: unknown) => process.send?.(m);
 
@@ -11,12 +11,18 @@ async function main(): Promise<void> {
   const n = await OrdererNode.start(cluster, node, {
     onError: (err) => send({ type: "log", message: err.message }),
   });
-  process.on("SIGTERM", () => {
+  // SIGTERM from the parent; SIGINT when Ctrl-C reaches the whole process group.
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
     n.stop().then(
       () => process.exit(0),
       () => process.exit(1),
     );
-  });
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
   send({ type: "ready" });
 }
 

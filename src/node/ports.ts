@@ -1,4 +1,4 @@
-// Free TCP ports on the loopback interface, for tests that need addresses known in advance.
+// Free TCP ports on the loopback interface, for local clusters and tests that need addresses known in advance.
 
 import { createServer } from "node:net";
 
