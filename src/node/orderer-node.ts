@@ -1,6 +1,7 @@
 // One replica of the ordering service, composed: LevelDB store, BFT core, libp2p transport, the
 // ledger fed by the core's commits, the client gateway and the HTTP/WebSocket API.
 
+import type { ReplicaAuthenticator } from "../bft/crypto.ts";
 import { Digests } from "../bft/digests.ts";
 import {
   type ClientRegistry,
@@ -10,7 +11,8 @@ import {
   staticRegistry,
   trustedAuthenticator,
 } from "../bft/index.ts";
-import type { ReplicaEvent } from "../bft/types.ts";
+import type { CounterValue } from "../bft/trusted.ts";
+import type { Mode, ReplicaEvent } from "../bft/types.ts";
 import {
   ed25519PublicKeyOf,
   ed25519ReplicaAuthenticator,
@@ -44,6 +46,28 @@ const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
 const PEER_LIVE_MS = 3000;
 /** Uncertified blocks are re-announced this often. */
 const SIG_RETRY_MS = 500;
+
+/**
+ * A replica's message authentication: in hybrid mode its software trusted subsystem (restored counters)
+ * and the subsystem's MACs; in PBFT mode ed25519 with the replicas' keys.
+ */
+export function replicaAuth(
+  mode: Mode,
+  id: number,
+  seed: Uint8Array,
+  keys: readonly Uint8Array[],
+  groupSecretHex: string | undefined,
+  counters: Map<number, CounterValue> | undefined,
+): { trusted: SoftwareTrustedSubsystem | undefined; auth: ReplicaAuthenticator } {
+  if (mode === "pbft") return { trusted: undefined, auth: ed25519ReplicaAuthenticator(seed, keys) };
+  const trusted = new SoftwareTrustedSubsystem({
+    id,
+    secret: hex(groupSecretHex ?? ""),
+    hashing: nodeCrypto,
+    counters,
+  });
+  return { trusted, auth: trustedAuthenticator(trusted) };
+}
 
 export interface NodeHooks {
   readonly onEvent?: (e: ReplicaEvent) => void;
@@ -82,16 +106,14 @@ export class OrdererNode {
       const registry: ClientRegistry = staticRegistry(
         cluster.replicas.map((r, i) => [gatewayClientId(r.id), { ed25519PublicKey: keys[i] as Uint8Array }]),
       );
-      const trusted =
-        cluster.mode === "hybrid"
-          ? new SoftwareTrustedSubsystem({
-              id: config.id,
-              secret: hex(config.groupSecret as string),
-              hashing: nodeCrypto,
-              counters: loaded.counters,
-            })
-          : undefined;
-      const auth = trusted ? trustedAuthenticator(trusted) : ed25519ReplicaAuthenticator(seed, keys);
+      const { trusted, auth } = replicaAuth(
+        cluster.mode,
+        config.id,
+        seed,
+        keys,
+        config.groupSecret,
+        loaded.counters,
+      );
       const limits = { ...batchLimits(cluster.batch, tickMs), ...config.limits };
       const core = createReplica(
         { id: config.id, f: cluster.f, mode: cluster.mode, limits },

@@ -5,18 +5,11 @@
 //                   {type: "error", message}
 
 import "../../src/util/polyfill.ts";
-import {
-  type ClientRequest,
-  createReplica,
-  type Mode,
-  SoftwareTrustedSubsystem,
-  staticRegistry,
-  toHex,
-  trustedAuthenticator,
-} from "../../src/bft/index.ts";
-import { ed25519ReplicaAuthenticator, nodeCrypto } from "../../src/crypto/node-crypto.ts";
+import { type ClientRequest, createReplica, type Mode, staticRegistry, toHex } from "../../src/bft/index.ts";
+import { nodeCrypto } from "../../src/crypto/node-crypto.ts";
 import { ReplicaHost } from "../../src/node/host.ts";
 import { LevelStore } from "../../src/node/level-store.ts";
+import { replicaAuth } from "../../src/node/orderer-node.ts";
 import { Libp2pTransport } from "../../src/transport/libp2p.ts";
 
 export interface ReplicaProcessConfig {
@@ -39,21 +32,14 @@ async function main(): Promise<void> {
   const loaded = await store.load();
   const registry = staticRegistry(cfg.clients.map((c) => [c.id, { ed25519PublicKey: hex(c.publicKey) }]));
   const seed = hex(cfg.seed);
-  const trusted =
-    cfg.mode === "hybrid"
-      ? new SoftwareTrustedSubsystem({
-          id: cfg.id,
-          secret: hex(cfg.groupSecret),
-          hashing: nodeCrypto,
-          counters: loaded.counters,
-        })
-      : undefined;
-  const auth = trusted
-    ? trustedAuthenticator(trusted)
-    : ed25519ReplicaAuthenticator(
-        seed,
-        cfg.peers.map((p) => hex(p.publicKey)),
-      );
+  const { trusted, auth } = replicaAuth(
+    cfg.mode,
+    cfg.id,
+    seed,
+    cfg.peers.map((p) => hex(p.publicKey)),
+    cfg.groupSecret,
+    loaded.counters,
+  );
   const limits = {
     requestTimeoutTicks: 100,
     viewChangeTimeoutTicks: 100,
