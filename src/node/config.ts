@@ -2,6 +2,7 @@
 // of Fabric's batch settings onto the core's limits.
 
 import { ConfigError } from "../bft/errors.ts";
+import { quorums } from "../bft/quorum.ts";
 import type { Limits, Mode } from "../bft/types.ts";
 
 /** Fabric's BatchSize / BatchTimeout. */
@@ -142,3 +143,16 @@ export function canonicalJson(v: unknown): string {
 }
 
 export const gatewayClientId = (replica: number): string => `replica-${replica}`;
+
+/** What a client of the ordering service needs from a cluster config: URLs, replica keys, commit quorum. */
+export function clientOptions(cluster: ClusterConfig): {
+  urls: string[];
+  replicaKeys: string[];
+  quorum: number;
+} {
+  return {
+    urls: cluster.replicas.map((r) => r.api),
+    replicaKeys: cluster.replicas.map((r) => r.publicKey),
+    quorum: quorums(cluster.mode, cluster.f).commit,
+  };
+}

@@ -12,6 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
 import { sha256, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
 import { ApiServerError, assertNativeUws } from "../../src/node/api-server.ts";
+import { clientOptions } from "../../src/node/config.ts";
 import { type LocalCluster, localCluster } from "../../src/node/local-cluster.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
 import { toHexStr } from "../../src/ordering/block.ts";
@@ -60,9 +61,7 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
     nodes = await Promise.all(lc.nodes.map((n) => OrdererNode.start(lc.cluster, n)));
     base = lc.urls[0] as string;
     client = new OrderingClient({
-      urls: lc.urls,
-      replicaKeys: lc.cluster.replicas.map((r) => r.publicKey),
-      quorum: 2,
+      ...clientOptions(lc.cluster),
       hash: sha256,
       verify: verifyEd25519,
     });

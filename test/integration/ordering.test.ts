@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { sha256, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
-import { canonicalJson } from "../../src/node/config.ts";
+import { canonicalJson, clientOptions } from "../../src/node/config.ts";
 import { type LocalCluster, localCluster, NodeProcess } from "../../src/node/local-cluster.ts";
 import {
   type Block,
@@ -53,9 +53,7 @@ describe("ordering service, 3 hybrid replicas in separate processes", () => {
     await Promise.all(procs.map((p) => p.start()));
     console.log("# started");
     client = new OrderingClient({
-      urls: lc.urls,
-      replicaKeys: lc.cluster.replicas.map((r) => r.publicKey),
-      quorum: 2,
+      ...clientOptions(lc.cluster),
       hash: sha256,
       verify: verifyEd25519,
       onProblem: (p) => problems.push(`${p.url}: ${p.error.message}`),
@@ -172,12 +170,7 @@ describe("ordering service, 3 hybrid replicas in separate processes", () => {
     const chains: Block[][] = [];
     for (const url of lc.urls) {
       // Each replica's chain through its own deliver stream, verified with the browser-safe (noble) verifier.
-      const c = new OrderingClient({
-        urls: [url],
-        replicaKeys: lc.cluster.replicas.map((r) => r.publicKey),
-        quorum: 2,
-        genesisHash,
-      });
+      const c = new OrderingClient({ ...clientOptions(lc.cluster), urls: [url], genesisHash });
       const blocks: Block[] = [];
       for await (const b of c.blocks({ start: "oldest", stop: height - 1 })) blocks.push(b);
       assert.equal(blocks.length, height);
