@@ -154,6 +154,7 @@ export class OrdererNode {
         },
       });
       const digests = new Digests(nodeCrypto);
+      let node: OrdererNode | undefined;
       const gateway = new Gateway({
         ledger,
         propose: (req) => host.submit(req),
@@ -164,7 +165,7 @@ export class OrdererNode {
         txMaxBytes: cluster.batch.absoluteMaxBytes,
         pendingMax: config.pendingMax ?? 100_000,
         timeoutMs: config.submitTimeoutMs ?? 30_000,
-        quorumOk: () => host.livePeers(PEER_LIVE_MS) + 1 >= q.commit,
+        quorumOk: () => node?.hasQuorum() ?? false,
       });
       const api = new ApiServer({
         host: config.apiHost,
@@ -176,7 +177,7 @@ export class OrdererNode {
       });
       api.onInternalError = (err) => hooks.onError?.(err instanceof Error ? err : new Error(String(err)));
       await host.start();
-      const node = new OrdererNode(cluster, config, store, host, ledger, gateway, api);
+      node = new OrdererNode(cluster, config, store, host, ledger, gateway, api);
       node.retryTimer = setInterval(() => ledger.retry(SIG_RETRY_MS), SIG_RETRY_MS);
       try {
         await api.start();
@@ -189,6 +190,15 @@ export class OrdererNode {
       await store.close().catch(() => {});
       throw err;
     }
+  }
+
+  /**
+   * True when this replica has heard from enough peers to reach a commit quorum (what the gateway checks
+   * before accepting a submission; a replica that just started is not there until its peers spoke).
+   */
+  hasQuorum(): boolean {
+    const q = quorums(this.cluster.mode, this.cluster.f);
+    return this.host.livePeers(PEER_LIVE_MS) + 1 >= q.commit;
   }
 
   /** Stops accepting, fails waiting submissions, stops the replica, flushes and closes the store. */

@@ -60,6 +60,8 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
     lc = await localCluster("hybrid", 1, dir, { batch: { absoluteMaxBytes: TX_MAX, maxMessageCount: 50 } });
     nodes = await Promise.all(lc.nodes.map((n) => OrdererNode.start(lc.cluster, n)));
     base = lc.urls[0] as string;
+    // Replicas accept submissions once they have heard from a quorum of peers.
+    for (let i = 0; i < 400 && !nodes.every((n) => n.hasQuorum()); i++) await sleep(50);
     client = new OrderingClient({
       ...clientOptions(lc.cluster),
       hash: sha256,

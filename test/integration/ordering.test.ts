@@ -60,6 +60,19 @@ describe("ordering service, 3 hybrid replicas in separate processes", () => {
     });
   });
 
+  before(async () => {
+    // Replicas answer NO_QUORUM until they have heard from their peers: wait for one commit first.
+    for (let i = 0; ; i++) {
+      try {
+        await client.submit(new TextEncoder().encode("warm-up"));
+        return;
+      } catch (err) {
+        if (i > 100 || !(err instanceof OrderingClientError) || err.code !== "NO_QUORUM") throw err;
+        await sleep(100);
+      }
+    }
+  });
+
   after(async () => {
     await Promise.all((procs ?? []).map((p) => p.kill()));
     if (dir) rmSync(dir, { recursive: true, force: true });
