@@ -91,3 +91,100 @@ export function toHex(b: Uint8Array): string {
 export function utf8Length(s: string): number {
   return TEXT.encode(s).length;
 }
+
+export type ByteReaderErrorCode = "TRUNCATED" | "BAD_LENGTH" | "BAD_VALUE";
+
+const TEXT_DECODER = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Reads what ByteWriter wrote; every failure goes through `fail` (callers pick their error class). */
+export class ByteReader {
+  private pos = 0;
+  constructor(
+    private readonly buf: Uint8Array,
+    private readonly fail: (code: ByteReaderErrorCode, message: string) => Error,
+  ) {}
+
+  get left(): number {
+    return this.buf.length - this.pos;
+  }
+
+  get offset(): number {
+    return this.pos;
+  }
+
+  private need(n: number): void {
+    if (n > this.left)
+      throw this.fail("TRUNCATED", `need ${n} bytes at offset ${this.pos}, ${this.left} left`);
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++] as number;
+  }
+
+  u32(): number {
+    this.need(4);
+    const b = this.buf;
+    const p = this.pos;
+    this.pos += 4;
+    return (
+      (((b[p] as number) << 24) >>> 0) +
+      ((b[p + 1] as number) << 16) +
+      ((b[p + 2] as number) << 8) +
+      (b[p + 3] as number)
+    );
+  }
+
+  /** 8 bytes big-endian; values above 2^53 - 1 are refused (they cannot be represented exactly). */
+  u64(): number {
+    const hi = this.u32();
+    const lo = this.u32();
+    if (hi > 0x1f_ffff) throw this.fail("BAD_VALUE", "integer above 2^53 - 1");
+    return hi * 0x1_0000_0000 + lo;
+  }
+
+  bytes(max = Number.POSITIVE_INFINITY): Uint8Array {
+    const n = this.u32();
+    if (n > max) throw this.fail("BAD_LENGTH", `byte string of ${n} exceeds ${max}`);
+    return this.raw(n);
+  }
+
+  /** Exactly n bytes, without a length prefix. */
+  raw(n: number): Uint8Array {
+    this.need(n);
+    const out = this.buf.slice(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
+  str(max = Number.POSITIVE_INFINITY): string {
+    const b = this.bytes(max);
+    try {
+      return TEXT_DECODER.decode(b);
+    } catch {
+      throw this.fail("BAD_VALUE", "string is not valid UTF-8");
+    }
+  }
+
+  flag(): boolean {
+    const v = this.u8();
+    if (v > 1) throw this.fail("BAD_VALUE", `flag byte ${v}`);
+    return v === 1;
+  }
+
+  /** A list count, refused when even the smallest elements could not fit in what is left. */
+  count(minElementBytes: number): number {
+    const n = this.u32();
+    if (n * minElementBytes > this.left) {
+      throw this.fail("BAD_LENGTH", `count ${n} cannot fit in the ${this.left} bytes left`);
+    }
+    return n;
+  }
+
+  list<T>(minElementBytes: number, read: () => T): T[] {
+    const n = this.count(minElementBytes);
+    const out: T[] = [];
+    for (let i = 0; i < n; i++) out.push(read());
+    return out;
+  }
+}

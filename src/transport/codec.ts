@@ -4,7 +4,7 @@
 // that are actually left before anything is built). The encoding is canonical: decode(encode(m))
 // equals m, and a frame that decodes re-encodes to the same bytes.
 
-import { ByteWriter } from "../bft/bytes.ts";
+import { ByteReader, ByteWriter } from "../bft/bytes.ts";
 import type { CounterCert, CounterValue } from "../bft/trusted.ts";
 import type {
   Batch,
@@ -69,7 +69,6 @@ export const MESSAGE_TYPES = [
 ] as const satisfies readonly Message["type"][];
 
 const TYPE_TAG = new Map<string, number>(MESSAGE_TYPES.map((t, i) => [t, i + 1]));
-const TEXT_DECODER = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 // Smallest encodings, used to bound counts before allocating.
 const MIN_BYTES = 4; // a length-prefixed empty byte string
@@ -228,83 +227,10 @@ function writePViewChange(w: ByteWriter, vc: PViewChange): void {
 
 // ------------------------------------------------------------------ decoding
 
-class Reader {
-  private pos = 0;
-  constructor(private readonly buf: Uint8Array) {}
-
-  get left(): number {
-    return this.buf.length - this.pos;
-  }
-
-  private need(n: number): void {
-    if (n > this.left)
-      throw new CodecError("TRUNCATED", `need ${n} bytes at offset ${this.pos}, ${this.left} left`);
-  }
-
-  u8(): number {
-    this.need(1);
-    return this.buf[this.pos++] as number;
-  }
-
-  u32(): number {
-    this.need(4);
-    const b = this.buf;
-    const p = this.pos;
-    this.pos += 4;
-    return (
-      (((b[p] as number) << 24) >>> 0) +
-      ((b[p + 1] as number) << 16) +
-      ((b[p + 2] as number) << 8) +
-      (b[p + 3] as number)
-    );
-  }
-
-  /** 8 bytes big-endian; values above 2^53 - 1 are refused (they cannot be represented exactly). */
-  u64(): number {
-    const hi = this.u32();
-    const lo = this.u32();
-    if (hi > 0x1f_ffff) throw new CodecError("BAD_VALUE", "integer above 2^53 - 1");
-    return hi * 0x1_0000_0000 + lo;
-  }
-
-  bytes(max = Number.POSITIVE_INFINITY): Uint8Array {
-    const n = this.u32();
-    if (n > max) throw new CodecError("BAD_LENGTH", `byte string of ${n} exceeds ${max}`);
-    this.need(n);
-    const out = this.buf.slice(this.pos, this.pos + n);
-    this.pos += n;
-    return out;
-  }
-
-  str(): string {
-    const b = this.bytes();
-    try {
-      return TEXT_DECODER.decode(b);
-    } catch {
-      throw new CodecError("BAD_VALUE", "string is not valid UTF-8");
-    }
-  }
-
-  flag(): boolean {
-    const v = this.u8();
-    if (v > 1) throw new CodecError("BAD_VALUE", `flag byte ${v}`);
-    return v === 1;
-  }
-
-  /** A list count, refused when even the smallest elements could not fit in what is left. */
-  count(minElementBytes: number): number {
-    const n = this.u32();
-    if (n * minElementBytes > this.left) {
-      throw new CodecError("BAD_LENGTH", `count ${n} cannot fit in the ${this.left} bytes left`);
-    }
-    return n;
-  }
-
-  list<T>(minElementBytes: number, read: () => T): T[] {
-    const n = this.count(minElementBytes);
-    const out: T[] = [];
-    for (let i = 0; i < n; i++) out.push(read());
-    return out;
+/** The shared reader, failing with CodecError (decodeMessage turns those into results). */
+class Reader extends ByteReader {
+  constructor(buf: Uint8Array) {
+    super(buf, (code, message) => new CodecError(code, message));
   }
 }
 
