@@ -418,6 +418,7 @@ export class ZTree {
     const result = this.execute(s, b, zxid, fx);
     if (b.kind !== OpKind.CLOSE_SESSION) this.keepResult(s, op.cxid, result);
     fx.push({ kind: "result", ...base, zxid, result });
+    if (b.kind === OpKind.CLOSE_SESSION) fx.push({ kind: "closed", zxid, sessionId: s.id, reason: "closed" });
   }
 
   private keepResult(s: Session, cxid: number, r: OpResult): void {
@@ -435,7 +436,8 @@ export class ZTree {
   private execute(s: Session, b: OpBody, zxid: number, fx: Effect[]): OpResult {
     switch (b.kind) {
       case OpKind.CLOSE_SESSION:
-        this.closeSession(s, zxid, "closed", fx);
+        // Announced after the result, so the client gets its answer before the connection closes.
+        this.closeSession(s, zxid, "closed", fx, false);
         return { code: "OK" };
       case OpKind.SYNC: {
         const bad = pathProblem(b.path);
@@ -585,13 +587,19 @@ export class ZTree {
   }
 
   /** One zxid for the whole close (as ZooKeeper's closeSession txn): every ephemeral goes with it. */
-  private closeSession(s: Session, zxid: number, reason: "closed" | "expired", fx: Effect[]): void {
+  private closeSession(
+    s: Session,
+    zxid: number,
+    reason: "closed" | "expired",
+    fx: Effect[],
+    announce = true,
+  ): void {
     for (const p of [...s.ephemerals].sort()) this.removeNode(p, zxid, null, fx);
     this.sessions.delete(s.id);
     this.sessionByKey.delete(toHex(s.publicKey));
     for (const cxid of s.results.keys()) this.dirtyResults.push([s.id, cxid, false]);
     this.dirtySessions.add(s.id);
-    fx.push({ kind: "closed", zxid, sessionId: s.id, reason });
+    if (announce) fx.push({ kind: "closed", zxid, sessionId: s.id, reason });
   }
 
   /** Expired sessions, then TTL nodes past their TTL and emptied containers (each change its own zxid). */

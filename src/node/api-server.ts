@@ -8,6 +8,8 @@
 // Every error is JSON {error: {code, message}} with the code's HTTP status; never a stack trace.
 
 import uWS from "uWebSockets.js";
+import { randomBytes } from "node:crypto";
+import type { CoordConn, CoordService } from "../coord/service.ts";
 import { blockToJson, type HashFn, headerHash, toBase64, toHexStr } from "../ordering/block.ts";
 import { ApiError } from "../ordering/errors.ts";
 import type { Gateway, Receipt } from "../ordering/gateway.ts";
@@ -54,6 +56,8 @@ export interface ApiServerOptions {
   readonly deliverHighWaterBytes?: number;
   /** WebSocket connections at once. */
   readonly wsConnectionsMax?: number;
+  /** The coordination service (WS /v1/coord). */
+  readonly coord?: CoordService;
 }
 
 /** A paused deliver stream re-checks its socket's buffer this often, besides the drain event. */
@@ -89,7 +93,12 @@ interface SubmitState {
   closed: boolean;
   inFlight: number;
 }
-type WsState = DeliverState | SubmitState;
+interface CoordState {
+  kind: "coord";
+  closed: boolean;
+  conn: CoordConn | null;
+}
+type WsState = DeliverState | SubmitState | CoordState;
 
 export function receiptToJson(r: Receipt, hash: HashFn): Record<string, unknown> {
   return {
@@ -276,6 +285,50 @@ export class ApiServer {
         this.sockets.delete(ws);
       },
     });
+    const coord = o.coord;
+    if (coord)
+      app.ws<WsState>("/v1/coord", {
+        // A write carries one signed operation in base64 (4/3 of the bytes) plus the JSON around it.
+        maxPayloadLength: Math.ceil((bodyMax * 4) / 3) + 4096,
+        idleTimeout: 0,
+        maxBackpressure: 64 * 1024 * 1024,
+        upgrade: (res, req, ctx) => this.upgrade(res, req, ctx, { kind: "coord", closed: false, conn: null }),
+        open: (ws) => {
+          this.sockets.add(ws);
+          const s = ws.getUserData() as CoordState;
+          s.conn = coord.open(
+            {
+              send: (msg) => void this.wsSend(ws, msg),
+              close: (code, reason) => {
+                if (s.closed) return;
+                s.closed = true;
+                ws.end(code, reason);
+              },
+            },
+            new Uint8Array(randomBytes(32)),
+          );
+        },
+        message: (ws, message, isBinary) => {
+          const s = ws.getUserData() as CoordState;
+          if (!s.conn) return;
+          if (isBinary) {
+            this.wsSend(ws, {
+              type: "error",
+              id: null,
+              code: "MARSHALLINGERROR",
+              message: "send text frames",
+            });
+            return;
+          }
+          coord.message(s.conn, Buffer.from(message).toString("utf8"));
+        },
+        close: (ws) => {
+          const s = ws.getUserData() as CoordState;
+          s.closed = true;
+          if (s.conn) coord.closed(s.conn);
+          this.sockets.delete(ws);
+        },
+      });
     app.any("/*", (res, req) => {
       const state = this.guard(res);
       const known = /^\/v1\/(transactions|blocks|chain)(\/|$)/.test(req.getUrl());

@@ -4,6 +4,7 @@
 import { ConfigError } from "../bft/errors.ts";
 import { quorums } from "../bft/quorum.ts";
 import type { Limits, Mode } from "../bft/types.ts";
+import type { TreeConfig } from "../coord/tree.ts";
 
 /** Fabric's BatchSize / BatchTimeout. */
 export interface BatchConfig {
@@ -19,7 +20,7 @@ export interface BatchConfig {
 
 export const DEFAULT_BATCH: BatchConfig = Object.freeze({
   maxMessageCount: 500,
-  absoluteMaxBytes: 1024 * 1024,
+  absoluteMaxBytes: 10 * 1024 * 1024,
   preferredMaxBytes: 2 * 1024 * 1024,
   batchTimeoutMs: 20,
 });
@@ -41,6 +42,17 @@ export interface ClusterConfig {
   readonly f: number;
   readonly replicas: readonly ReplicaEntry[];
   readonly batch: BatchConfig;
+  /** The znode tree's limits (part of the replicated state: identical on every replica). */
+  readonly coord?: CoordConfig;
+}
+
+export interface CoordConfig {
+  /** Largest znode data (default 1 MiB, and at most absoluteMaxBytes minus 4 KiB). */
+  readonly dataMaxBytes?: number;
+  readonly nodesMax?: number;
+  readonly sessionsMax?: number;
+  readonly sessionTimeoutMinMs?: number;
+  readonly sessionTimeoutMaxMs?: number;
 }
 
 /** One replica's own settings (secrets included: keep this file private). */
@@ -63,6 +75,8 @@ export interface NodeConfig {
   readonly pendingMax?: number;
   /** Core timing and window overrides (in ticks). */
   readonly limits?: Partial<Limits>;
+  /** This replica proposes its clock this often while sessions or TTL/container nodes exist (default 250 ms). */
+  readonly coordClockPeriodMs?: number;
 }
 
 const fail = (field: string, why: string): never => {
@@ -98,6 +112,36 @@ export function validateCluster(c: ClusterConfig): void {
   posInt(b.batchTimeoutMs, "batch.batchTimeoutMs");
   if (b.absoluteMaxBytes > 32 * 1024 * 1024) fail("batch.absoluteMaxBytes", "must be <= 32 MiB");
   if (b.preferredMaxBytes > 32 * 1024 * 1024) fail("batch.preferredMaxBytes", "must be <= 32 MiB");
+  const z = c.coord;
+  if (z !== undefined) {
+    if (!z || typeof z !== "object") fail("coord", "must be an object");
+    for (const k of [
+      "dataMaxBytes",
+      "nodesMax",
+      "sessionsMax",
+      "sessionTimeoutMinMs",
+      "sessionTimeoutMaxMs",
+    ] as const)
+      if (z[k] !== undefined) posInt(z[k], `coord.${k}`);
+    if ((z.dataMaxBytes ?? 0) > b.absoluteMaxBytes - 4096)
+      fail("coord.dataMaxBytes", "must leave 4 KiB of batch.absoluteMaxBytes for the operation around it");
+    if ((z.sessionTimeoutMinMs ?? 2000) > (z.sessionTimeoutMaxMs ?? 120_000))
+      fail("coord.sessionTimeoutMinMs", "must not exceed coord.sessionTimeoutMaxMs");
+  }
+}
+
+/** The tree's configuration a cluster implies. */
+export function treeConfig(c: ClusterConfig): TreeConfig {
+  const q = quorums(c.mode, c.f);
+  return {
+    n: q.n,
+    f: c.f,
+    ...c.coord,
+    dataMaxBytes: Math.max(
+      0,
+      Math.min(c.coord?.dataMaxBytes ?? 1024 * 1024, c.batch.absoluteMaxBytes - 4096),
+    ),
+  };
 }
 
 export function validateNode(node: NodeConfig, cluster: ClusterConfig): void {
@@ -117,6 +161,7 @@ export function validateNode(node: NodeConfig, cluster: ClusterConfig): void {
   if (node.tickMs !== undefined) posInt(node.tickMs, "tickMs");
   if (node.submitTimeoutMs !== undefined) posInt(node.submitTimeoutMs, "submitTimeoutMs");
   if (node.pendingMax !== undefined) posInt(node.pendingMax, "pendingMax");
+  if (node.coordClockPeriodMs !== undefined) posInt(node.coordClockPeriodMs, "coordClockPeriodMs");
 }
 
 /** The core limits a cluster's batch settings imply (Fabric's names → the leader's batching). */
@@ -143,6 +188,8 @@ export function canonicalJson(v: unknown): string {
 }
 
 export const gatewayClientId = (replica: number): string => `replica-${replica}`;
+/** The client identity under which a replica proposes coordination entries. */
+export const coordClientId = (replica: number): string => `coord-${replica}`;
 
 /** What a client of the ordering service needs from a cluster config: URLs, replica keys, commit quorum. */
 export function clientOptions(cluster: ClusterConfig): {

@@ -13,6 +13,10 @@ import {
 } from "../bft/index.ts";
 import type { CounterValue } from "../bft/trusted.ts";
 import type { Mode, ReplicaEvent } from "../bft/types.ts";
+import { COORD_MAGIC, isCoordEntry } from "../coord/ops.ts";
+import { type AppliedBlocks, CoordService } from "../coord/service.ts";
+import { loadTree, treeWrites } from "../coord/store.ts";
+import { ZTree } from "../coord/tree.ts";
 import {
   ed25519PublicKeyOf,
   ed25519ReplicaAuthenticator,
@@ -22,7 +26,7 @@ import {
   verifyEd25519,
 } from "../crypto/node-crypto.ts";
 import { bytesEq } from "../ordering/block.ts";
-import { Gateway } from "../ordering/gateway.ts";
+import { Gateway, signedRequest } from "../ordering/gateway.ts";
 import { Ledger } from "../ordering/ledger.ts";
 import { Libp2pTransport } from "../transport/libp2p.ts";
 import "../util/polyfill.ts";
@@ -32,12 +36,14 @@ import {
   batchLimits,
   type ClusterConfig,
   canonicalJson,
+  coordClientId,
   gatewayClientId,
   type NodeConfig,
+  treeConfig,
   validateCluster,
   validateNode,
 } from "./config.ts";
-import { ReplicaHost } from "./host.ts";
+import { type HostApp, ReplicaHost } from "./host.ts";
 import { LevelStore } from "./level-store.ts";
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
@@ -85,6 +91,7 @@ export class OrdererNode {
     readonly host: ReplicaHost,
     readonly ledger: Ledger,
     readonly gateway: Gateway,
+    readonly coord: CoordService,
     readonly api: ApiServer,
   ) {}
 
@@ -104,7 +111,10 @@ export class OrdererNode {
     try {
       const loaded = await store.load();
       const registry: ClientRegistry = staticRegistry(
-        cluster.replicas.map((r, i) => [gatewayClientId(r.id), { ed25519PublicKey: keys[i] as Uint8Array }]),
+        cluster.replicas.flatMap((r, i) => [
+          [gatewayClientId(r.id), { ed25519PublicKey: keys[i] as Uint8Array }],
+          [coordClientId(r.id), { ed25519PublicKey: keys[i] as Uint8Array }],
+        ]),
       );
       const { trusted, auth } = replicaAuth(
         cluster.mode,
@@ -140,20 +150,66 @@ export class OrdererNode {
         sign: (hh) => signEd25519(seed, hh),
         send: (to, frame) => (to === "all" ? transport.broadcast(frame) : void transport.send(to, frame)),
         sync: config.sync ?? true,
+        // A coordination entry counts only when its proposer field names the replica that signed it.
+        acceptEntry: (op, clientId) =>
+          !isCoordEntry(op) ||
+          (op.length >= 8 && clientId === coordClientId(new DataView(op.buffer, op.byteOffset).getUint32(4))),
       });
+      // The znode tree: read back from the store, then replay blocks written after its last save.
+      const tree = new ZTree(treeConfig(cluster), verifyEd25519);
+      await loadTree(store.db, tree);
+      await catchUpTree(tree, ledger, store);
+      const digests = new Digests(nodeCrypto);
+      let hostRef: ReplicaHost | undefined;
+      const coord = new CoordService({
+        tree,
+        self: config.id,
+        propose: (req) => {
+          if (!hostRef) throw new Error("not started");
+          hostRef.submit(req);
+        },
+        signRequest: (reqNo, op) =>
+          signedRequest(coordClientId(config.id), reqNo, op, digests, (d) => signEd25519(seed, d)),
+        verify: verifyEd25519,
+        entryMaxBytes: cluster.batch.absoluteMaxBytes,
+        clockPeriodMs: config.coordClockPeriodMs,
+      });
+      const cid = coordClientId(config.id);
+      const app: HostApp<{ ledger: Awaited<ReturnType<Ledger["prepare"]>>["built"]; coord: AppliedBlocks }> =
+        {
+          frameTag: ledger.frameTag,
+          async prepare(commits) {
+            const l = await ledger.prepare(commits);
+            const applied = coord.prepare(
+              l.built.map((b) => ({
+                number: b.block.header.number,
+                entries: b.block.entries,
+                requests: b.batchClients,
+              })),
+              cid,
+            );
+            const writes = l.built.length > 0 ? treeWrites(tree, tree.takeChanges()) : [];
+            return { ops: [...l.ops, ...writes], built: { ledger: l.built, coord: applied } };
+          },
+          written(built) {
+            ledger.written(built.ledger);
+            coord.written(built.coord);
+          },
+          onPeerFrame: (from, frame) => ledger.onPeerFrame(from, frame),
+        };
       const host = new ReplicaHost({
         core,
         transport,
         store,
         trusted,
         tickMs,
-        app: ledger,
+        app: app as HostApp,
         onEvent: hooks.onEvent,
         onError: (err, from) => {
           if (from === undefined) hooks.onError?.(err);
         },
       });
-      const digests = new Digests(nodeCrypto);
+      hostRef = host;
       let node: OrdererNode | undefined;
       const gateway = new Gateway({
         ledger,
@@ -166,6 +222,7 @@ export class OrdererNode {
         pendingMax: config.pendingMax ?? 100_000,
         timeoutMs: config.submitTimeoutMs ?? 30_000,
         quorumOk: () => node?.hasQuorum() ?? false,
+        reservedPrefix: COORD_MAGIC,
       });
       const api = new ApiServer({
         host: config.apiHost,
@@ -174,10 +231,12 @@ export class OrdererNode {
         gateway,
         hash: sha256,
         txMaxBytes: cluster.batch.absoluteMaxBytes,
+        coord,
       });
       api.onInternalError = (err) => hooks.onError?.(err instanceof Error ? err : new Error(String(err)));
       await host.start();
-      node = new OrdererNode(cluster, config, store, host, ledger, gateway, api);
+      node = new OrdererNode(cluster, config, store, host, ledger, gateway, coord, api);
+      coord.start();
       node.retryTimer = setInterval(() => ledger.retry(SIG_RETRY_MS), SIG_RETRY_MS);
       try {
         await api.start();
@@ -205,6 +264,7 @@ export class OrdererNode {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       if (this.retryTimer) clearInterval(this.retryTimer);
+      this.coord.stop();
       await this.api.stop();
       this.gateway.close();
       await this.host.stop();
@@ -213,4 +273,19 @@ export class OrdererNode {
     })();
     return this.stopping;
   }
+}
+
+/** Blocks are written with the tree's changes in one batch; a tree behind the chain (its records lost or
+ * from an older version) is brought up to date by replaying the coordination entries of later blocks. */
+async function catchUpTree(tree: ZTree, ledger: Ledger, store: LevelStore): Promise<number> {
+  let replayed = 0;
+  for (let n = tree.appliedBlock + 1; n < ledger.height; n++) {
+    const b = await ledger.getBlock(n);
+    if (!b) throw new ConfigError("BAD_CONFIG", `block ${n} is missing below the chain head`);
+    tree.applyBlock(n, b.entries.filter(isCoordEntry));
+    replayed++;
+    if (replayed % 1000 === 0 || n === ledger.height - 1)
+      await store.db.batch(treeWrites(tree, tree.takeChanges()) as never, { sync: store.sync });
+  }
+  return replayed;
 }

@@ -3,6 +3,7 @@
 // is verified against the cluster's replica keys, and a replica that serves something that does not
 // verify is reported with the reason and skipped for the next one.
 
+import { loadWebSocket, type WebSocketCtor, type WebSocketLike, wsBase } from "../util/websocket.ts";
 import {
   type Block,
   BlockVerificationError,
@@ -38,20 +39,6 @@ export interface ClientOptions {
   readonly WebSocket?: WebSocketCtor;
   /** Called when a replica answers with something that does not verify, or cannot be reached. */
   readonly onProblem?: (p: { url: string; error: Error }) => void;
-}
-
-type WebSocketCtor = new (url: string) => WebSocketLike;
-interface WebSocketLike {
-  binaryType: string;
-  readyState: number;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: unknown) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
-  send(data: string | Uint8Array): void;
-  close(code?: number, reason?: string): void;
-  pause?: () => void;
-  resume?: () => void;
 }
 
 export class OrderingClientError extends Error {
@@ -308,13 +295,8 @@ export class OrderingClient {
     throw last ?? new OrderingClientError("UNREACHABLE", "no replica reachable");
   }
 
-  private async webSocketCtor(): Promise<WebSocketCtor> {
-    if (this.o.WebSocket) return this.o.WebSocket;
-    const g = (globalThis as { WebSocket?: WebSocketCtor }).WebSocket;
-    if (g) return g;
-    const name = "ws"; // Node 20 has no global WebSocket; not bundled for browsers, which have one
-    const mod = (await import(name)) as { default: WebSocketCtor };
-    return mod.default;
+  private webSocketCtor(): Promise<WebSocketCtor> {
+    return loadWebSocket(this.o.WebSocket);
   }
 
   private async *deliverFrom(url: string, seek: Seek): AsyncGenerator<Block> {
@@ -456,10 +438,6 @@ export class SubmitStream {
     for (const w of this.waiting.values()) w.reject(err);
     this.waiting.clear();
   }
-}
-
-function wsBase(url: string): string {
-  return url.replace(/^http/, "ws");
 }
 
 function opened(ws: WebSocketLike): Promise<void> {

@@ -4,6 +4,7 @@ export type ApiErrorCode =
   | "MALFORMED"
   | "TX_TOO_LARGE"
   | "EMPTY_TX"
+  | "RESERVED_PREFIX"
   | "BLOCK_NOT_FOUND"
   | "TX_NOT_FOUND"
   | "NOT_FOUND"
@@ -19,6 +20,7 @@ export type ApiErrorCode =
 export const API_ERROR_STATUS: Readonly<Record<ApiErrorCode, number>> = Object.freeze({
   MALFORMED: 400,
   EMPTY_TX: 400,
+  RESERVED_PREFIX: 400,
   TX_TOO_LARGE: 413,
   BLOCK_NOT_FOUND: 404,
   TX_NOT_FOUND: 404,

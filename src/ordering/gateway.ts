@@ -29,6 +29,19 @@ export interface Receipt {
   readonly certificate: readonly CertSig[];
 }
 
+/** A request of a replica's own client identity (gateway or coordination proposer), signed with its key. */
+export function signedRequest(
+  clientId: string,
+  reqNo: number,
+  op: Uint8Array,
+  digests: Digests,
+  sign: (digest: Uint8Array) => Uint8Array,
+): ClientRequest {
+  const unsigned = { clientId, reqNo, op };
+  const digest = digests.request({ ...unsigned, auth: { scheme: "ed25519", sig: new Uint8Array(64) } });
+  return { ...unsigned, auth: { scheme: "ed25519", sig: sign(digest) } };
+}
+
 export interface GatewayOptions {
   readonly ledger: Ledger;
   /** Hands a request to the core (ReplicaHost.submit); throws RequestError when refused. */
@@ -43,6 +56,8 @@ export interface GatewayOptions {
   readonly pendingMax: number;
   /** A submission not certified within this time is answered with TIMEOUT (it may still commit). */
   readonly timeoutMs: number;
+  /** Transactions starting with these bytes are refused (the coordination service's entries). */
+  readonly reservedPrefix?: Uint8Array;
   /** False while this replica cannot reach a commit quorum of peers. */
   readonly quorumOk: () => boolean;
 }
@@ -93,6 +108,12 @@ export class Gateway {
       throw new ApiError(
         "TX_TOO_LARGE",
         `transaction of ${tx.length} bytes exceeds absoluteMaxBytes ${this.o.txMaxBytes}`,
+      );
+    const rp = this.o.reservedPrefix;
+    if (rp && tx.length >= rp.length && rp.every((b, i) => tx[i] === b))
+      throw new ApiError(
+        "RESERVED_PREFIX",
+        `transactions may not start with the bytes ${toHexStr(rp)} (they mark coordination entries)`,
       );
     const id = toHexStr(this.o.hash(tx));
     const same = this.waiting.get(id);
@@ -156,12 +177,7 @@ export class Gateway {
 
   private propose(w: Waiter): void {
     const reqNo = this.nextReqNo++;
-    const unsigned = { clientId: this.o.clientId, reqNo, op: w.tx };
-    const digest = this.o.digests.request({
-      ...unsigned,
-      auth: { scheme: "ed25519", sig: new Uint8Array(64) },
-    });
-    const req: ClientRequest = { ...unsigned, auth: { scheme: "ed25519", sig: this.o.sign(digest) } };
+    const req = signedRequest(this.o.clientId, reqNo, w.tx, this.o.digests, this.o.sign);
     w.reqNo = reqNo;
     w.attempts++;
     this.inFlight.set(reqNo, w.id);

@@ -76,6 +76,8 @@ export interface LedgerOptions {
   readonly send: (to: number | "all", frame: Uint8Array) => void;
   readonly sync?: boolean;
   readonly now?: () => number;
+  /** An executed request becomes an entry only if this accepts it (coordination entries of the wrong client). */
+  readonly acceptEntry?: (op: Uint8Array, clientId: string) => boolean;
 }
 
 /** Where a transaction is in the chain. */
@@ -262,7 +264,7 @@ export class Ledger {
       c.batch.requests.forEach((r, i) => {
         const id = ids[ci]![i]!;
         const inChain = known[k++] !== undefined || inThisWrite.has(id);
-        if (!c.executed[i] || inChain) {
+        if (!c.executed[i] || inChain || (this.o.acceptEntry && !this.o.acceptEntry(r.op, r.clientId))) {
           skipped.push(id);
           return;
         }
