@@ -554,7 +554,7 @@ export class CoordClient {
           clearTimeout(handshakeTimer);
           this.sessionIdV = m.sessionId as number;
           this.timeoutMsV = m.timeoutMs as number;
-          this.seen(m.zxid);
+          // Not this.seen(m.zxid): setWatches must be relative to what this client saw before moving.
           this.ws = ws;
           ws.onmessage = (e) => this.onMessage(ws, e.data);
           ws.onclose = () => this.onClosed(ws);

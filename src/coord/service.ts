@@ -314,9 +314,14 @@ export class CoordService {
       case "setWatches":
         return this.onSetWatches(c, id, m);
       case "addWatch":
-        return this.onAddWatch(c, id, m);
-      case "removeWatches":
-        return this.onRemoveWatches(c, id, m);
+      case "removeWatches": {
+        // Like reads: only once this replica has what the client saw (no event from its past).
+        const minZxid = m.minZxid ?? 0;
+        if (!Number.isSafeInteger(minZxid)) throw new Error("minZxid must be an integer");
+        const run =
+          m.type === "addWatch" ? () => this.onAddWatch(c, id, m) : () => this.onRemoveWatches(c, id, m);
+        return this.afterZxid(c, minZxid as number, id, run);
+      }
       default:
         return this.fail(c, id, "MARSHALLINGERROR", `unknown message type ${JSON.stringify(m.type)}`);
     }
