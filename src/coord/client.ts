@@ -170,7 +170,7 @@ export class CoordClient {
     const c = new CoordClient(o);
     c.Ctor = await loadWebSocket(o.WebSocket);
     await c.establish(true);
-    c.pingTimer = setInterval(() => c.tick(), Math.max(50, Math.floor(c.timeoutMsV / 6)));
+    c.pingTimer = setInterval(() => c.tick(), Math.max(20, Math.floor(c.timeoutMsV / 10)));
     return c;
   }
 

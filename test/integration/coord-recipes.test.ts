@@ -1,0 +1,150 @@
+// The recipes on a live 3-replica hybrid cluster (in one process): lock exclusion with contention,
+// leader election hand-over, simple and double barriers, and compare-and-set configuration updates.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { CoordClient } from "../../src/coord/client.ts";
+import {
+  Barrier,
+  DistributedLock,
+  DoubleBarrier,
+  LeaderElection,
+  SharedConfig,
+} from "../../src/coord/recipes.ts";
+import { generateEd25519KeyPair, signEd25519 } from "../../src/crypto/node-crypto.ts";
+import { type LocalCluster, localCluster } from "../../src/node/local-cluster.ts";
+import { OrdererNode } from "../../src/node/orderer-node.ts";
+
+const signer = { generate: generateEd25519KeyPair, sign: signEd25519 };
+
+describe("coordination recipes (3 hybrid replicas in-process)", () => {
+  let dir: string;
+  let lc: LocalCluster;
+  let nodes: OrdererNode[];
+  const clients: CoordClient[] = [];
+  const connect = async (i: number) => {
+    const c = await CoordClient.connect({ urls: lc.urls, signer, sessionTimeoutMs: 4000, startAt: i % 3 });
+    clients.push(c);
+    return c;
+  };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "orderer-recipes-"));
+    lc = await localCluster("hybrid", 1, dir, { node: { coordClockPeriodMs: 100 } });
+    nodes = await Promise.all(lc.nodes.map((n) => OrdererNode.start(lc.cluster, n)));
+    for (let i = 0; i < 400 && !nodes.every((n) => n.hasQuorum()); i++) await sleep(50);
+  });
+
+  after(async () => {
+    for (const c of clients) await c.close().catch(() => {});
+    await Promise.all((nodes ?? []).map((n) => n.stop()));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("lock: 6 contending clients, never two holders, every client gets it", async () => {
+    const zks = await Promise.all(Array.from({ length: 6 }, (_, i) => connect(i)));
+    let holder: number | null = null;
+    let violations = 0;
+    const counts = zks.map(() => 0);
+    await Promise.all(
+      zks.map(async (zk, i) => {
+        for (let round = 0; round < 5; round++) {
+          const lock = new DistributedLock(zk, "/locks/shared");
+          await lock.acquire(30_000);
+          if (holder !== null) violations++;
+          holder = i;
+          counts[i] = (counts[i] as number) + 1;
+          await sleep(2 + Math.random() * 8);
+          assert.ok(lock.held);
+          holder = null;
+          await lock.release();
+        }
+      }),
+    );
+    assert.equal(violations, 0);
+    assert.deepEqual(counts, [5, 5, 5, 5, 5, 5]);
+    // The queue is empty afterwards.
+    assert.deepEqual(await (zks[0] as CoordClient).getChildren("/locks/shared"), []);
+  });
+
+  it("lock: a timed-out acquire leaves nothing behind", async () => {
+    const [a, b] = await Promise.all([connect(0), connect(1)]);
+    const la = new DistributedLock(a as CoordClient, "/locks/t");
+    await la.acquire();
+    const lb = new DistributedLock(b as CoordClient, "/locks/t");
+    await assert.rejects(lb.acquire(300), (e: Error & { code?: string }) => e.code === "OPERATIONTIMEOUT");
+    assert.equal((await (a as CoordClient).getChildren("/locks/t", { linearizable: true })).length, 1);
+    await la.release();
+  });
+
+  it("leader election: one leader; when it resigns or its session ends, the next candidate leads", async () => {
+    const zks = await Promise.all([connect(0), connect(1), connect(2)]);
+    const leaders = new Set<number>();
+    const elections = zks.map(
+      (zk, i) =>
+        new LeaderElection(zk, "/election/svc", `candidate-${i}`, (lead) => {
+          if (lead) leaders.add(i);
+          else leaders.delete(i);
+        }),
+    );
+    for (const e of elections) await e.start();
+    const one = async (expected: number) => {
+      for (let i = 0; i < 200 && !(leaders.size === 1 && leaders.has(expected)); i++) await sleep(20);
+      assert.deepEqual([...leaders], [expected]);
+      return expected;
+    };
+    await one(0);
+    assert.equal(await elections[1]?.leader(), "candidate-0");
+    await elections[0]?.resign();
+    await one(1);
+    await (zks[1] as CoordClient).close();
+    await one(2);
+    assert.ok(elections[2]?.isLeader);
+  });
+
+  it("barriers: waiters pass when the barrier goes; a double barrier waits for all to enter and leave", async () => {
+    const zks = await Promise.all([connect(0), connect(1), connect(2)]);
+    const b = new Barrier(zks[0] as CoordClient, "/barrier");
+    await b.set();
+    let passed = 0;
+    const waiting = [1, 2].map((i) =>
+      new Barrier(zks[i] as CoordClient, "/barrier").wait().then(() => passed++),
+    );
+    await sleep(200);
+    assert.equal(passed, 0);
+    await b.remove();
+    await Promise.all(waiting);
+    assert.equal(passed, 2);
+
+    await (zks[0] as CoordClient).create("/db");
+    const entered: number[] = [];
+    const run = zks.map(async (zk, i) => {
+      await sleep(i * 150);
+      const d = new DoubleBarrier(zk, "/db/round", 3, `p${i}`);
+      await d.enter();
+      entered.push(Date.now());
+      await d.leave();
+    });
+    await Promise.all(run);
+    assert.equal(entered.length, 3);
+    assert.ok(Math.min(...entered) >= 0);
+  });
+
+  it("shared configuration: concurrent compare-and-set updates lose nothing; watchers see the last value", async () => {
+    const zks = await Promise.all([connect(0), connect(1), connect(2), connect(3)]);
+    const observer = new SharedConfig<{ n: number }>(zks[0] as CoordClient, "/config/counter");
+    await observer.watch();
+    await Promise.all(
+      zks.map(async (zk) => {
+        const cfg = new SharedConfig<{ n: number }>(zk, "/config/counter");
+        for (let i = 0; i < 10; i++) await cfg.update((old) => ({ n: (old?.n ?? 0) + 1 }));
+      }),
+    );
+    for (let i = 0; i < 100 && observer.current?.n !== 40; i++) await sleep(20);
+    assert.deepEqual(observer.current, { n: 40 });
+  });
+});
