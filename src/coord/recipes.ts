@@ -97,10 +97,13 @@ export class DistributedLock {
         const pred = `${this.dir}/${children[i - 1]}`;
         const left = deadline - Date.now();
         if (left <= 0) throw new CoordError("OPERATIONTIMEOUT", "lock not acquired in time");
+        let timer: ReturnType<typeof setTimeout> | undefined;
         const r = await Promise.race([
           eventOrLoss(this.zk, async (w) => (await this.zk.exists(pred, { watch: w })) !== null),
-          new Promise<"timeout">((res) => setTimeout(() => res("timeout"), Math.min(left, 2 ** 31 - 1))),
-        ]);
+          new Promise<"timeout">((res) => {
+            timer = setTimeout(() => res("timeout"), Math.min(left, 2 ** 31 - 1));
+          }),
+        ]).finally(() => clearTimeout(timer));
         if (r === "timeout") throw new CoordError("OPERATIONTIMEOUT", "lock not acquired in time");
         if (this.zk.state === "Expired" || this.zk.state === "Closed")
           throw new CoordError("SESSIONEXPIRED", "the session ended while waiting");

@@ -118,7 +118,12 @@ describe("lock recipe across replica crashes (3 hybrid processes)", () => {
     await sleep(3000);
     running = false;
     const t0 = Date.now();
-    await Promise.race([Promise.all(workers), sleep(30_000)]);
+    const ac = new AbortController();
+    await Promise.race([
+      Promise.all(workers),
+      sleep(30_000, undefined, { signal: ac.signal }).catch(() => {}),
+    ]);
+    ac.abort();
     console.log(`# workers stopped in ${Date.now() - t0} ms`);
     console.log(
       `# ${acquisitions} acquisitions (per client ${perClient.join(",")}), killed ${killed.join(",")}, ` +
