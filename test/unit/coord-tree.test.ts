@@ -525,3 +525,14 @@ describe("zxids, time, watches, determinism, restore", () => {
     assert.deepEqual(enc("x"), Uint8Array.of(120));
   });
 });
+
+describe("limits", () => {
+  it("refuses creates beyond nodesMax with QUOTAEXCEEDED", () => {
+    const { h, s } = setup({ nodesMax: 3 });
+    const r = h.run(s.op(create("/a")), s.op(create("/b")), s.op(create("/c")));
+    assert.deepEqual(
+      r.map((x) => x.code),
+      ["OK", "OK", "QUOTAEXCEEDED"],
+    );
+  });
+});
