@@ -246,7 +246,7 @@ export class CoordClient {
           return { kind: OpKind.DELETE, path: op.path, version: op.version ?? -1 };
         case "setData":
           return { kind: OpKind.SET_DATA, path: op.path, data: bytesOf(op.data), version: op.version ?? -1 };
-        case "check":
+        default:
           return { kind: OpKind.CHECK, path: op.path, version: op.version };
       }
     });
@@ -293,8 +293,8 @@ export class CoordClient {
     await this.read({ type: "addWatch", path, mode }, (m) => {
       if (m.code !== "OK") return;
       const t = mode === "persistent" ? this.persistent : this.recursive;
-      let set = t.get(path);
-      if (!set) t.set(path, (set = new Set()));
+      const set = t.get(path) ?? new Set<Watcher>();
+      t.set(path, set);
       set.add(watcher);
     });
   }
@@ -672,8 +672,8 @@ export class CoordClient {
 
   private addOneShot(kind: "data" | "exist" | "child", path: string, w: Watcher): void {
     const t = this.oneShot[kind];
-    let set = t.get(path);
-    if (!set) t.set(path, (set = new Set()));
+    const set = t.get(path) ?? new Set<Watcher>();
+    t.set(path, set);
     set.add(w);
   }
 

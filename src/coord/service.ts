@@ -11,7 +11,6 @@
 // expiry is decided by the tree's agreed clock (tree.ts), never by this replica alone.
 
 import { toHex } from "../bft/bytes.ts";
-import type { Digests } from "../bft/digests.ts";
 import type { ClientRequest } from "../bft/types.ts";
 import type { ZkCode } from "./errors.ts";
 import {
@@ -566,7 +565,7 @@ export class CoordService {
         this.proposed.delete(`${e.sessionId}:${e.cxid}`);
         if (e.opKind === OpKind.CREATE_SESSION) {
           const c = e.keyHex ? this.connecting.get(e.keyHex) : undefined;
-          if (!c || !c.connect) return;
+          if (!c?.connect) return;
           this.connecting.delete(e.keyHex as string);
           const id = c.connect.id;
           c.connect = null;
