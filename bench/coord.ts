@@ -12,24 +12,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { CoordClient, CreateMode } from "../src/coord/client.ts";
 import { generateEd25519KeyPair, signEd25519 } from "../src/crypto/node-crypto.ts";
 import { localCluster, NodeProcess } from "../src/node/local-cluster.ts";
+import { median, numArg, pct } from "./stats.ts";
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-};
 const QUICK = process.argv.includes("--quick");
-const RUNS = arg("runs", QUICK ? 1 : 3);
-const SECONDS = arg("seconds", QUICK ? 2 : 3);
+const RUNS = numArg("runs", QUICK ? 1 : 3);
+const SECONDS = numArg("seconds", QUICK ? 2 : 3);
 const WARMUP_S = 1;
 const signer = { generate: generateEd25519KeyPair, sign: signEd25519 };
 const DATA = "x".repeat(100);
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? Number.NaN : (s[Math.floor((s.length - 1) / 2)] as number);
-};
-const pct = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN;
 
 type Workload = "create" | "setData" | "getData" | "ephemeral create+delete";
 const WORKLOADS: Workload[] = ["create", "setData", "getData", "ephemeral create+delete"];

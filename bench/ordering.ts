@@ -16,25 +16,15 @@ import type { Mode } from "../src/bft/types.ts";
 import { sha256 } from "../src/crypto/node-crypto.ts";
 import { localCluster, NodeProcess } from "../src/node/local-cluster.ts";
 import { merkleRoot, nobleHash } from "../src/ordering/block.ts";
+import { median, numArg, pct } from "./stats.ts";
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-};
 const QUICK = process.argv.includes("--quick");
-const RUNS = arg("runs", QUICK ? 1 : 3);
-const SECONDS = arg("seconds", QUICK ? 2 : 5);
+const RUNS = numArg("runs", QUICK ? 1 : 3);
+const SECONDS = numArg("seconds", QUICK ? 2 : 5);
 const WARMUP_S = 1;
-const OUTSTANDING = arg("outstanding", 1024);
+const OUTSTANDING = numArg("outstanding", 1024);
 const STREAMS_PER_REPLICA = 2;
 const MAX_MESSAGE_COUNT = 500;
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? Number.NaN : (s[Math.floor((s.length - 1) / 2)] as number);
-};
-const pct = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN;
 
 interface RunResult {
   txPerSec: number;

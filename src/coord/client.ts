@@ -29,21 +29,10 @@ import {
 } from "./ops.ts";
 import { pathProblem, selfAndAncestors } from "./path.ts";
 
+export type { Stat } from "./tree.ts";
 export { CoordError, CreateMode };
 
-export interface Stat {
-  readonly czxid: number;
-  readonly mzxid: number;
-  readonly pzxid: number;
-  readonly ctime: number;
-  readonly mtime: number;
-  readonly version: number;
-  readonly cversion: number;
-  readonly aversion: number;
-  readonly ephemeralOwner: number;
-  readonly dataLength: number;
-  readonly numChildren: number;
-}
+import type { Stat } from "./tree.ts";
 
 export type EventType = "NodeCreated" | "NodeDeleted" | "NodeDataChanged" | "NodeChildrenChanged";
 export interface WatchedEvent {

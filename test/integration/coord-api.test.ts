@@ -4,19 +4,16 @@
 // messages, and the tree surviving a restart — also when its records are lost and blocks are replayed.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
-import { CoordClient, type CoordError, CreateMode, type WatchedEvent } from "../../src/coord/client.ts";
+import { type CoordError, CreateMode, type WatchedEvent } from "../../src/coord/client.ts";
 import { encodeOp, OpKind, opSigningBytes } from "../../src/coord/ops.ts";
 import { generateEd25519KeyPair, signEd25519 } from "../../src/crypto/node-crypto.ts";
-import { type LocalCluster, localCluster } from "../../src/node/local-cluster.ts";
+import type { LocalCluster } from "../../src/node/local-cluster.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
+import { InProcessCluster } from "../util/coord-cluster.ts";
 
-const signer = { generate: generateEd25519KeyPair, sign: signEd25519 };
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
 async function until(cond: () => boolean | Promise<boolean>, ms = 10_000, what = "condition"): Promise<void> {
@@ -38,27 +35,19 @@ async function raw(url: string) {
 }
 
 describe("coordination service (3 hybrid replicas in-process)", () => {
-  let dir: string;
+  let cl: InProcessCluster;
   let lc: LocalCluster;
   let nodes: OrdererNode[];
-  const clients: CoordClient[] = [];
-  const connect = async (startAt = 0, timeoutMs = 4000) => {
-    const c = await CoordClient.connect({ urls: lc.urls, signer, sessionTimeoutMs: timeoutMs, startAt });
-    clients.push(c);
-    return c;
-  };
+  const connect = (startAt = 0) => cl.connect(startAt);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), "orderer-coord-"));
-    lc = await localCluster("hybrid", 1, dir, { node: { coordClockPeriodMs: 100 } });
-    nodes = await Promise.all(lc.nodes.map((n) => OrdererNode.start(lc.cluster, n)));
-    for (let i = 0; i < 400 && !nodes.every((n) => n.hasQuorum()); i++) await sleep(50);
+    cl = await InProcessCluster.start("orderer-coord-");
+    lc = cl.lc;
+    nodes = cl.nodes;
   });
 
   after(async () => {
-    for (const c of clients) await c.close().catch(() => {});
-    await Promise.all((nodes ?? []).map((n) => n.stop()));
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await cl?.stop();
   });
 
   it("create, getData, setData, exists, getChildren, delete, multi, sync and their error codes", async () => {

@@ -2,12 +2,9 @@
 // leader election hand-over, simple and double barriers, and compare-and-set configuration updates.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { CoordClient } from "../../src/coord/client.ts";
+import type { CoordClient } from "../../src/coord/client.ts";
 import {
   Barrier,
   DistributedLock,
@@ -15,34 +12,18 @@ import {
   LeaderElection,
   SharedConfig,
 } from "../../src/coord/recipes.ts";
-import { generateEd25519KeyPair, signEd25519 } from "../../src/crypto/node-crypto.ts";
-import { type LocalCluster, localCluster } from "../../src/node/local-cluster.ts";
-import { OrdererNode } from "../../src/node/orderer-node.ts";
-
-const signer = { generate: generateEd25519KeyPair, sign: signEd25519 };
+import { InProcessCluster } from "../util/coord-cluster.ts";
 
 describe("coordination recipes (3 hybrid replicas in-process)", () => {
-  let dir: string;
-  let lc: LocalCluster;
-  let nodes: OrdererNode[];
-  const clients: CoordClient[] = [];
-  const connect = async (i: number) => {
-    const c = await CoordClient.connect({ urls: lc.urls, signer, sessionTimeoutMs: 4000, startAt: i % 3 });
-    clients.push(c);
-    return c;
-  };
+  let cl: InProcessCluster;
+  const connect = (startAt = 0) => cl.connect(startAt);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), "orderer-recipes-"));
-    lc = await localCluster("hybrid", 1, dir, { node: { coordClockPeriodMs: 100 } });
-    nodes = await Promise.all(lc.nodes.map((n) => OrdererNode.start(lc.cluster, n)));
-    for (let i = 0; i < 400 && !nodes.every((n) => n.hasQuorum()); i++) await sleep(50);
+    cl = await InProcessCluster.start("orderer-recipes-");
   });
 
   after(async () => {
-    for (const c of clients) await c.close().catch(() => {});
-    await Promise.all((nodes ?? []).map((n) => n.stop()));
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await cl?.stop();
   });
 
   it("lock: 6 contending clients, never two holders, every client gets it", async () => {
