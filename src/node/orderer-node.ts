@@ -27,7 +27,7 @@ import {
 } from "../crypto/node-crypto.ts";
 import { bytesEq } from "../ordering/block.ts";
 import { Gateway, signedRequest } from "../ordering/gateway.ts";
-import { Ledger } from "../ordering/ledger.ts";
+import { Ledger, LedgerError } from "../ordering/ledger.ts";
 import { Libp2pTransport } from "../transport/libp2p.ts";
 import "../util/polyfill.ts";
 import { ConfigError } from "../bft/errors.ts";
@@ -281,7 +281,7 @@ async function catchUpTree(tree: ZTree, ledger: Ledger, store: LevelStore): Prom
   let replayed = 0;
   for (let n = tree.appliedBlock + 1; n < ledger.height; n++) {
     const b = await ledger.getBlock(n);
-    if (!b) throw new ConfigError("BAD_CONFIG", `block ${n} is missing below the chain head`);
+    if (!b) throw new LedgerError("CORRUPT", `block ${n} is missing below the chain head`);
     tree.applyBlock(n, b.entries.filter(isCoordEntry));
     replayed++;
     if (replayed % 1000 === 0 || n === ledger.height - 1)
