@@ -1,6 +1,7 @@
 // Digests of everything that gets certified or signed. Each has its own domain tag.
 
 import { ByteWriter } from "./bytes.ts";
+import type { ClientTableSnapshot } from "./client-table.ts";
 import type { Hashing } from "./crypto.ts";
 import type { CounterCert } from "./trusted.ts";
 import type {
@@ -28,6 +29,7 @@ enum Tag {
   PCommit = 11,
   PViewChange = 12,
   PNewView = 13,
+  Clients = 14,
 }
 
 /** Computes digests with caches keyed by object identity (messages are immutable once built). */
@@ -75,8 +77,21 @@ export class Digests {
     return this.sha(new ByteWriter(80).u8(Tag.State).raw(prev).u64(seq).raw(batchDigest));
   }
 
-  checkpoint(seq: number, stateDigest: Uint8Array): Uint8Array {
-    return this.sha(new ByteWriter(48).u8(Tag.Checkpoint).u64(seq).bytes(stateDigest));
+  checkpoint(seq: number, stateDigest: Uint8Array, clientsDigest: Uint8Array): Uint8Array {
+    return this.sha(new ByteWriter(88).u8(Tag.Checkpoint).u64(seq).bytes(stateDigest).bytes(clientsDigest));
+  }
+
+  /**
+   * The client table as it affects execution (which requests count as executed, and the eviction
+   * order): ids in table order with their windows. Kept replies are not covered (they are a cache).
+   */
+  clients(snap: ClientTableSnapshot): Uint8Array {
+    const w = new ByteWriter(64 + snap.length * 48).u8(Tag.Clients).u32(snap.length);
+    for (const [id, low, seen, lastSeq] of snap) {
+      w.str(id).u64(low).u64(lastSeq).u32(seen.length);
+      for (const r of seen) w.u64(r);
+    }
+    return this.sha(w);
   }
 
   // ------------------------------------------------------------ hybrid
@@ -183,7 +198,7 @@ export class Digests {
 }
 
 function writeCheckpoint(w: ByteWriter, c: CheckpointProof): void {
-  w.u64(c.seq).bytes(c.stateDigest).u32(c.sigs.length);
+  w.u64(c.seq).bytes(c.stateDigest).bytes(c.clientsDigest).u32(c.sigs.length);
   for (const s of c.sigs) w.u32(s.replica).bytes(s.sig);
 }
 

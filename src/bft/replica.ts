@@ -26,6 +26,7 @@ import {
   type Ready,
   type ReplicaEvent,
   type ReplicaId,
+  type SnapshotMsg,
   type StateMsg,
   type StatusMsg,
 } from "./types.ts";
@@ -48,11 +49,17 @@ export interface ReplicaDeps {
 
 /** The state digest before any batch (the genesis checkpoint). */
 export const GENESIS_STATE_DIGEST = new Uint8Array(32);
+/** By convention the genesis checkpoint's client-table digest is zero (no table was hashed). */
+export const GENESIS_CLIENTS_DIGEST = new Uint8Array(32);
 export const GENESIS_CHECKPOINT: CheckpointProof = Object.freeze({
   seq: 0,
   stateDigest: GENESIS_STATE_DIGEST,
+  clientsDigest: GENESIS_CLIENTS_DIGEST,
   sigs: [],
 });
+
+/** A peer is sent a snapshot at most once per this many STATUS periods. */
+const SNAPSHOT_RESEND_STATUS_PERIODS = 8;
 
 export type ProposeResult = "accepted" | "pending" | "duplicate";
 
@@ -109,11 +116,17 @@ export abstract class ReplicaCore {
   /** State digest and client table after each executed checkpoint seq not yet stable. */
   protected readonly executedCheckpoints = new Map<
     number,
-    { digest: Uint8Array; clients: ClientTableSnapshot }
+    { digest: Uint8Array; clientsDigest: Uint8Array; clients: ClientTableSnapshot }
   >();
   /** Stable checkpoint proofs within the retained history (state transfer ends at one of them). */
   protected readonly proofs = new Map<number, CheckpointProof>();
-  protected readonly ckptVotes = new Map<number, Map<ReplicaId, { digest: Uint8Array; sig: Uint8Array }>>();
+  protected readonly ckptVotes = new Map<
+    number,
+    Map<
+      ReplicaId,
+      { digest: Uint8Array; stateDigest: Uint8Array; clientsDigest: Uint8Array; sig: Uint8Array }
+    >
+  >();
   protected myCheckpoint: CheckpointMsg | null = null;
 
   /** Leader's queue of requests to propose. */
@@ -130,6 +143,12 @@ export abstract class ReplicaCore {
   private draining = false;
   /** Seq of the checkpoint (with client table) a restart resumes from. */
   private persistedCheckpointSeq = 0;
+  /** That checkpoint with its client table: what this replica serves as a snapshot. */
+  private persisted: PersistedCheckpoint | null = null;
+  /** A verified snapshot ahead of execution, waiting for the application to reach it (installSnapshot). */
+  private offer: PersistedCheckpoint | null = null;
+  /** When each peer was last sent a snapshot (ticks). */
+  private readonly snapshotSentAt = new Map<ReplicaId, number>();
   /** Leader: when the oldest outstanding proposal must have committed, or +Infinity. */
   private progressDeadline = Number.POSITIVE_INFINITY;
   private persistOut: PersistOp[] = [];
@@ -290,6 +309,49 @@ export abstract class ReplicaCore {
     return this.clients.isExecuted(clientId, reqNo);
   }
 
+  /**
+   * The seq of a verified checkpoint snapshot this replica was offered because its peers no longer keep
+   * the batches it is missing, or null. The application must bring its own state to that seq (the
+   * ledger fetches the certified blocks) and then call installSnapshot().
+   */
+  get snapshotOffer(): number | null {
+    return this.offer && this.offer.proof.seq > this.lastExecuted ? this.offer.proof.seq : null;
+  }
+
+  /**
+   * Jumps execution to the offered checkpoint: its state digest and client table, no batches executed
+   * (the application already holds the state at that seq). Returns false when there is nothing to install.
+   */
+  installSnapshot(): boolean {
+    const o = this.offer;
+    this.offer = null;
+    if (!o || o.proof.seq <= this.lastExecuted) return false;
+    const cp = o.proof;
+    const fromSeq = this.lastExecuted + 1;
+    this.lastExecuted = cp.seq;
+    this.stateDigest = cp.stateDigest;
+    this.clients = ClientTable.restore(this.limits.clientsMax, o.clients);
+    // The batches before the jump can no longer be served (the history must be contiguous).
+    for (const s of [...this.history.keys()]) {
+      this.history.delete(s);
+      this.unpersist(seqKey(PREFIX_EXEC, s));
+    }
+    for (const s of [...this.committedWaiting.keys()]) if (s <= cp.seq) this.committedWaiting.delete(s);
+    for (const s of [...this.executedCheckpoints.keys()]) if (s <= cp.seq) this.executedCheckpoints.delete(s);
+    // Requests this replica waited for were executed or not in the skipped range: clients retransmit.
+    this.timers.clear();
+    this.inFlight.clear();
+    this.progressDeadline = Number.POSITIVE_INFINITY;
+    this.persistCheckpoint(cp, o.clients);
+    if (cp.seq > this.stable.seq) this.adoptCheckpoint(cp);
+    else this.keepProof(cp);
+    this.event({ kind: "state-transfer", fromSeq, toSeq: cp.seq });
+    this.onStateTransferred();
+    this.drainCommitted();
+    if (this.lastExecuted < this.stable.seq) this.broadcast(this.statusMsg());
+    return true;
+  }
+
   /** Counts of dropped peer messages by reason. */
   droppedTotal(): number {
     let t = 0;
@@ -387,12 +449,23 @@ export abstract class ReplicaCore {
   }
 
   protected verifyCheckpointProof(p: CheckpointProof): boolean {
-    if (!p || !Number.isSafeInteger(p.seq) || p.seq < 0 || !(p.stateDigest instanceof Uint8Array))
+    if (
+      !p ||
+      !Number.isSafeInteger(p.seq) ||
+      p.seq < 0 ||
+      !(p.stateDigest instanceof Uint8Array) ||
+      !(p.clientsDigest instanceof Uint8Array)
+    )
       return false;
-    if (p.seq === 0) return p.sigs.length === 0 && bytesEqual(p.stateDigest, GENESIS_STATE_DIGEST);
+    if (p.seq === 0)
+      return (
+        p.sigs.length === 0 &&
+        bytesEqual(p.stateDigest, GENESIS_STATE_DIGEST) &&
+        bytesEqual(p.clientsDigest, GENESIS_CLIENTS_DIGEST)
+      );
     if (p.seq % this.limits.checkpointInterval !== 0) return false;
     if (!Array.isArray(p.sigs) || p.sigs.length < this.q.checkpoint || p.sigs.length > this.n) return false;
-    const digest = this.digests.checkpoint(p.seq, p.stateDigest);
+    const digest = this.digests.checkpoint(p.seq, p.stateDigest, p.clientsDigest);
     const seen = new Set<number>();
     for (const s of p.sigs) {
       if (!Number.isInteger(s.replica) || s.replica < 0 || s.replica >= this.n || seen.has(s.replica))
@@ -412,7 +485,10 @@ export abstract class ReplicaCore {
     this.event({ kind: "checkpoint-stable", seq: proof.seq });
     const mine = this.executedCheckpoints.get(proof.seq);
     if (this.lastExecuted >= proof.seq) {
-      if (mine && !bytesEqual(mine.digest, proof.stateDigest)) {
+      if (
+        mine &&
+        (!bytesEqual(mine.digest, proof.stateDigest) || !bytesEqual(mine.clientsDigest, proof.clientsDigest))
+      ) {
         throw new AssertionFailed(`state diverged at checkpoint ${proof.seq}`);
       }
       if (mine) this.persistCheckpoint(proof, mine.clients);
@@ -569,7 +645,8 @@ export abstract class ReplicaCore {
   }
 
   private persistCheckpoint(proof: CheckpointProof, clients: ClientTableSnapshot): void {
-    this.persist(KEY_CKPT, { proof, clients } satisfies PersistedCheckpoint);
+    this.persisted = { proof, clients };
+    this.persist(KEY_CKPT, this.persisted);
     this.persistedCheckpointSeq = proof.seq;
   }
 
@@ -585,6 +662,9 @@ export abstract class ReplicaCore {
   protected restoreCommon(storage: StorageReader): void {
     const ck = storage.get(KEY_CKPT) as PersistedCheckpoint | undefined;
     if (ck) {
+      if (!(ck.proof.clientsDigest instanceof Uint8Array))
+        throw new ConfigError("BAD_STORAGE", "the stored checkpoint predates client-table digests");
+      this.persisted = ck;
       this.persistedCheckpointSeq = ck.proof.seq;
       this.stable = ck.proof;
       this.lastExecuted = ck.proof.seq;
@@ -628,6 +708,8 @@ export abstract class ReplicaCore {
         return this.onStatus(from, msg);
       case "state":
         return this.onState(from, msg);
+      case "snapshot":
+        return this.onSnapshot(from, msg);
       default:
         return this.dispatchProtocol(from, msg);
     }
@@ -664,18 +746,23 @@ export abstract class ReplicaCore {
     this.commitOut.push({ seq, view, batch, batchDigest, executed, stateDigest: this.stateDigest });
     if (seq % this.limits.checkpointInterval === 0) {
       const clients = this.clients.snapshot();
-      this.executedCheckpoints.set(seq, { digest: this.stateDigest, clients });
+      const clientsDigest = this.digests.clients(clients);
+      this.executedCheckpoints.set(seq, { digest: this.stateDigest, clientsDigest, clients });
       if (seq === this.stable.seq) {
         // Reached a checkpoint that became stable before we executed it (state transfer or replay).
-        if (!bytesEqual(this.stateDigest, this.stable.stateDigest)) {
+        if (
+          !bytesEqual(this.stateDigest, this.stable.stateDigest) ||
+          !bytesEqual(clientsDigest, this.stable.clientsDigest)
+        ) {
           throw new AssertionFailed(`state diverged at checkpoint ${seq}`);
         }
         if (!replay) this.persistCheckpoint(this.stable, clients);
+        else this.persisted ??= { proof: this.stable, clients };
       } else if (seq > this.stable.seq) {
-        const sig = this.auth.sign(this.digests.checkpoint(seq, this.stateDigest));
-        this.myCheckpoint = { type: "checkpoint", seq, stateDigest: this.stateDigest, sig };
+        const sig = this.auth.sign(this.digests.checkpoint(seq, this.stateDigest, clientsDigest));
+        this.myCheckpoint = { type: "checkpoint", seq, stateDigest: this.stateDigest, clientsDigest, sig };
         if (!replay) this.broadcast(this.myCheckpoint);
-        this.recordCheckpointVote(this.id, seq, this.stateDigest, sig);
+        this.recordCheckpointVote(this.id, seq, this.stateDigest, clientsDigest, sig);
       }
     }
   }
@@ -686,28 +773,50 @@ export abstract class ReplicaCore {
     }
     if (m.seq <= this.stable.seq) return;
     if (m.seq > this.stable.seq + this.limits.window) return this.drop(from, "checkpoint-too-far");
-    if (!(m.stateDigest instanceof Uint8Array) || m.stateDigest.length !== 32)
+    if (
+      !(m.stateDigest instanceof Uint8Array) ||
+      m.stateDigest.length !== 32 ||
+      !(m.clientsDigest instanceof Uint8Array) ||
+      m.clientsDigest.length !== 32
+    )
       return this.drop(from, "checkpoint-bad");
-    if (!this.auth.verify(from, this.digests.checkpoint(m.seq, m.stateDigest), m.sig)) {
+    if (!this.auth.verify(from, this.digests.checkpoint(m.seq, m.stateDigest, m.clientsDigest), m.sig)) {
       return this.drop(from, "checkpoint-bad-sig");
     }
-    this.recordCheckpointVote(from, m.seq, m.stateDigest, m.sig);
+    this.recordCheckpointVote(from, m.seq, m.stateDigest, m.clientsDigest, m.sig);
   }
 
-  private recordCheckpointVote(from: ReplicaId, seq: number, digest: Uint8Array, sig: Uint8Array): void {
+  private recordCheckpointVote(
+    from: ReplicaId,
+    seq: number,
+    stateDigest: Uint8Array,
+    clientsDigest: Uint8Array,
+    sig: Uint8Array,
+  ): void {
     let votes = this.ckptVotes.get(seq);
     if (!votes) {
       votes = new Map();
       this.ckptVotes.set(seq, votes);
     }
-    votes.set(from, { digest, sig });
+    // Votes agree when they sign the same digest (state and client table).
+    const digest = this.digests.checkpoint(seq, stateDigest, clientsDigest);
+    votes.set(from, { digest, stateDigest, clientsDigest, sig });
     const res = agreedDigestQuorum(this.q.checkpoint)(undefined, votes);
     if (!res.done || !res.value) return;
+    const agreed = votes.get(res.value.voters[0] as ReplicaId) as {
+      stateDigest: Uint8Array;
+      clientsDigest: Uint8Array;
+    };
     const sigs = res.value.voters.map((r) => ({
       replica: r,
       sig: (votes.get(r) as { sig: Uint8Array }).sig,
     }));
-    const proof: CheckpointProof = { seq, stateDigest: res.value.digest, sigs };
+    const proof: CheckpointProof = {
+      seq,
+      stateDigest: agreed.stateDigest,
+      clientsDigest: agreed.clientsDigest,
+      sigs,
+    };
     this.adoptCheckpoint(proof);
     if (this.lastExecuted < seq) {
       // We are behind a stable checkpoint: ask its signers for the batches.
@@ -735,26 +844,57 @@ export abstract class ReplicaCore {
     ) {
       return this.drop(from, "status-bad");
     }
-    if (s.lastExecuted < this.stable.seq && s.lastExecuted >= 0) this.serveState(from, s.lastExecuted + 1);
+    if (s.lastExecuted < this.stable.seq && s.lastExecuted >= 0) {
+      if (!this.serveState(from, s.lastExecuted + 1)) this.serveSnapshot(from, s.lastExecuted);
+    }
     this.helpPeer(from, s);
   }
 
+  /**
+   * The peer is behind the batches we keep: send our persisted checkpoint with its client table (rate
+   * limited per peer; the peer's application fetches the blocks in between by itself).
+   */
+  private serveSnapshot(to: ReplicaId, peerExecuted: number): void {
+    const p = this.persisted;
+    if (!p || p.proof.seq <= peerExecuted || p.proof.seq > this.stable.seq) return;
+    if (this.history.has(peerExecuted + 1)) return; // the batches exist: state transfer will come
+    const last = this.snapshotSentAt.get(to);
+    const period = SNAPSHOT_RESEND_STATUS_PERIODS * this.limits.statusTicks;
+    if (last !== undefined && this.now - last < period) return;
+    this.snapshotSentAt.set(to, this.now);
+    this.send(to, { type: "snapshot", checkpoint: p.proof, clients: p.clients });
+  }
+
+  private onSnapshot(from: ReplicaId, m: SnapshotMsg): void {
+    const cp = m.checkpoint;
+    if (!this.verifyCheckpointProof(cp) || cp.seq === 0) return this.drop(from, "snapshot-bad-proof");
+    if (cp.seq <= this.lastExecuted || (this.offer && this.offer.proof.seq >= cp.seq)) return;
+    if (!Array.isArray(m.clients) || m.clients.length > this.limits.clientsMax)
+      return this.drop(from, "snapshot-bad-clients");
+    if (!bytesEqual(this.digests.clients(m.clients), cp.clientsDigest))
+      return this.drop(from, "snapshot-bad-clients");
+    this.offer = { proof: cp, clients: m.clients };
+    if (cp.seq > this.stable.seq) this.adoptCheckpoint(cp);
+    this.event({ kind: "snapshot-offered", from, seq: cp.seq });
+  }
+
   /** Sends batches fromSeq.. up to the highest retained stable checkpoint within one chunk. */
-  private serveState(to: ReplicaId, fromSeq: number): void {
+  private serveState(to: ReplicaId, fromSeq: number): boolean {
     let target: CheckpointProof | undefined;
     for (const [seq, p] of this.proofs) {
       if (seq < fromSeq || seq > this.lastExecuted || seq - fromSeq + 1 > this.limits.stateChunkBatches)
         continue;
       if (!target || seq > target.seq) target = p;
     }
-    if (!target) return;
+    if (!target) return false;
     const batches: Batch[] = [];
     for (let seq = fromSeq; seq <= target.seq; seq++) {
       const e = this.history.get(seq);
-      if (!e) return;
+      if (!e) return false;
       batches.push(e.batch);
     }
     this.send(to, { type: "state", checkpoint: target, fromSeq, batches });
+    return true;
   }
 
   private onState(from: ReplicaId, m: StateMsg): void {

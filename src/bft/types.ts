@@ -1,5 +1,6 @@
 // Messages, configuration and the Ready contract of the BFT core.
 
+import type { ClientTableSnapshot } from "./client-table.ts";
 import type { CounterCert } from "./trusted.ts";
 
 export type ReplicaId = number;
@@ -32,10 +33,14 @@ export interface ReplicaSig {
   readonly sig: Uint8Array;
 }
 
-/** A stable checkpoint: seq, the state digest after executing it, and a quorum of signatures. */
+/**
+ * A stable checkpoint: seq, the state digest after executing it, the digest of the client table at that
+ * point (so a snapshot of the table can be checked against the proof), and a quorum of signatures.
+ */
 export interface CheckpointProof {
   readonly seq: number;
   readonly stateDigest: Uint8Array;
+  readonly clientsDigest: Uint8Array;
   readonly sigs: readonly ReplicaSig[];
 }
 
@@ -43,6 +48,7 @@ export interface CheckpointMsg {
   readonly type: "checkpoint";
   readonly seq: number;
   readonly stateDigest: Uint8Array;
+  readonly clientsDigest: Uint8Array;
   readonly sig: Uint8Array;
 }
 
@@ -217,9 +223,27 @@ export interface StateMsg {
   readonly batches: readonly Batch[];
 }
 
+/**
+ * State transfer beyond the batches peers still keep: a stable checkpoint with the client table at it.
+ * The receiver's application must reach the checkpoint by itself (the ledger fetches certified blocks)
+ * before the core installs the snapshot.
+ */
+export interface SnapshotMsg {
+  readonly type: "snapshot";
+  readonly checkpoint: CheckpointProof;
+  readonly clients: ClientTableSnapshot;
+}
+
 export type HybridMessage = HPrepare | HCommit | HViewChange | HNewView | HCommitNv;
 export type PbftMessage = PPrePrepare | PPrepare | PCommit | PViewChange | PNewView;
-export type Message = HybridMessage | PbftMessage | CheckpointMsg | RequestMsg | StatusMsg | StateMsg;
+export type Message =
+  | HybridMessage
+  | PbftMessage
+  | CheckpointMsg
+  | RequestMsg
+  | StatusMsg
+  | StateMsg
+  | SnapshotMsg;
 export type MessageType = Message["type"];
 
 // ---------------------------------------------------------------- configuration
@@ -314,6 +338,7 @@ export type ReplicaEvent =
   | { readonly kind: "new-view"; readonly view: number; readonly leader: ReplicaId }
   | { readonly kind: "checkpoint-stable"; readonly seq: number }
   | { readonly kind: "state-transfer"; readonly fromSeq: number; readonly toSeq: number }
+  | { readonly kind: "snapshot-offered"; readonly from: ReplicaId; readonly seq: number }
   | { readonly kind: "duplicate-request"; readonly clientId: string; readonly reqNo: number }
   | { readonly kind: "dropped"; readonly from: ReplicaId; readonly reason: string };
 

@@ -66,6 +66,7 @@ export const MESSAGE_TYPES = [
   "p-commit",
   "p-view-change",
   "p-new-view",
+  "snapshot",
 ] as const satisfies readonly Message["type"][];
 
 const TYPE_TAG = new Map<string, number>(MESSAGE_TYPES.map((t, i) => [t, i + 1]));
@@ -96,7 +97,7 @@ export function encodeMessage(msg: Message): Uint8Array {
       for (const b of msg.batches) writeBatch(w, b);
       break;
     case "checkpoint":
-      w.u64(msg.seq).bytes(msg.stateDigest).bytes(msg.sig);
+      w.u64(msg.seq).bytes(msg.stateDigest).bytes(msg.clientsDigest).bytes(msg.sig);
       break;
     case "h-prepare":
       w.u64(msg.view).u64(msg.seq);
@@ -134,6 +135,16 @@ export function encodeMessage(msg: Message): Uint8Array {
       for (const pp of msg.prePrepares) writePrePrepare(w, pp);
       w.bytes(msg.sig);
       break;
+    case "snapshot":
+      writeCheckpointProof(w, msg.checkpoint);
+      w.u32(msg.clients.length);
+      for (const [id, low, seen, lastSeq, reply] of msg.clients) {
+        w.str(id).u64(low).u64(lastSeq).u32(seen.length);
+        for (const s of seen) w.u64(s);
+        if (reply) w.u8(1).u64(reply.reqNo).bytes(reply.data);
+        else w.u8(0);
+      }
+      break;
   }
   return w.finish();
 }
@@ -167,7 +178,7 @@ function writeCert(w: ByteWriter, c: CounterCert): void {
 }
 
 function writeCheckpointProof(w: ByteWriter, p: CheckpointProof): void {
-  w.u64(p.seq).bytes(p.stateDigest).u32(p.sigs.length);
+  w.u64(p.seq).bytes(p.stateDigest).bytes(p.clientsDigest).u32(p.sigs.length);
   for (const s of p.sigs) w.u32(s.replica).bytes(s.sig);
 }
 
@@ -274,7 +285,8 @@ function readBody(r: Reader, type: (typeof MESSAGE_TYPES)[number]): Message {
     case "checkpoint": {
       const seq = r.u64();
       const stateDigest = r.bytes();
-      return { type, seq, stateDigest, sig: r.bytes() };
+      const clientsDigest = r.bytes();
+      return { type, seq, stateDigest, clientsDigest, sig: r.bytes() };
     }
     case "h-prepare": {
       const view = r.u64();
@@ -315,6 +327,18 @@ function readBody(r: Reader, type: (typeof MESSAGE_TYPES)[number]): Message {
       const prePrepares = r.list(16 + 4 + MIN_BYTES, () => readPrePrepare(r));
       return { type, view, vcs, prePrepares, sig: r.bytes() };
     }
+    case "snapshot": {
+      const checkpoint = readCheckpointProof(r);
+      const clients = r.list(MIN_BYTES + 8 + 8 + 4 + 1, () => {
+        const id = r.str();
+        const low = r.u64();
+        const lastSeq = r.u64();
+        const seen = r.list(8, () => r.u64());
+        const reply = r.flag() ? { reqNo: r.u64(), data: r.bytes() } : null;
+        return [id, low, seen, lastSeq, reply] as const;
+      });
+      return { type, checkpoint, clients };
+    }
   }
 }
 
@@ -351,11 +375,12 @@ function readCert(r: Reader): CounterCert {
 function readCheckpointProof(r: Reader): CheckpointProof {
   const seq = r.u64();
   const stateDigest = r.bytes();
+  const clientsDigest = r.bytes();
   const sigs: ReplicaSig[] = r.list(MIN_SIG, () => {
     const replica = r.u32();
     return { replica, sig: r.bytes() };
   });
-  return { seq, stateDigest, sigs };
+  return { seq, stateDigest, clientsDigest, sigs };
 }
 
 /** `asProof`: a NEW-VIEW inside a VIEW-CHANGE's proofs, whose VIEW-CHANGEs carry no proofs. */

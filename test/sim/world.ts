@@ -98,7 +98,8 @@ export const SIM_LIMITS: Partial<Limits> = {
   batchMaxCount: 8,
   window: 16,
   checkpointInterval: 4,
-  retainBatches: 4096,
+  // Small, so that replicas down for a while need snapshots (and state transfer is exercised too).
+  retainBatches: 8,
   stateChunkBatches: 32,
   requestTimeoutTicks: 60,
   viewChangeTimeoutTicks: 60,
@@ -170,6 +171,8 @@ export class Simulation {
   private readonly agreed = new Map<number, string>();
   /** (client, reqNo) -> number of correct replicas that executed it. */
   private readonly executedBy = new Map<string, Set<number>>();
+  /** Requests executed at each seq (by correct replicas): what a snapshot install copies into an app. */
+  private readonly executedAt = new Map<number, string[]>();
   /** (client, reqNo) -> replicas (any) that executed it: the replies a client would get. */
   private readonly executedAny = new Map<string, number>();
   private readonly queue: InFlight[] = [];
@@ -351,18 +354,65 @@ export class Simulation {
     for (const m of due) {
       const r = this.replicas[m.to];
       if (!r) continue;
-      r.step(m.from, m.msg);
-      this.drain(m.to);
+      this.guard(m.to, () => {
+        r.step(m.from, m.msg);
+        this.drain(m.to);
+      });
     }
     for (let i = 0; i < this.n; i++) {
       const r = this.replicas[i];
       if (!r) continue;
-      r.tick();
-      this.byzantineTick(i);
-      this.drain(i);
+      this.guard(i, () => {
+        r.tick();
+        this.byzantineTick(i);
+        this.drain(i);
+      });
       this.checkInvariants(i);
     }
     this.clientsAct();
+  }
+
+  /**
+   * Runs a replica's step. A Byzantine replica whose core stops on an assertion (its own state differs
+   * from what a quorum certified, e.g. after executing requests it should have refused) halts for good;
+   * on a correct replica the error is a finding.
+   */
+  private guard(i: number, fn: () => void): void {
+    if (this.isCorrect(i)) return fn();
+    try {
+      fn();
+    } catch (err) {
+      if (err instanceof Violation) throw err;
+      this.replicas[i] = null;
+      this.count("byzantine-halted");
+      if (this.verbose) this.log.push(`t${this.now} r${i} halted: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * The replica's peers no longer keep the batches it misses and offered a checkpoint snapshot: its
+   * application copies the state up to the checkpoint (as the ledger fetches certified blocks), then
+   * the core installs the snapshot.
+   */
+  private installSnapshot(i: number, r: ReplicaCore, target: number): void {
+    const app = this.apps[i] as SimApp;
+    for (let s = app.appliedSeq + 1; s <= target; s++) {
+      const keys = this.executedAt.get(s);
+      if (!keys) {
+        if (this.isCorrect(i)) this.violate(`replica ${i} offered a snapshot at ${target}, seq ${s} unknown`);
+        continue;
+      }
+      for (const k of keys) {
+        if (app.executed.has(k) && this.isCorrect(i))
+          this.violate(`exactly-once: replica ${i} holds ${k} twice after a snapshot`);
+        app.executed.add(k);
+      }
+    }
+    app.appliedSeq = Math.max(app.appliedSeq, target);
+    this.count("snapshot-install");
+    if (this.verbose) this.log.push(`t${this.now} r${i} snapshot ${target}`);
+    r.installSnapshot();
+    this.drain(i);
   }
 
   private scheduleFaults(): void {
@@ -449,6 +499,7 @@ export class Simulation {
       if (this.recorded.length < 400 && this.rng.chance(0.05)) this.recorded.push(o.msg);
     }
     for (const c of rd.commit) this.apply(i, c.seq, c.batch, c.executed, c.view);
+    const offer = r.snapshotOffer;
     for (const e of rd.events) {
       if (e.kind === "new-view") {
         this.maxView = Math.max(this.maxView, e.view);
@@ -464,6 +515,7 @@ export class Simulation {
         this.log.push(`t${this.now} r${i} ${JSON.stringify(e)}`);
     }
     r.advance();
+    if (offer !== null) this.installSnapshot(i, r, offer);
   }
 
   private transmit(from: number, to: number, msg: Message): void {
@@ -503,6 +555,11 @@ export class Simulation {
     });
     if (!this.isCorrect(i)) return;
     const digest = toHex(this.digests.batch(batch));
+    if (!this.executedAt.has(seq))
+      this.executedAt.set(
+        seq,
+        batch.requests.flatMap((req, k) => (executed[k] ? [`${req.clientId}#${req.reqNo}`] : [])),
+      );
     const prior = this.agreed.get(seq);
     if (prior === undefined) this.agreed.set(seq, digest);
     else if (prior !== digest)
@@ -863,6 +920,17 @@ export class Simulation {
       const bd = this.rng.bytes(32);
       const sig = (this.deps[i] as ReplicaDeps).auth.sign(this.digests.pCommit(m.view, m.seq, bd));
       return { to: o.to, msg: { ...m, batchDigest: bd, sig } satisfies PCommit };
+    }
+    if (m.type === "snapshot") {
+      this.count("byz-wrong-digest");
+      // A client table that lets a request run twice: it no longer matches the certified digest.
+      const clients = m.clients.map(
+        ([id, low, seen, lastSeq, reply]) => [id, Math.max(0, low - 1), seen, lastSeq, reply] as const,
+      );
+      return {
+        to: o.to,
+        msg: { ...m, clients: clients.length > 0 ? clients : [["mallory", 1, [], 1, null]] },
+      };
     }
     return o;
   }

@@ -143,12 +143,34 @@ describe("state and checkpoint digests", () => {
     assert.deepEqual(digests.nextState(d0, 1, b), digests.nextState(d0.slice(), 1, b.slice()));
   });
 
-  it("bind the checkpoint's seq and state", () => {
+  it("bind the checkpoint's seq, state and client table", () => {
     allDistinct({
-      base: digests.checkpoint(16, b),
-      seq: digests.checkpoint(32, b),
-      state: digests.checkpoint(16, d0),
+      base: digests.checkpoint(16, b, d0),
+      seq: digests.checkpoint(32, b, d0),
+      state: digests.checkpoint(16, d0, d0),
+      clients: digests.checkpoint(16, b, b),
     });
+  });
+
+  it("bind every execution-relevant field of the client table, in order", () => {
+    const t = [
+      ["a", 3, [5, 7], 10, null],
+      ["b", 0, [], 11, null],
+    ] as const;
+    allDistinct({
+      base: digests.clients(t),
+      empty: digests.clients([]),
+      order: digests.clients([t[1], t[0]]),
+      low: digests.clients([["a", 4, [5, 7], 10, null], t[1]]),
+      seen: digests.clients([["a", 3, [5], 10, null], t[1]]),
+      lastSeq: digests.clients([["a", 3, [5, 7], 9, null], t[1]]),
+      id: digests.clients([["c", 3, [5, 7], 10, null], t[1]]),
+    });
+    // A kept reply is a cache, not state.
+    assert.deepEqual(
+      digests.clients([["a", 3, [5, 7], 10, { reqNo: 7, data: fill(4, 1) }], t[1]]),
+      digests.clients(t),
+    );
   });
 });
 
@@ -191,7 +213,7 @@ describe("ordering digests", () => {
 
   it("are domain-separated from checkpoints and state", () => {
     allDistinct({
-      checkpoint: digests.checkpoint(1, bd),
+      checkpoint: digests.checkpoint(1, bd, bd),
       state: digests.nextState(bd, 1, bd),
       hPrepare: digests.hPrepare(0, 1, bd),
       pCommit: digests.pCommit(0, 1, bd),
@@ -211,6 +233,7 @@ describe("view change digests", () => {
   const checkpoint = (over: Partial<CheckpointProof> = {}): CheckpointProof => ({
     seq: 16,
     stateDigest: fill(32, 2),
+    clientsDigest: fill(32, 3),
     sigs: [
       { replica: 0, sig: fill(32, 5) },
       { replica: 1, sig: fill(32, 6) },

@@ -442,8 +442,13 @@ describe("hybrid replica: view change", () => {
     const base = { replica: 2, checkpoint: GENESIS_CHECKPOINT, nv: null, entries: vc2.entries };
     // A checkpoint proof with its own signature only (f+1 are needed).
     const stateDigest = new Uint8Array(32).fill(7);
-    const sig = t2.trustedMac(c.digests.checkpoint(4, stateDigest));
-    c.step(1, 2, forge(2, { ...base, checkpoint: { seq: 4, stateDigest, sigs: [{ replica: 2, sig }] } }));
+    const clientsDigest = new Uint8Array(32).fill(8);
+    const sig = t2.trustedMac(c.digests.checkpoint(4, stateDigest, clientsDigest));
+    c.step(
+      1,
+      2,
+      forge(2, { ...base, checkpoint: { seq: 4, stateDigest, clientsDigest, sigs: [{ replica: 2, sig }] } }),
+    );
     assert.equal(c.dropped(1, "vc-bad-checkpoint"), 1);
     // The entry for seq 1 left out.
     c.step(1, 2, forge(3, { ...base, entries: [] }));
@@ -482,7 +487,10 @@ describe("hybrid replica: view change", () => {
     const otherBatch: Batch = { requests: [c.request("other")] };
     // Content changed after the chain head certified it.
     c.step(1, 2, { ...vc2, entries: [badEntry] });
-    c.step(1, 2, { ...vc2, checkpoint: { seq: 4, stateDigest: new Uint8Array(32), sigs: [] } });
+    c.step(1, 2, {
+      ...vc2,
+      checkpoint: { seq: 4, stateDigest: new Uint8Array(32), clientsDigest: new Uint8Array(32), sigs: [] },
+    });
     assert.equal(c.dropped(1, "vc-bad-chain-head"), 2);
     // Re-certified by the (Byzantine) sender: the entry must still carry the old leader's certificate.
     const t2 = c.trusted[2];
@@ -565,8 +573,9 @@ describe("hybrid replica: checkpoints and state transfer", () => {
     assert.equal(c.r(0).stable.seq, 0);
     // Properly signed by replica 1, but for a different state: a vote that matches nothing.
     const wrong = c.crypto.sha256(TEXT.encode("wrong state"));
-    const sig = c.trusted[1]?.trustedMac(c.digests.checkpoint(4, wrong)) ?? new Uint8Array();
-    c.step(0, 1, { type: "checkpoint", seq: 4, stateDigest: wrong, sig });
+    const sig =
+      c.trusted[1]?.trustedMac(c.digests.checkpoint(4, wrong, cp1.clientsDigest)) ?? new Uint8Array();
+    c.step(0, 1, { type: "checkpoint", seq: 4, stateDigest: wrong, clientsDigest: cp1.clientsDigest, sig });
     assert.equal(c.r(0).stable.seq, 0);
     assert.equal(c.r(0).droppedTotal(), 2);
     c.step(0, 2, cp2);
@@ -588,6 +597,49 @@ describe("hybrid replica: checkpoints and state transfer", () => {
     c.filter = () => "deliver";
     c.tick(30);
     assert.equal(c.r(2).lastExecuted, 12);
+    assert.equal(toHex(c.r(2).stateDigest), toHex(c.r(0).stateDigest));
+  });
+
+  it("a replica behind the batches its peers keep gets a verified snapshot, installs it, commits again", () => {
+    const c = new Cluster({ mode: "hybrid", f: 1, limits: { retainBatches: 4, statusTicks: 5 } });
+    c.filter = isolate(2);
+    const first = c.commitRequest();
+    for (let k = 1; k < 16; k++) c.commitRequest();
+    assert.equal(c.r(0).stable.seq, 16);
+    // The peers keep batches 13..16 only: replica 2's STATUS (lastExecuted 0) is answered with a snapshot.
+    c.filter = (e) => (e.msg.type === "snapshot" ? "hold" : "deliver");
+    c.tick(5);
+    assert.equal(c.sent("state", (e) => e.to === 2).length, 0);
+    const snap = c.heldOne("snapshot", (e) => e.to === 2).msg;
+    assert.equal(snap.checkpoint.seq, 16);
+    // A client table that does not hash to the certified digest (it would let a request run twice).
+    const loosened = snap.clients.map(
+      ([id, low, seen, lastSeq, reply]) => [id, low - 1, seen, lastSeq, reply] as const,
+    );
+    c.step(2, 0, { ...snap, clients: loosened });
+    c.step(2, 0, { ...snap, checkpoint: { ...snap.checkpoint, sigs: snap.checkpoint.sigs.slice(0, 1) } });
+    assert.equal(c.dropped(2, "snapshot-bad-clients"), 1);
+    assert.equal(c.dropped(2, "snapshot-bad-proof"), 1);
+    assert.equal(c.r(2).snapshotOffer, null);
+    const offered = c.step(2, 0, snap);
+    assert.ok(offered.events.some((e) => e.kind === "snapshot-offered" && e.seq === 16));
+    // Nothing runs until the application reached the checkpoint and installs it.
+    assert.equal(c.r(2).snapshotOffer, 16);
+    assert.equal(c.r(2).lastExecuted, 0);
+    assert.ok(c.r(2).installSnapshot());
+    assert.equal(c.r(2).installSnapshot(), false, "installed once");
+    const rd = c.drain(2);
+    assert.equal(rd.commit.length, 0, "no batch is executed: the application holds the state");
+    assert.ok(rd.events.some((e) => e.kind === "state-transfer" && e.fromSeq === 1 && e.toSeq === 16));
+    assert.equal(c.r(2).lastExecuted, 16);
+    assert.equal(toHex(c.r(2).stateDigest), toHex(c.r(0).stateDigest));
+    assert.ok(c.r(2).wasExecuted(first.clientId, first.reqNo), "exactly-once state came with the snapshot");
+    c.filter = () => "deliver";
+    c.held.length = 0;
+    c.commitRequest();
+    for (let i = 0; i < 3; i++) assert.equal(c.r(i).lastExecuted, 17);
+    c.restart(2);
+    assert.equal(c.r(2).lastExecuted, 17, "the jump is durable");
     assert.equal(toHex(c.r(2).stateDigest), toHex(c.r(0).stateDigest));
   });
 

@@ -272,8 +272,16 @@ describe("pbft replica: view change", () => {
     assert.equal(c.dropped(1, "vc-bad-prepared"), 3);
     // A checkpoint proof with the sender's own signature only (2f+1 are needed).
     const stateDigest = new Uint8Array(32).fill(7);
-    const sig = c.signAs(2, c.digests.checkpoint(4, stateDigest));
-    c.step(1, 2, resignedVc(c, { ...vc2, checkpoint: { seq: 4, stateDigest, sigs: [{ replica: 2, sig }] } }));
+    const clientsDigest = new Uint8Array(32).fill(8);
+    const sig = c.signAs(2, c.digests.checkpoint(4, stateDigest, clientsDigest));
+    c.step(
+      1,
+      2,
+      resignedVc(c, {
+        ...vc2,
+        checkpoint: { seq: 4, stateDigest, clientsDigest, sigs: [{ replica: 2, sig }] },
+      }),
+    );
     assert.equal(c.dropped(1, "vc-bad-checkpoint"), 1);
     c.step(1, 2, { ...vc2, prepared: [] }); // content changed without re-signing
     assert.equal(c.dropped(1, "vc-bad-sig"), 1);
