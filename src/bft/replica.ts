@@ -867,8 +867,10 @@ export abstract class ReplicaCore {
 
   private onSnapshot(from: ReplicaId, m: SnapshotMsg): void {
     const cp = m.checkpoint;
-    if (!this.verifyCheckpointProof(cp) || cp.seq === 0) return this.drop(from, "snapshot-bad-proof");
+    // Cheap checks first: a repeated or stale snapshot costs no signature check.
+    if (!cp || !Number.isSafeInteger(cp.seq)) return this.drop(from, "snapshot-bad-proof");
     if (cp.seq <= this.lastExecuted || (this.offer && this.offer.proof.seq >= cp.seq)) return;
+    if (!this.verifyCheckpointProof(cp) || cp.seq === 0) return this.drop(from, "snapshot-bad-proof");
     if (!Array.isArray(m.clients) || m.clients.length > this.limits.clientsMax)
       return this.drop(from, "snapshot-bad-clients");
     if (!bytesEqual(this.digests.clients(m.clients), cp.clientsDigest))

@@ -760,7 +760,7 @@ export class CoordService {
 }
 
 /** The proposer and entry sequence number of a coordination entry, without decoding its operations. */
-function entryHeader(e: Uint8Array): { proposer: number; entrySeq: number } | undefined {
+export function entryHeader(e: Uint8Array): { proposer: number; entrySeq: number } | undefined {
   if (e.length < ENTRY_HEADER_BYTES) return undefined;
   const dv = new DataView(
     e.buffer,

@@ -18,6 +18,13 @@ export interface HostApp<B = unknown> {
   written(built: B): void;
   /** A frame with the app's tag from an authenticated peer. */
   onPeerFrame(from: ReplicaId, frame: Uint8Array): void;
+  /**
+   * The core was offered a checkpoint snapshot at `target` because its peers no longer keep the batches
+   * it misses: bring the application's state towards `target` (fetch what is missing from peers and
+   * apply it). Called between Readys, repeatedly until it returns a seq >= target, which is the highest
+   * seq the application now holds; the host then installs the snapshot in the core.
+   */
+  catchUp?(target: number): Promise<number>;
 }
 
 export interface HostOptions {
@@ -59,6 +66,7 @@ export class ReplicaHost {
       this.lastHeard.set(from, Date.now());
       if (this.o.app && frame[0] === this.o.app.frameTag) {
         this.o.app.onPeerFrame(from, frame);
+        this.pump();
         return;
       }
       const res = decodeMessage(frame);
@@ -113,9 +121,26 @@ export class ReplicaHost {
       });
   }
 
+  /** Snapshot offered: the app catches up (or there is no app state to bring along), then the core jumps. */
+  private async catchUp(): Promise<void> {
+    const { core, app } = this.o;
+    const target = core.snapshotOffer;
+    if (target === null) return;
+    if (!app) {
+      core.installSnapshot();
+      return;
+    }
+    if (!app.catchUp) return;
+    const reached = await app.catchUp(target);
+    if (reached >= target && core.snapshotOffer === target) core.installSnapshot();
+  }
+
   private async drain(): Promise<void> {
     const { core, transport, store, trusted } = this.o;
-    while (core.hasReady() && !this.stopped) {
+    for (;;) {
+      if (this.stopped) return;
+      await this.catchUp();
+      if (!core.hasReady() || this.stopped) return;
       const rd = core.ready();
       // Counters go with the Ready that carries what they certified (only when they moved).
       const counters = trusted?.counters();

@@ -14,6 +14,7 @@ import {
   DEFAULT_BATCH,
   type NodeConfig,
 } from "../../src/node/config.ts";
+import type { NodeEvent } from "./orderer-node.ts";
 import { freePorts } from "./ports.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -60,12 +61,15 @@ export async function localCluster(
   return { cluster, nodes, urls: cluster.replicas.map((r) => r.api) };
 }
 
+const EVENTS_KEPT = 1000;
 const SCRIPT = fileURLToPath(new URL("./node-process.ts", import.meta.url));
 
 /** One node in its own process. */
 export class NodeProcess {
   proc: ChildProcess | null = null;
   readonly errors: string[] = [];
+  /** State-transfer events the node reported (the latest EVENTS_KEPT). */
+  readonly events: NodeEvent[] = [];
   constructor(
     readonly cluster: ClusterConfig,
     readonly node: NodeConfig,
@@ -86,7 +90,11 @@ export class NodeProcess {
     });
     this.proc = proc;
     await new Promise<void>((resolve, reject) => {
-      proc.on("message", (m: { type: string; message?: string }) => {
+      proc.on("message", (m: { type: string; message?: string; event?: NodeEvent }) => {
+        if (m.type === "event" && m.event) {
+          this.events.push(m.event);
+          if (this.events.length > EVENTS_KEPT) this.events.shift();
+        }
         if (m.type === "ready") resolve();
         else if (m.type === "error") {
           this.errors.push(m.message ?? "");

@@ -1,15 +1,27 @@
 // One ordering node in its own process (the dev cluster, multi-process tests, benchmarks). Configured by the
 // ORDERER_NODE environment variable ({cluster, node} as JSON); tells its parent {type: "ready"} or
-// {type: "error", message}; SIGTERM stops it cleanly (exit 0).
+// {type: "error", message}; reports catch-up and view-change events as {type: "event", event}; SIGTERM stops it
+// cleanly (exit 0).
 
 import { OrdererNode } from "./orderer-node.ts";
 
 const send = (m: unknown) => process.send?.(m);
+/** Events worth a message to the parent (not the per-message or per-checkpoint ones). */
+const REPORTED = new Set([
+  "snapshot-offered",
+  "state-transfer",
+  "blocks-fetched",
+  "view-change-started",
+  "new-view",
+]);
 
 async function main(): Promise<void> {
   const { cluster, node } = JSON.parse(process.env.ORDERER_NODE ?? "{}");
   const n = await OrdererNode.start(cluster, node, {
     onError: (err) => send({ type: "log", message: err.message }),
+    onEvent: (e) => {
+      if (REPORTED.has(e.kind)) send({ type: "event", event: e });
+    },
   });
   // SIGTERM from the parent; SIGINT when Ctrl-C reaches the whole process group.
   let stopping = false;

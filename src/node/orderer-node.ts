@@ -14,7 +14,7 @@ import {
 import type { CounterValue } from "../bft/trusted.ts";
 import type { Mode, ReplicaEvent } from "../bft/types.ts";
 import { COORD_MAGIC, isCoordEntry } from "../coord/ops.ts";
-import { type AppliedBlocks, CoordService } from "../coord/service.ts";
+import { type AppliedBlocks, CoordService, entryHeader } from "../coord/service.ts";
 import { loadTree, treeWrites } from "../coord/store.ts";
 import { ZTree } from "../coord/tree.ts";
 import {
@@ -75,8 +75,13 @@ export function replicaAuth(
   return { trusted, auth: trustedAuthenticator(trusted) };
 }
 
+/** What a node reports for logs and metrics: the core's events and the ledger's block catch-up. */
+export type NodeEvent =
+  | ReplicaEvent
+  | { readonly kind: "blocks-fetched"; readonly from: number; readonly count: number };
+
 export interface NodeHooks {
-  readonly onEvent?: (e: ReplicaEvent) => void;
+  readonly onEvent?: (e: NodeEvent) => void;
   readonly onError?: (err: Error) => void;
 }
 
@@ -196,6 +201,29 @@ export class OrdererNode {
             coord.written(built.coord);
           },
           onPeerFrame: (from, frame) => ledger.onPeerFrame(from, frame),
+          // Far behind: fetch certified blocks from peers and apply them (chain and tree in one batch).
+          async catchUp(target) {
+            if (ledger.height - 1 < target) ledger.sync.want(target);
+            const blocks = ledger.sync.take();
+            if (blocks) {
+              const l = ledger.prepareSynced(blocks);
+              const applied = coord.prepare(
+                blocks.map((b) => ({
+                  number: b.header.number,
+                  entries: b.entries,
+                  requests: ownCoordEntries(b.entries, config.id).map((reqNo) => ({ clientId: cid, reqNo })),
+                })),
+                cid,
+              );
+              const writes = treeWrites(tree, tree.takeChanges());
+              await store.apply([], undefined, [...l.ops, ...writes]);
+              ledger.writtenSynced(l.built);
+              coord.written(applied);
+              const from = blocks[0]?.header.number ?? 0;
+              hooks.onEvent?.({ kind: "blocks-fetched", from, count: blocks.length });
+            }
+            return ledger.height - 1;
+          },
         };
       const host = new ReplicaHost({
         core,
@@ -273,6 +301,16 @@ export class OrdererNode {
     })();
     return this.stopping;
   }
+}
+
+/** Entry seqs of this replica's coordination entries in a block (they settle its in-flight entries). */
+function ownCoordEntries(entries: readonly Uint8Array[], self: number): number[] {
+  const out: number[] = [];
+  for (const e of entries) {
+    const h = isCoordEntry(e) ? entryHeader(e) : undefined;
+    if (h && h.proposer === self) out.push(h.entrySeq);
+  }
+  return out;
 }
 
 /** Blocks are written with the tree's changes in one batch; a tree behind the chain (its records lost or

@@ -27,6 +27,16 @@ import {
   toHexStr,
   type VerifyFn,
 } from "./block.ts";
+import {
+  BLOCKS,
+  BLOCKS_REQ,
+  BlockSync,
+  decodeSyncFrame,
+  encodeBlocks,
+  SYNC_BLOCKS_MAX,
+  SYNC_REPLY_BYTES,
+  SyncFrameError,
+} from "./block-sync.ts";
 
 const BLOCK = "b/";
 const CERT = "c/";
@@ -128,13 +138,33 @@ export class Ledger {
   /** Resolvers waiting for a block number to be certified, by number. */
   private readonly heightWaiters = new Map<number, (() => void)[]>();
   private readonly progressListeners = new Set<(certifiedHeight: number) => void>();
-  readonly stats = { badSigs: 0, lateSigs: 0, sigRequestsServed: 0 };
+  readonly stats = {
+    badSigs: 0,
+    lateSigs: 0,
+    sigRequestsServed: 0,
+    badSyncFrames: 0,
+    blocksServed: 0,
+    serveErrors: 0,
+  };
   /** Tag of the ledger's frames between replicas (HostApp). */
   readonly frameTag = APP_FRAME_TAG;
+  /** Fetches certified blocks from peers when this replica's core jumped past what it built. */
+  readonly sync: BlockSync;
+  /** Peers whose block request is being served (one at a time each). */
+  private readonly serving = new Set<number>();
 
   private constructor(o: LedgerOptions) {
     this.o = o;
     this.now = o.now ?? Date.now;
+    this.sync = new BlockSync({
+      self: o.self,
+      n: o.n,
+      frameTag: APP_FRAME_TAG,
+      verify: { replicaKeys: o.replicaKeys, quorum: o.quorum, hash: o.hash, verify: o.verify },
+      send: (to, frame) => o.send(to, frame),
+      head: () => ({ height: this.heightN, headHash: this.headHashV }),
+      now: this.now,
+    });
   }
 
   /** Opens the ledger, writing genesis on first use; refuses a database from another cluster. */
@@ -299,6 +329,46 @@ export class Ledger {
     return { ops, built };
   }
 
+  /**
+   * Writes for certified blocks fetched from peers (verified by BlockSync against this chain's head):
+   * the blocks with their certificates and tx index, for the host's atomic batch.
+   */
+  prepareSynced(blocks: readonly Block[]): { ops: RawOp[]; built: Built[] } {
+    const ops: RawOp[] = [];
+    const built: Built[] = [];
+    for (const block of blocks) {
+      const n = block.header.number;
+      if (n !== this.heightN)
+        throw new LedgerError("GAP", `fetched block ${n} but the chain ends at ${this.heightN - 1}`);
+      const hh = headerHash(block.header, this.o.hash);
+      const txIds = block.entries.map((e) => toHexStr(this.o.hash(e)));
+      txIds.forEach((id, i) => {
+        ops.push({ type: "put", key: TX + id, value: serialize([n, i]) });
+      });
+      ops.push({ type: "put", key: blockKey(n), value: encodeBlock(block) });
+      const cert = block.metadata.certificate;
+      ops.push({ type: "put", key: certKey(n), value: serialize(cert.map((s) => [s.replica, s.sig])) });
+      this.heightN = n + 1;
+      this.headHashV = hh;
+      built.push({ block, headerHash: hh, txIds, skipped: [], batchClients: [] });
+    }
+    if (built.length > 0)
+      ops.push({ type: "put", key: HEAD, value: serialize([this.heightN, this.headHashV]) });
+    return { ops, built };
+  }
+
+  /** The writes of prepareSynced() are durable: the blocks count as certified. */
+  writtenSynced(built: readonly Built[]): void {
+    for (const b of built) {
+      const n = b.block.header.number;
+      this.remember(n, b.block, b.headerHash);
+      this.builtInfo.set(n, b);
+      this.early.delete(n);
+      this.certifiedAhead.add(n);
+    }
+    this.advanceCertified();
+  }
+
   /** The writes of prepare() are durable: sign, announce, and collect the peers' signatures. */
   written(built: readonly Built[]): void {
     for (const b of built) {
@@ -326,6 +396,14 @@ export class Ledger {
 
   /** An app frame from a peer (already authenticated as `from` by the transport). */
   onPeerFrame(from: number, frame: Uint8Array): void {
+    if (
+      (frame[1] === BLOCKS_REQ || frame[1] === BLOCKS) &&
+      frame[0] === APP_FRAME_TAG &&
+      from !== this.o.self
+    ) {
+      this.onSyncFrame(from, frame);
+      return;
+    }
     if (frame.length !== SIG_FRAME_BYTES || frame[0] !== APP_FRAME_TAG) {
       this.stats.badSigs++;
       return;
@@ -410,6 +488,44 @@ export class Ledger {
       const info = this.builtInfo.get(n);
       this.builtInfo.delete(n);
       if (info) for (const fn of this.certListeners) fn(info);
+    }
+  }
+
+  private onSyncFrame(from: number, frame: Uint8Array): void {
+    let f: ReturnType<typeof decodeSyncFrame>;
+    try {
+      f = decodeSyncFrame(frame);
+    } catch (err) {
+      if (!(err instanceof SyncFrameError)) throw err;
+      this.stats.badSyncFrames++;
+      return;
+    }
+    if (f.kind === BLOCKS) this.sync.onBlocks(from, f.from, f.blocks);
+    else
+      this.serveBlocks(from, f.from, f.count).catch(() => {
+        this.stats.serveErrors++; // a block that does not read back: the peer asks another replica
+      });
+  }
+
+  /** Certified blocks from..(at most count) for a peer catching up; one request per peer at a time. */
+  private async serveBlocks(to: number, from: number, count: number): Promise<void> {
+    if (this.serving.has(to) || from < 1 || from >= this.certifiedN) return;
+    this.serving.add(to);
+    try {
+      const end = Math.min(from + Math.min(count, SYNC_BLOCKS_MAX), this.certifiedN);
+      const blocks: Block[] = [];
+      let bytes = 0;
+      for (let n = from; n < end && (blocks.length === 0 || bytes < SYNC_REPLY_BYTES); n++) {
+        const b = await this.getBlock(n);
+        if (!b || b.metadata.certificate.length < this.o.quorum) break;
+        blocks.push(b);
+        for (const e of b.entries) bytes += e.length + 4;
+      }
+      if (blocks.length === 0) return;
+      this.stats.blocksServed += blocks.length;
+      this.o.send(to, encodeBlocks(APP_FRAME_TAG, from, blocks));
+    } finally {
+      this.serving.delete(to);
     }
   }
 

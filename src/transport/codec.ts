@@ -24,7 +24,7 @@ import type {
   ReplicaSig,
 } from "../bft/types.ts";
 
-export const WIRE_VERSION = 2;
+export const WIRE_VERSION = 3;
 /** Default largest frame a peer may send (a NEW-VIEW with full batches is the biggest message). */
 export const FRAME_MAX_BYTES = 64 * 1024 * 1024;
 
