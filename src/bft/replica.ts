@@ -568,7 +568,12 @@ export abstract class ReplicaCore {
    * higher one); only then may it time out and move on (PBFT's rule). A replica cut off from the others
    * therefore stays at its first target instead of running ahead alone.
    */
-  /** A forwarded request half-way to its deadline is sent to the leader once more (the first may be lost). */
+  /**
+   * A forwarded request half-way to its deadline is sent once more, to every replica (PBFT's client
+   * multicasts on a timeout): the leader gets another copy (the first may be lost), and the other
+   * followers start their own timers, so that they suspect a leader that is dead or ignores it and
+   * the view change finds its quorum.
+   */
   private reforwardRequests(): void {
     if (this.vcTarget !== null || this.leader === this.id) return;
     const half = Math.floor(this.limits.requestTimeoutTicks / 2);
@@ -578,7 +583,7 @@ export abstract class ReplicaCore {
       if (t.resent) continue;
       t.resent = true;
       budget--;
-      this.send(this.leader, { type: "request", request: t.req });
+      this.broadcast({ type: "request", request: t.req });
     }
   }
 
@@ -716,13 +721,30 @@ export abstract class ReplicaCore {
   }
 
   private onRequest(from: ReplicaId, req: ClientRequest): void {
-    if (!this.isLeader) return this.drop(from, "request-not-leader");
+    if (!this.isLeader) return this.watchRelayed(from, req);
     if (this.verifier.check(req) !== null) return this.drop(from, "request-unauthenticated");
     const key = requestKey(req);
     if (this.clients.isExecuted(req.clientId, req.reqNo) || this.queueKeys.has(key) || this.inFlight.has(key))
       return;
     if (!this.enqueue(req, key)) return this.drop(from, "request-queue-full");
     this.maybePropose();
+  }
+
+  /**
+   * A follower got a client request from a peer whose timer for it ran half-way: it waits for it too
+   * (and suspects the leader if it does not commit in time), and hands it to the leader itself in case
+   * the relaying peer did not. It does not relay it further.
+   */
+  private watchRelayed(from: ReplicaId, req: ClientRequest): void {
+    if (this.vcTarget !== null) return this.drop(from, "request-not-leader");
+    if (this.verifier.check(req) !== null) return this.drop(from, "request-unauthenticated");
+    const key = requestKey(req);
+    if (this.clients.isExecuted(req.clientId, req.reqNo) || this.timers.has(key)) return;
+    if (this.timers.size >= this.limits.pendingMax) return this.drop(from, "request-queue-full");
+    // The relaying peer's timer has half of its time left: so does ours (both suspect the leader together).
+    const deadline = this.now + Math.ceil(this.limits.requestTimeoutTicks / 2);
+    this.timers.set(key, { req, deadline, resent: true });
+    this.send(this.leader, { type: "request", request: req });
   }
 
   private execute(seq: number, view: number, batch: Batch, replay = false): void {

@@ -5,6 +5,9 @@
 //   GET  /v1/chain               certified height and head hash
 //   WS   /v1/submit              pipelined submissions, one ack per transaction
 //   WS   /v1/deliver             blocks in order from a seek position, with backpressure
+//   WS   /v1/coord               the coordination service (docs/coord-protocol.md)
+//   GET  /health                 this replica's view of the cluster (200 with a quorum, else 503)
+//   GET  /metrics                Prometheus text format
 // Every error is JSON {error: {code, message}} with the code's HTTP status; never a stack trace.
 
 import uWS from "uWebSockets.js";
@@ -58,6 +61,10 @@ export interface ApiServerOptions {
   readonly wsConnectionsMax?: number;
   /** The coordination service (WS /v1/coord). */
   readonly coord?: CoordService;
+  /** GET /health: the replica's state; `ok` false answers 503. */
+  readonly health?: () => { ok: boolean } & Record<string, unknown>;
+  /** GET /metrics: Prometheus exposition. */
+  readonly metrics?: () => Promise<{ contentType: string; body: string }>;
 }
 
 /** A paused deliver stream re-checks its socket's buffer this often, besides the drain event. */
@@ -224,6 +231,31 @@ export class ApiServer {
         return blockToJson(b, undefined, o.hash);
       })().then(
         (body) => this.json(res, state, 200, body),
+        (err: unknown) => this.error(res, state, err),
+      );
+    });
+    app.get("/health", (res) => {
+      const state = this.guard(res);
+      if (!o.health) return this.error(res, state, new ApiError("NOT_FOUND", "no health report"));
+      try {
+        const h = o.health();
+        this.json(res, state, h.ok ? 200 : 503, h);
+      } catch (err) {
+        this.error(res, state, err);
+      }
+    });
+    app.get("/metrics", (res) => {
+      const state = this.guard(res);
+      const metrics = o.metrics;
+      if (!metrics) return this.error(res, state, new ApiError("NOT_FOUND", "no metrics"));
+      metrics().then(
+        ({ contentType, body }) => {
+          if (state.aborted) return;
+          state.aborted = true;
+          res.cork(() => {
+            res.writeStatus("200 OK").writeHeader("content-type", contentType).end(body);
+          });
+        },
         (err: unknown) => this.error(res, state, err),
       );
     });

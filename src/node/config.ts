@@ -77,7 +77,12 @@ export interface NodeConfig {
   readonly limits?: Partial<Limits>;
   /** This replica proposes its clock this often while sessions or TTL/container nodes exist (default 250 ms). */
   readonly coordClockPeriodMs?: number;
+  /** Structured log level (default "info"). */
+  readonly logLevel?: LogLevel;
 }
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 const fail = (field: string, why: string): never => {
   throw new ConfigError("BAD_CONFIG", `${field}: ${why}`);
@@ -162,6 +167,14 @@ export function validateNode(node: NodeConfig, cluster: ClusterConfig): void {
   if (node.submitTimeoutMs !== undefined) posInt(node.submitTimeoutMs, "submitTimeoutMs");
   if (node.pendingMax !== undefined) posInt(node.pendingMax, "pendingMax");
   if (node.coordClockPeriodMs !== undefined) posInt(node.coordClockPeriodMs, "coordClockPeriodMs");
+  if (node.sync !== undefined && typeof node.sync !== "boolean") fail("sync", "must be true or false");
+  if (node.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(node.logLevel))
+    fail("logLevel", `must be one of ${LOG_LEVELS.join(", ")}`);
+  if (
+    node.limits !== undefined &&
+    (typeof node.limits !== "object" || node.limits === null || Array.isArray(node.limits))
+  )
+    fail("limits", "must be an object of core limits");
 }
 
 /** The core limits a cluster's batch settings imply (Fabric's names → the leader's batching). */

@@ -60,6 +60,10 @@ export class ReplicaHost {
     return this.o.core;
   }
 
+  get transport(): Transport {
+    return this.o.transport;
+  }
+
   async start(): Promise<void> {
     this.o.transport.onFrame((from, frame) => {
       if (this.stopped) return;

@@ -4,6 +4,7 @@
 
 import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Mode } from "../../src/bft/types.ts";
@@ -62,6 +63,7 @@ export async function localCluster(
 }
 
 const EVENTS_KEPT = 1000;
+const TSX = import.meta.resolve("tsx");
 const SCRIPT = fileURLToPath(new URL("./node-process.ts", import.meta.url));
 
 /** One node in its own process. */
@@ -73,21 +75,24 @@ export class NodeProcess {
   constructor(
     readonly cluster: ClusterConfig,
     readonly node: NodeConfig,
-    private readonly stdio: "inherit" | "ignore" = "inherit",
+    /** Where the node's output (JSON log lines) goes: this process's, nowhere, or appended to a file. */
+    private readonly stdio: "inherit" | "ignore" | { readonly logFile: string } = "inherit",
   ) {}
 
   async start(): Promise<void> {
+    const out = typeof this.stdio === "object" ? openSync(this.stdio.logFile, "a") : this.stdio;
     const proc = fork(SCRIPT, [], {
       execArgv: [
         "--import",
-        "tsx",
+        TSX, // resolved from here: the child may run in any working directory
         ...(process.env.ORDERER_CPU_PROF
           ? ["--cpu-prof", `--cpu-prof-dir=${process.env.ORDERER_CPU_PROF}`]
           : []),
       ],
       env: { ...process.env, ORDERER_NODE: JSON.stringify({ cluster: this.cluster, node: this.node }) },
-      stdio: ["ignore", this.stdio, this.stdio, "ipc"],
+      stdio: ["ignore", out, out, "ipc"],
     });
+    if (typeof out === "number") closeSync(out);
     this.proc = proc;
     await new Promise<void>((resolve, reject) => {
       proc.on("message", (m: { type: string; message?: string; event?: NodeEvent }) => {

@@ -3,6 +3,7 @@
 // {type: "error", message}; reports catch-up and view-change events as {type: "event", event}; SIGTERM stops it
 // cleanly (exit 0).
 
+import { createLogger } from "./log.ts";
 import { OrdererNode } from "./orderer-node.ts";
 
 const send = (m: unknown) => process.send?.(m);
@@ -18,6 +19,7 @@ const REPORTED = new Set([
 async function main(): Promise<void> {
   const { cluster, node } = JSON.parse(process.env.ORDERER_NODE ?? "{}");
   const n = await OrdererNode.start(cluster, node, {
+    logger: createLogger(node.logLevel ?? "info", { replica: node.id }),
     onError: (err) => send({ type: "log", message: err.message }),
     onEvent: (e) => {
       if (REPORTED.has(e.kind)) send({ type: "event", event: e });

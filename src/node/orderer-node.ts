@@ -45,6 +45,8 @@ import {
 } from "./config.ts";
 import { type HostApp, ReplicaHost } from "./host.ts";
 import { LevelStore } from "./level-store.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { healthOf, type MetricsSource, NodeMetrics } from "./metrics.ts";
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
 
@@ -83,7 +85,18 @@ export type NodeEvent =
 export interface NodeHooks {
   readonly onEvent?: (e: NodeEvent) => void;
   readonly onError?: (err: Error) => void;
+  /** Structured logs (default: none). */
+  readonly logger?: Logger;
 }
+
+/** Events worth a log line (the others are counted in metrics only). */
+const LOGGED: Partial<Record<NodeEvent["kind"], "info" | "warn">> = {
+  "view-change-started": "warn",
+  "new-view": "info",
+  "snapshot-offered": "info",
+  "state-transfer": "info",
+  "blocks-fetched": "info",
+};
 
 export class OrdererNode {
   private retryTimer: ReturnType<typeof setInterval> | null = null;
@@ -98,6 +111,8 @@ export class OrdererNode {
     readonly gateway: Gateway,
     readonly coord: CoordService,
     readonly api: ApiServer,
+    readonly metrics: NodeMetrics,
+    readonly log: Logger,
   ) {}
 
   static async start(
@@ -107,6 +122,21 @@ export class OrdererNode {
   ): Promise<OrdererNode> {
     validateCluster(cluster);
     validateNode(config, cluster);
+    const log = hooks.logger ?? silentLogger;
+    let metricsRef: NodeMetrics | undefined;
+    const onEvent = (e: NodeEvent) => {
+      metricsRef?.event(e.kind);
+      const level = LOGGED[e.kind];
+      if (level) {
+        const { kind, ...fields } = e;
+        log[level](fields, kind.replaceAll("-", " "));
+      }
+      hooks.onEvent?.(e);
+    };
+    const onError = (err: Error) => {
+      log.error({ err }, "replica error");
+      hooks.onError?.(err);
+    };
     const seed = hex(config.seed);
     const keys = cluster.replicas.map((r) => hex(r.publicKey));
     if (!bytesEq(ed25519PublicKeyOf(seed), keys[config.id] as Uint8Array))
@@ -220,7 +250,7 @@ export class OrdererNode {
               ledger.writtenSynced(l.built);
               coord.written(applied);
               const from = blocks[0]?.header.number ?? 0;
-              hooks.onEvent?.({ kind: "blocks-fetched", from, count: blocks.length });
+              onEvent({ kind: "blocks-fetched", from, count: blocks.length });
             }
             return ledger.height - 1;
           },
@@ -232,9 +262,9 @@ export class OrdererNode {
         trusted,
         tickMs,
         app: app as HostApp,
-        onEvent: hooks.onEvent,
+        onEvent,
         onError: (err, from) => {
-          if (from === undefined) hooks.onError?.(err);
+          if (from === undefined) onError(err);
         },
       });
       hostRef = host;
@@ -252,6 +282,20 @@ export class OrdererNode {
         quorumOk: () => node?.hasQuorum() ?? false,
         reservedPrefix: COORD_MAGIC,
       });
+      const source: MetricsSource = {
+        id: config.id,
+        mode: cluster.mode,
+        core,
+        ledger,
+        gateway,
+        coord,
+        tree,
+        transport,
+        livePeers: () => host.livePeers(PEER_LIVE_MS),
+        hasQuorum: () => node?.hasQuorum() ?? false,
+      };
+      const metrics = new NodeMetrics(source);
+      metricsRef = metrics;
       const api = new ApiServer({
         host: config.apiHost,
         port: config.apiPort,
@@ -260,10 +304,12 @@ export class OrdererNode {
         hash: sha256,
         txMaxBytes: cluster.batch.absoluteMaxBytes,
         coord,
+        health: () => healthOf(source),
+        metrics: () => metrics.expose(),
       });
-      api.onInternalError = (err) => hooks.onError?.(err instanceof Error ? err : new Error(String(err)));
+      api.onInternalError = (err) => onError(err instanceof Error ? err : new Error(String(err)));
       await host.start();
-      node = new OrdererNode(cluster, config, store, host, ledger, gateway, coord, api);
+      node = new OrdererNode(cluster, config, store, host, ledger, gateway, coord, api, metrics, log);
       coord.start();
       node.retryTimer = setInterval(() => ledger.retry(SIG_RETRY_MS), SIG_RETRY_MS);
       try {
@@ -272,6 +318,10 @@ export class OrdererNode {
         await node.stop();
         throw err;
       }
+      log.info(
+        { mode: cluster.mode, api: `http://${config.apiHost}:${api.port}`, height: ledger.height },
+        "replica started",
+      );
       return node;
     } catch (err) {
       await store.close().catch(() => {});
@@ -291,6 +341,7 @@ export class OrdererNode {
   /** Stops accepting, fails waiting submissions, stops the replica, flushes and closes the store. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.log.info("replica stopping");
       if (this.retryTimer) clearInterval(this.retryTimer);
       this.coord.stop();
       await this.api.stop();
@@ -298,6 +349,7 @@ export class OrdererNode {
       await this.host.stop();
       await this.ledger.flush();
       await this.store.close();
+      this.log.info("replica stopped");
     })();
     return this.stopping;
   }

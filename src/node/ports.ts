@@ -23,3 +23,23 @@ export async function freePorts(count: number): Promise<number[]> {
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   return ports;
 }
+
+/** `count` consecutive ports that were free a moment ago (for configs that number ports from a base). */
+export async function freePortRange(count: number, attempts = 50): Promise<number> {
+  for (let a = 0; a < attempts; a++) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    const servers: ReturnType<typeof createServer>[] = [];
+    let ok = true;
+    for (let p = base; p < base + count && ok; p++) {
+      const s = createServer();
+      ok = await new Promise<boolean>((resolve) => {
+        s.once("error", () => resolve(false));
+        s.listen(p, "127.0.0.1", () => resolve(true));
+      });
+      if (ok) servers.push(s);
+    }
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    if (ok) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports found`);
+}

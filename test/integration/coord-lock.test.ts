@@ -99,6 +99,8 @@ describe("lock recipe across replica crashes (3 hybrid processes)", () => {
     const killed: number[] = [];
     for (let k = 0; k < KILLS; k++) {
       await sleep(2500);
+      // Strike while someone holds the lock (holds are short: poll for one, up to 3 s).
+      for (let t = 0; t < 600 && holder === null; t++) await sleep(5);
       let target = Math.floor(Math.random() * 3);
       const h = holder;
       if (h !== null) {

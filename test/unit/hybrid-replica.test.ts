@@ -21,7 +21,7 @@ import {
   toHex,
   ZERO_VALUE,
 } from "../../src/bft/index.ts";
-import { Cluster, type Envelope, type Filter, flipped, holding, isolate } from "./harness.ts";
+import { Cluster, type Envelope, type Filter, flipped, holding, isolate, TEST_LIMITS } from "./harness.ts";
 
 const TEXT = new TextEncoder();
 
@@ -797,7 +797,7 @@ describe("hybrid replica: malformed input", () => {
       { type: "state", checkpoint: null, fromSeq: 1, batches: [{ requests: [] }] },
       "malformed",
     ],
-    ["REQUEST to a follower", { type: "request", request: null }, "request-not-leader"],
+    ["REQUEST to a follower, no request", { type: "request", request: null }, "malformed"],
   ];
 
   for (const [what, msg, reason] of cases) {
@@ -811,6 +811,31 @@ describe("hybrid replica: malformed input", () => {
       assert.equal(rd.commit.length, 0);
     });
   }
+
+  it("a follower relays an uncommitted request to every replica half-way; with a dead leader all suspect it", () => {
+    const c = new Cluster({ mode: "hybrid", f: 1, limits: { retransmitTicks: 5 } });
+    c.filter = (e) => (e.from === 0 || e.to === 0 ? "drop" : "deliver"); // the leader is gone
+    const req = c.request();
+    c.propose(1, req);
+    c.deliverAll();
+    assert.equal(c.sent("request", (e) => e.from === 1 && e.to === 2).length, 0, "not relayed at first");
+    c.tick(TEST_LIMITS.requestTimeoutTicks as number);
+    assert.equal(c.sent("request", (e) => e.from === 1 && e.to === 2).length, 1, "relayed once, half-way");
+    assert.equal(
+      c.sent("request", (e) => e.from === 2 && e.to === 0).length,
+      1,
+      "replica 2 hands it to the leader once",
+    );
+    // Both followers suspect the leader: the view change reaches f+1 and the request commits in view 1.
+    c.tick(TEST_LIMITS.viewChangeTimeoutTicks as number);
+    for (const i of [1, 2]) {
+      assert.equal(c.r(i).view, 1);
+      assert.ok(c.r(i).wasExecuted(req.clientId, req.reqNo), `replica ${i} executed it`);
+    }
+    // A relayed request that is unauthenticated is dropped, not watched.
+    c.step(2, 1, { type: "request", request: { ...c.request(), clientId: "stranger" } });
+    assert.equal(c.dropped(2, "request-unauthenticated"), 1);
+  });
 
   it("drops requests the leader cannot use and messages from invalid senders", () => {
     const c = hybrid();

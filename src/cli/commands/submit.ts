@@ -1,0 +1,63 @@
+import { readFileSync } from "node:fs";
+import { Command } from "commander";
+import { toHexStr } from "../../ordering/block.ts";
+import { CliError } from "../errors.ts";
+import { print } from "../output.ts";
+import { orderingClient, targetOptions } from "../target.ts";
+
+async function readStdin(): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+export function submitCommand(): Command {
+  return targetOptions(
+    new Command("submit")
+      .description("order one transaction and print its verified receipt")
+      .argument("[data]", "the transaction as text (or use --file, or - for stdin)")
+      .option("--file <path>", "read the transaction's bytes from a file")
+      .option("--json", "print the receipt as JSON")
+      .addHelpText(
+        "after",
+        `
+The receipt is checked before it is printed: the Merkle proof leads to the block header, and the
+header carries a commit certificate of the cluster's replicas.
+
+Examples:
+  orderer submit 'hello'
+  orderer submit --file ./tx.bin --json
+  echo '{"op":"put"}' | orderer submit -`,
+      ),
+  ).action(async (data: string | undefined, o) => {
+    let tx: Uint8Array;
+    if (o.file) {
+      try {
+        tx = new Uint8Array(readFileSync(o.file));
+      } catch (err) {
+        throw new CliError(
+          "BAD_ARGUMENT",
+          `--file: cannot read ${o.file} (${(err as NodeJS.ErrnoException).code})`,
+        );
+      }
+    } else if (data === "-") tx = await readStdin();
+    else if (data !== undefined) tx = new TextEncoder().encode(data);
+    else throw new CliError("BAD_ARGUMENT", "give the transaction as an argument, --file, or - for stdin");
+    const { client } = orderingClient(o);
+    const r = await client.submit(tx);
+    print(
+      o.json,
+      {
+        txId: r.txId,
+        block: r.block,
+        position: r.position,
+        duplicate: r.duplicate,
+        headerHash: toHexStr(r.headerHash),
+        signers: r.certificate.map((s) => s.replica),
+      },
+      () =>
+        `${r.duplicate ? "already ordered" : "ordered"}: tx ${r.txId} in block ${r.block} at position ${r.position} ` +
+        `(certified by replicas ${r.certificate.map((s) => s.replica).join(", ")})`,
+    );
+  });
+}

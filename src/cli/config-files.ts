@@ -1,0 +1,346 @@
+// The configuration files `orderer init` writes and `orderer start` reads: JSON with comments (JSONC),
+// one cluster file that every replica shares and one private file per replica that names it.
+// Precedence when starting: the file, then ORDERER_* environment variables, then command-line flags.
+
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { ConfigError } from "../bft/errors.ts";
+import type { Mode } from "../bft/types.ts";
+import { ed25519PublicKeyOf } from "../crypto/node-crypto.ts";
+import {
+  type ClusterConfig,
+  DEFAULT_BATCH,
+  LOG_LEVELS,
+  type LogLevel,
+  type NodeConfig,
+  validateCluster,
+  validateNode,
+} from "../node/config.ts";
+import { CliError } from "./errors.ts";
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+/** Removes // and /* *\/ comments outside strings (JSON with comments, as in tsconfig.json). */
+export function stripJsonComments(text: string): string {
+  let out = "";
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i] as string;
+    if (c === '"') {
+      const start = i++;
+      while (i < text.length && text[i] !== '"') i += text[i] === "\\" ? 2 : 1;
+      out += text.slice(start, ++i);
+    } else if (c === "/" && text[i + 1] === "/") {
+      while (i < text.length && text[i] !== "\n") i++;
+    } else if (c === "/" && text[i + 1] === "*") {
+      const end = text.indexOf("*/", i + 2);
+      const stop = end < 0 ? text.length : end + 2;
+      out += text.slice(i, stop).replace(/[^\n]/g, " "); // keep line numbers for error messages
+      i = stop;
+    } else {
+      out += c;
+      i++;
+    }
+  }
+  return out;
+}
+
+/** Reads a JSON-with-comments file; a syntax error names the file. */
+export function readJsonc(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new CliError(
+      "CONFIG_NOT_FOUND",
+      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+    );
+  }
+  try {
+    return JSON.parse(stripJsonComments(text));
+  } catch (err) {
+    throw new CliError("CONFIG_SYNTAX", `${file}: ${(err as Error).message}`);
+  }
+}
+
+// ------------------------------------------------------------------ init
+
+export interface InitOptions {
+  readonly nodes: number;
+  readonly mode: Mode;
+  readonly out: string;
+  readonly name?: string;
+  /** One host per replica, or one for all (default 127.0.0.1). */
+  readonly hosts?: readonly string[];
+  readonly p2pPort?: number;
+  readonly apiPort?: number;
+  /** Explicit ports per replica (the dev cluster picks free ones). */
+  readonly ports?: { readonly p2p: readonly number[]; readonly api: readonly number[] };
+  readonly force?: boolean;
+}
+
+export interface InitResult {
+  readonly clusterFile: string;
+  readonly nodeFiles: string[];
+  readonly cluster: ClusterConfig;
+}
+
+/** f for a replica count, or a CliError saying which counts the mode allows. */
+export function faultsFor(mode: Mode, nodes: number): number {
+  const per = mode === "hybrid" ? 2 : 3;
+  if (!Number.isInteger(nodes) || nodes < per + 1 || (nodes - 1) % per !== 0)
+    throw new CliError(
+      "BAD_ARGUMENT",
+      `--nodes: a ${mode} cluster has ${mode === "hybrid" ? "2f+1 (3, 5, 7, …)" : "3f+1 (4, 7, 10, …)"} replicas`,
+    );
+  return (nodes - 1) / per;
+}
+
+/** Generates keys and writes cluster.jsonc and node-<i>.jsonc into `out`. */
+export function initCluster(o: InitOptions): InitResult {
+  const f = faultsFor(o.mode, o.nodes);
+  const out = resolve(o.out);
+  const clusterFile = join(out, "cluster.jsonc");
+  if (existsSync(clusterFile) && !o.force)
+    throw new CliError(
+      "EXISTS",
+      `${clusterFile} exists (use --force to overwrite, which starts a new chain)`,
+    );
+  mkdirSync(out, { recursive: true });
+  const hosts = o.hosts && o.hosts.length > 0 ? o.hosts : ["127.0.0.1"];
+  if (hosts.length !== 1 && hosts.length !== o.nodes)
+    throw new CliError("BAD_ARGUMENT", `--hosts: give one host, or one per replica (${o.nodes})`);
+  const hostOf = (i: number) => (hosts.length === 1 ? hosts[0] : hosts[i]) as string;
+  const sameHost = hosts.length === 1;
+  const p2pPort = (i: number) => o.ports?.p2p[i] ?? (o.p2pPort ?? 7050) + (sameHost ? i : 0);
+  const apiPort = (i: number) => o.ports?.api[i] ?? (o.apiPort ?? 8080) + (sameHost ? i : 0);
+  const seeds = Array.from({ length: o.nodes }, () => randomBytes(32));
+  const groupSecret = hex(randomBytes(32));
+  const cluster: ClusterConfig = {
+    name: o.name ?? "orderer",
+    mode: o.mode,
+    f,
+    replicas: seeds.map((s, i) => ({
+      id: i,
+      publicKey: hex(ed25519PublicKeyOf(s)),
+      p2p: `/${/^[0-9.]+$/.test(hostOf(i)) ? "ip4" : "dns4"}/${hostOf(i)}/tcp/${p2pPort(i)}`,
+      api: `http://${hostOf(i)}:${apiPort(i)}`,
+    })),
+    batch: { ...DEFAULT_BATCH },
+  };
+  validateCluster(cluster);
+  writeFileSync(clusterFile, renderCluster(cluster));
+  const nodeFiles: string[] = [];
+  seeds.forEach((s, i) => {
+    const file = join(out, `node-${i}.jsonc`);
+    writeFileSync(
+      file,
+      renderNode({
+        id: i,
+        seed: hex(s),
+        groupSecret: o.mode === "hybrid" ? groupSecret : undefined,
+        dataDir: `data/node-${i}`,
+        apiHost: sameHost ? hostOf(i) : "0.0.0.0",
+        apiPort: apiPort(i),
+      }),
+      { mode: 0o600 },
+    );
+    nodeFiles.push(file);
+  });
+  return { clusterFile, nodeFiles, cluster };
+}
+
+function renderCluster(c: ClusterConfig): string {
+  const b = c.batch;
+  const replicas = c.replicas
+    .map(
+      (r) =>
+        `    { "id": ${r.id}, "publicKey": "${r.publicKey}",\n      "p2p": "${r.p2p}", "api": "${r.api}" }`,
+    )
+    .join(",\n");
+  return `// The cluster: identical on every replica. Its canonical JSON is the genesis block's only entry, so a
+// changed file is a different chain (a replica refuses a data directory of another chain).
+{
+  // Shown in logs and in the genesis block.
+  "name": ${JSON.stringify(c.name)},
+  // "hybrid": n = 2f+1 replicas, each with a trusted counter; "pbft": n = 3f+1, no trusted component.
+  "mode": "${c.mode}",
+  // Faulty replicas tolerated (Byzantine in either mode).
+  "f": ${c.f},
+  // Each replica: its ed25519 public key (libp2p identity, block signatures), the libp2p address it
+  // listens on and others dial, and the base URL of its HTTP/WebSocket API (what clients use).
+  "replicas": [
+${replicas}
+  ],
+  // Block cutting, as Fabric's BatchSize/BatchTimeout.
+  "batch": {
+    // A block holds at most this many transactions.
+    "maxMessageCount": ${b.maxMessageCount},
+    // A larger transaction is refused (HTTP 413). At most 32 MiB.
+    "absoluteMaxBytes": ${b.absoluteMaxBytes},
+    // A block is cut before a transaction that would take it over this size.
+    "preferredMaxBytes": ${b.preferredMaxBytes},
+    // A non-empty block waits at most this long for more transactions while earlier ones are in flight.
+    "batchTimeoutMs": ${b.batchTimeoutMs}
+  }
+  // Optional znode tree limits (defaults shown), part of the replicated state:
+  // "coord": { "dataMaxBytes": 1048576, "nodesMax": 1000000, "sessionsMax": 100000,
+  //            "sessionTimeoutMinMs": 2000, "sessionTimeoutMaxMs": 120000 }
+}
+`;
+}
+
+function renderNode(n: NodeConfig): string {
+  return `// Replica ${n.id}'s own settings. It holds this replica's private key: keep it private (mode 600).
+// Every field can be overridden by an environment variable (ORDERER_<FIELD>, e.g. ORDERER_API_PORT) and
+// then by a flag of \`orderer start\` (see \`orderer start --help\`).
+{
+  // The cluster file (relative to this file).
+  "cluster": "cluster.jsonc",
+  // This replica's index in the cluster's replicas.
+  "id": ${n.id},
+  // ed25519 private key seed (hex, 32 bytes). Its public key is replicas[${n.id}].publicKey.
+  "seed": "${n.seed}",${
+    n.groupSecret
+      ? `
+  // Hybrid mode: the secret the replicas' trusted counters share (software TrInX). Same on every replica.
+  "groupSecret": "${n.groupSecret}",`
+      : ""
+  }
+  // Where this replica keeps its LevelDB data (relative to this file).
+  "dataDir": "${n.dataDir}",
+  // The HTTP/WebSocket API listens here (clients, /health, /metrics).
+  "apiHost": "${n.apiHost}",
+  "apiPort": ${n.apiPort},
+  // fsync every write before acknowledging it. Turning it off loses acknowledged data on power loss.
+  "sync": true,
+  // Real time of one core tick (timeouts below count in ticks).
+  "tickMs": 10,
+  // A submission not committed within this time is answered with TIMEOUT.
+  "submitTimeoutMs": 30000,
+  // Submissions waiting for their receipt at this replica.
+  "pendingMax": 100000,
+  // The replica proposes its clock this often while sessions or TTL/container znodes exist.
+  "coordClockPeriodMs": 250,
+  // fatal, error, warn, info, debug, trace or silent. Logs are JSON lines on stdout.
+  "logLevel": "info",
+  // Core timeouts, in ticks (defaults shown): a forwarded request not committed in time starts a
+  // view change; the view-change timeout doubles per failed attempt up to its max. (Other core limits,
+  // such as checkpointInterval, must be the same on every replica: leave them out unless you know.)
+  "limits": {
+    "requestTimeoutTicks": 200,
+    "viewChangeTimeoutTicks": 200,
+    "viewChangeTimeoutMaxTicks": 6400
+  }
+}
+`;
+}
+
+// ------------------------------------------------------------------ start
+
+export interface NodeOverrides {
+  readonly dataDir?: string;
+  readonly apiHost?: string;
+  readonly apiPort?: number;
+  readonly sync?: boolean;
+  readonly logLevel?: string;
+}
+
+/** ORDERER_* variables that override node file fields. */
+export function envOverrides(env: NodeJS.ProcessEnv): NodeOverrides {
+  const port = env.ORDERER_API_PORT;
+  const sync = env.ORDERER_SYNC;
+  const num = (v: string, field: string) => {
+    if (!/^\d+$/.test(v)) throw new ConfigError("BAD_CONFIG", `${field}: must be an integer (got "${v}")`);
+    return Number(v);
+  };
+  const bool = (v: string, field: string) => {
+    if (v !== "true" && v !== "false") throw new ConfigError("BAD_CONFIG", `${field}: must be true or false`);
+    return v === "true";
+  };
+  return {
+    dataDir: env.ORDERER_DATA_DIR || undefined,
+    apiHost: env.ORDERER_API_HOST || undefined,
+    apiPort: port ? num(port, "ORDERER_API_PORT") : undefined,
+    sync: sync ? bool(sync, "ORDERER_SYNC") : undefined,
+    logLevel: env.ORDERER_LOG_LEVEL || undefined,
+  };
+}
+
+/**
+ * Reads a node file and the cluster file it names, applies environment then flag overrides, and
+ * validates both (a bad field is named). Relative paths are relative to the node file.
+ */
+export function loadNodeConfig(
+  file: string,
+  env: NodeOverrides = {},
+  flags: NodeOverrides = {},
+): { cluster: ClusterConfig; node: NodeConfig; clusterFile: string } {
+  const path = resolve(file);
+  const raw = readJsonc(path);
+  if (!raw || typeof raw !== "object" || Array.isArray(raw))
+    throw new CliError("CONFIG_SYNTAX", `${path}: must be a JSON object`);
+  const { cluster: clusterRef, ...fields } = raw as Record<string, unknown>;
+  for (const k of Object.keys(fields))
+    if (!NODE_FIELDS.has(k)) throw new ConfigError("BAD_CONFIG", `${path}: ${k}: unknown field`);
+  if (typeof clusterRef !== "string")
+    throw new ConfigError("BAD_CONFIG", `cluster: must name the cluster file (in ${path})`);
+  const base = dirname(path);
+  const clusterFile = resolve(base, clusterRef);
+  const cluster = readJsonc(clusterFile) as ClusterConfig;
+  const merged = { ...fields, ...defined(env), ...defined(flags) } as Record<string, unknown>;
+  if (typeof merged.dataDir === "string") merged.dataDir = resolve(base, merged.dataDir);
+  const node = merged as unknown as NodeConfig;
+  try {
+    validateCluster(cluster);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(err.code, `${clusterFile}: ${err.message}`);
+    throw err;
+  }
+  try {
+    validateNode(node, cluster);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(err.code, `${path}: ${err.message}`);
+    throw err;
+  }
+  return { cluster, node, clusterFile };
+}
+
+const NODE_FIELDS = new Set([
+  "id",
+  "seed",
+  "groupSecret",
+  "dataDir",
+  "apiHost",
+  "apiPort",
+  "sync",
+  "tickMs",
+  "submitTimeoutMs",
+  "pendingMax",
+  "limits",
+  "coordClockPeriodMs",
+  "logLevel",
+]);
+
+function defined(o: NodeOverrides): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+export function isLogLevel(s: string): s is LogLevel {
+  return (LOG_LEVELS as readonly string[]).includes(s);
+}
+
+/** The cluster file `orderer dev` uses, or the one named by --cluster / ORDERER_CLUSTER. */
+export function loadCluster(file: string): ClusterConfig {
+  const c = readJsonc(resolve(file)) as ClusterConfig;
+  try {
+    validateCluster(c);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(err.code, `${file}: ${err.message}`);
+    throw err;
+  }
+  return c;
+}

@@ -1,0 +1,210 @@
+// Prometheus metrics and the health report of one replica. Values are read from the live components
+// when scraped (no bookkeeping on the hot paths), except event counts, which the node feeds in.
+// One registry per node, so several nodes can run in one process (tests) without clashing.
+
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import type { ReplicaCore } from "../bft/replica.ts";
+import type { Mode } from "../bft/types.ts";
+import type { CoordService } from "../coord/service.ts";
+import type { ZTree } from "../coord/tree.ts";
+import type { Gateway } from "../ordering/gateway.ts";
+import type { Ledger } from "../ordering/ledger.ts";
+import type { Transport } from "../transport/transport.ts";
+
+export interface MetricsSource {
+  readonly id: number;
+  readonly mode: Mode;
+  readonly core: ReplicaCore;
+  readonly ledger: Ledger;
+  readonly gateway: Gateway;
+  readonly coord: CoordService;
+  readonly tree: ZTree;
+  readonly transport: Transport;
+  /** Peers heard from recently, and whether that makes a commit quorum with this replica. */
+  readonly livePeers: () => number;
+  readonly hasQuorum: () => boolean;
+}
+
+export interface HealthReport extends Record<string, unknown> {
+  readonly ok: boolean;
+  readonly replica: number;
+  readonly mode: Mode;
+  readonly view: number;
+  readonly leader: number;
+  readonly viewChanging: boolean;
+  readonly lastExecuted: number;
+  readonly stableCheckpoint: number;
+  readonly height: number;
+  readonly certifiedHeight: number;
+  readonly livePeers: number;
+  readonly quorum: boolean;
+  readonly coord: { readonly connections: number; readonly sessions: number; readonly znodes: number };
+}
+
+export function healthOf(s: MetricsSource): HealthReport {
+  const c = s.core;
+  const quorum = s.hasQuorum();
+  return {
+    ok: quorum,
+    replica: s.id,
+    mode: s.mode,
+    view: c.view,
+    leader: c.leader,
+    viewChanging: c.vcTarget !== null,
+    lastExecuted: c.lastExecuted,
+    stableCheckpoint: c.stable.seq,
+    height: s.ledger.height,
+    certifiedHeight: s.ledger.certifiedHeight,
+    livePeers: s.livePeers(),
+    quorum,
+    coord: { connections: s.coord.connections, sessions: s.tree.sessionCount, znodes: s.tree.nodeCount },
+  };
+}
+
+export class NodeMetrics {
+  readonly registry = new Registry();
+  private readonly events: Counter<"kind">;
+
+  constructor(s: MetricsSource) {
+    const r = this.registry;
+    r.setDefaultLabels({ replica: String(s.id) });
+    collectDefaultMetrics({ register: r });
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          this.set(read());
+        },
+      });
+    gauge("orderer_view", "Current view of the BFT core", () => s.core.view);
+    gauge("orderer_leader", "Leader of the current view (replica id)", () => s.core.leader);
+    gauge("orderer_view_changing", "1 while a view change is in progress", () =>
+      s.core.vcTarget === null ? 0 : 1,
+    );
+    gauge("orderer_last_executed_seq", "Highest executed sequence number", () => s.core.lastExecuted);
+    gauge(
+      "orderer_stable_checkpoint_seq",
+      "Sequence number of the stable checkpoint",
+      () => s.core.stable.seq,
+    );
+    gauge("orderer_ledger_height", "Blocks written (next block number)", () => s.ledger.height);
+    gauge(
+      "orderer_ledger_certified_height",
+      "Blocks with a commit certificate, from 0 up",
+      () => s.ledger.certifiedHeight,
+    );
+    gauge("orderer_peers_live", "Peers heard from within the liveness window", s.livePeers);
+    gauge("orderer_quorum", "1 when this replica reaches a commit quorum with live peers", () =>
+      s.hasQuorum() ? 1 : 0,
+    );
+    gauge("orderer_gateway_pending", "Submissions waiting for their receipt", () => s.gateway.pending);
+    gauge("orderer_coord_connections", "Coordination WebSocket connections", () => s.coord.connections);
+    gauge("orderer_coord_sessions", "Open coordination sessions", () => s.tree.sessionCount);
+    gauge("orderer_coord_znodes", "Znodes in the tree", () => s.tree.nodeCount);
+    gauge("orderer_coord_queued", "Coordination operations waiting to be proposed", () => s.coord.queued);
+    const totals = (name: string, help: string, read: () => number) =>
+      new Counter({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    totals(
+      "orderer_gateway_submitted_total",
+      "Transactions submitted through this replica",
+      () => s.gateway.stats.submitted,
+    );
+    totals(
+      "orderer_gateway_timeouts_total",
+      "Submissions answered with TIMEOUT",
+      () => s.gateway.stats.timeouts,
+    );
+    totals(
+      "orderer_ledger_bad_signatures_total",
+      "Peer block signatures refused",
+      () => s.ledger.stats.badSigs,
+    );
+    totals(
+      "orderer_blocks_served_total",
+      "Certified blocks sent to catching-up peers",
+      () => s.ledger.stats.blocksServed,
+    );
+    totals(
+      "orderer_blocks_fetched_total",
+      "Certified blocks fetched from peers",
+      () => s.ledger.sync.stats.blocks,
+    );
+    totals(
+      "orderer_coord_entries_proposed_total",
+      "Coordination entries proposed",
+      () => s.coord.stats.entriesProposed,
+    );
+    new Counter({
+      name: "orderer_messages_dropped_total",
+      help: "Peer messages the core dropped, by reason",
+      labelNames: ["reason"],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const [reason, n] of s.core.dropped) this.inc({ reason }, n);
+      },
+    });
+    const peer = (
+      name: string,
+      help: string,
+      read: (p: {
+        queuedFrames: number;
+        sentFrames: number;
+        receivedFrames: number;
+        droppedFull: number;
+      }) => number,
+      counter: boolean,
+    ) => {
+      const opts = { name, help, labelNames: ["peer"] as const, registers: [r] };
+      if (counter)
+        new Counter({
+          ...opts,
+          collect() {
+            this.reset();
+            for (const [p, st] of s.transport.stats()) this.inc({ peer: String(p) }, read(st));
+          },
+        });
+      else
+        new Gauge({
+          ...opts,
+          collect() {
+            this.reset();
+            for (const [p, st] of s.transport.stats()) this.set({ peer: String(p) }, read(st));
+          },
+        });
+    };
+    peer("orderer_peer_queued_frames", "Frames queued for a peer", (p) => p.queuedFrames, false);
+    peer("orderer_peer_sent_frames_total", "Frames sent to a peer", (p) => p.sentFrames, true);
+    peer("orderer_peer_received_frames_total", "Frames received from a peer", (p) => p.receivedFrames, true);
+    peer(
+      "orderer_peer_dropped_frames_total",
+      "Frames dropped because a peer's queue was full",
+      (p) => p.droppedFull,
+      true,
+    );
+    this.events = new Counter({
+      name: "orderer_events_total",
+      help: "Protocol events: view changes, new views, state transfers, snapshots, fetched block ranges",
+      labelNames: ["kind"],
+      registers: [r],
+    });
+  }
+
+  event(kind: string): void {
+    this.events.inc({ kind });
+  }
+
+  async expose(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
