@@ -143,6 +143,7 @@ export function initCluster(o: InitOptions): InitResult {
         dataDir: `data/node-${i}`,
         apiHost: sameHost ? hostOf(i) : "0.0.0.0",
         apiPort: apiPort(i),
+        p2pListen: sameHost ? undefined : `/ip4/0.0.0.0/tcp/${p2pPort(i)}`,
       }),
       { mode: 0o600 },
     );
@@ -193,8 +194,8 @@ ${replicas}
 
 function renderNode(n: NodeConfig): string {
   return `// Replica ${n.id}'s own settings. It holds this replica's private key: keep it private (mode 600).
-// Every field can be overridden by an environment variable (ORDERER_<FIELD>, e.g. ORDERER_API_PORT) and
-// then by a flag of \`orderer start\` (see \`orderer start --help\`).
+// dataDir, apiHost, apiPort, sync and logLevel can be overridden by ORDERER_DATA_DIR, ORDERER_API_HOST,
+// ORDERER_API_PORT, ORDERER_SYNC and ORDERER_LOG_LEVEL, and those by the flags of \`orderer start\`.
 {
   // The cluster file (relative to this file).
   "cluster": "cluster.jsonc",
@@ -208,6 +209,8 @@ function renderNode(n: NodeConfig): string {
   "groupSecret": "${n.groupSecret}",`
       : ""
   }
+  // libp2p listens here (the cluster file's p2p address is what peers dial).
+  ${n.p2pListen ? `"p2pListen": "${n.p2pListen}",` : `// "p2pListen": "/ip4/0.0.0.0/tcp/7050",`}
   // Where this replica keeps its LevelDB data (relative to this file).
   "dataDir": "${n.dataDir}",
   // The HTTP/WebSocket API listens here (clients, /health, /metrics).
@@ -321,6 +324,7 @@ const NODE_FIELDS = new Set([
   "limits",
   "coordClockPeriodMs",
   "logLevel",
+  "p2pListen",
 ]);
 
 function defined(o: NodeOverrides): Record<string, unknown> {

@@ -79,6 +79,8 @@ export interface NodeConfig {
   readonly coordClockPeriodMs?: number;
   /** Structured log level (default "info"). */
   readonly logLevel?: LogLevel;
+  /** libp2p listen multiaddr when it differs from replicas[id].p2p (e.g. /ip4/0.0.0.0/tcp/7050 behind a host name). */
+  readonly p2pListen?: string;
 }
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -168,6 +170,8 @@ export function validateNode(node: NodeConfig, cluster: ClusterConfig): void {
   if (node.pendingMax !== undefined) posInt(node.pendingMax, "pendingMax");
   if (node.coordClockPeriodMs !== undefined) posInt(node.coordClockPeriodMs, "coordClockPeriodMs");
   if (node.sync !== undefined && typeof node.sync !== "boolean") fail("sync", "must be true or false");
+  if (node.p2pListen !== undefined && (typeof node.p2pListen !== "string" || !node.p2pListen.startsWith("/")))
+    fail("p2pListen", "must be a multiaddr such as /ip4/0.0.0.0/tcp/7050");
   if (node.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(node.logLevel))
     fail("logLevel", `must be one of ${LOG_LEVELS.join(", ")}`);
   if (

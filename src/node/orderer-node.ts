@@ -169,6 +169,7 @@ export class OrdererNode {
         self: config.id,
         seed,
         peers: cluster.replicas.map((r, i) => ({ id: r.id, publicKey: keys[i] as Uint8Array, addr: r.p2p })),
+        listen: config.p2pListen,
         redialMinMs: 20,
         redialMaxMs: 1000,
       });
