@@ -135,7 +135,9 @@ describe("a replica far behind catches up through a snapshot (3 hybrid processes
     await Promise.all([procs[0]?.stop(), procs[1]?.stop()]);
     await Promise.all([procs[0]?.start(), procs[1]?.start()]);
     await warmUp(url0);
-    const writer2 = await connect([url0, lc.urls[1] as string]);
+    const writer2 = await until("a session after the restart", () =>
+      connect([url0, lc.urls[1] as string], 15_000),
+    );
     for (let i = 0; i < 5; i++) await writer2.create(`/app/late${i}`, `after the peers restarted ${i}`);
     const moved = (await orderingClient.chain(url0)).height;
     assert.ok(moved - before > 3 * LIMITS.retainBatches, `only ${moved - before} blocks while it was down`);
@@ -148,6 +150,10 @@ describe("a replica far behind catches up through a snapshot (3 hybrid processes
       return c.height >= target ? c : undefined;
     });
     const events = procs[LAGGARD]?.events ?? [];
+    // The chain can reach the target with fetched blocks before the core installs the snapshot.
+    await until("the laggard's core to jump", async () =>
+      events.some((e) => e.kind === "state-transfer") ? true : undefined,
+    ).catch(() => {});
     const offered = events.filter((e) => e.kind === "snapshot-offered");
     const fetched = events.filter((e) => e.kind === "blocks-fetched");
     const jumped = events.filter((e) => e.kind === "state-transfer");
@@ -171,7 +177,19 @@ describe("a replica far behind catches up through a snapshot (3 hybrid processes
     }
 
     // The tree, read from the laggard alone, is the one its peers hold (data, versions, zxids, times).
-    const reader = await connect([urlLag]);
+    const reader = await until("a session on the laggard", () => connect([urlLag], 15_000)).catch(
+      async (err) => {
+        // Diagnostics for a failure: what each replica reports and what the laggard went through.
+        for (const u of lc.urls)
+          console.log(
+            `# ${u} /health: ${await fetch(`${u}/health`)
+              .then((r) => r.text())
+              .catch(() => "down")}`,
+          );
+        console.log(`# laggard events: ${JSON.stringify(events)}`);
+        throw err;
+      },
+    );
     const expected = await dump(writer2, "/app");
     const actual = await dump(reader, "/app");
     assert.deepEqual([...actual.keys()], [...expected.keys()]);
@@ -179,9 +197,10 @@ describe("a replica far behind catches up through a snapshot (3 hybrid processes
     assert.equal(actual.has("/app/owned"), false, "the ephemeral node died with its session");
     assert.equal(actual.get("/app/n1")?.data, Buffer.from("via multi").toString("hex"));
 
-    // It takes part in agreement again: with replica 1 gone, nothing commits without it.
+    // It takes part in agreement again: with replica 1 gone, nothing commits without it (if replica 1
+    // led, a view change comes first, which the laggard must take part in too).
     await procs[1]?.kill();
-    const late = await connect([url0]);
+    const late = await until("a session through replica 0", () => connect([url0], 15_000), 60_000);
     await late.create("/app/after", "needs the laggard");
     await reader.sync("/app");
     assert.equal(Buffer.from((await reader.getData("/app/after")).data).toString(), "needs the laggard");
