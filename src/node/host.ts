@@ -16,8 +16,8 @@ export interface HostApp<B = unknown> {
   prepare(commits: readonly CommittedBatch[]): Promise<{ ops: RawOp[]; built: B }>;
   /** Those writes are durable (and the Ready's messages sent). */
   written(built: B): void;
-  /** A frame with the app's tag from an authenticated peer. */
-  onPeerFrame(from: ReplicaId, frame: Uint8Array): void;
+  /** A frame with the app's tag from an authenticated peer; true when the host should run catchUp soon. */
+  onPeerFrame(from: ReplicaId, frame: Uint8Array): boolean;
   /**
    * The core was offered a checkpoint snapshot at `target` because its peers no longer keep the batches
    * it misses: bring the application's state towards `target` (fetch what is missing from peers and
@@ -69,8 +69,7 @@ export class ReplicaHost {
       if (this.stopped) return;
       this.lastHeard.set(from, Date.now());
       if (this.o.app && frame[0] === this.o.app.frameTag) {
-        this.o.app.onPeerFrame(from, frame);
-        this.pump();
+        if (this.o.app.onPeerFrame(from, frame)) this.pump();
         return;
       }
       const res = decodeMessage(frame);

@@ -395,15 +395,20 @@ export class Ledger {
   // ------------------------------------------------------------------ signatures from peers
 
   /** An app frame from a peer (already authenticated as `from` by the transport). */
-  onPeerFrame(from: number, frame: Uint8Array): void {
+  /** Returns true for fetched blocks that wait to be appended (the host then runs its catch-up). */
+  onPeerFrame(from: number, frame: Uint8Array): boolean {
     if (
       (frame[1] === BLOCKS_REQ || frame[1] === BLOCKS) &&
       frame[0] === APP_FRAME_TAG &&
       from !== this.o.self
     ) {
-      this.onSyncFrame(from, frame);
-      return;
+      return this.onSyncFrame(from, frame);
     }
+    this.onSigFrame(from, frame);
+    return false;
+  }
+
+  private onSigFrame(from: number, frame: Uint8Array): void {
     if (frame.length !== SIG_FRAME_BYTES || frame[0] !== APP_FRAME_TAG) {
       this.stats.badSigs++;
       return;
@@ -491,20 +496,23 @@ export class Ledger {
     }
   }
 
-  private onSyncFrame(from: number, frame: Uint8Array): void {
+  private onSyncFrame(from: number, frame: Uint8Array): boolean {
     let f: ReturnType<typeof decodeSyncFrame>;
     try {
       f = decodeSyncFrame(frame);
     } catch (err) {
       if (!(err instanceof SyncFrameError)) throw err;
       this.stats.badSyncFrames++;
-      return;
+      return false;
     }
-    if (f.kind === BLOCKS) this.sync.onBlocks(from, f.from, f.blocks);
-    else
-      this.serveBlocks(from, f.from, f.count).catch(() => {
-        this.stats.serveErrors++; // a block that does not read back: the peer asks another replica
-      });
+    if (f.kind === BLOCKS) {
+      this.sync.onBlocks(from, f.from, f.blocks);
+      return true;
+    }
+    this.serveBlocks(from, f.from, f.count).catch(() => {
+      this.stats.serveErrors++; // a block that does not read back: the peer asks another replica
+    });
+    return false;
   }
 
   /** Certified blocks from..(at most count) for a peer catching up; one request per peer at a time. */

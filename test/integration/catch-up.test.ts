@@ -17,8 +17,9 @@ import { sha256, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
 import { clientOptions } from "../../src/node/config.ts";
 import { type LocalCluster, localCluster, NodeProcess } from "../../src/node/local-cluster.ts";
 import { ChainVerifier, headerHash, toHexStr } from "../../src/ordering/block.ts";
-import { OrderingClient, OrderingClientError } from "../../src/ordering/client.ts";
+import { OrderingClient } from "../../src/ordering/client.ts";
 import { nodeSigner } from "../util/coord-cluster.ts";
+import { submitWhenReady } from "../util/ordering.ts";
 
 const LAGGARD = 2;
 const LIMITS = {
@@ -88,17 +89,9 @@ describe("a replica far behind catches up through a snapshot (3 hybrid processes
     await warmUp(lc.urls[0] as string);
   });
 
-  /** Replicas answer NO_QUORUM until they heard from their peers: wait for one commit. */
+  /** Waits for one commit through `url` (replicas answer NO_QUORUM until they heard from their peers). */
   async function warmUp(url: string): Promise<void> {
-    for (let i = 0; ; i++) {
-      try {
-        await orderingClient.submit(new TextEncoder().encode(`warm-up ${Date.now()}`), { url });
-        return;
-      } catch (err) {
-        if (i > 100 || !(err instanceof OrderingClientError) || err.code !== "NO_QUORUM") throw err;
-        await sleep(100);
-      }
-    }
+    await submitWhenReady(orderingClient, new TextEncoder().encode(`warm-up ${Date.now()}`), url);
   }
 
   after(async () => {

@@ -28,6 +28,7 @@ import {
   type SubmitStream,
   type VerifiedReceipt,
 } from "../../src/ordering/client.ts";
+import { submitWhenReady } from "../util/ordering.ts";
 
 const TOTAL = Number(process.env.ORDERING_TEST_TXS ?? 10_000);
 const HTTP_WORKERS = 24;
@@ -62,15 +63,7 @@ describe("ordering service, 3 hybrid replicas in separate processes", () => {
 
   before(async () => {
     // Replicas answer NO_QUORUM until they have heard from their peers: wait for one commit first.
-    for (let i = 0; ; i++) {
-      try {
-        await client.submit(new TextEncoder().encode("warm-up"));
-        return;
-      } catch (err) {
-        if (i > 100 || !(err instanceof OrderingClientError) || err.code !== "NO_QUORUM") throw err;
-        await sleep(100);
-      }
-    }
+    await submitWhenReady(client, new TextEncoder().encode("warm-up"));
   });
 
   after(async () => {

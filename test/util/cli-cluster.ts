@@ -14,7 +14,8 @@ import { sha256, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
 import { type ClusterConfig, clientOptions } from "../../src/node/config.ts";
 import type { HealthReport } from "../../src/node/metrics.ts";
 import { freePortRange } from "../../src/node/ports.ts";
-import { OrderingClient, OrderingClientError } from "../../src/ordering/client.ts";
+import { OrderingClient } from "../../src/ordering/client.ts";
+import { submitWhenReady } from "./ordering.ts";
 
 export const ORDERER = fileURLToPath(new URL("../../bin/orderer.mjs", import.meta.url));
 
@@ -133,19 +134,9 @@ export class CliCluster {
   }
 
   /** Submits until a replica answers with a receipt (NO_QUORUM while peers connect is retried). */
-  async submit(tx: Uint8Array, url?: string, timeoutMs = 60_000) {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        return await this.client.submit(tx, { url });
-      } catch (err) {
-        const retry =
-          err instanceof OrderingClientError &&
-          ["NO_QUORUM", "UNAVAILABLE", "DISCONNECTED", "TIMEOUT"].includes(err.code);
-        if (!retry || Date.now() > end) throw err;
-        await sleep(50);
-      }
-    }
+  submit(tx: Uint8Array, url?: string, timeoutMs = 60_000) {
+    const codes = ["NO_QUORUM", "UNAVAILABLE", "DISCONNECTED", "TIMEOUT"];
+    return submitWhenReady(this.client, tx, url, { timeoutMs, codes });
   }
 
   async stop(): Promise<void> {
