@@ -653,6 +653,7 @@ struct Provider {
       return;
     }
     bool took = avail > 0;
+    const uint32_t count = avail;
     while (avail-- > 0) {
       const uint8_t* s = c->myCpl.slot(c->myCplCons);
       uint8_t hdr[kHdrBytes];
@@ -675,6 +676,13 @@ struct Provider {
       c->myCplCons++;
     }
     StoreRel(c->myCpl.consPtr(), c->myCplCons);
+    if (took) {  // how many of our requests completed (in order), whatever their status
+      Event ev;
+      ev.type = "acked";
+      ev.conn = c->id;
+      ev.length = count;
+      Emit(std::move(ev));
+    }
     if (took && LoadAcq(c->myCpl.stalledPtr())) {
       StoreRel(c->myCpl.stalledPtr(), 0);
       Doorbell(c->peerEfd);
@@ -743,7 +751,9 @@ struct Provider {
         o.Set("conn", e.conn);
         if (!e.reason.empty()) o.Set("reason", e.reason);
         if (e.hasData) o.Set("data", Napi::Buffer<uint8_t>::Copy(env, e.data.data(), e.data.size()));
-        if (e.type == "write") {
+        if (e.type == "acked") {
+          o.Set("count", e.length);
+        } else if (e.type == "write") {
           o.Set("region", e.region);
           o.Set("offset", double(e.offset));
           o.Set("length", e.length);

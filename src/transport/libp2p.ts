@@ -34,6 +34,7 @@ import {
   peerStats,
   type SendResult,
   type Transport,
+  TransportConfigError,
   type TransportLimits,
 } from "./transport.ts";
 
@@ -66,9 +67,7 @@ export interface Libp2pTransportOptions {
   readonly stallMs?: number;
 }
 
-export class TransportConfigError extends Error {
-  override readonly name = "TransportConfigError";
-}
+export { TransportConfigError };
 
 /** The libp2p peer id (string form) of an ed25519 public key. */
 export function libp2pPeerId(publicKey: Uint8Array): string {

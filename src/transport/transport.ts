@@ -44,6 +44,11 @@ export interface PeerStats {
   refusedOversized: number;
 }
 
+/** A transport's configuration is unusable (ids, keys, addresses): start() rejects with it. */
+export class TransportConfigError extends Error {
+  override readonly name = "TransportConfigError";
+}
+
 export type FrameHandler = (from: ReplicaId, frame: Uint8Array) => void;
 
 export interface Transport {

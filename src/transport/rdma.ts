@@ -1,0 +1,715 @@
+// The rdma transport: replicas exchange frames by one-sided RDMA WRITEs into each other's memory,
+// through the native-rdma addon (the shm provider on one host; see docs/rdma.md).
+//
+// - Endpoints: each replica listens on a UNIX socket path given in the cluster config; the replica with
+//   the lower id connects (with backoff while the peer is down), as in the libp2p transport.
+// - Authentication: over the new connection's SEND channel both sides exchange an ephemeral X25519 key
+//   (HELLO) and then an ed25519 signature, by their configured replica key, over both ephemerals and
+//   both ids (AUTH). Only then does a connection carry frames; its identity is handed to the provider,
+//   which bans identities that keep presenting bad keys. A newer authenticated connection from the
+//   same replica replaces the older one (the peer restarted).
+// - Data: each side registers an inbox region per peer (a ring of `inboxSlots` slots) and grants the
+//   peer's connection a slotted write key: every write must be one whole slot carrying the next
+//   sequence number and an HMAC-SHA256 under a key both sides derived from the X25519 secret; the
+//   owner checks both before any byte lands. Frames are cut into slots (FIRST/LAST flags), written with
+//   an immediate so the owner learns of each slot, and reassembled in order. The receiver returns
+//   credits (slots consumed) every half ring, so the sender never laps it.
+// - Delivery: a frame leaves the queue only when the write of its last slot has completed (the owner
+//   applied it). When a connection closes, the sender rewinds to the oldest unconfirmed frame and writes
+//   it again on the next connection, so frames sent while a peer restarts arrive (or, rarely, twice:
+//   the protocol is idempotent).
+// - Backpressure: the bounded per-peer queue of transport.ts; frames wait while the link is down.
+
+import {
+  createHmac,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  type KeyObject,
+} from "node:crypto";
+import type { ReplicaId } from "../bft/types.ts";
+import { ed25519PublicKeyOf, signEd25519, verifyEd25519 } from "../crypto/node-crypto.ts";
+import { PERM_WRITE, type RdmaEvent, requireRdmaNative, type ShmProvider } from "./rdma-native.ts";
+import {
+  admitFrame,
+  DEFAULT_TRANSPORT_LIMITS,
+  type FrameHandler,
+  type PeerStats,
+  peerStats,
+  type SendResult,
+  type Transport,
+  TransportConfigError,
+  type TransportLimits,
+} from "./transport.ts";
+
+/** One replica as the rdma transport sees it. */
+export interface RdmaPeerConfig {
+  readonly id: ReplicaId;
+  /** Raw 32-byte ed25519 public key. */
+  readonly publicKey: Uint8Array;
+  /** The UNIX socket path its rdma endpoint listens on. */
+  readonly path: string;
+}
+
+export interface RdmaTransportOptions {
+  readonly self: ReplicaId;
+  /** This replica's 32-byte ed25519 private key seed; its public key must match the config. */
+  readonly seed: Uint8Array;
+  readonly peers: readonly RdmaPeerConfig[];
+  readonly limits?: Partial<TransportLimits>;
+  /** Inbox slots per peer (default 64) and slot size in bytes (default 16 320, one mailbox request). */
+  readonly inboxSlots?: number;
+  readonly slotBytes?: number;
+  /** Redial backoff bounds in ms (default 20 .. 1000). */
+  readonly redialMinMs?: number;
+  readonly redialMaxMs?: number;
+  /** An unauthenticated connection is closed after this long (default 5000 ms). */
+  readonly handshakeMs?: number;
+  /** Provider limits: refusals before a connection is closed / an identity banned. */
+  readonly closeAfter?: number;
+  readonly banAfter?: number;
+  /** Called for every security event the provider raises (refused keys, bans, bad mailboxes). */
+  readonly onSecurityEvent?: (e: { peer: ReplicaId | null; reason: string }) => void;
+}
+
+const MSG_HELLO = 1;
+const MSG_AUTH = 2;
+const MSG_KEY = 3;
+const MSG_CREDIT = 4;
+const VERSION = 1;
+const SLOT_HDR = 32;
+const FIRST = 1;
+const LAST = 2;
+const AUTH_LABEL = new TextEncoder().encode("orderer-rdma-auth-v1");
+const X25519_SPKI_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
+
+/** A connection before (and while) it is bound to a replica. */
+interface Conn {
+  readonly id: number;
+  readonly connector: boolean;
+  /** The replica dialled (connector) or claimed in HELLO (acceptor). */
+  peer: ReplicaId | null;
+  readonly eph: KeyObject;
+  readonly ephPub: Buffer;
+  peerEph: Buffer | null;
+  authSent: boolean;
+  authed: boolean;
+  readonly timer: ReturnType<typeof setTimeout>;
+}
+
+interface Link {
+  readonly peer: ReplicaId;
+  conn: number | null;
+  // sending: frames[head..cursor) are written but not all confirmed; frames[cursor..] wait
+  readonly frames: Uint8Array[];
+  head: number;
+  cursor: number;
+  /** Bytes of frames[cursor] already written (its first slot carries the length). */
+  sentOfCursor: number;
+  rkey: bigint | null;
+  peerSlots: number;
+  peerSlotBytes: number;
+  sendMac: Buffer | null;
+  nextSeq: number;
+  acked: number;
+  flushScheduled: boolean;
+  // receiving
+  inboxRegion: number;
+  inbox: Uint8Array;
+  recvMac: Buffer | null;
+  expectSeq: number;
+  reported: number;
+  creditOwed: boolean;
+  assembling: Uint8Array | null;
+  assembled: number;
+  // dialling
+  dialing: boolean;
+  backoffMs: number;
+  redialTimer: ReturnType<typeof setTimeout> | null;
+}
+
+export class RdmaTransport implements Transport {
+  readonly self: ReplicaId;
+  private readonly opts: RdmaTransportOptions;
+  private readonly limits: TransportLimits;
+  private readonly n: number;
+  private readonly slots: number;
+  private readonly slotBytes: number;
+  private readonly links = new Map<ReplicaId, Link>();
+  private readonly conns = new Map<number, Conn>();
+  private readonly linkOfConn = new Map<number, Link>();
+  /** Per connection, one mark per posted request in order: 1 where the request completes a frame. */
+  private readonly posted = new Map<number, { marks: number[]; head: number }>();
+  private readonly counters = new Map<ReplicaId, PeerStats>();
+  private handler: FrameHandler | null = null;
+  private provider: ShmProvider | null = null;
+  private running = false;
+  private wr = 1;
+  private securityEvents = 0;
+
+  constructor(opts: RdmaTransportOptions) {
+    this.opts = opts;
+    this.self = opts.self;
+    this.limits = { ...DEFAULT_TRANSPORT_LIMITS, ...opts.limits };
+    this.n = opts.peers.length;
+    this.slots = opts.inboxSlots ?? 64;
+    this.slotBytes = opts.slotBytes ?? 16_320;
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  async start(): Promise<void> {
+    if (this.running) return;
+    const { self, seed, peers } = this.opts;
+    const ids = peers.map((p) => p.id).sort((a, b) => a - b);
+    if (!ids.every((id, i) => id === i)) throw new TransportConfigError("replica ids must be 0..n-1");
+    const me = peers.find((p) => p.id === self);
+    if (!me) throw new TransportConfigError(`replica ${self} is not in the cluster configuration`);
+    if (!(seed instanceof Uint8Array) || seed.length !== 32)
+      throw new TransportConfigError("the ed25519 seed must be 32 bytes");
+    if (!Buffer.from(ed25519PublicKeyOf(seed)).equals(Buffer.from(me.publicKey)))
+      throw new TransportConfigError(`this key is not replica ${self}'s key in the cluster configuration`);
+    if (!Number.isInteger(this.slots) || this.slots < 2 || this.slots > 4096)
+      throw new TransportConfigError("inboxSlots must be 2..4096");
+    if (!Number.isInteger(this.slotBytes) || this.slotBytes < SLOT_HDR + 8 || this.slotBytes > 16_320)
+      throw new TransportConfigError("slotBytes must be 40..16320");
+    const addon = requireRdmaNative();
+    const provider = new addon.ShmProvider({
+      onEvents: (events) => this.onEvents(events),
+      closeAfter: this.opts.closeAfter,
+      banAfter: this.opts.banAfter,
+      maxConnections: 4 * this.n + 16,
+    });
+    try {
+      provider.listen(me.path);
+    } catch (err) {
+      provider.close();
+      throw new TransportConfigError(`cannot listen on ${me.path}: ${(err as Error).message}`);
+    }
+    this.provider = provider;
+    this.running = true;
+    for (let p = 0; p < this.n; p++) {
+      if (p === self) continue;
+      const link = this.link(p);
+      if (self < p) this.dial(link);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    for (const c of this.conns.values()) clearTimeout(c.timer);
+    this.conns.clear();
+    this.linkOfConn.clear();
+    this.posted.clear();
+    for (const link of this.links.values()) {
+      if (link.redialTimer) clearTimeout(link.redialTimer);
+      link.redialTimer = null;
+      link.conn = null;
+      link.frames.length = 0;
+      link.head = 0;
+      link.cursor = 0;
+      link.sentOfCursor = 0;
+      const s = this.stat(link.peer);
+      s.queuedFrames = 0;
+      s.queuedBytes = 0;
+    }
+    this.links.clear();
+    const p = this.provider;
+    this.provider = null;
+    p?.close();
+  }
+
+  // ------------------------------------------------------------------ Transport
+
+  onFrame(handler: FrameHandler): void {
+    this.handler = handler;
+  }
+
+  send(to: ReplicaId, frame: Uint8Array): SendResult {
+    const refused = admitFrame(this.running, this.self, this.n, this.limits, (p) => this.stat(p), to, frame);
+    if (refused !== null) return refused;
+    const s = this.stat(to);
+    const link = this.link(to);
+    link.frames.push(frame);
+    s.queuedFrames++;
+    s.queuedBytes += frame.length;
+    if (!link.flushScheduled) {
+      link.flushScheduled = true;
+      queueMicrotask(() => {
+        link.flushScheduled = false;
+        this.flush(link);
+      });
+    }
+    return "queued";
+  }
+
+  broadcast(frame: Uint8Array): void {
+    for (let p = 0; p < this.n; p++) if (p !== this.self) this.send(p, frame);
+  }
+
+  stats(): ReadonlyMap<ReplicaId, Readonly<PeerStats>> {
+    return this.counters;
+  }
+
+  /** The provider's counters: served and refused requests by reason, bans, keys. */
+  securityStats(): Record<string, number> {
+    return { ...(this.provider?.stats() ?? {}), securityEvents: this.securityEvents };
+  }
+
+  /** For attack tests: the provider and the live connection to `peer`. */
+  internals(peer: ReplicaId): { provider: ShmProvider | null; conn: number | null; rkey: bigint | null } {
+    const l = this.links.get(peer);
+    return { provider: this.provider, conn: l?.conn ?? null, rkey: l?.rkey ?? null };
+  }
+
+  // ------------------------------------------------------------------ connections
+
+  private link(peer: ReplicaId): Link {
+    let l = this.links.get(peer);
+    if (!l) {
+      l = {
+        peer,
+        conn: null,
+        frames: [],
+        head: 0,
+        cursor: 0,
+        sentOfCursor: 0,
+        rkey: null,
+        peerSlots: 0,
+        peerSlotBytes: 0,
+        sendMac: null,
+        nextSeq: 0,
+        acked: 0,
+        flushScheduled: false,
+        inboxRegion: 0,
+        inbox: new Uint8Array(0),
+        recvMac: null,
+        expectSeq: 0,
+        reported: 0,
+        creditOwed: false,
+        assembling: null,
+        assembled: 0,
+        dialing: false,
+        backoffMs: this.opts.redialMinMs ?? 20,
+        redialTimer: null,
+      };
+      this.links.set(peer, l);
+    }
+    return l;
+  }
+
+  private stat(peer: ReplicaId): PeerStats {
+    return peerStats(this.counters, peer);
+  }
+
+  private dial(link: Link): void {
+    const p = this.provider;
+    if (!this.running || !p || link.conn !== null || link.dialing || link.redialTimer) return;
+    const path = this.opts.peers.find((x) => x.id === link.peer)?.path as string;
+    let id: number;
+    try {
+      id = p.connect(path);
+    } catch {
+      this.scheduleRedial(link);
+      return;
+    }
+    link.dialing = true;
+    this.newConn(id, true, link.peer);
+  }
+
+  private scheduleRedial(link: Link): void {
+    if (!this.running || this.self > link.peer || link.redialTimer || link.conn !== null || link.dialing)
+      return;
+    const delay = link.backoffMs;
+    link.backoffMs = Math.min(link.backoffMs * 2, this.opts.redialMaxMs ?? 1000);
+    link.redialTimer = setTimeout(() => {
+      link.redialTimer = null;
+      this.dial(link);
+    }, delay);
+  }
+
+  private newConn(id: number, connector: boolean, peer: ReplicaId | null): Conn {
+    const { privateKey, publicKey } = generateKeyPairSync("x25519");
+    const spki = publicKey.export({ format: "der", type: "spki" });
+    const c: Conn = {
+      id,
+      connector,
+      peer,
+      eph: privateKey,
+      ephPub: spki.subarray(spki.length - 32),
+      peerEph: null,
+      authSent: false,
+      authed: false,
+      timer: setTimeout(() => this.dropConn(id), this.opts.handshakeMs ?? 5000),
+    };
+    c.timer.unref?.();
+    this.conns.set(id, c);
+    this.posted.set(id, { marks: [], head: 0 });
+    return c;
+  }
+
+  /** Closes a connection we no longer want (unauthenticated too long, protocol violation, replaced). */
+  private dropConn(id: number): void {
+    this.provider?.closeConnection(id);
+  }
+
+  private onEvents(events: RdmaEvent[]): void {
+    if (!this.running) return;
+    for (const e of events) {
+      switch (e.type) {
+        case "connected":
+        case "accepted":
+          this.onUp(e.conn, e.type === "accepted");
+          break;
+        case "recv":
+          if (e.data) this.onMessage(e.conn, e.data);
+          break;
+        case "write":
+          this.onWrite(e);
+          break;
+        case "writable": {
+          const l = this.linkOfConn.get(e.conn);
+          if (l) {
+            this.sendCredit(l);
+            this.flush(l);
+          }
+          break;
+        }
+        case "completion":
+          // A write of ours was refused: our key is stale or the peer thinks we misbehaved. Start over.
+          if (e.status !== 0) this.dropConn(e.conn);
+          break;
+        case "acked":
+          this.onAcked(e.conn, e.count ?? 0);
+          break;
+        case "security":
+          this.securityEvents++;
+          this.opts.onSecurityEvent?.({
+            peer: this.linkOfConn.get(e.conn)?.peer ?? null,
+            reason: e.reason ?? "",
+          });
+          break;
+        case "closed":
+          this.onClosed(e.conn);
+          break;
+      }
+    }
+    for (const l of this.links.values()) if (l.creditOwed) this.sendCredit(l);
+  }
+
+  private onUp(id: number, accepted: boolean): void {
+    const c = accepted ? this.newConn(id, false, null) : this.conns.get(id);
+    if (!c) return;
+    const hello = new Uint8Array(1 + 1 + 4 + 32);
+    hello[0] = MSG_HELLO;
+    hello[1] = VERSION;
+    new DataView(hello.buffer).setUint32(2, this.self);
+    hello.set(c.ephPub, 6);
+    this.post(id, 0, () => this.provider?.postSend(id, 0, hello) ?? false);
+  }
+
+  /** Posts one request on `conn`, remembering whether it completes a frame. */
+  private post(conn: number, mark: number, doPost: () => boolean): boolean {
+    const q = this.posted.get(conn);
+    if (!q || !doPost()) return false;
+    q.marks.push(mark);
+    return true;
+  }
+
+  /** `count` more requests on `conn` completed: frames whose last slot is among them leave the queue. */
+  private onAcked(conn: number, count: number): void {
+    const q = this.posted.get(conn);
+    if (!q) return;
+    const link = this.linkOfConn.get(conn);
+    const s = link ? this.stat(link.peer) : null;
+    for (let k = 0; k < count && q.head < q.marks.length; k++) {
+      if (q.marks[q.head++] === 1 && link && s && link.conn === conn && link.head < link.cursor) {
+        const frame = link.frames[link.head] as Uint8Array;
+        link.frames[link.head++] = EMPTY;
+        s.queuedFrames--;
+        s.queuedBytes -= frame.length;
+        s.sentFrames++;
+      }
+    }
+    if (q.head > 4096 && q.head * 2 > q.marks.length) {
+      q.marks.splice(0, q.head);
+      q.head = 0;
+    }
+    if (link) this.compact(link);
+  }
+
+  private onClosed(id: number): void {
+    this.posted.delete(id);
+    const c = this.conns.get(id);
+    if (c) {
+      clearTimeout(c.timer);
+      this.conns.delete(id);
+      if (c.connector && c.peer !== null) {
+        const l = this.link(c.peer);
+        l.dialing = false;
+        if (l.conn === null) this.scheduleRedial(l);
+      }
+    }
+    const link = this.linkOfConn.get(id);
+    if (!link) return;
+    this.linkOfConn.delete(id);
+    if (link.conn !== id) return;
+    link.conn = null;
+    link.rkey = null;
+    link.sendMac = null;
+    link.recvMac = null;
+    link.assembling = null;
+    link.creditOwed = false;
+    // Unconfirmed frames are written again, whole, on the next connection.
+    link.cursor = link.head;
+    link.sentOfCursor = 0;
+    this.scheduleRedial(link);
+  }
+
+  private transcript(c: Conn): Uint8Array {
+    const connectorId = c.connector ? this.self : (c.peer as number);
+    const acceptorId = c.connector ? (c.peer as number) : this.self;
+    const ephC = c.connector ? c.ephPub : (c.peerEph as Buffer);
+    const ephA = c.connector ? (c.peerEph as Buffer) : c.ephPub;
+    const t = new Uint8Array(AUTH_LABEL.length + 8 + 64);
+    t.set(AUTH_LABEL, 0);
+    const dv = new DataView(t.buffer);
+    dv.setUint32(AUTH_LABEL.length, connectorId);
+    dv.setUint32(AUTH_LABEL.length + 4, acceptorId);
+    t.set(ephC, AUTH_LABEL.length + 8);
+    t.set(ephA, AUTH_LABEL.length + 40);
+    return t;
+  }
+
+  private onMessage(id: number, m: Buffer): void {
+    const c = this.conns.get(id);
+    const link = this.linkOfConn.get(id);
+    const type = m[0];
+    if (type === MSG_HELLO && c && !c.peerEph) {
+      if (m.length !== 38 || m[1] !== VERSION) return this.dropConn(id);
+      const claimed = m.readUInt32BE(2);
+      if (c.connector ? claimed !== c.peer : !(claimed < this.self)) return this.dropConn(id);
+      c.peer = claimed;
+      c.peerEph = Buffer.from(m.subarray(6, 38));
+      const role = c.connector ? 0 : 1;
+      const sig = signEd25519(this.opts.seed, Buffer.concat([this.transcript(c), Buffer.from([role])]));
+      const auth = new Uint8Array(1 + 64);
+      auth[0] = MSG_AUTH;
+      auth.set(sig, 1);
+      c.authSent = this.post(id, 0, () => this.provider?.postSend(id, 0, auth) ?? false);
+      return;
+    }
+    if (type === MSG_AUTH && c && c.peerEph && !c.authed && c.peer !== null) {
+      const peerRole = c.connector ? 1 : 0;
+      const pub = this.opts.peers.find((p) => p.id === c.peer)?.publicKey;
+      const ok =
+        m.length === 65 &&
+        pub !== undefined &&
+        verifyEd25519(pub, Buffer.concat([this.transcript(c), Buffer.from([peerRole])]), m.subarray(1));
+      if (!ok) return this.dropConn(id);
+      c.authed = true;
+      clearTimeout(c.timer);
+      this.bind(c);
+      return;
+    }
+    if (!link || link.conn !== id) return this.dropConn(id);
+    if (type === MSG_KEY && m.length === 17) {
+      const slots = m.readUInt32BE(9);
+      const slotBytes = m.readUInt32BE(13);
+      if (slots < 2 || slotBytes < SLOT_HDR + 8 || slotBytes > 16_320) return this.dropConn(id);
+      link.rkey = m.readBigUInt64BE(1);
+      link.peerSlots = slots;
+      link.peerSlotBytes = slotBytes;
+      link.nextSeq = 0;
+      link.acked = 0;
+      this.flush(link);
+      return;
+    }
+    if (type === MSG_CREDIT && m.length === 9) {
+      const upTo = Number(m.readBigUInt64BE(1));
+      if (upTo < link.acked || upTo > link.nextSeq) return this.dropConn(id);
+      link.acked = upTo;
+      this.flush(link);
+      return;
+    }
+    this.dropConn(id);
+  }
+
+  /** An authenticated connection becomes the link's: keys derived, inbox granted. */
+  private bind(c: Conn): void {
+    const p = this.provider;
+    const peer = c.peer as ReplicaId;
+    if (!p || !p.setIdentity(c.id, `replica-${peer}`)) return;
+    const link = this.link(peer);
+    const old = link.conn;
+    if (old !== null && old !== c.id) {
+      this.onClosed(old);
+      this.dropConn(old);
+    }
+    link.dialing = false;
+    link.backoffMs = this.opts.redialMinMs ?? 20;
+    if (link.redialTimer) clearTimeout(link.redialTimer);
+    link.redialTimer = null;
+    const secret = diffieHellman({
+      privateKey: c.eph,
+      publicKey: createPublicKey({
+        key: Buffer.concat([X25519_SPKI_PREFIX, c.peerEph as Buffer]),
+        format: "der",
+        type: "spki",
+      }),
+    });
+    const okm = Buffer.from(hkdfSync("sha256", secret, this.transcript(c), "orderer-rdma-mac", 64));
+    const toAcceptor = okm.subarray(0, 32);
+    const toConnector = okm.subarray(32, 64);
+    link.sendMac = Buffer.from(c.connector ? toAcceptor : toConnector);
+    link.recvMac = Buffer.from(c.connector ? toConnector : toAcceptor);
+    link.conn = c.id;
+    this.linkOfConn.set(c.id, link);
+    this.conns.delete(c.id);
+    if (link.inboxRegion === 0) {
+      const r = p.registerRegion(this.slots * this.slotBytes);
+      link.inboxRegion = r.id;
+      link.inbox = new Uint8Array(r.memory);
+    }
+    link.expectSeq = 0;
+    link.reported = 0;
+    link.assembling = null;
+    link.rkey = null;
+    const rkey = p.grant(link.inboxRegion, c.id, PERM_WRITE, 0, this.slots * this.slotBytes, {
+      macKey: link.recvMac,
+      slotSize: this.slotBytes,
+    });
+    const key = Buffer.alloc(17);
+    key[0] = MSG_KEY;
+    key.writeBigUInt64BE(rkey, 1);
+    key.writeUInt32BE(this.slots, 9);
+    key.writeUInt32BE(this.slotBytes, 13);
+    this.post(c.id, 0, () => p.postSend(c.id, 0, key));
+  }
+
+  // ------------------------------------------------------------------ data
+
+  private compact(link: Link): void {
+    if (link.head === link.frames.length) {
+      link.frames.length = 0;
+      link.head = 0;
+      link.cursor = 0;
+    } else if (link.head > 1024 && link.head * 2 > link.frames.length) {
+      link.frames.splice(0, link.head);
+      link.cursor -= link.head;
+      link.head = 0;
+    }
+  }
+
+  /** Writes queued frames into the peer's inbox while there are credits and mailbox slots. */
+  private flush(link: Link): void {
+    const p = this.provider;
+    if (!this.running || !p || link.conn === null || link.rkey === null || !link.sendMac) return;
+    const body = link.peerSlotBytes - SLOT_HDR;
+    const conn = link.conn;
+    const rkey = link.rkey;
+    while (link.cursor < link.frames.length && link.nextSeq - link.acked < link.peerSlots) {
+      const frame = link.frames[link.cursor] as Uint8Array;
+      const first = link.sentOfCursor === 0;
+      const room = first ? body - 4 : body;
+      const take = Math.min(room, frame.length - link.sentOfCursor);
+      const last = link.sentOfCursor + take === frame.length;
+      const slot = new Uint8Array(SLOT_HDR + (first ? 4 : 0) + take);
+      const dv = new DataView(slot.buffer);
+      const seq = link.nextSeq;
+      dv.setUint32(0, seq >>> 0, true);
+      dv.setUint32(4, Math.floor(seq / 2 ** 32), true);
+      dv.setUint32(8, slot.length - SLOT_HDR, true);
+      dv.setUint32(12, (first ? FIRST : 0) | (last ? LAST : 0), true);
+      let at = SLOT_HDR;
+      if (first) {
+        dv.setUint32(at, frame.length, true);
+        at += 4;
+      }
+      slot.set(frame.subarray(link.sentOfCursor, link.sentOfCursor + take), at);
+      const offset = (seq % link.peerSlots) * link.peerSlotBytes;
+      slot.set(slotMac(link.sendMac, offset, slot), 16);
+      const wr = this.wr++;
+      // A full mailbox: the "writable" event resumes.
+      if (!this.post(conn, last ? 1 : 0, () => p.postWrite(conn, wr, rkey, offset, slot, seq >>> 0))) return;
+      link.nextSeq++;
+      link.sentOfCursor += take;
+      if (last) {
+        link.cursor++;
+        link.sentOfCursor = 0;
+      }
+    }
+  }
+
+  /** A slot landed in one of our inboxes (the provider already checked its key, sequence and MAC). */
+  private onWrite(e: RdmaEvent): void {
+    const link = this.linkOfConn.get(e.conn);
+    if (!link || link.conn !== e.conn || e.region !== link.inboxRegion) return;
+    const off = e.offset as number;
+    const mem = link.inbox;
+    const dv = new DataView(mem.buffer, mem.byteOffset + off, e.length as number);
+    const seq = dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32;
+    const len = dv.getUint32(8, true);
+    const flags = dv.getUint32(12, true);
+    if (seq !== link.expectSeq || len + SLOT_HDR !== e.length) return this.dropConn(e.conn);
+    link.expectSeq++;
+    if (link.expectSeq - link.reported >= this.slots / 2) link.creditOwed = true;
+    let at = off + SLOT_HDR;
+    let take = len;
+    if (flags & FIRST) {
+      if (link.assembling || len < 4) return this.dropConn(e.conn);
+      const total = dv.getUint32(SLOT_HDR, true);
+      if (total > this.limits.frameMaxBytes || total < len - 4) return this.dropConn(e.conn);
+      link.assembling = new Uint8Array(total);
+      link.assembled = 0;
+      at += 4;
+      take -= 4;
+    } else if (!link.assembling) {
+      return this.dropConn(e.conn);
+    }
+    const buf = link.assembling as Uint8Array;
+    if (link.assembled + take > buf.length) return this.dropConn(e.conn);
+    buf.set(mem.subarray(at, at + take), link.assembled);
+    link.assembled += take;
+    if (flags & LAST) {
+      if (link.assembled !== buf.length) return this.dropConn(e.conn);
+      link.assembling = null;
+      this.stat(link.peer).receivedFrames++;
+      try {
+        this.handler?.(link.peer, buf);
+      } catch {
+        // A handler's failure is the handler's; the link goes on.
+      }
+    }
+  }
+
+  private sendCredit(link: Link): void {
+    if (!link.creditOwed || link.conn === null || !this.provider) return;
+    const m = Buffer.alloc(9);
+    m[0] = MSG_CREDIT;
+    m.writeBigUInt64BE(BigInt(link.expectSeq), 1);
+    const p = this.provider;
+    const conn = link.conn;
+    if (this.post(conn, 0, () => p.postSend(conn, 0, m))) {
+      link.reported = link.expectSeq;
+      link.creditOwed = false;
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** HMAC-SHA256(key, offset u64 LE || slot[0..16) || slot[32..]), first 16 bytes: what the owner checks. */
+export function slotMac(key: Uint8Array, offset: number, slot: Uint8Array): Uint8Array {
+  const off = Buffer.alloc(8);
+  off.writeUInt32LE(offset >>> 0, 0);
+  off.writeUInt32LE(Math.floor(offset / 2 ** 32), 4);
+  return createHmac("sha256", key)
+    .update(off)
+    .update(slot.subarray(0, 16))
+    .update(slot.subarray(SLOT_HDR))
+    .digest()
+    .subarray(0, 16);
+}
