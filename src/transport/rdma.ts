@@ -541,7 +541,8 @@ export class RdmaTransport implements Transport {
   private bind(c: Conn): void {
     const p = this.provider;
     const peer = c.peer as ReplicaId;
-    if (!p || !p.setIdentity(c.id, `replica-${peer}`)) return;
+    if (!p) return;
+    if (!p.setIdentity(c.id, `replica-${peer}`)) return; // banned: the provider closed it
     const link = this.link(peer);
     const old = link.conn;
     if (old !== null && old !== c.id) {
