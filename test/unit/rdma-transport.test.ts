@@ -1,25 +1,14 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { describe, it } from "node:test";
 import { generateEd25519KeyPair } from "../../src/crypto/node-crypto.ts";
-import { type RdmaPeerConfig, RdmaTransport } from "../../src/transport/rdma.ts";
+import { RdmaTransport } from "../../src/transport/rdma.ts";
 import { loadRdmaNative } from "../../src/transport/rdma-native.ts";
 import type { TransportLimits } from "../../src/transport/transport.ts";
 import { transportCompliance } from "../compliance/transport.ts";
+import { rdmaTestCluster } from "../util/rdma.ts";
 
 const native = loadRdmaNative();
-
-export function rdmaTestCluster(n: number): { peers: RdmaPeerConfig[]; seeds: Uint8Array[]; dir: string } {
-  const dir = mkdtempSync(join(tmpdir(), "orderer-rdma-"));
-  const keys = Array.from({ length: n }, () => generateEd25519KeyPair());
-  return {
-    dir,
-    peers: keys.map((k, id) => ({ id, publicKey: k.publicKey, path: join(dir, `r${id}.sock`) })),
-    seeds: keys.map((k) => k.privateKey),
-  };
-}
 
 const FAST = { redialMinMs: 10, redialMaxMs: 100 };
 
