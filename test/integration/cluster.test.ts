@@ -1,5 +1,6 @@
-// Separate processes, one replica each, over libp2p with LevelDB stores: a cluster orders client
-// requests in both modes and survives its leader being killed (SIGKILL) and restarted.
+// Separate processes, one replica each, over libp2p and over rdma (the shm provider) with LevelDB
+// stores: a cluster orders client requests in both modes and survives its leader being killed (SIGKILL)
+// and restarted.
 
 import assert from "node:assert/strict";
 import { type ChildProcess, fork } from "node:child_process";
@@ -12,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { type ClientRequest, Digests, type Mode, quorums } from "../../src/bft/index.ts";
 import { generateEd25519KeyPair, nodeCrypto, signEd25519 } from "../../src/crypto/node-crypto.ts";
 import { freePorts } from "../../src/node/ports.ts";
+import { loadRdmaNative } from "../../src/transport/rdma-native.ts";
 import type { ReplicaProcessConfig } from "./replica-process.ts";
 
 const SCRIPT = fileURLToPath(new URL("./replica-process.ts", import.meta.url));
@@ -86,7 +88,10 @@ async function until(cond: () => boolean, what: string, ms = 60_000): Promise<vo
   }
 }
 
-async function cluster(mode: Mode): Promise<{ members: Member[]; dirs: string }> {
+async function cluster(
+  mode: Mode,
+  transport: "libp2p" | "rdma",
+): Promise<{ members: Member[]; dirs: string }> {
   const { n } = quorums(mode, 1);
   const ports = await freePorts(n);
   const keys = ports.map(() => generateEd25519KeyPair());
@@ -97,6 +102,7 @@ async function cluster(mode: Mode): Promise<{ members: Member[]; dirs: string }>
     id,
     publicKey: hex(k.publicKey),
     addr: `/ip4/127.0.0.1/tcp/${ports[id]}`,
+    path: join(dirs, `rdma-${id}.sock`),
   }));
   const members = keys.map(
     (k, id) =>
@@ -104,6 +110,7 @@ async function cluster(mode: Mode): Promise<{ members: Member[]; dirs: string }>
         id,
         mode,
         f: 1,
+        transport,
         seed: hex(k.privateKey),
         peers,
         groupSecret: hex(nodeCrypto.sha256(new TextEncoder().encode(`it group secret ${dirs}`))),
@@ -142,8 +149,15 @@ function assertAgreement(members: readonly Member[]): void {
   }
 }
 
-for (const mode of ["hybrid", "pbft"] as const) {
-  describe(`multi-process cluster over libp2p (${mode})`, { timeout: 240_000 }, () => {
+const rdma = loadRdmaNative();
+for (const [transport, mode] of [
+  ["libp2p", "hybrid"],
+  ["libp2p", "pbft"],
+  ["rdma", "hybrid"],
+  ["rdma", "pbft"],
+] as const) {
+  const skip = transport === "rdma" && !rdma.available ? rdma.reason : false;
+  describe(`multi-process cluster over ${transport} (${mode})`, { timeout: 240_000, skip }, () => {
     let members: Member[] = [];
     let dirs = "";
     after(async () => {
@@ -152,7 +166,7 @@ for (const mode of ["hybrid", "pbft"] as const) {
     });
 
     it("orders requests, survives the leader being killed and restarted, and agrees everywhere", async () => {
-      ({ members, dirs } = await cluster(mode));
+      ({ members, dirs } = await cluster(mode, transport));
       await Promise.all(members.map((m) => m.start()));
       const submitAll = (ops: string[], to: readonly Member[]) => {
         for (const op of ops) {

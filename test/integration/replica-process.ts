@@ -1,4 +1,4 @@
-// One replica in its own process, for multi-process tests: LevelDB store, libp2p transport, real
+// One replica in its own process, for multi-process tests: LevelDB store, libp2p or rdma transport, real
 // time. Configured by ORDERER_REPLICA (JSON, bytes as hex). Talks to its parent over IPC:
 //   parent → child  {type: "submit", request}
 //   child → parent  {type: "ready"} | {type: "commit", seq, view, batchDigest, stateDigest, ops} |
@@ -11,13 +11,16 @@ import { ReplicaHost } from "../../src/node/host.ts";
 import { LevelStore } from "../../src/node/level-store.ts";
 import { replicaAuth } from "../../src/node/orderer-node.ts";
 import { Libp2pTransport } from "../../src/transport/libp2p.ts";
+import { RdmaTransport } from "../../src/transport/rdma.ts";
 
 export interface ReplicaProcessConfig {
   readonly id: number;
   readonly mode: Mode;
   readonly f: number;
   readonly seed: string;
-  readonly peers: { id: number; publicKey: string; addr: string }[];
+  readonly transport: "libp2p" | "rdma";
+  /** addr: libp2p multiaddr; path: the rdma endpoint's UNIX socket. */
+  readonly peers: { id: number; publicKey: string; addr: string; path: string }[];
   readonly groupSecret: string;
   readonly clients: { id: string; publicKey: string }[];
   readonly dataDir: string;
@@ -51,13 +54,22 @@ async function main(): Promise<void> {
     { crypto: nodeCrypto, registry, auth, trusted },
     loaded.storage,
   );
-  const transport = new Libp2pTransport({
-    self: cfg.id,
-    seed,
-    peers: cfg.peers.map((p) => ({ id: p.id, publicKey: hex(p.publicKey), addr: p.addr })),
-    redialMinMs: 20,
-    redialMaxMs: 500,
-  });
+  const transport =
+    cfg.transport === "rdma"
+      ? new RdmaTransport({
+          self: cfg.id,
+          seed,
+          peers: cfg.peers.map((p) => ({ id: p.id, publicKey: hex(p.publicKey), path: p.path })),
+          redialMinMs: 20,
+          redialMaxMs: 500,
+        })
+      : new Libp2pTransport({
+          self: cfg.id,
+          seed,
+          peers: cfg.peers.map((p) => ({ id: p.id, publicKey: hex(p.publicKey), addr: p.addr })),
+          redialMinMs: 20,
+          redialMaxMs: 500,
+        });
   const host = new ReplicaHost({
     core,
     transport,
