@@ -1,18 +1,26 @@
 // Transports side by side, in one run: round-trip latency of 64 B frames (ping-pong, p50/p99) and
 // one-way throughput of 256 B frames, for raw node:net TCP (4-byte length prefix, writes corked per
-// event-loop turn; the baseline),
-// libp2p (TCP + noise + yamux) and the in-memory transport. Both endpoints live in this process, on
-// loopback. Each figure is the median of --runs runs; ratios are against raw TCP of the same run.
+// event-loop turn; the baseline), the same framing over a node:net UNIX domain socket, libp2p
+// (TCP + noise + yamux), the rdma transport over the native addon's shm provider (UNIX socket
+// endpoints, shared-memory mailboxes; skipped with a note when the addon is not built or does not
+// load) and the in-memory transport. Both endpoints live in this process, on loopback / in temp dirs
+// (removed afterwards). Each figure is the median of --runs runs; ratios are against raw TCP of the
+// same run.
 //
 //   npm run bench:transport [-- --runs 5 --pings 3000 --frames 200000]
 
 import "../src/util/polyfill.ts";
-import { connect, createServer, type Socket } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { connect, createServer, type NetConnectOpts, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { generateEd25519KeyPair } from "../src/crypto/node-crypto.ts";
 import { freePorts } from "../src/node/ports.ts";
 import { Libp2pTransport } from "../src/transport/libp2p.ts";
 import { MemoryHub } from "../src/transport/memory.ts";
+import { RdmaTransport } from "../src/transport/rdma.ts";
+import { loadRdmaNative } from "../src/transport/rdma-native.ts";
 import type { Transport, TransportLimits } from "../src/transport/transport.ts";
 
 const { values } = parseArgs({
@@ -41,7 +49,19 @@ const LIMITS: TransportLimits = {
   queueMaxBytes: 1 << 30,
 };
 
-// ------------------------------------------------------------------ raw TCP
+/** Temp dirs for UNIX socket paths; each pair removes its own on close, main() any left over. */
+const tempDirs = new Set<string>();
+function makeTempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "orderer-bench-transport-"));
+  tempDirs.add(dir);
+  return dir;
+}
+function removeTempDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+// ------------------------------------------------------------------ raw node:net (TCP, UNIX socket)
 
 class Framer {
   private buf: Buffer = Buffer.alloc(0);
@@ -59,19 +79,28 @@ class Framer {
   }
 }
 
-async function tcpPair(): Promise<Pair> {
+/** Where a node:net pair listens: loopback TCP on a free port, or a UNIX socket path. */
+type NetTarget = { host: string } | { path: string };
+
+/** Two node:net sockets with length-prefixed framing; the server listens on `target`. */
+async function netPair(target: NetTarget): Promise<Pair> {
   const handlers: ((f: Uint8Array) => void)[] = [() => {}, () => {}];
   const server = createServer();
   const accepted = new Promise<Socket>((resolve) => server.once("connection", resolve));
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as { port: number }).port;
-  const a = connect(port, "127.0.0.1");
+  await new Promise<void>((r) =>
+    server.listen("path" in target ? { path: target.path } : { port: 0, host: target.host }, r),
+  );
+  const to: NetConnectOpts =
+    "path" in target
+      ? { path: target.path }
+      : { host: target.host, port: (server.address() as { port: number }).port };
+  const a = connect(to);
   await new Promise<void>((r) => a.once("connect", () => r()));
   const b = await accepted;
   const socks = [a, b];
   const corked = [false, false];
   for (const [i, s] of socks.entries()) {
-    s.setNoDelay(true);
+    s.setNoDelay(true); // a no-op on UNIX sockets
     const framer = new Framer((f) => handlers[i]?.(f));
     s.on("data", (c: Buffer) => framer.push(c));
   }
@@ -104,6 +133,20 @@ async function tcpPair(): Promise<Pair> {
   };
 }
 
+const tcpPair = (): Promise<Pair> => netPair({ host: "127.0.0.1" });
+
+async function unixPair(): Promise<Pair> {
+  const dir = makeTempDir();
+  const pair = await netPair({ path: join(dir, "s.sock") });
+  return {
+    ...pair,
+    async close() {
+      await pair.close();
+      removeTempDir(dir);
+    },
+  };
+}
+
 // ------------------------------------------------------------------ Transport-based pairs
 
 function transportPair(ts: [Transport, Transport]): Pair {
@@ -117,6 +160,21 @@ function transportPair(ts: [Transport, Transport]): Pair {
       await Promise.all(ts.map((t) => t.stop()));
     },
   };
+}
+
+/** Sends 1-byte frames both ways until each side has received one (the connection is up). */
+async function warmUp(pair: Pair, name: string): Promise<void> {
+  let up = 0;
+  pair.onFrame(1, () => up++);
+  pair.onFrame(0, () => up++);
+  const deadline = Date.now() + 10_000;
+  while (up < 2 && Date.now() < deadline) {
+    pair.send(0, new Uint8Array(1));
+    pair.send(1, new Uint8Array(1));
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  if (up < 2) throw new Error(`${name} pair did not connect`);
+  await new Promise((r) => setTimeout(r, 100));
 }
 
 async function libp2pPair(): Promise<Pair> {
@@ -133,17 +191,33 @@ async function libp2pPair(): Promise<Pair> {
   await Promise.all(ts.map((t) => t.start()));
   const pair = transportPair(ts);
   // Wait until the stream is up in both directions.
-  let up = 0;
-  pair.onFrame(1, () => up++);
-  pair.onFrame(0, () => up++);
-  const deadline = Date.now() + 10_000;
-  while (up < 2 && Date.now() < deadline) {
-    pair.send(0, new Uint8Array(1));
-    pair.send(1, new Uint8Array(1));
-    await new Promise((r) => setTimeout(r, 20));
+  await warmUp(pair, "libp2p");
+  return pair;
+}
+
+async function rdmaPair(): Promise<Pair> {
+  const dir = makeTempDir();
+  const keys = [generateEd25519KeyPair(), generateEd25519KeyPair()];
+  const peers = keys.map((k, id) => ({ id, publicKey: k.publicKey, path: join(dir, `r${id}.sock`) }));
+  const ts = keys.map(
+    (k, id) => new RdmaTransport({ self: id, seed: k.privateKey, peers, limits: LIMITS }),
+  ) as [RdmaTransport, RdmaTransport];
+  const inner = transportPair(ts);
+  const pair: Pair = {
+    ...inner,
+    async close() {
+      await inner.close();
+      removeTempDir(dir);
+    },
+  };
+  try {
+    await Promise.all(ts.map((t) => t.start()));
+    // Wait until the connection is authenticated and keys are granted both ways.
+    await warmUp(pair, "rdma");
+  } catch (err) {
+    await pair.close();
+    throw err;
   }
-  if (up < 2) throw new Error("libp2p pair did not connect");
-  await new Promise((r) => setTimeout(r, 100));
   return pair;
 }
 
@@ -206,11 +280,17 @@ const median = (xs: number[]) => {
   return s[Math.floor(s.length / 2)] as number;
 };
 
+const rdmaNative = loadRdmaNative();
+if (!rdmaNative.available) console.log(`rdma (shm): skipped: ${rdmaNative.reason}`);
+
 const KINDS: [string, () => Promise<Pair>][] = [
   ["tcp (node:net)", tcpPair],
+  ["unix socket (node:net)", unixPair],
   ["libp2p", libp2pPair],
+  ...(rdmaNative.available ? [["rdma (shm)", rdmaPair] as [string, () => Promise<Pair>]] : []),
   ["memory", memoryPair],
 ];
+const NAME_WIDTH = Math.max("transport".length, ...KINDS.map(([name]) => name.length));
 
 async function main(): Promise<void> {
   const res = new Map<string, { p50: number[]; p99: number[]; fps: number[] }>();
@@ -238,16 +318,20 @@ async function main(): Promise<void> {
     `transport bench: median of ${RUNS} runs; RTT of 64 B frames over ${PINGS} pings; one-way 256 B x ${FRAMES}`,
   );
   console.log(
-    `${"transport".padEnd(16)} ${"RTT p50 µs".padStart(11)} ${"RTT p99 µs".padStart(11)} ${"vs tcp".padStart(7)} ${"frames/s".padStart(10)} ${"MB/s".padStart(7)} ${"vs tcp".padStart(7)}`,
+    `${"transport".padEnd(NAME_WIDTH)} ${"RTT p50 µs".padStart(11)} ${"RTT p99 µs".padStart(11)} ${"vs tcp".padStart(7)} ${"frames/s".padStart(10)} ${"MB/s".padStart(7)} ${"vs tcp".padStart(7)}`,
   );
   for (const [name] of KINDS) {
     const r = res.get(name) as { p50: number[]; p99: number[]; fps: number[] };
     const p50 = median(r.p50);
     const fps = median(r.fps);
     console.log(
-      `${name.padEnd(16)} ${p50.toFixed(1).padStart(11)} ${median(r.p99).toFixed(1).padStart(11)} ${`${(p50 / b50).toFixed(2)}x`.padStart(7)} ${fps.toFixed(0).padStart(10)} ${((fps * 256) / 1e6).toFixed(1).padStart(7)} ${`${(fps / bfps).toFixed(2)}x`.padStart(7)}`,
+      `${name.padEnd(NAME_WIDTH)} ${p50.toFixed(1).padStart(11)} ${median(r.p99).toFixed(1).padStart(11)} ${`${(p50 / b50).toFixed(2)}x`.padStart(7)} ${fps.toFixed(0).padStart(10)} ${((fps * 256) / 1e6).toFixed(1).padStart(7)} ${`${(fps / bfps).toFixed(2)}x`.padStart(7)}`,
     );
   }
 }
 
-await main();
+try {
+  await main();
+} finally {
+  for (const dir of [...tempDirs]) removeTempDir(dir);
+}

@@ -95,6 +95,8 @@ struct Ring {
   uint8_t* prodPtr() const { return base; }
   uint8_t* consPtr() const { return base + 64; }
   uint8_t* stalledPtr() const { return base + 96; }
+  // In a request ring: set by the ring's owner while it is serving, so requesters can skip the doorbell.
+  uint8_t* awakePtr() const { return base + 32; }
   uint8_t* slot(uint32_t i) const { return base + kCtlBytes + size_t(i % kSlots) * kSlotBytes; }
 };
 
@@ -529,10 +531,11 @@ struct Provider {
       }
       // Copy the whole request out of shared memory before looking at it.
       const uint8_t* slot = c->ownReq.slot(c->ownReqCons);
-      memcpy(local.data(), slot, kSlotBytes);
+      memcpy(local.data(), slot, kHdrBytes);
       const uint8_t* h = local.data();
       uint8_t op = h[0];
       uint32_t len = Rd32(h + 4);
+      if (len <= kMaxPayload && op != OP_READ) memcpy(local.data() + kHdrBytes, slot + kHdrBytes, len);
       uint64_t wrId = Rd64(h + 8);
       uint64_t rkey = Rd64(h + 16);
       uint64_t off = Rd64(h + 24);
@@ -685,7 +688,7 @@ struct Provider {
     }
     if (took && LoadAcq(c->myCpl.stalledPtr())) {
       StoreRel(c->myCpl.stalledPtr(), 0);
-      Doorbell(c->peerEfd);
+      RingPeer(c);
     }
     if (took && c->blocked) {
       c->blocked = false;
@@ -701,13 +704,33 @@ struct Provider {
     ssize_t r = read(c->myEfd, &v, sizeof v);
     (void)r;
     uint32_t id = c->id;
-    bool posted = false;
-    bool more = ServeRequests(c, posted);
-    if (!Find(id)) return;
-    if (posted) Doorbell(c->peerEfd);
-    TakeCompletions(c);
-    if (!Find(id)) return;
-    if (more) Doorbell(c->myEfd);
+    for (int round = 0;; round++) {
+      __atomic_store_n(reinterpret_cast<uint32_t*>(c->ownReq.awakePtr()), 1, __ATOMIC_SEQ_CST);
+      bool posted = false;
+      bool more = ServeRequests(c, posted);
+      if (!Find(id)) return;
+      if (posted) RingPeer(c);
+      TakeCompletions(c);
+      if (!Find(id)) return;
+      if (more || round >= 8) {  // the budget ran out: yield to the event loop, then go on
+        Doorbell(c->myEfd);
+        return;
+      }
+      // Going to sleep: clear the flag, then look once more (a requester that saw the flag set skipped
+      // the doorbell, so its request must be seen here).
+      __atomic_store_n(reinterpret_cast<uint32_t*>(c->ownReq.awakePtr()), 0, __ATOMIC_SEQ_CST);
+      if (LoadAcq(c->ownReq.prodPtr()) == c->ownReqCons && LoadAcq(c->myCpl.prodPtr()) == c->myCplCons) return;
+    }
+  }
+
+  // Rings the peer's event fd unless the peer says it is serving (it then sees our work before sleeping).
+  // A peer that lies about it only delays its own service.
+  void RingPeer(Conn* c) {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(reinterpret_cast<const uint32_t*>(c->myReq.awakePtr()), __ATOMIC_SEQ_CST) == 0)
+      Doorbell(c->peerEfd);
+    else
+      Count("doorbells.skipped");
   }
 
   // ---------------------------------------------------------------- posting
@@ -731,7 +754,7 @@ struct Provider {
   void Publish(Conn* c) {
     c->myReqProd++;
     StoreRel(c->myReq.prodPtr(), c->myReqProd);
-    Doorbell(c->peerEfd);
+    RingPeer(c);
   }
 
   // ---------------------------------------------------------------- delivery to JS

@@ -14,6 +14,7 @@ import {
   LOG_LEVELS,
   type LogLevel,
   type NodeConfig,
+  type TransportKind,
   validateCluster,
   validateNode,
 } from "../node/config.ts";
@@ -77,6 +78,8 @@ export interface InitOptions {
   readonly apiPort?: number;
   /** Explicit ports per replica (the dev cluster picks free ones). */
   readonly ports?: { readonly p2p: readonly number[]; readonly api: readonly number[] };
+  /** "rdma": replicas talk through the native-rdma shm provider (one host; socket paths under `out`). */
+  readonly transport?: TransportKind;
   readonly force?: boolean;
 }
 
@@ -113,6 +116,11 @@ export function initCluster(o: InitOptions): InitResult {
     throw new CliError("BAD_ARGUMENT", `--hosts: give one host, or one per replica (${o.nodes})`);
   const hostOf = (i: number) => (hosts.length === 1 ? hosts[0] : hosts[i]) as string;
   const sameHost = hosts.length === 1;
+  if (o.transport === "rdma" && !sameHost)
+    throw new CliError(
+      "BAD_ARGUMENT",
+      "--transport rdma: the shm provider connects replicas of one host only",
+    );
   const p2pPort = (i: number) => o.ports?.p2p[i] ?? (o.p2pPort ?? 7050) + (sameHost ? i : 0);
   const apiPort = (i: number) => o.ports?.api[i] ?? (o.apiPort ?? 8080) + (sameHost ? i : 0);
   const seeds = Array.from({ length: o.nodes }, () => randomBytes(32));
@@ -126,7 +134,9 @@ export function initCluster(o: InitOptions): InitResult {
       publicKey: hex(ed25519PublicKeyOf(s)),
       p2p: `/${/^[0-9.]+$/.test(hostOf(i)) ? "ip4" : "dns4"}/${hostOf(i)}/tcp/${p2pPort(i)}`,
       api: `http://${hostOf(i)}:${apiPort(i)}`,
+      ...(o.transport === "rdma" ? { rdma: join(out, `rdma-${i}.sock`) } : {}),
     })),
+    ...(o.transport === "rdma" ? { transport: "rdma" as const } : {}),
     batch: { ...DEFAULT_BATCH },
   };
   validateCluster(cluster);
@@ -157,7 +167,7 @@ function renderCluster(c: ClusterConfig): string {
   const replicas = c.replicas
     .map(
       (r) =>
-        `    { "id": ${r.id}, "publicKey": "${r.publicKey}",\n      "p2p": "${r.p2p}", "api": "${r.api}" }`,
+        `    { "id": ${r.id}, "publicKey": "${r.publicKey}",\n      "p2p": "${r.p2p}", "api": "${r.api}"${r.rdma ? `,\n      "rdma": ${JSON.stringify(r.rdma)}` : ""} }`,
     )
     .join(",\n");
   return `// The cluster: identical on every replica. Its canonical JSON is the genesis block's only entry, so a
@@ -174,6 +184,9 @@ function renderCluster(c: ClusterConfig): string {
   "replicas": [
 ${replicas}
   ],
+  // How replicas reach each other: "libp2p" (TCP + noise + yamux, the default) or "rdma" (the native-rdma
+  // addon's shared-memory provider, one host only: each replica's "rdma" is its UNIX socket path).
+  ${c.transport ? `"transport": "${c.transport}",` : `// "transport": "libp2p",`}
   // Block cutting, as Fabric's BatchSize/BatchTimeout.
   "batch": {
     // A block holds at most this many transactions.

@@ -33,7 +33,12 @@ export interface ReplicaEntry {
   readonly p2p: string;
   /** Base URL of the replica's HTTP/WebSocket API, e.g. http://127.0.0.1:8001 */
   readonly api: string;
+  /** With transport "rdma": the UNIX socket path of the replica's rdma endpoint (one host only). */
+  readonly rdma?: string;
 }
+
+export const TRANSPORTS = ["libp2p", "rdma"] as const;
+export type TransportKind = (typeof TRANSPORTS)[number];
 
 /** What every replica agrees on; its canonical JSON is the genesis block's entry. */
 export interface ClusterConfig {
@@ -41,6 +46,8 @@ export interface ClusterConfig {
   readonly mode: Mode;
   readonly f: number;
   readonly replicas: readonly ReplicaEntry[];
+  /** How replicas reach each other (default "libp2p"; "rdma" needs the native-rdma addon, one host). */
+  readonly transport?: TransportKind;
   readonly batch: BatchConfig;
   /** The znode tree's limits (part of the replicated state: identical on every replica). */
   readonly coord?: CoordConfig;
@@ -110,7 +117,14 @@ export function validateCluster(c: ClusterConfig): void {
       fail(`replicas[${i}].p2p`, "must be a multiaddr");
     if (typeof r.api !== "string" || !/^https?:\/\//.test(r.api))
       fail(`replicas[${i}].api`, "must be an http(s) URL");
+    if (
+      c.transport === "rdma" &&
+      (typeof r.rdma !== "string" || !r.rdma.startsWith("/") || r.rdma.length > 100)
+    )
+      fail(`replicas[${i}].rdma`, "must be an absolute UNIX socket path of at most 100 characters");
   });
+  if (c.transport !== undefined && !TRANSPORTS.includes(c.transport))
+    fail("transport", `must be one of ${TRANSPORTS.join(", ")}`);
   const b = c.batch;
   if (!b || typeof b !== "object") fail("batch", "must be an object");
   posInt(b.maxMessageCount, "batch.maxMessageCount");

@@ -14,6 +14,7 @@ import {
   type ClusterConfig,
   DEFAULT_BATCH,
   type NodeConfig,
+  type TransportKind,
 } from "../../src/node/config.ts";
 import type { NodeEvent } from "./orderer-node.ts";
 import { freePorts } from "./ports.ts";
@@ -30,7 +31,7 @@ export async function localCluster(
   mode: Mode,
   f: number,
   dir: string,
-  opts: { batch?: Partial<BatchConfig>; node?: Partial<NodeConfig> } = {},
+  opts: { batch?: Partial<BatchConfig>; node?: Partial<NodeConfig>; transport?: TransportKind } = {},
 ): Promise<LocalCluster> {
   const n = mode === "hybrid" ? 2 * f + 1 : 3 * f + 1;
   const ports = await freePorts(2 * n);
@@ -45,7 +46,9 @@ export async function localCluster(
       publicKey: hex(ed25519PublicKeyOf(s)),
       p2p: `/ip4/127.0.0.1/tcp/${ports[i]}`,
       api: `http://127.0.0.1:${ports[n + i]}`,
+      ...(opts.transport === "rdma" ? { rdma: join(dir, `rdma-${i}.sock`) } : {}),
     })),
+    ...(opts.transport ? { transport: opts.transport } : {}),
     batch: { ...DEFAULT_BATCH, ...opts.batch },
   };
   const nodes: NodeConfig[] = seeds.map((s, i) => ({

@@ -29,6 +29,7 @@ import { bytesEq } from "../ordering/block.ts";
 import { Gateway, signedRequest } from "../ordering/gateway.ts";
 import { Ledger, LedgerError } from "../ordering/ledger.ts";
 import { Libp2pTransport } from "../transport/libp2p.ts";
+import { RdmaTransport } from "../transport/rdma.ts";
 import "../util/polyfill.ts";
 import { ConfigError } from "../bft/errors.ts";
 import { ApiServer } from "./api-server.ts";
@@ -165,14 +166,29 @@ export class OrdererNode {
         { crypto: nodeCrypto, registry, auth, trusted },
         loaded.storage,
       );
-      const transport = new Libp2pTransport({
-        self: config.id,
-        seed,
-        peers: cluster.replicas.map((r, i) => ({ id: r.id, publicKey: keys[i] as Uint8Array, addr: r.p2p })),
-        listen: config.p2pListen,
-        redialMinMs: 20,
-        redialMaxMs: 1000,
-      });
+      const transport =
+        cluster.transport === "rdma"
+          ? new RdmaTransport({
+              self: config.id,
+              seed,
+              peers: cluster.replicas.map((r, i) => ({
+                id: r.id,
+                publicKey: keys[i] as Uint8Array,
+                path: r.rdma as string,
+              })),
+            })
+          : new Libp2pTransport({
+              self: config.id,
+              seed,
+              peers: cluster.replicas.map((r, i) => ({
+                id: r.id,
+                publicKey: keys[i] as Uint8Array,
+                addr: r.p2p,
+              })),
+              listen: config.p2pListen,
+              redialMinMs: 20,
+              redialMaxMs: 1000,
+            });
       const q = quorums(cluster.mode, cluster.f);
       const ledger = await Ledger.open({
         db: store.db,

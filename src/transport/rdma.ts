@@ -13,7 +13,7 @@
 //   sequence number and an HMAC-SHA256 under a key both sides derived from the X25519 secret; the
 //   owner checks both before any byte lands. Frames are cut into slots (FIRST/LAST flags), written with
 //   an immediate so the owner learns of each slot, and reassembled in order. The receiver returns
-//   credits (slots consumed) every half ring, so the sender never laps it.
+//   credits (slots consumed) every quarter ring, so the sender never laps it.
 // - Delivery: a frame leaves the queue only when the write of its last slot has completed (the owner
 //   applied it). When a connection closes, the sender rewinds to the oldest unconfirmed frame and writes
 //   it again on the next connection, so frames sent while a peer restarts arrive (or, rarely, twice:
@@ -656,7 +656,10 @@ export class RdmaTransport implements Transport {
     const flags = dv.getUint32(12, true);
     if (seq !== link.expectSeq || len + SLOT_HDR !== e.length) return this.dropConn(e.conn);
     link.expectSeq++;
-    if (link.expectSeq - link.reported >= this.slots / 2) link.creditOwed = true;
+    if (link.expectSeq - link.reported >= this.slots / 4) {
+      link.creditOwed = true;
+      this.sendCredit(link);
+    }
     let at = off + SLOT_HDR;
     let take = len;
     if (flags & FIRST) {

@@ -135,7 +135,7 @@ describe("rdma attacks (shm provider)", { skip: !native.available }, () => {
 
   it("refuses guessed keys, a stolen key, a read-only key used to write, and out-of-bounds windows", async () => {
     const before = refusals(attacker, aConn).length;
-    const sec0 = victim.p.stats()["refused"] ?? 0;
+    const sec0 = victim.p.stats().refused ?? 0;
     const attempts: [string, () => boolean][] = [
       ["guess", () => attacker.p.postWrite(aConn, 10, 0x1234n, 0, new Uint8Array(8).fill(0xee))],
       ["guess+1", () => attacker.p.postWrite(aConn, 11, kReadOnly + 1n, 0, new Uint8Array(8).fill(0xee))],

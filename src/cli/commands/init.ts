@@ -21,6 +21,11 @@ export function initCommand(): Command {
       7050,
     )
     .option("--api-port <port>", "first API port (one per replica on one host)", intArg("--api-port"), 8080)
+    .addOption(
+      new Option("--transport <kind>", "how replicas reach each other (rdma: one host, needs native-rdma)")
+        .choices(["libp2p", "rdma"])
+        .default("libp2p"),
+    )
     .option("--force", "overwrite an existing configuration (a new chain)")
     .option("--json", "print the result as JSON")
     .addHelpText(
@@ -44,6 +49,7 @@ Then on each machine: orderer start --config ./cluster/node-<i>.jsonc`,
         hosts,
         p2pPort: o.p2pPort,
         apiPort: o.apiPort,
+        transport: o.transport === "rdma" ? "rdma" : undefined,
         force: o.force === true,
       });
       print(
