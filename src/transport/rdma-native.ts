@@ -138,10 +138,11 @@ const STATUS = fileURLToPath(new URL("../../native-rdma/build/status.json", impo
 
 let cached: RdmaNative | undefined;
 
-/** The addon, or why it is unavailable. */
+/** The addon, or why it is unavailable. ORDERER_RDMA_ADDON names another build of it (tests). */
 export function loadRdmaNative(): RdmaNative {
   if (cached) return cached;
-  if (!existsSync(ADDON)) {
+  const addonPath = process.env.ORDERER_RDMA_ADDON ?? ADDON;
+  if (!existsSync(addonPath)) {
     let reason = "native-rdma is not built (run `npm run build:rdma`)";
     try {
       const s = JSON.parse(readFileSync(STATUS, "utf8")) as { ok?: boolean; reason?: string };
@@ -153,7 +154,7 @@ export function loadRdmaNative(): RdmaNative {
     return cached;
   }
   try {
-    const addon = createRequire(import.meta.url)(ADDON) as RdmaAddon;
+    const addon = createRequire(import.meta.url)(addonPath) as RdmaAddon;
     cached = { available: true, addon };
   } catch (err) {
     cached = { available: false, reason: `native-rdma does not load: ${(err as Error).message}` };
