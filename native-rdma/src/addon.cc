@@ -3,9 +3,12 @@
 // The shm provider emulates one-sided RDMA on a single host with a hardened memory-key model:
 // - A memory region is anonymous private memory of its owner; no peer ever maps it.
 // - Each connection has a mailbox: a sealed memfd (no shrink, no grow, no more seals) created by the
-//   connecting side and passed with its event fd over a UNIX seqpacket socket; the accepting side
-//   answers with its own event fd. The mailbox holds two channels (one per requesting side), each a
-//   request ring and a completion ring of fixed slots.
+//   connecting side and passed over a UNIX seqpacket socket. The mailbox holds two channels (one per
+//   requesting side), each a request ring and a completion ring of fixed slots.
+// - Doorbells are one-byte datagrams on that socket, sent with MSG_DONTWAIT: a peer can at worst make
+//   them fail (its own loss). (An event fd shared with the peer would not do: the peer could make the
+//   shared file blocking and fill its counter, and our next doorbell would block our event loop.) Each
+//   side keeps a private event fd to wake itself when it yields with work left.
 // - The owner of a region plays the NIC: it copies each request out of the shared slot (the peer may
 //   change it at any time), validates key, key-to-connection binding, permission and overflow-safe
 //   bounds (and, for slotted keys, the slot's sequence number and MAC) and only then touches the
@@ -55,12 +58,12 @@ constexpr uint32_t kSlotBytes = 16384;
 constexpr uint32_t kSlots = 128;
 constexpr uint32_t kHdrBytes = 64;
 constexpr uint32_t kMaxPayload = kSlotBytes - kHdrBytes;
-constexpr uint32_t kCtlBytes = 128;  // producer index at 0, consumer index at 64, stalled flag at 96
+constexpr uint32_t kCtlBytes = 128;  // producer index at 0, awake flag at 32, consumer index at 64, stalled at 96
 constexpr size_t kRingBytes = kCtlBytes + size_t(kSlots) * kSlotBytes;
 constexpr size_t kMailboxHeader = 4096;
 // channel c (0: the connector requests, 1: the acceptor requests): request ring, completion ring
 constexpr size_t kMailboxBytes = kMailboxHeader + 4 * kRingBytes;
-constexpr uint32_t kBudget = 512;  // requests handled per wake before yielding to the event loop
+constexpr uint32_t kBudget = kSlots;  // requests served per pass (OnWake makes at most 9 passes, then yields)
 
 // The slot header a MAC-checked ("slotted") key requires at the start of every write.
 constexpr uint32_t kSlotHdr = 32;  // seq u64, bodyLen u32, flags u32, mac[16]
@@ -100,16 +103,6 @@ struct Ring {
   uint8_t* slot(uint32_t i) const { return base + kCtlBytes + size_t(i % kSlots) * kSlotBytes; }
 };
 
-bool IsEventFd(int fd) {
-  char path[64];
-  char target[64];
-  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-  ssize_t n = readlink(path, target, sizeof target - 1);
-  if (n <= 0) return false;
-  target[n] = 0;
-  return strcmp(target, "anon_inode:[eventfd]") == 0;
-}
-
 void Doorbell(int efd) {
   if (efd < 0) return;
   uint64_t one = 1;
@@ -130,8 +123,7 @@ struct Conn {
   bool connector = false;
   int sock = -1;
   int memfd = -1;
-  int myEfd = -1;
-  int peerEfd = -1;
+  int myEfd = -1;  // private: wakes this side when it yielded with work left
   uint8_t* mbox = nullptr;
   uv_poll_t* sockPoll = nullptr;
   uv_poll_t* efdPoll = nullptr;
@@ -341,7 +333,7 @@ struct Provider {
     FreePoll(c->sockPoll);
     FreePoll(c->efdPoll);
     if (c->mbox) munmap(c->mbox, kMailboxBytes);
-    for (int fd : {c->sock, c->memfd, c->myEfd, c->peerEfd})
+    for (int fd : {c->sock, c->memfd, c->myEfd})
       if (fd >= 0) close(fd);
     RevokeWhere([](const Key& k, uint32_t conn) { return k.conn == conn; }, id);
     Count(std::string("closed.") + reason);
@@ -424,13 +416,13 @@ struct Provider {
       return;
     }
     if (c->state == ConnState::Accepting) {
-      // hello: magic u32, version u32, mailbox bytes u64; fds: [mailbox memfd, connector's event fd]
+      // hello: magic u32, version u32, mailbox bytes u64; fds: [mailbox memfd]
       const char* why = nullptr;
       int seals = -1;
       struct stat st {};
       if (n != 16 || Rd32(buf) != kMagic || Rd32(buf + 4) != kVersion || Rd64(buf + 8) != kMailboxBytes)
         why = "bad-hello";
-      else if (fds.size() != 2)
+      else if (fds.size() != 1)
         why = "bad-hello";
       else if ((seals = fcntl(fds[0], F_GET_SEALS)) < 0 ||
                (seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) != (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) ||
@@ -438,8 +430,6 @@ struct Provider {
         why = "mailbox-unsealed";
       else if (fstat(fds[0], &st) != 0 || size_t(st.st_size) != kMailboxBytes)
         why = "mailbox-size";
-      else if (!IsEventFd(fds[1]))
-        why = "bad-event-fd";
       if (why) {
         closeFds();
         Count(std::string("refused.") + why);
@@ -459,13 +449,12 @@ struct Provider {
       }
       c->mbox = static_cast<uint8_t*>(m);
       c->memfd = fds[0];
-      c->peerEfd = fds[1];
       c->myEfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
       MapRings(c);
       uint8_t ack[8];
       Wr32(ack, kMagic);
       Wr32(ack + 4, kVersion);
-      if (c->myEfd < 0 || !SendWithFds(c->sock, ack, sizeof ack, {c->myEfd})) {
+      if (c->myEfd < 0 || !SendWithFds(c->sock, ack, sizeof ack, {})) {
         CloseConn(c->id, "handshake-failed");
         return;
       }
@@ -473,18 +462,44 @@ struct Provider {
       return;
     }
     if (c->state == ConnState::Connecting) {
-      if (n != 8 || Rd32(buf) != kMagic || fds.size() != 1 || !IsEventFd(fds[0])) {
+      if (n != 8 || Rd32(buf) != kMagic || Rd32(buf + 4) != kVersion || !fds.empty()) {
         closeFds();
         CloseConn(c->id, "bad-ack");
         return;
       }
-      c->peerEfd = fds[0];
       GoUp(c);
       return;
     }
-    // Nothing is expected on an established socket.
+    // Established: doorbells. Drain them all (the peer may send many), then serve.
     closeFds();
-    CloseConn(c->id, "unexpected-message");
+    for (int k = 0; k < 1024; k++) {
+      ssize_t m = RecvWithFds(c->sock, buf, sizeof buf, fds);
+      closeFds();
+      if (m == -1) break;
+      if (m <= 0) {
+        CloseConn(c->id, m == 0 ? "peer-closed" : "socket-error");
+        return;
+      }
+    }
+    OnWake(c);
+  }
+
+  // Rings the peer: a one-byte datagram that never blocks us.
+  static void SockDoorbell(Conn* c) {
+    uint8_t b = 1;
+    ssize_t r = send(c->sock, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)r;
+  }
+
+  // A peer broke the mailbox's invariants: count, report, cut it off.
+  void Corrupt(Conn* c) {
+    Count("refused.mailbox-corrupt");
+    Event ev;
+    ev.type = "security";
+    ev.conn = c->id;
+    ev.reason = "mailbox-corrupt";
+    Emit(std::move(ev));
+    CloseConn(c->id, "mailbox-corrupt");
   }
 
   // ---------------------------------------------------------------- the NIC: serving requests
@@ -506,13 +521,7 @@ struct Provider {
     uint32_t prod = LoadAcq(c->ownReq.prodPtr());
     uint32_t avail = prod - c->ownReqCons;
     if (avail > kSlots) {
-      Count("refused.mailbox-corrupt");
-      Event ev;
-      ev.type = "security";
-      ev.conn = c->id;
-      ev.reason = "mailbox-corrupt";
-      Emit(std::move(ev));
-      CloseConn(c->id, "mailbox-corrupt");
+      Corrupt(c);
       return false;
     }
     static thread_local std::vector<uint8_t> local(kSlotBytes);
@@ -521,8 +530,7 @@ struct Provider {
       uint32_t cplCons = LoadAcq(c->ownCpl.consPtr());
       uint32_t used = c->ownCplProd - cplCons;
       if (used > kSlots) {
-        Count("refused.mailbox-corrupt");
-        CloseConn(c->id, "mailbox-corrupt");
+        Corrupt(c);
         return false;
       }
       if (used == kSlots) {  // the peer has not taken its completions: wait to be rung
@@ -646,13 +654,7 @@ struct Provider {
     uint32_t avail = prod - c->myCplCons;
     uint32_t outstanding = c->myReqProd - c->myCplCons;
     if (avail > outstanding) {  // more completions than requests: the peer scribbled
-      Count("refused.mailbox-corrupt");
-      Event ev;
-      ev.type = "security";
-      ev.conn = c->id;
-      ev.reason = "mailbox-corrupt";
-      Emit(std::move(ev));
-      CloseConn(c->id, "mailbox-corrupt");
+      Corrupt(c);
       return;
     }
     bool took = avail > 0;
@@ -728,7 +730,7 @@ struct Provider {
   void RingPeer(Conn* c) {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (__atomic_load_n(reinterpret_cast<const uint32_t*>(c->myReq.awakePtr()), __ATOMIC_SEQ_CST) == 0)
-      Doorbell(c->peerEfd);
+      SockDoorbell(c);
     else
       Count("doorbells.skipped");
   }
@@ -741,7 +743,7 @@ struct Provider {
     uint32_t cons = LoadAcq(c->myReq.consPtr());
     uint32_t used = c->myReqProd - cons;
     if (used > kSlots) {
-      CloseConn(c->id, "mailbox-corrupt");
+      Corrupt(c);
       return nullptr;
     }
     if (used == kSlots || c->myReqProd - c->myCplCons >= kSlots) {
@@ -1000,7 +1002,7 @@ class ShmProvider : public Napi::ObjectWrap<ShmProvider> {
       return Fail(env, "cannot connect to " + path + ": " + err, "ERR_RDMA_CONNECT");
     }
     int mfd = memfd_create("orderer-rdma-mailbox", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);  // private to this side
     bool ok = mfd >= 0 && efd >= 0 && ftruncate(mfd, off_t(kMailboxBytes)) == 0 &&
               (unsealed || fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0);
     void* m = ok ? mmap(nullptr, kMailboxBytes, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0) : MAP_FAILED;
@@ -1015,9 +1017,7 @@ class ShmProvider : public Napi::ObjectWrap<ShmProvider> {
     Wr32(hello + 4, kVersion);
     Wr64(hello + 8, kMailboxBytes);
     uint8_t* mb = static_cast<uint8_t*>(m);
-    Wr32(mb, kMagic);
-    Wr32(mb + 4, kVersion);
-    if (!Provider::SendWithFds(s, hello, sizeof hello, {mfd, efd})) {
+    if (!Provider::SendWithFds(s, hello, sizeof hello, {mfd})) {
       std::string err = strerror(errno);
       munmap(m, kMailboxBytes);
       for (int fd : {s, mfd, efd}) close(fd);
@@ -1263,7 +1263,7 @@ class ShmProvider : public Napi::ObjectWrap<ShmProvider> {
     double off = info[1].As<Napi::Number>().DoubleValue();
     if (!(off >= 0 && off + double(len) <= double(kMailboxBytes))) return Napi::Boolean::New(env, false);
     memcpy(c->mbox + size_t(off), data, len);
-    Doorbell(c->peerEfd);
+    Provider::SockDoorbell(c);
     return Napi::Boolean::New(env, true);
   }
 

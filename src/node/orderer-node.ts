@@ -176,6 +176,8 @@ export class OrdererNode {
                 publicKey: keys[i] as Uint8Array,
                 path: r.rdma as string,
               })),
+              // Refused keys, forged slots, bad mailboxes, bans: every one is logged.
+              onSecurityEvent: (e) => log.warn({ peer: e.peer, reason: e.reason }, "rdma security event"),
             })
           : new Libp2pTransport({
               self: config.id,

@@ -140,7 +140,7 @@ export class RdmaTransport implements Transport {
   private readonly conns = new Map<number, Conn>();
   private readonly linkOfConn = new Map<number, Link>();
   /** Per connection, one mark per posted request in order: 1 where the request completes a frame. */
-  private readonly posted = new Map<number, { marks: number[]; head: number }>();
+  private readonly posted = new Map<number, { marks: number[]; head: number; failed: boolean }>();
   private readonly counters = new Map<ReplicaId, PeerStats>();
   private handler: FrameHandler | null = null;
   private provider: ShmProvider | null = null;
@@ -346,7 +346,7 @@ export class RdmaTransport implements Transport {
     };
     c.timer.unref?.();
     this.conns.set(id, c);
-    this.posted.set(id, { marks: [], head: 0 });
+    this.posted.set(id, { marks: [], head: 0, failed: false });
     return c;
   }
 
@@ -379,7 +379,12 @@ export class RdmaTransport implements Transport {
         }
         case "completion":
           // A write of ours was refused: our key is stale or the peer thinks we misbehaved. Start over.
-          if (e.status !== 0) this.dropConn(e.conn);
+          // Nothing more on it counts as delivered (its frames are written again on the next connection).
+          if (e.status !== 0) {
+            const q = this.posted.get(e.conn);
+            if (q) q.failed = true;
+            this.dropConn(e.conn);
+          }
           break;
         case "acked":
           this.onAcked(e.conn, e.count ?? 0);
@@ -425,7 +430,14 @@ export class RdmaTransport implements Transport {
     const link = this.linkOfConn.get(conn);
     const s = link ? this.stat(link.peer) : null;
     for (let k = 0; k < count && q.head < q.marks.length; k++) {
-      if (q.marks[q.head++] === 1 && link && s && link.conn === conn && link.head < link.cursor) {
+      if (
+        q.marks[q.head++] === 1 &&
+        !q.failed &&
+        link &&
+        s &&
+        link.conn === conn &&
+        link.head < link.cursor
+      ) {
         const frame = link.frames[link.head] as Uint8Array;
         link.frames[link.head++] = EMPTY;
         s.queuedFrames--;
