@@ -1,38 +1,68 @@
-// Transports side by side, in one run: round-trip latency of 64 B frames (ping-pong, p50/p99) and
-// one-way throughput of 256 B frames, for raw node:net TCP (4-byte length prefix, writes corked per
-// event-loop turn; the baseline), the same framing over a node:net UNIX domain socket, libp2p
-// (TCP + noise + yamux), the rdma transport over the native addon's shm provider (UNIX socket
-// endpoints, shared-memory mailboxes; skipped with a note when the addon is not built or does not
-// load) and the in-memory transport. Both endpoints live in this process, on loopback / in temp dirs
-// (removed afterwards). Each figure is the median of --runs runs; ratios are against raw TCP of the
-// same run.
+// Transports side by side, in one run, in two parts.
+//
+// 1. Raw transports: round-trip latency of 64 B frames (ping-pong, p50/p99) and one-way throughput of
+// 256 B frames, for raw node:net TCP (4-byte length prefix, writes corked per event-loop turn; the
+// baseline), the same framing over a node:net UNIX domain socket, libp2p (TCP + noise + yamux), the
+// rdma transport over the native addon's shm provider (UNIX socket endpoints, shared-memory mailboxes;
+// skipped with a note when the addon is not built or does not load) and the in-memory transport. Both
+// endpoints live in this process, on loopback / in temp dirs (removed afterwards). Each figure is the
+// median of --runs runs; ratios are against raw TCP of the same run.
+//
+// 2. A three-replica hybrid cluster (f = 1) over rdma against the same cluster over libp2p: each replica
+// in its own process (LevelDB with fsync on, the nodes' default), all on this machine, a fresh cluster
+// per measurement. Over one WebSocket submit stream to the view's leader, 1 transaction outstanding:
+// submit-to-commit latency (sending one 100 B transaction until its acknowledgement with a certified
+// receipt arrives), p50/p99 of --cluster-txs sequential transactions after 50 warm-up ones. Then 64
+// transactions outstanding, spread over one submit stream per replica (closed loop): committed tx/s over
+// --cluster-seconds after 0.5 s warm-up. Each figure is the median of --cluster-runs rounds; within a
+// round the transports alternate (libp2p, rdma, libp2p, rdma, ...). rdma is skipped with a note when
+// the addon is unavailable. Ratios are against libp2p. Temp dirs and replica processes are removed
+// even on failure or SIGINT/SIGTERM.
 //
 //   npm run bench:transport [-- --runs 5 --pings 3000 --frames 200000]
+//   npm run bench:transport -- --no-cluster                  (part 1 only)
+//   npm run bench:transport -- --cluster-only [--cluster-runs 3 --cluster-txs 300 --cluster-seconds 3]
 
 import "../src/util/polyfill.ts";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer, type NetConnectOpts, type Socket } from "node:net";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
+import WebSocket from "ws";
 import { generateEd25519KeyPair } from "../src/crypto/node-crypto.ts";
+import type { NodeConfig, TransportKind } from "../src/node/config.ts";
+import { localCluster, NodeProcess } from "../src/node/local-cluster.ts";
 import { freePorts } from "../src/node/ports.ts";
 import { Libp2pTransport } from "../src/transport/libp2p.ts";
 import { MemoryHub } from "../src/transport/memory.ts";
 import { RdmaTransport } from "../src/transport/rdma.ts";
 import { loadRdmaNative } from "../src/transport/rdma-native.ts";
 import type { Transport, TransportLimits } from "../src/transport/transport.ts";
+import { median, pct } from "./stats.ts";
 
 const { values } = parseArgs({
   options: {
     runs: { type: "string", default: "5" },
     pings: { type: "string", default: "3000" },
     frames: { type: "string", default: "200000" },
+    "cluster-runs": { type: "string", default: "3" },
+    "cluster-txs": { type: "string", default: "300" },
+    "cluster-seconds": { type: "string", default: "3" },
+    "no-cluster": { type: "boolean", default: false },
+    "cluster-only": { type: "boolean", default: false },
   },
 });
 const RUNS = Number(values.runs);
 const PINGS = Number(values.pings);
 const FRAMES = Number(values.frames);
+const CLUSTER_RUNS = Number(values["cluster-runs"]);
+const CLUSTER_TXS = Number(values["cluster-txs"]);
+const CLUSTER_SECONDS = Number(values["cluster-seconds"]);
+if (values["no-cluster"] && values["cluster-only"])
+  throw new Error("--no-cluster and --cluster-only exclude each other");
 
 /** Two connected endpoints: a → b and b → a. */
 interface Pair {
@@ -243,10 +273,7 @@ async function rtt(pair: Pair, pings: number): Promise<{ p50: number; p99: numbe
     if (i >= 200) samples.push(Number(process.hrtime.bigint() - t0) / 1000);
   }
   samples.sort((a, b) => a - b);
-  return {
-    p50: samples[Math.floor(samples.length * 0.5)] as number,
-    p99: samples[Math.floor(samples.length * 0.99)] as number,
-  };
+  return { p50: pct(samples, 0.5), p99: pct(samples, 0.99) };
 }
 
 async function throughput(pair: Pair, frames: number): Promise<number> {
@@ -275,13 +302,7 @@ async function throughput(pair: Pair, frames: number): Promise<number> {
   return frames / secs;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
-};
-
 const rdmaNative = loadRdmaNative();
-if (!rdmaNative.available) console.log(`rdma (shm): skipped: ${rdmaNative.reason}`);
 
 const KINDS: [string, () => Promise<Pair>][] = [
   ["tcp (node:net)", tcpPair],
@@ -292,7 +313,8 @@ const KINDS: [string, () => Promise<Pair>][] = [
 ];
 const NAME_WIDTH = Math.max("transport".length, ...KINDS.map(([name]) => name.length));
 
-async function main(): Promise<void> {
+async function transportBench(): Promise<void> {
+  if (!rdmaNative.available) console.log(`rdma (shm): skipped: ${rdmaNative.reason}`);
   const res = new Map<string, { p50: number[]; p99: number[]; fps: number[] }>();
   for (const [name] of KINDS) res.set(name, { p50: [], p99: [], fps: [] });
   for (let run = 0; run < RUNS; run++) {
@@ -330,8 +352,298 @@ async function main(): Promise<void> {
   }
 }
 
+// ------------------------------------------------------------------ part 2: a three-replica hybrid cluster
+
+const CLUSTER_WARMUP_TXS = 50;
+const CLUSTER_OUTSTANDING = 64;
+const CLUSTER_WARMUP_MS = 500;
+const TX_BYTES = 100;
+/** Batch and core timeouts as in bench/ordering.ts; fsync on (the nodes' default, stated here). */
+const CLUSTER_BATCH = { maxMessageCount: 500, batchTimeoutMs: 10 };
+const CLUSTER_NODE: Partial<NodeConfig> = {
+  sync: true,
+  limits: { requestTimeoutTicks: 500, viewChangeTimeoutTicks: 500 },
+};
+const CLUSTER_NAMES: Record<TransportKind, string> = { libp2p: "libp2p", rdma: "rdma (shm)" };
+
+/** Replica processes still running: stopped on the way out, whatever happens. */
+const liveNodes = new Set<NodeProcess>();
+
+/** An acknowledgement on /v1/submit (docs/api.md); `CLOSED` is ours: the stream went away. */
+interface Ack {
+  id: number | null;
+  ok: boolean;
+  receipt?: { duplicate: boolean; certificate: unknown[] };
+  error?: { code: string; message: string };
+}
+const CLOSED: Ack = { id: null, ok: false, error: { code: "CLOSED", message: "submit stream closed" } };
+
+/** A new transaction's certified receipt (hybrid f = 1: commit quorum 2). */
+const committed = (a: Ack): boolean =>
+  a.ok && a.receipt !== undefined && !a.receipt.duplicate && a.receipt.certificate.length >= 2;
+
+/** One WebSocket submit stream: binary submissions (4-byte id, then the transaction), acks matched by id. */
+class SubmitStream {
+  private nextId = 0;
+  private readonly waiting = new Map<number, (ack: Ack) => void>();
+  private constructor(private readonly ws: WebSocket) {
+    ws.on("error", () => {}); // "close" follows and fails whatever is waiting
+    ws.on("message", (d: Buffer) => {
+      const ack = JSON.parse(String(d)) as Ack;
+      const done = this.waiting.get(ack.id as number);
+      this.waiting.delete(ack.id as number);
+      done?.(ack);
+    });
+    ws.on("close", () => {
+      for (const done of this.waiting.values()) done(CLOSED);
+      this.waiting.clear();
+    });
+  }
+  static async open(url: string): Promise<SubmitStream> {
+    const ws = new WebSocket(`${url.replace(/^http/, "ws")}/v1/submit`);
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
+    return new SubmitStream(ws);
+  }
+  submit(tx: Buffer): Promise<Ack> {
+    if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve(CLOSED);
+    const id = this.nextId;
+    this.nextId = (this.nextId + 1) >>> 0;
+    const frame = Buffer.allocUnsafe(4 + tx.length);
+    frame.writeUInt32BE(id, 0);
+    tx.copy(frame, 4);
+    return new Promise((resolve) => {
+      this.waiting.set(id, resolve);
+      this.ws.send(frame);
+    });
+  }
+  close(): void {
+    this.ws.close();
+  }
+}
+
+/** Distinct 100 B transactions (the tx id is the hash of the bytes: a repeat would not be ordered again). */
+function txSource(): () => Buffer {
+  const nonce = randomBytes(16);
+  let n = 0;
+  return () => {
+    const tx = Buffer.alloc(TX_BYTES, 0x61);
+    nonce.copy(tx, 0);
+    tx.writeUInt32BE(n++ >>> 0, 16);
+    return tx;
+  };
+}
+
+interface Health {
+  ok: boolean;
+  view: number;
+  leader: number;
+  viewChanging: boolean;
+  certifiedHeight: number;
+  livePeers: number;
+}
+
+/** Waits until every replica sees all its peers, has certified genesis, and all agree on the view. */
+async function clusterReady(urls: readonly string[], timeoutMs = 30_000): Promise<Health> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  for (;;) {
+    try {
+      const hs = await Promise.all(
+        urls.map(async (u) => (await (await fetch(`${u}/health`)).json()) as Health),
+      );
+      last = JSON.stringify(hs);
+      const h0 = hs[0] as Health;
+      const ready = (h: Health) =>
+        h.ok &&
+        !h.viewChanging &&
+        h.livePeers === urls.length - 1 &&
+        h.certifiedHeight >= 1 &&
+        h.view === h0.view;
+      if (hs.every(ready)) return h0;
+    } catch (err) {
+      last = String(err);
+    }
+    if (Date.now() > deadline) throw new Error(`cluster not ready after ${timeoutMs} ms: ${last}`);
+    await sleep(100);
+  }
+}
+
+interface ClusterRun {
+  p50: number;
+  p99: number;
+  txPerSec: number;
+  /** Acknowledgements that were not a new transaction's certified receipt, by error code. */
+  failures: Map<string, number>;
+  viewChanges: number;
+}
+
+/** A fresh three-replica hybrid cluster over `kind`: commit latency at 1 outstanding, then tx/s at 64. */
+async function clusterRun(kind: TransportKind): Promise<ClusterRun> {
+  const dir = makeTempDir();
+  const procs: NodeProcess[] = [];
+  const streams: SubmitStream[] = [];
+  try {
+    const lc = await localCluster("hybrid", 1, dir, {
+      transport: kind,
+      batch: CLUSTER_BATCH,
+      node: CLUSTER_NODE,
+    });
+    for (const node of lc.nodes) {
+      const p = new NodeProcess(lc.cluster, node, "ignore");
+      procs.push(p);
+      liveNodes.add(p);
+    }
+    await Promise.all(procs.map((p) => p.start()));
+    const health = await clusterReady(lc.urls);
+    const nextTx = txSource();
+    const failures = new Map<string, number>();
+    const check = (ack: Ack): boolean => {
+      if (committed(ack)) return true;
+      const code = ack.ok ? "NOT_A_NEW_CERTIFIED_RECEIPT" : (ack.error?.code ?? "?");
+      failures.set(code, (failures.get(code) ?? 0) + 1);
+      return false;
+    };
+
+    // (a) Commit latency: one transaction at a time, to the leader.
+    const leader = await SubmitStream.open(lc.urls[health.leader] as string);
+    streams.push(leader);
+    const lat: number[] = [];
+    for (let i = 0; i < CLUSTER_WARMUP_TXS + CLUSTER_TXS; i++) {
+      const t0 = performance.now();
+      const ack = await leader.submit(nextTx());
+      const ms = performance.now() - t0;
+      if (check(ack) && i >= CLUSTER_WARMUP_TXS) lat.push(ms);
+      if (ack === CLOSED) throw new Error(`${kind}: the leader's submit stream closed`);
+    }
+    lat.sort((a, b) => a - b);
+
+    // (b) Committed tx/s: CLUSTER_OUTSTANDING transactions in flight over one stream per replica.
+    const load: SubmitStream[] = [];
+    for (const url of lc.urls) load.push(await SubmitStream.open(url));
+    streams.push(...load);
+    let measuring = false;
+    let stop = false;
+    let acked = 0;
+    const slot = async (s: SubmitStream) => {
+      while (!stop) {
+        const ack = await s.submit(nextTx());
+        if (check(ack) && measuring) acked++;
+        if (ack === CLOSED) return;
+      }
+    };
+    const slots = Array.from({ length: CLUSTER_OUTSTANDING }, (_, k) =>
+      slot(load[k % load.length] as SubmitStream),
+    );
+    await sleep(CLUSTER_WARMUP_MS);
+    measuring = true;
+    const t0 = performance.now();
+    await sleep(CLUSTER_SECONDS * 1000);
+    measuring = false;
+    const secs = (performance.now() - t0) / 1000;
+    stop = true;
+    // Let the last submissions commit before the cluster goes (their acks are not counted).
+    await Promise.race([Promise.all(slots), sleep(10_000)]);
+
+    return {
+      p50: pct(lat, 0.5),
+      p99: pct(lat, 0.99),
+      txPerSec: acked / secs,
+      failures,
+      viewChanges: procs.reduce(
+        (n, p) => n + p.events.filter((e) => e.kind === "view-change-started").length,
+        0,
+      ),
+    };
+  } finally {
+    for (const s of streams) s.close();
+    await Promise.all(procs.map((p) => p.stop()));
+    for (const p of procs) liveNodes.delete(p);
+    removeTempDir(dir);
+  }
+}
+
+/** What went wrong in a run, if anything ("" when nothing did). */
+function runNotes(r: ClusterRun): string {
+  const notes: string[] = [];
+  for (const [code, n] of r.failures) notes.push(`${n} x ${code}`);
+  if (r.viewChanges > 0) notes.push(`${r.viewChanges} view change(s) started`);
+  return notes.join(", ");
+}
+
+async function clusterBench(): Promise<void> {
+  const kinds: TransportKind[] = ["libp2p"];
+  if (rdmaNative.available) kinds.push("rdma");
+  else console.log(`rdma cluster: skipped: ${rdmaNative.reason}`);
+  const res = new Map<TransportKind, ClusterRun[]>(kinds.map((k) => [k, []]));
+  const odd: string[] = [];
+  for (let round = 0; round < CLUSTER_RUNS; round++) {
+    // Alternate the transports (libp2p, rdma, libp2p, rdma, ...) so that machine noise hits them alike.
+    for (const kind of kinds) {
+      const r = await clusterRun(kind);
+      res.get(kind)?.push(r);
+      const notes = runNotes(r);
+      if (notes) odd.push(`round ${round + 1}, ${CLUSTER_NAMES[kind]}: ${notes}`);
+      process.stderr.write(
+        `cluster round ${round + 1}/${CLUSTER_RUNS} ${CLUSTER_NAMES[kind]}: commit p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.txPerSec.toFixed(0)} tx/s @${CLUSTER_OUTSTANDING}${notes ? ` (${notes})` : ""}\n`,
+      );
+    }
+  }
+  console.log(
+    `hybrid cluster bench: 3 replicas (f=1), one process each, all on this machine (${availableParallelism()} CPUs); LevelDB fsync on; maxMessageCount ${CLUSTER_BATCH.maxMessageCount}, batchTimeout ${CLUSTER_BATCH.batchTimeoutMs} ms; median of ${CLUSTER_RUNS} rounds, transports alternating, a fresh cluster each time`,
+  );
+  console.log(
+    `commit = submit over WS to the leader until the certified receipt, 1 outstanding, ${CLUSTER_TXS} x ${TX_BYTES} B after ${CLUSTER_WARMUP_TXS} warm-up; tx/s = ${CLUSTER_OUTSTANDING} outstanding over one WS per replica, ${CLUSTER_SECONDS} s after ${CLUSTER_WARMUP_MS / 1000} s warm-up`,
+  );
+  const width = Math.max("transport".length, ...kinds.map((k) => CLUSTER_NAMES[k].length));
+  console.log(
+    `${"transport".padEnd(width)} ${"commit p50 ms".padStart(13)} ${"p99 ms".padStart(8)} ${"vs libp2p".padStart(9)} ${"tx/s @64".padStart(9)} ${"vs libp2p".padStart(9)}`,
+  );
+  const base = res.get("libp2p") as ClusterRun[];
+  const b50 = median(base.map((r) => r.p50));
+  const btps = median(base.map((r) => r.txPerSec));
+  for (const kind of kinds) {
+    const rs = res.get(kind) as ClusterRun[];
+    const p50 = median(rs.map((r) => r.p50));
+    const tps = median(rs.map((r) => r.txPerSec));
+    console.log(
+      `${CLUSTER_NAMES[kind].padEnd(width)} ${p50.toFixed(2).padStart(13)} ${median(rs.map((r) => r.p99))
+        .toFixed(2)
+        .padStart(
+          8,
+        )} ${`${(p50 / b50).toFixed(2)}x`.padStart(9)} ${tps.toFixed(0).padStart(9)} ${`${(tps / btps).toFixed(2)}x`.padStart(9)}`,
+    );
+  }
+  for (const line of odd) console.log(`note: ${line}`);
+}
+
+// ------------------------------------------------------------------ main
+
+async function cleanUp(): Promise<void> {
+  await Promise.all([...liveNodes].map((p) => p.kill()));
+  liveNodes.clear();
+  for (const dir of [...tempDirs]) removeTempDir(dir);
+}
+
+for (const [sig, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+] as const)
+  process.once(sig, () => {
+    void cleanUp().finally(() => process.exit(code));
+  });
+
+async function main(): Promise<void> {
+  if (!values["cluster-only"]) await transportBench();
+  if (values["no-cluster"]) return;
+  if (!values["cluster-only"]) console.log();
+  await clusterBench();
+}
+
 try {
   await main();
 } finally {
-  for (const dir of [...tempDirs]) removeTempDir(dir);
+  await cleanUp();
 }
