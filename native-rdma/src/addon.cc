@@ -719,9 +719,12 @@ struct Provider {
         return;
       }
       // Going to sleep: clear the flag, then look once more (a requester that saw the flag set skipped
-      // the doorbell, so its request must be seen here).
+      // the doorbell, so its work must be seen here). Requests waiting while our completion ring is full
+      // are not work: the requester rings when it takes completions.
       __atomic_store_n(reinterpret_cast<uint32_t*>(c->ownReq.awakePtr()), 0, __ATOMIC_SEQ_CST);
-      if (LoadAcq(c->ownReq.prodPtr()) == c->ownReqCons && LoadAcq(c->myCpl.prodPtr()) == c->myCplCons) return;
+      bool requests = LoadAcq(c->ownReq.prodPtr()) != c->ownReqCons &&
+                      c->ownCplProd - LoadAcq(c->ownCpl.consPtr()) < kSlots;
+      if (!requests && LoadAcq(c->myCpl.prodPtr()) == c->myCplCons) return;
     }
   }
 

@@ -77,7 +77,7 @@ function rawSlot(
   return s;
 }
 
-describe("rdma attacks (shm provider)", { skip: !native.available }, () => {
+describe("rdma attacks (shm provider)", { skip: !native.available, timeout: 120_000 }, () => {
   let dir = "";
   let victim: Endpoint;
   let honest: Endpoint;
@@ -309,7 +309,7 @@ describe("rdma attacks (shm provider)", { skip: !native.available }, () => {
   });
 });
 
-describe("rdma attacks: limits", { skip: !native.available }, () => {
+describe("rdma attacks: limits", { skip: !native.available, timeout: 120_000 }, () => {
   it("a key-guessing flood: the connection is closed after a few, the identity banned after more", async () => {
     const dir = mkdtempSync(join(tmpdir(), "orderer-rdma-flood-"));
     const path = join(dir, "victim.sock");
