@@ -38,8 +38,11 @@ async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Pro
   }
 }
 
+/** Handles that keep the process alive (a pending setImmediate is not one: it runs once and is gone). */
 function activeHandles(): string[] {
-  return process.getActiveResourcesInfo().filter((r) => r !== "TTYWrap" && r !== "PipeWrap");
+  return process
+    .getActiveResourcesInfo()
+    .filter((r) => r !== "TTYWrap" && r !== "PipeWrap" && r !== "Immediate");
 }
 
 export function transportCompliance(name: string, makeFactory: MakeFactory): void {
