@@ -29,6 +29,7 @@ import type { ReplicaId } from "../bft/types.ts";
 import {
   admitFrame,
   DEFAULT_TRANSPORT_LIMITS,
+  enqueueFrame,
   type FrameHandler,
   type PeerStats,
   peerStats,
@@ -199,20 +200,8 @@ export class Libp2pTransport implements Transport {
   send(to: ReplicaId, frame: Uint8Array): SendResult {
     const refused = admitFrame(this.running, this.self, this.n, this.limits, (p) => this.stat(p), to, frame);
     if (refused !== null) return refused;
-    const s = this.stat(to);
     const link = this.link(to);
-    link.frames.push(frame);
-    s.queuedFrames++;
-    s.queuedBytes += frame.length;
-    // Flushed once the caller's turn ends, so that frames sent together share stream writes.
-    if (!link.flushScheduled) {
-      link.flushScheduled = true;
-      queueMicrotask(() => {
-        link.flushScheduled = false;
-        this.flush(link);
-      });
-    }
-    return "queued";
+    return enqueueFrame(link, this.stat(to), frame, () => this.flush(link));
   }
 
   broadcast(frame: Uint8Array): void {

@@ -34,6 +34,7 @@ import { PERM_WRITE, type RdmaEvent, requireRdmaNative, type ShmProvider } from 
 import {
   admitFrame,
   DEFAULT_TRANSPORT_LIMITS,
+  enqueueFrame,
   type FrameHandler,
   type PeerStats,
   peerStats,
@@ -230,19 +231,8 @@ export class RdmaTransport implements Transport {
   send(to: ReplicaId, frame: Uint8Array): SendResult {
     const refused = admitFrame(this.running, this.self, this.n, this.limits, (p) => this.stat(p), to, frame);
     if (refused !== null) return refused;
-    const s = this.stat(to);
     const link = this.link(to);
-    link.frames.push(frame);
-    s.queuedFrames++;
-    s.queuedBytes += frame.length;
-    if (!link.flushScheduled) {
-      link.flushScheduled = true;
-      queueMicrotask(() => {
-        link.flushScheduled = false;
-        this.flush(link);
-      });
-    }
-    return "queued";
+    return enqueueFrame(link, this.stat(to), frame, () => this.flush(link));
   }
 
   broadcast(frame: Uint8Array): void {

@@ -89,6 +89,30 @@ export function emptyPeerStats(): PeerStats {
   };
 }
 
+/** A peer's outgoing queue as the stream transports (libp2p, rdma) keep it. */
+export interface FrameQueue {
+  readonly frames: Uint8Array[];
+  flushScheduled: boolean;
+}
+
+/**
+ * Queues a frame admitFrame() let through, counting it, and schedules one flush for the end of the
+ * caller's turn, so that frames sent together share writes.
+ */
+export function enqueueFrame(q: FrameQueue, s: PeerStats, frame: Uint8Array, flush: () => void): SendResult {
+  q.frames.push(frame);
+  s.queuedFrames++;
+  s.queuedBytes += frame.length;
+  if (!q.flushScheduled) {
+    q.flushScheduled = true;
+    queueMicrotask(() => {
+      q.flushScheduled = false;
+      flush();
+    });
+  }
+  return "queued";
+}
+
 /**
  * What every transport's send() checks before queueing a frame for `to` (of replicas 0..n-1), counting
  * refusals in the peer's stats; null when the frame may be queued. Applies the backpressure policy.
