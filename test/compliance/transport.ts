@@ -144,7 +144,10 @@ export function transportCompliance(name: string, makeFactory: MakeFactory): voi
       assert.equal(results.get("queued"), COMPLIANCE_LIMITS.queueMaxFrames);
       assert.equal(results.get("dropped-full"), extra);
       assert.equal(a.stats().get(1)?.droppedFull, extra);
-      assert.ok((a.stats().get(1)?.queuedFrames ?? 0) <= COMPLIANCE_LIMITS.queueMaxFrames);
+      assert.ok(
+        (a.stats().get(1)?.queuedFrames ?? 0) <= COMPLIANCE_LIMITS.queueMaxFrames,
+        "(a.stats().get(1)?.queuedFrames ?? 0) <= COMPLIANCE_LIMITS.queueMaxFrames",
+      );
       await a.stop();
       assert.equal(a.send(1, frameOf(0)), "refused-stopped");
       await fx.close();

@@ -84,7 +84,7 @@ describe("wire codec fuzz", () => {
         assert.fail(`decode threw on frame ${n} (${Buffer.from(frame).toString("hex")}): ${String(err)}`);
       }
       if (!res.ok) {
-        assert.ok(res.error instanceof CodecError);
+        assert.ok(res.error instanceof CodecError, "res.error instanceof CodecError");
         errors.set(res.error.code, (errors.get(res.error.code) ?? 0) + 1);
         continue;
       }

@@ -200,6 +200,6 @@ describe("a replica far behind catches up through a snapshot (3 hybrid processes
     const receipt = await orderingClient.submit(new TextEncoder().encode("after the catch-up"), {
       url: urlLag,
     });
-    assert.ok(receipt.block >= head);
+    assert.ok(receipt.block >= head, "receipt.block >= head");
   });
 });

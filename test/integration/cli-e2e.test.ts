@@ -25,7 +25,7 @@ for (const mode of ["hybrid", "pbft"] as Mode[]) {
       const sub = await orderer(["submit", "first transaction", ...cf, "--json"]);
       assert.equal(sub.code, 0, sub.stderr);
       const receipt = JSON.parse(sub.stdout) as { block: number; signers: number[] };
-      assert.ok(receipt.block >= 1);
+      assert.ok(receipt.block >= 1, "receipt.block >= 1");
 
       const f = await leaderFailover(c, mode);
       console.log(

@@ -263,7 +263,7 @@ describe("coordination service (3 hybrid replicas in-process)", () => {
     for await (const k of db.keys({ gte: "k/", lt: "l" })) keys.push(k);
     for await (const k of db.keys({ gte: "q/", lt: "s" })) keys.push(k);
     for await (const k of db.keys({ gte: "z/", lt: "z0" })) keys.push(k);
-    assert.ok(keys.length > 5);
+    assert.ok(keys.length > 5, "keys.length > 5");
     await db.batch(keys.map((key) => ({ type: "del" as const, key })));
     await db.close();
     nodes[0] = await OrdererNode.start(lc.cluster, lc.nodes[0] as (typeof lc.nodes)[0]);

@@ -40,7 +40,7 @@ describe("coordination recipes (3 hybrid replicas in-process)", () => {
           holder = i;
           counts[i] = (counts[i] as number) + 1;
           await sleep(2 + Math.random() * 8);
-          assert.ok(lock.held);
+          assert.ok(lock.held, "lock.held");
           holder = null;
           await lock.release();
         }
@@ -84,7 +84,7 @@ describe("coordination recipes (3 hybrid replicas in-process)", () => {
     await one(1);
     await (zks[1] as CoordClient).close();
     await one(2);
-    assert.ok(elections[2]?.isLeader);
+    assert.ok(elections[2]?.isLeader, "elections[2]?.isLeader");
   });
 
   it("barriers: waiters pass when the barrier goes; a double barrier waits for all to enter and leave", async () => {
@@ -112,7 +112,7 @@ describe("coordination recipes (3 hybrid replicas in-process)", () => {
     });
     await Promise.all(run);
     assert.equal(entered.length, 3);
-    assert.ok(Math.min(...entered) >= 0);
+    assert.ok(Math.min(...entered) >= 0, "Math.min(...entered) >= 0");
   });
 
   it("shared configuration: concurrent compare-and-set updates lose nothing; watchers see the last value", async () => {

@@ -242,7 +242,7 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
     );
     nodes[2] = await OrdererNode.start(lc.cluster, lc.nodes[2]!);
     const afterRestart = await client.chain(lc.urls[2]);
-    assert.ok(afterRestart.height >= before.height);
+    assert.ok(afterRestart.height >= before.height, "afterRestart.height >= before.height");
     // A replica that just started answers NO_QUORUM until it has heard from its peers.
     let r: Awaited<ReturnType<OrderingClient["submit"]>> | undefined;
     for (let i = 0; i < 50 && !r; i++) {
@@ -254,8 +254,8 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
           return undefined;
         });
     }
-    assert.ok(r);
-    assert.ok(r.block >= before.height);
+    assert.ok(r, "r");
+    assert.ok(r.block >= before.height, "r.block >= before.height");
   });
 
   it("answers 503 NO_QUORUM when the replica cannot reach a commit quorum", async () => {

@@ -213,7 +213,7 @@ describe("ordering service, 3 hybrid replicas in separate processes", () => {
         fn();
         return "OK";
       } catch (err) {
-        assert.ok(err instanceof BlockVerificationError);
+        assert.ok(err instanceof BlockVerificationError, "err instanceof BlockVerificationError");
         return err.code;
       }
     };

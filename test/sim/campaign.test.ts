@@ -79,7 +79,10 @@ describe("simulator scenarios", () => {
       });
       assert.deepEqual(r.violations, []);
       assert.ok(r.maxView >= 1, "no view change happened");
-      assert.ok(r.completed === r.requests && r.requests > 50);
+      assert.ok(
+        r.completed === r.requests && r.requests > 50,
+        "r.completed === r.requests && r.requests > 50",
+      );
     });
 
     it(`${mode}: f = 2 with two Byzantine replicas (a few seeds)`, () => {

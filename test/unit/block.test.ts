@@ -51,13 +51,20 @@ describe("block hashing", () => {
         const p = merkleProof(es, i);
         assert.deepEqual(p, all[i]);
         assert.ok(verifyMerkleProof(es[i]!, p, root), `n=${n} i=${i}`);
-        assert.ok(!verifyMerkleProof(enc("other"), p, root));
-        if (n > 1) assert.ok(!verifyMerkleProof(es[i]!, { ...p, index: (i + 1) % n }, root));
+        assert.ok(!verifyMerkleProof(enc("other"), p, root), '!verifyMerkleProof(enc("other"), p, root)');
+        if (n > 1)
+          assert.ok(
+            !verifyMerkleProof(es[i]!, { ...p, index: (i + 1) % n }, root),
+            "!verifyMerkleProof(es[i]!, { ...p, index: (i + 1) % n }, root)",
+          );
         if (p.path.length > 0) {
           const path = p.path.map((x) => x.slice());
           const first = path[0]!;
           first[0] = (first[0] ?? 0) ^ 1;
-          assert.ok(!verifyMerkleProof(es[i]!, { ...p, path }, root));
+          assert.ok(
+            !verifyMerkleProof(es[i]!, { ...p, path }, root),
+            "!verifyMerkleProof(es[i]!, { ...p, path }, root)",
+          );
         }
       }
     }

@@ -39,7 +39,7 @@ describe("wire codec", () => {
     for (let cut = 0; cut < bytes.length; cut++) {
       const res = decodeMessage(bytes.subarray(0, cut));
       assert.equal(res.ok, false, `cut at ${cut}`);
-      if (!res.ok) assert.ok(res.error instanceof CodecError);
+      if (!res.ok) assert.ok(res.error instanceof CodecError, "res.error instanceof CodecError");
     }
   });
 
@@ -49,7 +49,7 @@ describe("wire codec", () => {
     const proof: HNewView = { ...nv0, vcs: nv0.vcs.map((vc) => ({ ...vc, proofs: [] })) };
     const withProofs: HViewChange = { ...vc0, proofs: [proof, { ...proof, view: proof.view + 1 }] };
     const res = decodeMessage(encodeMessage(withProofs));
-    assert.ok(res.ok);
+    assert.ok(res.ok, "res.ok");
     assert.deepEqual(res.msg, withProofs);
     const nested: HViewChange = { ...vc0, proofs: [{ ...proof, vcs: [withProofs] }] };
     const bad = decodeMessage(encodeMessage(nested));
@@ -68,7 +68,7 @@ describe("wire codec", () => {
     assert.equal(code(Uint8Array.of(WIRE_VERSION, 99, ...bytes.subarray(2))), "UNKNOWN_TYPE");
     assert.equal(code(Uint8Array.of(WIRE_VERSION, 0)), "UNKNOWN_TYPE");
     assert.equal(code(bytes, bytes.length - 1), "OVERSIZED");
-    assert.ok(FRAME_MAX_BYTES >= 1 << 20);
+    assert.ok(FRAME_MAX_BYTES >= 1 << 20, "FRAME_MAX_BYTES >= 1 << 20");
   });
 
   it("never allocates by an attacker-chosen count or length (BAD_LENGTH)", () => {
@@ -118,7 +118,7 @@ describe("wire codec", () => {
     const big = status.slice();
     big[2] = 0xff;
     const r1 = decodeMessage(big);
-    assert.ok(!r1.ok && r1.error.code === "BAD_VALUE");
+    assert.ok(!r1.ok && r1.error.code === "BAD_VALUE", '!r1.ok && r1.error.code === "BAD_VALUE"');
     const req: Message = {
       type: "request",
       request: {
@@ -132,10 +132,10 @@ describe("wire codec", () => {
     const badScheme = bytes.slice();
     badScheme[2 + 4 + 1 + 8 + 4] = 3;
     const r2 = decodeMessage(badScheme);
-    assert.ok(!r2.ok && r2.error.code === "BAD_VALUE");
+    assert.ok(!r2.ok && r2.error.code === "BAD_VALUE", '!r2.ok && r2.error.code === "BAD_VALUE"');
     const badUtf8 = bytes.slice();
     badUtf8[6] = 0xff;
     const r3 = decodeMessage(badUtf8);
-    assert.ok(!r3.ok && r3.error.code === "BAD_VALUE");
+    assert.ok(!r3.ok && r3.error.code === "BAD_VALUE", '!r3.ok && r3.error.code === "BAD_VALUE"');
   });
 });

@@ -79,7 +79,7 @@ describe("create, getData, setData, delete", () => {
     assert.equal(r?.code, "OK");
     assert.equal(r?.path, "/app");
     const st = t.stat("/app");
-    assert.ok(st);
+    assert.ok(st, "st");
     assert.equal(st.czxid, st.mzxid);
     assert.equal(st.czxid, st.pzxid);
     assert.equal(Math.floor(st.czxid / ZXID_PER_BLOCK), h.block, "zxid derived from the block");
@@ -152,7 +152,7 @@ describe("create, getData, setData, delete", () => {
     assert.equal(st?.version, 2);
     assert.equal(text(t.get("/n")?.data), "c");
     assert.equal(st?.czxid, c0?.czxid);
-    assert.ok((st?.mzxid ?? 0) > (c0?.mzxid ?? 0));
+    assert.ok((st?.mzxid ?? 0) > (c0?.mzxid ?? 0), "(st?.mzxid ?? 0) > (c0?.mzxid ?? 0)");
     assert.equal(st?.mtime, h.now);
     assert.equal(st?.ctime, c0?.ctime);
     assert.equal(st?.cversion, 2, "child created and deleted");
@@ -259,7 +259,7 @@ describe("sessions", () => {
     h.run(s.op(create("/svc")));
     other.cxid = 0;
     h.run(other.op(create("/svc/member", "", 1)));
-    assert.ok(t.get("/svc/member"));
+    assert.ok(t.get("/svc/member"), 't.get("/svc/member")');
     // Keep `s` alive with pings; `other` stays silent.
     let fx: Effect[] = [];
     for (let i = 0; i < 15; i++) {
@@ -297,7 +297,7 @@ describe("sessions", () => {
     h.now += 60_000; // a minute without any block
     h.apply([]);
     assert.ok(t.session(idle.id), "not expired right after the stall");
-    assert.ok(t.session(s.id));
+    assert.ok(t.session(s.id), "t.session(s.id)");
     h.advance(4000, 200);
     assert.equal(t.session(idle.id), undefined, "expires once its timeout passed in session time");
   });
@@ -402,7 +402,7 @@ describe("containers and TTL nodes", () => {
     assert.ok(t.get("/c"), "an empty new container stays");
     h.run(s.op(create("/c/x")));
     h.advance(1000);
-    assert.ok(t.get("/c"));
+    assert.ok(t.get("/c"), 't.get("/c")');
     h.run(s.op(del("/c/x")));
     const fx = h.advance(300);
     assert.equal(t.get("/c"), undefined);
@@ -438,7 +438,7 @@ describe("zxids, time, watches, determinism, restore", () => {
   it("zxids grow with the order and time is the f+1-th highest replica clock", () => {
     const { h, s, t } = setup();
     const [a, b] = h.run(s.op(create("/a")), s.op(create("/b")));
-    assert.ok((b?.stat?.czxid ?? 0) > (a?.stat?.czxid ?? 0));
+    assert.ok((b?.stat?.czxid ?? 0) > (a?.stat?.czxid ?? 0), "(b?.stat?.czxid ?? 0) > (a?.stat?.czxid ?? 0)");
     const [c] = h.run(s.op(create("/c")));
     assert.equal(c?.stat?.czxid, zxidOf(h.block, 1));
     h.apply([], [h.now + 5000, h.now + 3000, h.now + 1000]);

@@ -47,11 +47,11 @@ describe("watch registry", () => {
 
   it("bounds watches per watcher and forgets a closed watcher", () => {
     const w = new WatchRegistry<string>(2);
-    assert.ok(w.add("a", "data", "/1"));
-    assert.ok(w.add("a", "data", "/2"));
+    assert.ok(w.add("a", "data", "/1"), 'w.add("a", "data", "/1")');
+    assert.ok(w.add("a", "data", "/2"), 'w.add("a", "data", "/2")');
     assert.ok(w.add("a", "data", "/2"), "an existing watch is fine");
     assert.equal(w.add("a", "data", "/3"), false);
-    assert.ok(w.add("b", "data", "/3"));
+    assert.ok(w.add("b", "data", "/3"), 'w.add("b", "data", "/3")');
     w.removeWatcher("a");
     assert.equal(w.count("a"), 0);
     assert.equal(w.size, 1);

@@ -379,7 +379,7 @@ describe("view change digests", () => {
     const base = digests.pViewChange(pvc());
     assert.deepEqual(base, digests.pViewChange(pvc({ sig: fill(64, 0) })));
     const prepared = pvc().prepared[0];
-    assert.ok(prepared);
+    assert.ok(prepared, "prepared");
     allDistinct({
       base,
       replica: digests.pViewChange(pvc({ replica: 0 })),

@@ -83,7 +83,10 @@ describe("hybrid replica: normal case", () => {
       assert.equal(r.stable.seq, 4, `replica ${i} has a stable checkpoint at 4`);
       assert.ok(r.stable.sigs.length >= 2, "f+1 signatures");
       assert.equal(toHex(r.stable.stateDigest), toHex(c.commitAt(i, 4)?.stateDigest ?? new Uint8Array()));
-      assert.ok(c.events[i]?.some((e) => e.kind === "checkpoint-stable" && e.seq === 4));
+      assert.ok(
+        c.events[i]?.some((e) => e.kind === "checkpoint-stable" && e.seq === 4),
+        'c.events[i]?.some((e) => e.kind === "checkpoint-stable" && e.seq === 4)',
+      );
       digests.add(toHex(r.stateDigest));
       assert.equal(r.droppedTotal(), 0, `replica ${i} dropped ${[...r.dropped.keys()]}`);
     }
@@ -214,7 +217,7 @@ describe("hybrid replica: PREPARE validation", () => {
     const cert = c
       .subsystem(0)
       .certifyContinuing(ORDER_COUNTER, { view: 0, slot: 2 }, c.digests.hPrepare(0, 1, bd));
-    assert.ok(cert.prev !== undefined);
+    assert.ok(cert.prev !== undefined, "cert.prev !== undefined");
     rejected(c, 0, { ...p, cert }, "prepare-bad-cert");
   });
 
@@ -325,7 +328,7 @@ describe("hybrid replica: trusted counter", () => {
     const c = hybrid();
     const req = c.commitRequest();
     const t0 = c.trusted[0];
-    assert.ok(t0);
+    assert.ok(t0, "t0");
     assert.deepEqual(t0.current(ORDER_COUNTER), { view: 0, slot: 2 });
     const otherBatch: Batch = { requests: [c.request("equivocation")] };
     const otherDigest = c.digests.hPrepare(0, 1, c.digests.batch(otherBatch));
@@ -361,8 +364,14 @@ describe("hybrid replica: view change", () => {
       const r = c.r(i);
       assert.equal(r.view, 1, `replica ${i} in view 1`);
       assert.equal(r.vcTarget, null);
-      assert.ok(c.events[i]?.some((e) => e.kind === "new-view" && e.view === 1 && e.leader === 1));
-      assert.ok(c.events[i]?.some((e) => e.kind === "view-change-started" && e.view === 1));
+      assert.ok(
+        c.events[i]?.some((e) => e.kind === "new-view" && e.view === 1 && e.leader === 1),
+        'c.events[i]?.some((e) => e.kind === "new-view" && e.view === 1 && e.leader === 1)',
+      );
+      assert.ok(
+        c.events[i]?.some((e) => e.kind === "view-change-started" && e.view === 1),
+        'c.events[i]?.some((e) => e.kind === "view-change-started" && e.view === 1)',
+      );
     }
     // Seq 1 was committed in view 0 by replica 2 only; the NEW-VIEW re-issued it for replica 1.
     const old = c.commitAt(2, 1);
@@ -421,7 +430,7 @@ describe("hybrid replica: view change", () => {
   it("drops VIEW-CHANGEs its (Byzantine) sender re-certified with content that hides its history", () => {
     const { c, vc2 } = heldVcs();
     const t2 = c.trusted[2];
-    assert.ok(t2);
+    assert.ok(t2, "t2");
     // The real subsystem can only continue the real chain: chain[0].prev keeps exposing (0, 2), i.e.
     // that replica 2 voted on seq 1 in view 0.
     const links: ChainLink[] = [...vc2.chain];
@@ -482,7 +491,7 @@ describe("hybrid replica: view change", () => {
   it("drops a VIEW-CHANGE altered after certification, or whose entry certificate is forged", () => {
     const { c, vc2 } = heldVcs();
     const e = vc2.entries[0];
-    assert.ok(e);
+    assert.ok(e, "e");
     const badEntry = { ...e, cert: { ...e.cert, mac: flipped(e.cert.mac) } };
     const otherBatch: Batch = { requests: [c.request("other")] };
     // Content changed after the chain head certified it.
@@ -494,7 +503,7 @@ describe("hybrid replica: view change", () => {
     assert.equal(c.dropped(1, "vc-bad-chain-head"), 2);
     // Re-certified by the (Byzantine) sender: the entry must still carry the old leader's certificate.
     const t2 = c.trusted[2];
-    assert.ok(t2);
+    assert.ok(t2, "t2");
     let chain = [...vc2.chain];
     const recertified = (newView: number, entries: HViewChange["entries"]): HViewChange => {
       const content = { replica: 2, newView, checkpoint: vc2.checkpoint, nv: null, entries };
@@ -622,15 +631,21 @@ describe("hybrid replica: checkpoints and state transfer", () => {
     assert.equal(c.dropped(2, "snapshot-bad-proof"), 1);
     assert.equal(c.r(2).snapshotOffer, null);
     const offered = c.step(2, 0, snap);
-    assert.ok(offered.events.some((e) => e.kind === "snapshot-offered" && e.seq === 16));
+    assert.ok(
+      offered.events.some((e) => e.kind === "snapshot-offered" && e.seq === 16),
+      'offered.events.some((e) => e.kind === "snapshot-offered" && e.seq === 16)',
+    );
     // Nothing runs until the application reached the checkpoint and installs it.
     assert.equal(c.r(2).snapshotOffer, 16);
     assert.equal(c.r(2).lastExecuted, 0);
-    assert.ok(c.r(2).installSnapshot());
+    assert.ok(c.r(2).installSnapshot(), "c.r(2).installSnapshot()");
     assert.equal(c.r(2).installSnapshot(), false, "installed once");
     const rd = c.drain(2);
     assert.equal(rd.commit.length, 0, "no batch is executed: the application holds the state");
-    assert.ok(rd.events.some((e) => e.kind === "state-transfer" && e.fromSeq === 1 && e.toSeq === 16));
+    assert.ok(
+      rd.events.some((e) => e.kind === "state-transfer" && e.fromSeq === 1 && e.toSeq === 16),
+      'rd.events.some((e) => e.kind === "state-transfer" && e.fromSeq === 1 && e.toSeq === 16)',
+    );
     assert.equal(c.r(2).lastExecuted, 16);
     assert.equal(toHex(c.r(2).stateDigest), toHex(c.r(0).stateDigest));
     assert.ok(c.r(2).wasExecuted(first.clientId, first.reqNo), "exactly-once state came with the snapshot");
@@ -694,7 +709,10 @@ describe("hybrid replica: checkpoints and state transfer", () => {
     assert.equal(c.r(2).lastExecuted, 4);
     assert.equal(c.r(2).stable.seq, 4);
     assert.equal(toHex(c.r(2).stateDigest), toHex(c.r(0).stateDigest));
-    assert.ok(rd.events.some((e) => e.kind === "state-transfer" && e.fromSeq === 1 && e.toSeq === 4));
+    assert.ok(
+      rd.events.some((e) => e.kind === "state-transfer" && e.fromSeq === 1 && e.toSeq === 4),
+      'rd.events.some((e) => e.kind === "state-transfer" && e.fromSeq === 1 && e.toSeq === 4)',
+    );
     // And it takes part in agreement again.
     c.commitRequest();
     assert.equal(c.r(2).lastExecuted, 5);
@@ -891,8 +909,8 @@ describe("hybrid replica: malformed input", () => {
       }
       return n;
     };
-    assert.ok(fuzz(c, samples) > 100);
-    assert.ok(fuzz(vcCluster, vcSamples) > 100);
+    assert.ok(fuzz(c, samples) > 100, "fuzz(c, samples) > 100");
+    assert.ok(fuzz(vcCluster, vcSamples) > 100, "fuzz(vcCluster, vcSamples) > 100");
     // The clusters still work afterwards.
     c.filter = () => "deliver";
     c.release();
@@ -942,7 +960,10 @@ describe("hybrid replica: restart", () => {
     c.restart(1);
     assert.equal(c.r(1).vcTarget, 1);
     assert.equal(c.r(1).view, 0);
-    assert.ok(compareValues(c.trusted[1]?.current(ORDER_COUNTER) ?? ZERO_VALUE, { view: 1, slot: 0 }) === 0);
+    assert.ok(
+      compareValues(c.trusted[1]?.current(ORDER_COUNTER) ?? ZERO_VALUE, { view: 1, slot: 0 }) === 0,
+      "compareValues(c.trusted[1]?.current(ORDER_COUNTER) ?? ZERO_VALUE, { view: 1, slot: 0 })...",
+    );
     c.release((e) => e.from === 2 && e.to === 1);
     assert.equal(c.r(1).view, 1, "the restarted new leader builds the NEW-VIEW");
     c.release();
@@ -992,6 +1013,7 @@ describe("hybrid replica: propose()", () => {
           .r(i)
           .ready()
           .events.some((e) => e.kind === "duplicate-request" && e.reqNo === req.reqNo),
+        'c .r(i) .ready() .events.some((e) => e.kind === "duplicate-request" && e.reqNo === req....',
       );
     }
     c.tick(1);
@@ -1025,7 +1047,7 @@ describe("hybrid replica: a certified batch with an unauthenticated request", ()
   it("a certified batch with an unauthenticated request must not stop the cluster forever", () => {
     const c = hybrid();
     const t0 = c.trusted[0];
-    assert.ok(t0);
+    assert.ok(t0, "t0");
     const forged: ClientRequest = {
       ...c.request(),
       auth: { scheme: "ed25519", sig: new Uint8Array(64).fill(1) },
@@ -1079,6 +1101,7 @@ describe("hybrid replica: a certified batch with an unauthenticated request", ()
       );
       assert.ok(
         !(c.commits[i] ?? []).some((cb) => cb.batch.requests.some((r, k) => r === forged && cb.executed[k])),
+        "!(c.commits[i] ?? []).some((cb) => cb.batch.requests.some((r, k) => r === forged && cb....",
       );
     }
   });

@@ -61,7 +61,7 @@ describe("hybrid replica: NEW-VIEW state across restarts", () => {
     const mid = c.log.length;
     c.tick(100);
     assert.equal(c.sent("h-new-view", (e) => e.from === 1, c.log.slice(mid)).length, 0);
-    assert.ok(before >= 0);
+    assert.ok(before >= 0, "before >= 0");
   });
 });
 
@@ -195,7 +195,7 @@ describe("hybrid replica: NEW-VIEW summaries must be proven", () => {
       assert.equal(c.dropped(i, "vc-nv-unproven"), 0);
       assert.equal(c.dropped(i, "nv-vc-nv-unproven"), 0);
     }
-    assert.ok(c.r(0).view >= 2);
+    assert.ok(c.r(0).view >= 2, "c.r(0).view >= 2");
     settles(c);
   });
 
@@ -204,7 +204,7 @@ describe("hybrid replica: NEW-VIEW summaries must be proven", () => {
     // Six view changes without any COMMIT-NV delivered: each leader's VIEW-CHANGE carries its NEW-VIEW,
     // whose VIEW-CHANGEs refer to the previous leaders' NEW-VIEWs, flattened into one list.
     for (let k = 0; k < 6; k++) forceViewChange(c, true);
-    assert.ok(c.r(0).view >= 6);
+    assert.ok(c.r(0).view >= 6, "c.r(0).view >= 6");
     const proofCounts = c.sent("h-view-change").map((e) => e.msg.proofs.length);
     assert.ok(Math.max(...proofCounts) >= 3, `proof lists: ${proofCounts}`);
     for (const e of c.sent("h-view-change")) {
@@ -238,8 +238,14 @@ describe("hybrid replica: NEW-VIEW summaries must be proven", () => {
     const mark = c.log.length;
     c.filter = () => "deliver";
     c.tick(12);
-    assert.ok(c.sent("h-new-view", (e) => e.from === leader, c.log.slice(mark)).length > 0);
-    assert.ok(c.sent("h-commit-nv", (e) => e.to === leader, c.log.slice(mark)).length > 0);
+    assert.ok(
+      c.sent("h-new-view", (e) => e.from === leader, c.log.slice(mark)).length > 0,
+      'c.sent("h-new-view", (e) => e.from === leader, c.log.slice(mark)).length > 0',
+    );
+    assert.ok(
+      c.sent("h-commit-nv", (e) => e.to === leader, c.log.slice(mark)).length > 0,
+      'c.sent("h-commit-nv", (e) => e.to === leader, c.log.slice(mark)).length > 0',
+    );
     assert.equal(nvOf(leader).committed, true);
   });
 
@@ -247,8 +253,14 @@ describe("hybrid replica: NEW-VIEW summaries must be proven", () => {
     const c = new Cluster({ mode: "hybrid", f: 1, limits: { vcProofsMax: 1, retransmitTicks: 10 } });
     for (let k = 0; k < 8 && [0, 1, 2].every((i) => c.dropped(i, "vc-too-many-proofs") === 0); k++)
       forceViewChange(c, true);
-    assert.ok([0, 1, 2].some((i) => c.dropped(i, "vc-too-many-proofs") > 0));
-    assert.ok(Math.max(...c.sent("h-view-change").map((e) => e.msg.proofs.length)) <= 1);
+    assert.ok(
+      [0, 1, 2].some((i) => c.dropped(i, "vc-too-many-proofs") > 0),
+      '[0, 1, 2].some((i) => c.dropped(i, "vc-too-many-proofs") > 0)',
+    );
+    assert.ok(
+      Math.max(...c.sent("h-view-change").map((e) => e.msg.proofs.length)) <= 1,
+      'Math.max(...c.sent("h-view-change").map((e) => e.msg.proofs.length)) <= 1',
+    );
     forceViewChange(c, true);
     settles(c);
   });

@@ -163,14 +163,14 @@ describe("ed25519", () => {
     }
     const sizes = keyCacheSizes();
     assert.ok(sizes.publicKeys <= KEY_CACHE_MAX, `${sizes.publicKeys} public keys cached`);
-    assert.ok(sizes.privateKeys <= KEY_CACHE_MAX);
+    assert.ok(sizes.privateKeys <= KEY_CACHE_MAX, "sizes.privateKeys <= KEY_CACHE_MAX");
     // Evicted keys still work (they are rebuilt).
     const { publicKey, privateKey } = generateEd25519KeyPair();
     assert.equal(nodeCrypto.verifyEd25519(publicKey, msg, signEd25519(privateKey, msg)), true);
   });
 
   it("nodeCrypto is a frozen CoreCrypto", () => {
-    assert.ok(Object.isFrozen(nodeCrypto));
+    assert.ok(Object.isFrozen(nodeCrypto), "Object.isFrozen(nodeCrypto)");
     assert.deepEqual(Object.keys(nodeCrypto).sort(), ["hmacSha256", "sha256", "verifyEd25519"]);
   });
 });

@@ -147,9 +147,12 @@ describe("pbft replica: PRE-PREPARE validation", () => {
     const rd = c.step(1, 0, pp2);
     assert.equal(c.dropped(1, "pre-prepare-equivocation"), 1);
     assert.equal(c.r(1).vcTarget, 1);
-    assert.ok(rd.events.some((e) => e.kind === "view-change-started" && e.view === 1));
+    assert.ok(
+      rd.events.some((e) => e.kind === "view-change-started" && e.view === 1),
+      'rd.events.some((e) => e.kind === "view-change-started" && e.view === 1)',
+    );
     const vc = rd.send.find((o) => o.msg.type === "p-view-change");
-    assert.ok(vc && vc.to === "all");
+    assert.ok(vc && vc.to === "all", 'vc && vc.to === "all"');
   });
 });
 
@@ -237,7 +240,7 @@ describe("pbft replica: view change", () => {
   it("a prepared batch survives the view change and commits in view 1", () => {
     const { c, req1 } = preparedNotCommitted();
     const nv = c.sent("p-new-view")[0]?.msg;
-    assert.ok(nv);
+    assert.ok(nv, "nv");
     assert.equal(nv.view, 1);
     assert.deepEqual(
       nv.prePrepares.map((p) => p.seq),
@@ -257,7 +260,7 @@ describe("pbft replica: view change", () => {
     for (let i = 0; i < 4; i++) assert.equal(c.r(i).vcTarget, 1);
     const vc2 = c.heldOne("p-view-change", (e) => e.from === 2 && e.to === 1).msg;
     const proof = vc2.prepared[0];
-    assert.ok(proof);
+    assert.ok(proof, "proof");
     assert.equal(proof.prepares.length, 2);
     const short = resignedVc(c, { ...vc2, prepared: [{ ...proof, prepares: proof.prepares.slice(0, 1) }] });
     const dup = resignedVc(c, {

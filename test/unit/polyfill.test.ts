@@ -37,7 +37,7 @@ describe("withResolvers", () => {
 
   it("works when called without a receiver", async () => {
     const r = make<string>(undefined);
-    assert.ok(r.promise instanceof Promise);
+    assert.ok(r.promise instanceof Promise, "r.promise instanceof Promise");
     r.resolve("bare");
     assert.equal(await r.promise, "bare");
   });
@@ -59,7 +59,7 @@ describe("withResolvers", () => {
   it("builds instances of the constructor it is called on", async () => {
     class SubPromise<T> extends Promise<T> {}
     const r = make<number>(SubPromise as PromiseConstructor);
-    assert.ok(r.promise instanceof SubPromise);
+    assert.ok(r.promise instanceof SubPromise, "r.promise instanceof SubPromise");
     r.resolve(7);
     assert.equal(await r.promise, 7);
   });
@@ -91,12 +91,15 @@ describe("installPolyfills", () => {
       assert.equal(installPolyfills(), true);
       assert.equal(installPolyfills(), false, "a second call must not install again");
       const desc = Object.getOwnPropertyDescriptor(Promise, "withResolvers");
-      assert.ok(desc);
+      assert.ok(desc, "desc");
       assert.equal(desc.value, withResolvers);
       assert.equal(desc.enumerable, false);
       assert.equal(desc.writable, true);
       assert.equal(desc.configurable, true);
-      assert.ok(!Object.keys(Promise).includes("withResolvers"));
+      assert.ok(
+        !Object.keys(Promise).includes("withResolvers"),
+        '!Object.keys(Promise).includes("withResolvers")',
+      );
       const P = Promise as PromiseConstructor & { withResolvers: <T>() => Resolvers<T> };
       return P.withResolvers<string>();
     });

@@ -64,10 +64,10 @@ describe("quorums", () => {
         const overlap = 2 * q.commit - q.n;
         assert.ok(overlap >= (mode === "hybrid" ? 1 : f + 1), `f=${f}`);
         assert.ok(2 * q.viewChange - q.n >= (mode === "hybrid" ? 1 : f + 1), `f=${f}`);
-        assert.ok(q.join >= f + 1);
+        assert.ok(q.join >= f + 1, "q.join >= f + 1");
         assert.ok(q.commit <= q.n - f, "liveness with f silent replicas");
-        assert.ok(q.viewChange <= q.n - f);
-        assert.ok(q.checkpoint <= q.n - f);
+        assert.ok(q.viewChange <= q.n - f, "q.viewChange <= q.n - f");
+        assert.ok(q.checkpoint <= q.n - f, "q.checkpoint <= q.n - f");
       }
     });
   }
@@ -219,7 +219,7 @@ describe("agreedDigestQuorum", () => {
       ]),
     );
     assert.equal(r.done, true);
-    assert.ok(r.value);
+    assert.ok(r.value, "r.value");
     assert.deepEqual(r.value.digest, B);
     assert.deepEqual(r.value.voters, [1, 3, 6]);
   });

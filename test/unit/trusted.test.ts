@@ -105,7 +105,7 @@ describe("independent certificates", () => {
     const s = subsystem(3);
     const cert = s.certifyIndependent(2, v(0, 1), DIGEST);
     assert.equal(cert.prev, undefined);
-    assert.ok(!("prev" in cert));
+    assert.ok(!("prev" in cert), '!("prev" in cert)');
     assert.equal(cert.subsystem, 3);
     assert.equal(cert.counter, 2);
     assert.equal(cert.mac.length, 32);
@@ -196,79 +196,160 @@ describe("verifyCert", () => {
   const stranger = subsystem(1, OTHER_SECRET);
 
   it("accepts certificates of another subsystem sharing the secret, and its own", () => {
-    assert.ok(verifier.verifyCert(ind, DIGEST));
-    assert.ok(verifier.verifyCert(cont, DIGEST));
-    assert.ok(issuer.verifyCert(ind, DIGEST));
-    assert.ok(issuer.verifyCert(cont, DIGEST));
+    assert.ok(verifier.verifyCert(ind, DIGEST), "verifier.verifyCert(ind, DIGEST)");
+    assert.ok(verifier.verifyCert(cont, DIGEST), "verifier.verifyCert(cont, DIGEST)");
+    assert.ok(issuer.verifyCert(ind, DIGEST), "issuer.verifyCert(ind, DIGEST)");
+    assert.ok(issuer.verifyCert(cont, DIGEST), "issuer.verifyCert(cont, DIGEST)");
   });
 
   it("rejects a changed digest", () => {
-    assert.ok(!verifier.verifyCert(ind, OTHER_DIGEST));
-    assert.ok(!verifier.verifyCert(cont, OTHER_DIGEST));
-    assert.ok(!verifier.verifyCert(ind, flipped(DIGEST, 31)));
-    assert.ok(!verifier.verifyCert(ind, DIGEST.subarray(0, 31)));
-    assert.ok(!verifier.verifyCert(ind, new Uint8Array(0)));
+    assert.ok(!verifier.verifyCert(ind, OTHER_DIGEST), "!verifier.verifyCert(ind, OTHER_DIGEST)");
+    assert.ok(!verifier.verifyCert(cont, OTHER_DIGEST), "!verifier.verifyCert(cont, OTHER_DIGEST)");
+    assert.ok(
+      !verifier.verifyCert(ind, flipped(DIGEST, 31)),
+      "!verifier.verifyCert(ind, flipped(DIGEST, 31))",
+    );
+    assert.ok(
+      !verifier.verifyCert(ind, DIGEST.subarray(0, 31)),
+      "!verifier.verifyCert(ind, DIGEST.subarray(0, 31))",
+    );
+    assert.ok(!verifier.verifyCert(ind, new Uint8Array(0)), "!verifier.verifyCert(ind, new Uint8Array(0))");
   });
 
   it("rejects a changed value", () => {
-    assert.ok(!verifier.verifyCert({ ...ind, value: v(0, 2) }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...ind, value: v(1, 1) }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...cont, value: v(1, 1) }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...cont, value: v(2, 0) }, DIGEST));
+    assert.ok(
+      !verifier.verifyCert({ ...ind, value: v(0, 2) }, DIGEST),
+      "!verifier.verifyCert({ ...ind, value: v(0, 2) }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...ind, value: v(1, 1) }, DIGEST),
+      "!verifier.verifyCert({ ...ind, value: v(1, 1) }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...cont, value: v(1, 1) }, DIGEST),
+      "!verifier.verifyCert({ ...cont, value: v(1, 1) }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...cont, value: v(2, 0) }, DIGEST),
+      "!verifier.verifyCert({ ...cont, value: v(2, 0) }, DIGEST)",
+    );
   });
 
   it("rejects a changed prev", () => {
-    assert.ok(!verifier.verifyCert({ ...cont, prev: v(0, 3) }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...cont, prev: v(0, 1) }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...cont, prev: ZERO_VALUE }, DIGEST));
+    assert.ok(
+      !verifier.verifyCert({ ...cont, prev: v(0, 3) }, DIGEST),
+      "!verifier.verifyCert({ ...cont, prev: v(0, 3) }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...cont, prev: v(0, 1) }, DIGEST),
+      "!verifier.verifyCert({ ...cont, prev: v(0, 1) }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...cont, prev: ZERO_VALUE }, DIGEST),
+      "!verifier.verifyCert({ ...cont, prev: ZERO_VALUE }, DIGEST)",
+    );
   });
 
   it("rejects a continuing certificate with its prev removed, and an independent one with a prev added", () => {
     const { prev: _prev, ...asIndependent } = cont;
-    assert.ok(!verifier.verifyCert(asIndependent, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...cont, prev: undefined }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...ind, prev: ZERO_VALUE }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...ind, prev: ind.value }, DIGEST));
+    assert.ok(!verifier.verifyCert(asIndependent, DIGEST), "!verifier.verifyCert(asIndependent, DIGEST)");
+    assert.ok(
+      !verifier.verifyCert({ ...cont, prev: undefined }, DIGEST),
+      "!verifier.verifyCert({ ...cont, prev: undefined }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...ind, prev: ZERO_VALUE }, DIGEST),
+      "!verifier.verifyCert({ ...ind, prev: ZERO_VALUE }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...ind, prev: ind.value }, DIGEST),
+      "!verifier.verifyCert({ ...ind, prev: ind.value }, DIGEST)",
+    );
   });
 
   it("rejects a prev above the value", () => {
-    assert.ok(!verifier.verifyCert({ ...cont, prev: v(1, 1) }, DIGEST));
+    assert.ok(
+      !verifier.verifyCert({ ...cont, prev: v(1, 1) }, DIGEST),
+      "!verifier.verifyCert({ ...cont, prev: v(1, 1) }, DIGEST)",
+    );
   });
 
   it("rejects a changed subsystem id", () => {
-    assert.ok(!verifier.verifyCert({ ...ind, subsystem: 2 }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...ind, subsystem: 0 }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...cont, subsystem: 2 }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...ind, subsystem: -1 }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...ind, subsystem: 1.5 }, DIGEST));
+    assert.ok(
+      !verifier.verifyCert({ ...ind, subsystem: 2 }, DIGEST),
+      "!verifier.verifyCert({ ...ind, subsystem: 2 }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...ind, subsystem: 0 }, DIGEST),
+      "!verifier.verifyCert({ ...ind, subsystem: 0 }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...cont, subsystem: 2 }, DIGEST),
+      "!verifier.verifyCert({ ...cont, subsystem: 2 }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...ind, subsystem: -1 }, DIGEST),
+      "!verifier.verifyCert({ ...ind, subsystem: -1 }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...ind, subsystem: 1.5 }, DIGEST),
+      "!verifier.verifyCert({ ...ind, subsystem: 1.5 }, DIGEST)",
+    );
   });
 
   it("rejects a changed counter id and bad counter ids", () => {
-    assert.ok(!verifier.verifyCert({ ...ind, counter: 1 }, DIGEST));
+    assert.ok(
+      !verifier.verifyCert({ ...ind, counter: 1 }, DIGEST),
+      "!verifier.verifyCert({ ...ind, counter: 1 }, DIGEST)",
+    );
     for (const counter of [-1, COUNTERS_MAX, COUNTERS_MAX + 1, 0.5, Number.NaN]) {
       assert.ok(!verifier.verifyCert({ ...ind, counter }, DIGEST), `counter ${counter}`);
     }
   });
 
   it("rejects malformed values", () => {
-    assert.ok(!verifier.verifyCert({ ...ind, value: v(-1, 1) }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...ind, value: v(0, 1.5) }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...cont, prev: v(0, -4) }, DIGEST));
+    assert.ok(
+      !verifier.verifyCert({ ...ind, value: v(-1, 1) }, DIGEST),
+      "!verifier.verifyCert({ ...ind, value: v(-1, 1) }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...ind, value: v(0, 1.5) }, DIGEST),
+      "!verifier.verifyCert({ ...ind, value: v(0, 1.5) }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...cont, prev: v(0, -4) }, DIGEST),
+      "!verifier.verifyCert({ ...cont, prev: v(0, -4) }, DIGEST)",
+    );
   });
 
   it("rejects a changed or truncated mac", () => {
-    assert.ok(!verifier.verifyCert({ ...ind, mac: flipped(ind.mac, 0) }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...ind, mac: flipped(ind.mac, 31) }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...ind, mac: ind.mac.subarray(0, 16) }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...ind, mac: new Uint8Array(0) }, DIGEST));
-    assert.ok(!verifier.verifyCert({ ...ind, mac: cont.mac }, DIGEST));
+    assert.ok(
+      !verifier.verifyCert({ ...ind, mac: flipped(ind.mac, 0) }, DIGEST),
+      "!verifier.verifyCert({ ...ind, mac: flipped(ind.mac, 0) }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...ind, mac: flipped(ind.mac, 31) }, DIGEST),
+      "!verifier.verifyCert({ ...ind, mac: flipped(ind.mac, 31) }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...ind, mac: ind.mac.subarray(0, 16) }, DIGEST),
+      "!verifier.verifyCert({ ...ind, mac: ind.mac.subarray(0, 16) }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...ind, mac: new Uint8Array(0) }, DIGEST),
+      "!verifier.verifyCert({ ...ind, mac: new Uint8Array(0) }, DIGEST)",
+    );
+    assert.ok(
+      !verifier.verifyCert({ ...ind, mac: cont.mac }, DIGEST),
+      "!verifier.verifyCert({ ...ind, mac: cont.mac }, DIGEST)",
+    );
   });
 
   it("rejects certificates of a subsystem with another secret, both ways", () => {
     const forged = stranger.certifyIndependent(0, v(0, 1), DIGEST);
-    assert.ok(!verifier.verifyCert(forged, DIGEST));
-    assert.ok(!stranger.verifyCert(ind, DIGEST));
-    assert.ok(!stranger.verifyCert(cont, DIGEST));
+    assert.ok(!verifier.verifyCert(forged, DIGEST), "!verifier.verifyCert(forged, DIGEST)");
+    assert.ok(!stranger.verifyCert(ind, DIGEST), "!stranger.verifyCert(ind, DIGEST)");
+    assert.ok(!stranger.verifyCert(cont, DIGEST), "!stranger.verifyCert(cont, DIGEST)");
   });
 });
 
@@ -279,50 +360,53 @@ describe("trustedMac / verifyMac", () => {
   const mac = a.trustedMac(DIGEST);
 
   it("verifies at any subsystem sharing the secret", () => {
-    assert.ok(b.verifyMac(0, DIGEST, mac));
-    assert.ok(a.verifyMac(0, DIGEST, mac));
+    assert.ok(b.verifyMac(0, DIGEST, mac), "b.verifyMac(0, DIGEST, mac)");
+    assert.ok(a.verifyMac(0, DIGEST, mac), "a.verifyMac(0, DIGEST, mac)");
   });
 
   it("is deterministic and bound to the subsystem id", () => {
     assert.deepEqual(a.trustedMac(DIGEST), mac);
     assert.notDeepEqual(b.trustedMac(DIGEST), mac);
-    assert.ok(!b.verifyMac(1, DIGEST, mac));
-    assert.ok(!b.verifyMac(2, DIGEST, mac));
+    assert.ok(!b.verifyMac(1, DIGEST, mac), "!b.verifyMac(1, DIGEST, mac)");
+    assert.ok(!b.verifyMac(2, DIGEST, mac), "!b.verifyMac(2, DIGEST, mac)");
   });
 
   it("rejects a changed digest or mac", () => {
-    assert.ok(!b.verifyMac(0, OTHER_DIGEST, mac));
-    assert.ok(!b.verifyMac(0, DIGEST, flipped(mac, 5)));
-    assert.ok(!b.verifyMac(0, DIGEST, mac.subarray(0, 31)));
-    assert.ok(!b.verifyMac(0, DIGEST, new Uint8Array(0)));
+    assert.ok(!b.verifyMac(0, OTHER_DIGEST, mac), "!b.verifyMac(0, OTHER_DIGEST, mac)");
+    assert.ok(!b.verifyMac(0, DIGEST, flipped(mac, 5)), "!b.verifyMac(0, DIGEST, flipped(mac, 5))");
+    assert.ok(!b.verifyMac(0, DIGEST, mac.subarray(0, 31)), "!b.verifyMac(0, DIGEST, mac.subarray(0, 31))");
+    assert.ok(!b.verifyMac(0, DIGEST, new Uint8Array(0)), "!b.verifyMac(0, DIGEST, new Uint8Array(0))");
   });
 
   it("rejects bad subsystem ids", () => {
-    assert.ok(!b.verifyMac(-1, DIGEST, mac));
-    assert.ok(!b.verifyMac(0.5, DIGEST, mac));
-    assert.ok(!b.verifyMac(Number.NaN, DIGEST, mac));
+    assert.ok(!b.verifyMac(-1, DIGEST, mac), "!b.verifyMac(-1, DIGEST, mac)");
+    assert.ok(!b.verifyMac(0.5, DIGEST, mac), "!b.verifyMac(0.5, DIGEST, mac)");
+    assert.ok(!b.verifyMac(Number.NaN, DIGEST, mac), "!b.verifyMac(Number.NaN, DIGEST, mac)");
   });
 
   it("rejects macs of a subsystem with another secret", () => {
-    assert.ok(!b.verifyMac(0, DIGEST, stranger.trustedMac(DIGEST)));
-    assert.ok(!stranger.verifyMac(0, DIGEST, mac));
+    assert.ok(
+      !b.verifyMac(0, DIGEST, stranger.trustedMac(DIGEST)),
+      "!b.verifyMac(0, DIGEST, stranger.trustedMac(DIGEST))",
+    );
+    assert.ok(!stranger.verifyMac(0, DIGEST, mac), "!stranger.verifyMac(0, DIGEST, mac)");
   });
 
   it("cannot be confused with a counter certificate's mac", () => {
     const s = subsystem(0);
     const cert = s.certifyIndependent(0, v(0, 1), DIGEST);
-    assert.ok(!b.verifyMac(0, DIGEST, cert.mac));
+    assert.ok(!b.verifyMac(0, DIGEST, cert.mac), "!b.verifyMac(0, DIGEST, cert.mac)");
     const fake: CounterCert = { subsystem: 0, counter: 0, value: v(0, 1), mac };
-    assert.ok(!b.verifyCert(fake, DIGEST));
+    assert.ok(!b.verifyCert(fake, DIGEST), "!b.verifyCert(fake, DIGEST)");
   });
 
   it("backs trustedAuthenticator", () => {
     const authA = trustedAuthenticator(a);
     const authB = trustedAuthenticator(b);
     const sig = authA.sign(DIGEST);
-    assert.ok(authB.verify(0, DIGEST, sig));
-    assert.ok(!authB.verify(1, DIGEST, sig));
-    assert.ok(!authB.verify(0, OTHER_DIGEST, sig));
+    assert.ok(authB.verify(0, DIGEST, sig), "authB.verify(0, DIGEST, sig)");
+    assert.ok(!authB.verify(1, DIGEST, sig), "!authB.verify(1, DIGEST, sig)");
+    assert.ok(!authB.verify(0, OTHER_DIGEST, sig), "!authB.verify(0, OTHER_DIGEST, sig)");
   });
 });
 
