@@ -21,6 +21,7 @@
 //
 //   npm run bench:transport [-- --runs 5 --pings 3000 --frames 200000]
 //   npm run bench:transport -- --no-cluster                  (part 1 only)
+//   npm run bench:transport -- --no-cluster --only unix,rdma (part 1: these and the tcp baseline)
 //   npm run bench:transport -- --cluster-only [--cluster-runs 3 --cluster-txs 300 --cluster-seconds 3]
 
 import "../src/util/polyfill.ts";
@@ -53,6 +54,7 @@ const { values } = parseArgs({
     "cluster-seconds": { type: "string", default: "3" },
     "no-cluster": { type: "boolean", default: false },
     "cluster-only": { type: "boolean", default: false },
+    only: { type: "string" },
   },
 });
 const RUNS = Number(values.runs);
@@ -304,13 +306,18 @@ async function throughput(pair: Pair, frames: number): Promise<number> {
 
 const rdmaNative = loadRdmaNative();
 
-const KINDS: [string, () => Promise<Pair>][] = [
+const ALL_KINDS: [string, () => Promise<Pair>][] = [
   ["tcp (node:net)", tcpPair],
   ["unix socket (node:net)", unixPair],
   ["libp2p", libp2pPair],
   ...(rdmaNative.available ? [["rdma (shm)", rdmaPair] as [string, () => Promise<Pair>]] : []),
   ["memory", memoryPair],
 ];
+// --only picks transports by name prefix; raw TCP, the baseline of the ratios, always runs.
+const ONLY = values.only?.split(",") ?? null;
+const KINDS = ALL_KINDS.filter(
+  ([name]) => ONLY === null || name.startsWith("tcp") || ONLY.some((w) => name.startsWith(w)),
+);
 const NAME_WIDTH = Math.max("transport".length, ...KINDS.map(([name]) => name.length));
 
 async function transportBench(): Promise<void> {

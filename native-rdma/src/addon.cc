@@ -23,7 +23,7 @@
 #include <napi.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -58,7 +58,7 @@ constexpr uint32_t kSlotBytes = 16384;
 constexpr uint32_t kSlots = 128;
 constexpr uint32_t kHdrBytes = 64;
 constexpr uint32_t kMaxPayload = kSlotBytes - kHdrBytes;
-constexpr uint32_t kCtlBytes = 128;  // producer index at 0, awake flag at 32, consumer index at 64, stalled at 96
+constexpr uint32_t kCtlBytes = 128;  // producer index at 0, awake at 32, rung at 40, consumer index at 64, stalled at 96
 constexpr size_t kRingBytes = kCtlBytes + size_t(kSlots) * kSlotBytes;
 constexpr size_t kMailboxHeader = 4096;
 // channel c (0: the connector requests, 1: the acceptor requests): request ring, completion ring
@@ -93,6 +93,40 @@ uint64_t Rd64(const uint8_t* p) {
 void Wr32(uint8_t* p, uint32_t v) { memcpy(p, &v, 4); }
 void Wr64(uint8_t* p, uint64_t v) { memcpy(p, &v, 8); }
 
+// HMAC-SHA256 under one 32-byte key, with the key's inner and outer pad blocks absorbed once: a slot's MAC
+// then costs the message's blocks plus one more, not a context set up per call.
+struct SlotMacKey {
+  SHA256_CTX inner, outer;
+  uint8_t key[32] = {0};
+
+  void Init(const uint8_t* k) {
+    memcpy(key, k, 32);
+    uint8_t pad[64];
+    for (int i = 0; i < 64; i++) pad[i] = uint8_t((i < 32 ? k[i] : 0) ^ 0x36);
+    SHA256_Init(&inner);
+    SHA256_Update(&inner, pad, 64);
+    for (int i = 0; i < 64; i++) pad[i] = uint8_t((i < 32 ? k[i] : 0) ^ 0x5c);
+    SHA256_Init(&outer);
+    SHA256_Update(&outer, pad, 64);
+    OPENSSL_cleanse(pad, sizeof pad);
+  }
+
+  // The slot MAC: HMAC(key, offset u64 LE || slot header's first 16 bytes || body), first 16 bytes.
+  void Mac(uint64_t off, const uint8_t* hdr16, const uint8_t* body, size_t bodyLen, uint8_t out[32]) const {
+    SHA256_CTX c = inner;
+    uint8_t o8[8];
+    Wr64(o8, off);
+    SHA256_Update(&c, o8, 8);
+    SHA256_Update(&c, hdr16, 16);
+    SHA256_Update(&c, body, bodyLen);
+    uint8_t ih[32];
+    SHA256_Final(ih, &c);
+    SHA256_CTX d = outer;
+    SHA256_Update(&d, ih, 32);
+    SHA256_Final(out, &d);
+  }
+};
+
 struct Ring {
   uint8_t* base = nullptr;
   uint8_t* prodPtr() const { return base; }
@@ -100,6 +134,9 @@ struct Ring {
   uint8_t* stalledPtr() const { return base + 96; }
   // In a request ring: set by the ring's owner while it is serving, so requesters can skip the doorbell.
   uint8_t* awakePtr() const { return base + 32; }
+  // In a request ring: set by a requester that sent the owner a doorbell, cleared by the owner when the
+  // doorbell wakes it; while it is set, further doorbells would add nothing and are not sent.
+  uint8_t* rungPtr() const { return base + 40; }
   uint8_t* slot(uint32_t i) const { return base + kCtlBytes + size_t(i % kSlots) * kSlotBytes; }
 };
 
@@ -132,6 +169,8 @@ struct Conn {
   uint32_t ownReqCons = 0, ownCplProd = 0, myReqProd = 0, myCplCons = 0;
   uint32_t bad = 0;
   bool blocked = false;  // a post found the request ring full: tell JS when space frees
+  SlotMacKey sendMac;    // the last key postSlot MACed under, prepared
+  bool sendMacSet = false;
   std::string identity;
 };
 
@@ -151,7 +190,7 @@ struct Key {
   bool slotted = false;
   uint32_t slotSize = 0;
   uint64_t nextSeq = 0;
-  uint8_t macKey[32] = {0};
+  SlotMacKey mac;
 };
 
 struct Event {
@@ -505,15 +544,9 @@ struct Provider {
   // ---------------------------------------------------------------- the NIC: serving requests
 
   static bool MacOk(const Key& k, uint64_t off, const uint8_t* payload, uint32_t len) {
-    // HMAC-SHA256(macKey, offset u64 || seq, bodyLen, flags || body), first 16 bytes.
-    static thread_local std::vector<uint8_t> msg(8 + kSlotBytes);
-    Wr64(msg.data(), off);
-    memcpy(msg.data() + 8, payload, 16);
-    memcpy(msg.data() + 24, payload + kSlotHdr, len - kSlotHdr);
-    uint8_t md[EVP_MAX_MD_SIZE];
-    unsigned int mdLen = 0;
-    if (!HMAC(EVP_sha256(), k.macKey, sizeof k.macKey, msg.data(), 24 + (len - kSlotHdr), md, &mdLen)) return false;
-    return mdLen >= kMacBytes && CRYPTO_memcmp(md, payload + 16, kMacBytes) == 0;
+    uint8_t md[32];
+    k.mac.Mac(off, payload, payload + kSlotHdr, len - kSlotHdr, md);
+    return CRYPTO_memcmp(md, payload + 16, kMacBytes) == 0;
   }
 
   // Serves the peer's requests; returns true when the budget ran out (more may be waiting).
@@ -706,6 +739,10 @@ struct Provider {
     ssize_t r = read(c->myEfd, &v, sizeof v);
     (void)r;
     uint32_t id = c->id;
+    // Doorbells sent from now on are needed: clear the flag before looking at the rings (a requester
+    // publishes, then checks the flag; one of us sees the other's write).
+    __atomic_store_n(reinterpret_cast<uint32_t*>(c->ownReq.rungPtr()), 0, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     for (int round = 0;; round++) {
       __atomic_store_n(reinterpret_cast<uint32_t*>(c->ownReq.awakePtr()), 1, __ATOMIC_SEQ_CST);
       bool posted = false;
@@ -728,14 +765,20 @@ struct Provider {
     }
   }
 
-  // Rings the peer's event fd unless the peer says it is serving (it then sees our work before sleeping).
-  // A peer that lies about it only delays its own service.
+  // Rings the peer unless it says it is serving (it then sees our work before sleeping) or a doorbell we
+  // sent has not woken it yet (it clears the flag before it looks at the rings). A peer that lies about
+  // either flag only delays its own service.
   void RingPeer(Conn* c) {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(reinterpret_cast<const uint32_t*>(c->myReq.awakePtr()), __ATOMIC_SEQ_CST) == 0)
-      SockDoorbell(c);
-    else
+    if (__atomic_load_n(reinterpret_cast<const uint32_t*>(c->myReq.awakePtr()), __ATOMIC_SEQ_CST) != 0) {
       Count("doorbells.skipped");
+      return;
+    }
+    if (__atomic_exchange_n(reinterpret_cast<uint32_t*>(c->myReq.rungPtr()), 1u, __ATOMIC_SEQ_CST) != 0) {
+      Count("doorbells.coalesced");
+      return;
+    }
+    SockDoorbell(c);
   }
 
   // ---------------------------------------------------------------- posting
@@ -859,6 +902,7 @@ class ShmProvider : public Napi::ObjectWrap<ShmProvider> {
             InstanceMethod<&ShmProvider::PostWrite>("postWrite"),
             InstanceMethod<&ShmProvider::PostRead>("postRead"),
             InstanceMethod<&ShmProvider::PostSend>("postSend"),
+            InstanceMethod<&ShmProvider::PostSlot>("postSlot"),
             InstanceMethod<&ShmProvider::PostRaw>("postRaw"),
             InstanceMethod<&ShmProvider::MailboxWrite>("mailboxWrite"),
             InstanceMethod<&ShmProvider::MailboxFd>("mailboxFd"),
@@ -1115,7 +1159,7 @@ class ShmProvider : public Napi::ObjectWrap<ShmProvider> {
         return Fail(env, "slotSize must divide the window and fit one request", "ERR_INVALID_ARG");
       k.slotted = true;
       k.slotSize = slotSize;
-      memcpy(k.macKey, mk.As<Napi::Buffer<uint8_t>>().Data(), 32);
+      k.mac.Init(mk.As<Napi::Buffer<uint8_t>>().Data());
     }
     uint64_t rkey = p_.FreshKey();
     p_.keys[rkey] = k;
@@ -1239,6 +1283,55 @@ class ShmProvider : public Napi::ObjectWrap<ShmProvider> {
   Napi::Value PostWrite(const Napi::CallbackInfo& info) { return Post(info, OP_WRITE); }
   Napi::Value PostRead(const Napi::CallbackInfo& info) { return Post(info, OP_READ); }
   Napi::Value PostSend(const Napi::CallbackInfo& info) { return Post(info, OP_SEND); }
+
+  // postSlot(conn, wrId, rkey, offset, macKey, seq, body, imm) -> posted: a WRITE with immediate of one
+  // slot for a slotted key, built in the mailbox: the slot header (seq u64, body length u32, flags u32 = 0,
+  // the first 16 bytes of the slot MAC under macKey) and then the body.
+  Napi::Value PostSlot(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    Conn* c = UpConn(info[0]);
+    if (!c) return Napi::Boolean::New(env, false);
+    uint64_t rkey = 0;
+    const uint8_t* mk = nullptr;
+    const uint8_t* body = nullptr;
+    size_t mkLen = 0, bodyLen = 0;
+    if (info.Length() < 8 || !info[1].IsNumber() || !ReadKey(info[2], rkey) || !info[3].IsNumber() ||
+        !Bytes(info[4], mk, mkLen) || mkLen != 32 || !info[5].IsNumber() || !Bytes(info[6], body, bodyLen) ||
+        !info[7].IsNumber())
+      return Fail(env, "postSlot(conn, wrId, rkey, offset, macKey(32), seq, body, imm)", "ERR_INVALID_ARG");
+    if (bodyLen > kMaxPayload - kSlotHdr)
+      return Fail(env, "more than one slot: " + std::to_string(bodyLen) + " bytes", "ERR_RDMA_TOO_LONG");
+    uint64_t wrId = uint64_t(info[1].As<Napi::Number>().DoubleValue());
+    uint64_t off = uint64_t(info[3].As<Napi::Number>().DoubleValue());
+    uint64_t seq = uint64_t(info[5].As<Napi::Number>().DoubleValue());
+    uint32_t imm = info[7].As<Napi::Number>().Uint32Value();
+    uint8_t* slot = p_.NextSlot(c);
+    if (!slot) return Napi::Boolean::New(env, false);
+    if (!c->sendMacSet || memcmp(c->sendMac.key, mk, 32) != 0) {
+      c->sendMac.Init(mk);
+      c->sendMacSet = true;
+    }
+    uint32_t len = uint32_t(kSlotHdr + bodyLen);
+    memset(slot, 0, kHdrBytes + kSlotHdr);
+    slot[0] = OP_WRITE_IMM;
+    Wr32(slot + 4, len);
+    Wr64(slot + 8, wrId);
+    Wr64(slot + 16, rkey);
+    Wr64(slot + 24, off);
+    Wr32(slot + 32, imm);
+    // MACed from our own memory, not from the shared slot the peer can also write.
+    uint8_t hdr[kSlotHdr] = {0};
+    Wr64(hdr, seq);
+    Wr32(hdr + 8, uint32_t(bodyLen));
+    uint8_t md[32];
+    c->sendMac.Mac(off, hdr, body, bodyLen, md);
+    memcpy(hdr + 16, md, kMacBytes);
+    memcpy(slot + kHdrBytes, hdr, kSlotHdr);
+    memcpy(slot + kHdrBytes + kSlotHdr, body, bodyLen);
+    p_.Publish(c);
+    return Napi::Boolean::New(env, true);
+  }
 
   // postRaw(conn, slotBytes): a Byzantine requester's arbitrary slot (header and payload), for tests.
   Napi::Value PostRaw(const Napi::CallbackInfo& info) {

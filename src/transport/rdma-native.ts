@@ -84,6 +84,21 @@ export interface ShmProvider {
   ): boolean;
   postRead(conn: number, wrId: number, rkey: bigint, offset: number, length: number): boolean;
   postSend(conn: number, wrId: number, data: Uint8Array): boolean;
+  /**
+   * A WRITE with immediate of one whole slot for a slotted key, its header and MAC built natively: seq
+   * u64 LE, body length u32 LE, flags u32 (0), the first 16 bytes of HMAC-SHA256(macKey, offset u64 LE ||
+   * header[0..16) || body) (what `slotMac` computes), then the body.
+   */
+  postSlot(
+    conn: number,
+    wrId: number,
+    rkey: bigint,
+    offset: number,
+    macKey: Uint8Array,
+    seq: number,
+    body: Uint8Array,
+    imm: number,
+  ): boolean;
   /** Test hook (a Byzantine requester): posts arbitrary slot bytes. */
   postRaw(conn: number, slot: Uint8Array): boolean;
   /** Test hook (a Byzantine peer): writes arbitrary bytes into the shared mailbox. */

@@ -11,8 +11,9 @@
 // - Data: each side registers an inbox region per peer (a ring of `inboxSlots` slots) and grants the
 //   peer's connection a slotted write key: every write must be one whole slot carrying the next
 //   sequence number and an HMAC-SHA256 under a key both sides derived from the X25519 secret; the
-//   owner checks both before any byte lands. Frames are cut into slots (FIRST/LAST flags), written with
-//   an immediate so the owner learns of each slot, and reassembled in order. The receiver returns
+//   owner checks both before any byte lands. Frames are packed into slots as segments (small frames
+//   share a slot, large ones span several; FIRST/LAST flags), each slot written with an immediate so the
+//   owner learns of it, and reassembled in order. The receiver returns
 //   credits (slots consumed) every quarter ring, so the sender never laps it.
 // - Delivery: a frame leaves the queue only when the write of its last slot has completed (the owner
 //   applied it). When a connection closes, the sender rewinds to the oldest unconfirmed frame and writes
@@ -78,8 +79,13 @@ const MSG_HELLO = 1;
 const MSG_AUTH = 2;
 const MSG_KEY = 3;
 const MSG_CREDIT = 4;
-const VERSION = 1;
+const VERSION = 2;
 const SLOT_HDR = 32;
+/** Segment header in a slot body: flags u8, length u32; a FIRST segment adds the frame's length u32. */
+const SEG_HDR = 5;
+const SEG_FIRST_HDR = 9;
+/** The smallest slot: its header and a FIRST segment with some bytes. */
+const MIN_SLOT = SLOT_HDR + 16;
 const FIRST = 1;
 const LAST = 2;
 const AUTH_LABEL = new TextEncoder().encode("orderer-rdma-auth-v1");
@@ -140,7 +146,7 @@ export class RdmaTransport implements Transport {
   private readonly links = new Map<ReplicaId, Link>();
   private readonly conns = new Map<number, Conn>();
   private readonly linkOfConn = new Map<number, Link>();
-  /** Per connection, one mark per posted request in order: 1 where the request completes a frame. */
+  /** Per connection, one mark per posted request in order: how many frames the request completes. */
   private readonly posted = new Map<number, { marks: number[]; head: number; failed: boolean }>();
   private readonly counters = new Map<ReplicaId, PeerStats>();
   private handler: FrameHandler | null = null;
@@ -148,6 +154,9 @@ export class RdmaTransport implements Transport {
   private running = false;
   private wr = 1;
   private securityEvents = 0;
+  /** Where flush() packs a slot's body before postSlot copies it into the mailbox. */
+  private readonly scratch = new Uint8Array(16_320);
+  private readonly scratchView = new DataView(this.scratch.buffer);
 
   constructor(opts: RdmaTransportOptions) {
     this.opts = opts;
@@ -173,8 +182,8 @@ export class RdmaTransport implements Transport {
       throw new TransportConfigError(`this key is not replica ${self}'s key in the cluster configuration`);
     if (!Number.isInteger(this.slots) || this.slots < 2 || this.slots > 4096)
       throw new TransportConfigError("inboxSlots must be 2..4096");
-    if (!Number.isInteger(this.slotBytes) || this.slotBytes < SLOT_HDR + 8 || this.slotBytes > 16_320)
-      throw new TransportConfigError("slotBytes must be 40..16320");
+    if (!Number.isInteger(this.slotBytes) || this.slotBytes < MIN_SLOT || this.slotBytes > 16_320)
+      throw new TransportConfigError(`slotBytes must be ${MIN_SLOT}..16320`);
     const addon = requireRdmaNative();
     const provider = new addon.ShmProvider({
       onEvents: (events) => this.onEvents(events),
@@ -420,14 +429,9 @@ export class RdmaTransport implements Transport {
     const link = this.linkOfConn.get(conn);
     const s = link ? this.stat(link.peer) : null;
     for (let k = 0; k < count && q.head < q.marks.length; k++) {
-      if (
-        q.marks[q.head++] === 1 &&
-        !q.failed &&
-        link &&
-        s &&
-        link.conn === conn &&
-        link.head < link.cursor
-      ) {
+      let completes = q.marks[q.head++] as number;
+      if (q.failed || !link || !s || link.conn !== conn) continue;
+      while (completes-- > 0 && link.head < link.cursor) {
         const frame = link.frames[link.head] as Uint8Array;
         link.frames[link.head++] = EMPTY;
         s.queuedFrames--;
@@ -520,7 +524,7 @@ export class RdmaTransport implements Transport {
     if (type === MSG_KEY && m.length === 17) {
       const slots = m.readUInt32BE(9);
       const slotBytes = m.readUInt32BE(13);
-      if (slots < 2 || slotBytes < SLOT_HDR + 8 || slotBytes > 16_320) return this.dropConn(id);
+      if (slots < 2 || slotBytes < MIN_SLOT || slotBytes > 16_320) return this.dropConn(id);
       link.rkey = m.readBigUInt64BE(1);
       link.peerSlots = slots;
       link.peerSlotBytes = slotBytes;
@@ -606,81 +610,105 @@ export class RdmaTransport implements Transport {
     }
   }
 
-  /** Writes queued frames into the peer's inbox while there are credits and mailbox slots. */
+  /**
+   * Writes queued frames into the peer's inbox while there are credits and mailbox slots. Frames are
+   * packed into slots as segments (a small frame shares its slot with the ones queued after it; a large
+   * one spans slots): flags u8 (FIRST, LAST), length u32 LE, on a FIRST segment the frame's total length
+   * u32 LE, then the bytes.
+   */
   private flush(link: Link): void {
     const p = this.provider;
-    if (!this.running || !p || link.conn === null || link.rkey === null || !link.sendMac) return;
-    const body = link.peerSlotBytes - SLOT_HDR;
+    const mac = link.sendMac;
+    if (!this.running || !p || link.conn === null || link.rkey === null || !mac) return;
+    const cap = link.peerSlotBytes - SLOT_HDR;
     const conn = link.conn;
     const rkey = link.rkey;
+    const body = this.scratch;
+    const dv = this.scratchView;
     while (link.cursor < link.frames.length && link.nextSeq - link.acked < link.peerSlots) {
-      const frame = link.frames[link.cursor] as Uint8Array;
-      const first = link.sentOfCursor === 0;
-      const room = first ? body - 4 : body;
-      const take = Math.min(room, frame.length - link.sentOfCursor);
-      const last = link.sentOfCursor + take === frame.length;
-      const slot = new Uint8Array(SLOT_HDR + (first ? 4 : 0) + take);
-      const dv = new DataView(slot.buffer);
+      let used = 0;
+      let completes = 0;
+      let cursor = link.cursor;
+      let sent = link.sentOfCursor;
+      while (cursor < link.frames.length) {
+        const frame = link.frames[cursor] as Uint8Array;
+        const first = sent === 0;
+        const room = cap - used - (first ? SEG_FIRST_HDR : SEG_HDR);
+        const take = Math.min(room, frame.length - sent);
+        if (room < 0 || (take === 0 && frame.length > 0)) break;
+        const flags = (first ? FIRST : 0) | (sent + take === frame.length ? LAST : 0);
+        body[used] = flags;
+        dv.setUint32(used + 1, take, true);
+        used += SEG_HDR;
+        if (first) {
+          dv.setUint32(used, frame.length, true);
+          used += 4;
+        }
+        body.set(frame.subarray(sent, sent + take), used);
+        used += take;
+        sent += take;
+        if (sent < frame.length) break; // the slot is full
+        cursor++;
+        sent = 0;
+        completes++;
+      }
+      if (used === 0) return; // cannot happen with slots of MIN_SLOT or more
       const seq = link.nextSeq;
-      dv.setUint32(0, seq >>> 0, true);
-      dv.setUint32(4, Math.floor(seq / 2 ** 32), true);
-      dv.setUint32(8, slot.length - SLOT_HDR, true);
-      dv.setUint32(12, (first ? FIRST : 0) | (last ? LAST : 0), true);
-      let at = SLOT_HDR;
-      if (first) {
-        dv.setUint32(at, frame.length, true);
-        at += 4;
-      }
-      slot.set(frame.subarray(link.sentOfCursor, link.sentOfCursor + take), at);
       const offset = (seq % link.peerSlots) * link.peerSlotBytes;
-      slot.set(slotMac(link.sendMac, offset, slot), 16);
       const wr = this.wr++;
+      const slot = body.subarray(0, used);
       // A full mailbox: the "writable" event resumes.
-      if (!this.post(conn, last ? 1 : 0, () => p.postWrite(conn, wr, rkey, offset, slot, seq >>> 0))) return;
+      if (!this.post(conn, completes, () => p.postSlot(conn, wr, rkey, offset, mac, seq, slot, seq >>> 0)))
+        return;
       link.nextSeq++;
-      link.sentOfCursor += take;
-      if (last) {
-        link.cursor++;
-        link.sentOfCursor = 0;
-      }
+      link.cursor = cursor;
+      link.sentOfCursor = sent;
     }
   }
 
   /** A slot landed in one of our inboxes (the provider already checked its key, sequence and MAC). */
   private onWrite(e: RdmaEvent): void {
-    const link = this.linkOfConn.get(e.conn);
-    if (!link || link.conn !== e.conn || e.region !== link.inboxRegion) return;
+    const conn = e.conn;
+    const link = this.linkOfConn.get(conn);
+    if (!link || link.conn !== conn || e.region !== link.inboxRegion) return;
     const off = e.offset as number;
     const mem = link.inbox;
     const dv = new DataView(mem.buffer, mem.byteOffset + off, e.length as number);
     const seq = dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32;
     const len = dv.getUint32(8, true);
-    const flags = dv.getUint32(12, true);
-    if (seq !== link.expectSeq || len + SLOT_HDR !== e.length) return this.dropConn(e.conn);
+    if (seq !== link.expectSeq || len + SLOT_HDR !== e.length) return this.dropConn(conn);
     link.expectSeq++;
     if (link.expectSeq - link.reported >= this.slots / 4) {
       link.creditOwed = true;
       this.sendCredit(link);
     }
-    let at = off + SLOT_HDR;
-    let take = len;
-    if (flags & FIRST) {
-      if (link.assembling || len < 4) return this.dropConn(e.conn);
-      const total = dv.getUint32(SLOT_HDR, true);
-      if (total > this.limits.frameMaxBytes || total < len - 4) return this.dropConn(e.conn);
-      link.assembling = new Uint8Array(total);
-      link.assembled = 0;
-      at += 4;
-      take -= 4;
-    } else if (!link.assembling) {
-      return this.dropConn(e.conn);
-    }
-    const buf = link.assembling as Uint8Array;
-    if (link.assembled + take > buf.length) return this.dropConn(e.conn);
-    buf.set(mem.subarray(at, at + take), link.assembled);
-    link.assembled += take;
-    if (flags & LAST) {
-      if (link.assembled !== buf.length) return this.dropConn(e.conn);
+    const end = SLOT_HDR + len;
+    let at = SLOT_HDR;
+    while (at < end) {
+      if (end - at < SEG_HDR) return this.dropConn(conn);
+      const flags = dv.getUint8(at);
+      const take = dv.getUint32(at + 1, true);
+      at += SEG_HDR;
+      if (flags & FIRST) {
+        if (link.assembling || end - at < 4) return this.dropConn(conn);
+        const total = dv.getUint32(at, true);
+        at += 4;
+        if (total > this.limits.frameMaxBytes || take > total) return this.dropConn(conn);
+        link.assembling = new Uint8Array(total);
+        link.assembled = 0;
+      } else if (!link.assembling) {
+        return this.dropConn(conn);
+      }
+      const buf = link.assembling as Uint8Array;
+      if (take > end - at || link.assembled + take > buf.length) return this.dropConn(conn);
+      buf.set(mem.subarray(off + at, off + at + take), link.assembled);
+      link.assembled += take;
+      at += take;
+      if (!(flags & LAST)) {
+        if (at !== end) return this.dropConn(conn); // only a slot's last segment may continue a frame
+        continue;
+      }
+      if (link.assembled !== buf.length) return this.dropConn(conn);
       link.assembling = null;
       this.stat(link.peer).receivedFrames++;
       try {
@@ -688,6 +716,7 @@ export class RdmaTransport implements Transport {
       } catch {
         // A handler's failure is the handler's; the link goes on.
       }
+      if (!this.running || link.conn !== conn) return; // the handler stopped us or the link went down
     }
   }
 

@@ -64,3 +64,77 @@ if (native.available) {
     };
   });
 }
+
+describe("rdma framing", { skip: !native.available, timeout: 60_000 }, () => {
+  async function pair(opts: { inboxSlots?: number; slotBytes?: number }) {
+    const c = rdmaTestCluster(2);
+    const ts = [0, 1].map(
+      (id) =>
+        new RdmaTransport({ self: id, seed: c.seeds[id] as Uint8Array, peers: c.peers, ...FAST, ...opts }),
+    ) as [RdmaTransport, RdmaTransport];
+    const got: Uint8Array[][] = [[], []];
+    ts[0].onFrame((_from, f) => got[0]?.push(f));
+    ts[1].onFrame((_from, f) => got[1]?.push(f));
+    await Promise.all(ts.map((t) => t.start()));
+    return {
+      ts,
+      got,
+      async close() {
+        await Promise.all(ts.map((t) => t.stop()));
+        rmSync(c.dir, { recursive: true, force: true });
+      },
+    };
+  }
+
+  async function until(cond: () => boolean, what: string, ms = 20_000) {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  it("frames of every size cross tiny slots whole and in order, both ways, split and packed", async () => {
+    const p = await pair({ inboxSlots: 4, slotBytes: 48 });
+    try {
+      const sizes = [0, 1, 2, 6, 7, 8, 15, 16, 17, 100, 1000, 5000];
+      const sent: Uint8Array[][] = [[], []];
+      for (let i = 0; i < 240; i++) {
+        for (const from of [0, 1] as const) {
+          const f = new Uint8Array(sizes[(i + from) % sizes.length] as number).map(
+            (_, k) => (k * 7 + i) & 255,
+          );
+          sent[from]?.push(f);
+          assert.equal(p.ts[from].send(from === 0 ? 1 : 0, f), "queued");
+        }
+        if (i % 16 === 0) await new Promise((r) => setImmediate(r));
+      }
+      await until(() => p.got[0]?.length === 240 && p.got[1]?.length === 240, "every frame");
+      assert.deepEqual(p.got[1], sent[0]);
+      assert.deepEqual(p.got[0], sent[1]);
+      await until(() => (p.ts[0].stats().get(1)?.queuedFrames ?? -1) === 0, "all confirmed");
+      assert.equal(p.ts[0].stats().get(1)?.sentFrames, 240);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it("small frames sent together share slots: far fewer writes than frames", async () => {
+    const p = await pair({});
+    try {
+      p.ts[0].send(1, new Uint8Array([0]));
+      await until(() => p.got[1]?.length === 1, "the link is up");
+      const writes0 = p.ts[1].securityStats()["served.write"] ?? 0;
+      for (let i = 1; i <= 2000; i++) p.ts[0].send(1, new Uint8Array(64).fill(i & 255));
+      await until(() => p.got[1]?.length === 2001, "2000 frames");
+      const writes = (p.ts[1].securityStats()["served.write"] ?? 0) - writes0;
+      assert.ok(writes > 0 && writes <= 20, `2000 frames of 64 B took ${writes} slot writes`);
+      assert.ok(
+        p.got[1]?.slice(1).every((f, i) => f.length === 64 && f[0] === ((i + 1) & 255)),
+        "the frames arrived whole and in order",
+      );
+    } finally {
+      await p.close();
+    }
+  });
+});
