@@ -23,6 +23,8 @@ export interface MetricsSource {
   /** Peers heard from recently, and whether that makes a commit quorum with this replica. */
   readonly livePeers: () => number;
   readonly hasQuorum: () => boolean;
+  /** The rdma transport's provider counters (RdmaTransport.securityStats); absent over libp2p. */
+  readonly rdmaStats?: () => Record<string, number>;
 }
 
 export interface HealthReport extends Record<string, unknown> {
@@ -192,6 +194,7 @@ export class NodeMetrics {
       (p) => p.droppedFull,
       true,
     );
+    if (s.rdmaStats) rdmaMetrics(r, s.rdmaStats);
     this.events = new Counter({
       name: "orderer_events_total",
       help: "Protocol events: view changes, new views, state transfers, snapshots, fetched block ranges",
@@ -207,4 +210,64 @@ export class NodeMetrics {
   async expose(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
+}
+
+/**
+ * The rdma provider's counters, read at scrape time: requests served by operation, refused by reason
+ * (every refusal is also a security event), connections closed by reason, and the live key, connection
+ * and ban counts.
+ */
+function rdmaMetrics(r: Registry, read: () => Record<string, number>): void {
+  const byPrefix = (name: string, help: string, prefix: string, label: string) =>
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const [k, v] of Object.entries(read()))
+          if (k.startsWith(prefix)) this.inc({ [label]: k.slice(prefix.length) }, v);
+      },
+    });
+  byPrefix("orderer_rdma_served_total", "Requests the rdma provider served, by operation", "served.", "op");
+  byPrefix(
+    "orderer_rdma_refused_total",
+    "Requests the rdma provider refused (bad key, permission, bounds, forged slot...), by reason",
+    "refused.",
+    "reason",
+  );
+  byPrefix("orderer_rdma_closed_total", "rdma connections closed, by reason", "closed.", "reason");
+  const one = (name: string, help: string, key: string, counter: boolean) => {
+    const opts = { name, help, registers: [r] };
+    if (counter)
+      new Counter({
+        ...opts,
+        collect() {
+          this.reset();
+          this.inc(read()[key] ?? 0);
+        },
+      });
+    else
+      new Gauge({
+        ...opts,
+        collect() {
+          this.set(read()[key] ?? 0);
+        },
+      });
+  };
+  one(
+    "orderer_rdma_security_events_total",
+    "Security events the rdma provider raised",
+    "securityEvents",
+    true,
+  );
+  one(
+    "orderer_rdma_banned_identities",
+    "Peer identities the rdma provider has banned",
+    "bannedIdentities",
+    false,
+  );
+  one("orderer_rdma_connections", "Live rdma connections", "connections", false);
+  one("orderer_rdma_keys", "Live rdma memory keys", "keys", false);
 }

@@ -312,6 +312,7 @@ export class OrdererNode {
         transport,
         livePeers: () => host.livePeers(PEER_LIVE_MS),
         hasQuorum: () => node?.hasQuorum() ?? false,
+        rdmaStats: transport instanceof RdmaTransport ? () => transport.securityStats() : undefined,
       };
       const metrics = new NodeMetrics(source);
       metricsRef = metrics;

@@ -57,7 +57,7 @@ export class CliCluster {
     return this.cluster.replicas[i]?.api as string;
   }
 
-  static async init(mode: Mode): Promise<CliCluster> {
+  static async init(mode: Mode, opts: { transport?: "libp2p" | "rdma" } = {}): Promise<CliCluster> {
     const dir = mkdtempSync(join(tmpdir(), `orderer-cli-${mode}-`));
     const n = mode === "hybrid" ? 3 : 4;
     const base = await freePortRange(2 * n);
@@ -74,6 +74,7 @@ export class CliCluster {
       "--api-port",
       String(base + n),
       "--json",
+      ...(opts.transport ? ["--transport", opts.transport] : []),
     ]);
     if (r.code !== 0) throw new Error(`orderer init failed: ${r.stderr}`);
     const cluster = JSON.parse(
