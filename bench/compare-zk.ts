@@ -1,0 +1,156 @@
+// Our coordination service side by side with Apache ZooKeeper 3.8, on this machine, in one run.
+//
+// - ZooKeeper: the Debian `zookeeper` package (installed with apt-get when missing), a 3-server ensemble
+//   on loopback with fsync on (forceSync=yes), fresh data directories per run, stopped by PID afterwards
+//   (zookeeper.ts); driven by node-zookeeper-client, a pure-JavaScript client from npm.
+// - Ours: 3 hybrid replicas (f = 1), each its own process (libp2p, LevelDB with fsync on), driven by our
+//   client (coord-workloads.ts).
+// - The same closed-loop workloads on both: create, setData (100 B), getData, ephemeral create+delete
+//   (one operation = the pair), at 1 outstanding (one session, on server/replica 0) and at 64 (8
+//   sessions spread over the three servers, 8 outstanding each). Each system is warmed up after it starts
+//   (--system-warmup s of creates and reads) and each row after that (--warmup s) before measuring
+//   (--seconds s).
+// - Runs alternate (ours, ZooKeeper, ours, ZooKeeper, ...), each on a fresh cluster / ensemble; figures
+//   are medians over --runs runs (at least 3 for reported figures); the ratio is ours / ZooKeeper.
+//   Server CPU is the user + system time of the three server processes over the measured interval, in
+//   cores (1.00 = one core busy).
+//
+//   npm run bench -- compare-zk [--runs 3 --seconds 3 --warmup 2 --system-warmup 3 --quick]
+
+import {
+  CLIENTS,
+  CONCURRENCY,
+  type CoordDriver,
+  DATA,
+  type Figures,
+  prepare,
+  type SystemUnderTest,
+  startOurs,
+  WORKLOADS,
+  workload,
+} from "./coord-workloads.ts";
+import { appendResults, machine } from "./results.ts";
+import { median, numArg } from "./stats.ts";
+import { ZooKeeperEnsemble } from "./zookeeper.ts";
+
+const QUICK = process.argv.includes("--quick");
+const RUNS = numArg("runs", QUICK ? 1 : 3);
+const SECONDS = numArg("seconds", QUICK ? 1 : 3);
+const WARMUP_S = numArg("warmup", QUICK ? 0.5 : 2);
+const SYSTEM_WARMUP_S = numArg("system-warmup", QUICK ? 1 : 3);
+
+type Side = "ours" | "zookeeper";
+const SIDES: readonly Side[] = ["ours", "zookeeper"];
+const NAMES: Record<Side, string> = { ours: "orderer (3 hybrid)", zookeeper: "ZooKeeper 3.8 (3 servers)" };
+
+let live: SystemUnderTest | null = null;
+
+async function startZooKeeper(): Promise<SystemUnderTest> {
+  const zk = await ZooKeeperEnsemble.start();
+  const clients: CoordDriver[] = [];
+  const stop = async () => {
+    await Promise.all(clients.map((c) => c.close().catch(() => {})));
+    await zk.stop();
+  };
+  try {
+    for (let i = 0; i < CLIENTS; i++) clients.push(await zk.client(i % 3));
+    await prepare(clients[0] as CoordDriver);
+    console.log(`  ZooKeeper ensemble up, leader: server ${await zk.leader()}`);
+    return { clients, pids: () => zk.pids, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Creates and reads at 64 outstanding for a while, unmeasured: JIT, JVM and caches warm on both sides. */
+async function warmSystem(sut: SystemUnderTest, tag: string): Promise<void> {
+  if (SYSTEM_WARMUP_S <= 0) return;
+  const o = { warmupS: 0, seconds: SYSTEM_WARMUP_S / 2 };
+  await workload(sut.clients, "create", 64, `${tag}-warm`, o);
+  await workload(sut.clients, "getData", 64, `${tag}-warm`, o);
+}
+
+async function oneRun(side: Side, run: number): Promise<Map<string, Figures>> {
+  console.log(`run ${run + 1}/${RUNS}: ${NAMES[side]}`);
+  const sut = side === "ours" ? await startOurs() : await startZooKeeper();
+  live = sut;
+  const out = new Map<string, Figures>();
+  try {
+    await warmSystem(sut, `r${run}`);
+    for (const k of CONCURRENCY)
+      for (const w of WORKLOADS) {
+        const f = await workload(sut.clients, w, k, `r${run}`, {
+          warmupS: WARMUP_S,
+          seconds: SECONDS,
+          serverPids: sut.pids,
+        });
+        out.set(`${w}|${k}`, f);
+        console.log(
+          `  ${w.padEnd(24)} ${String(k).padStart(2)} outstanding: ${f.opsPerSec.toFixed(0).padStart(6)} ops/s  p50 ${f.p50.toFixed(2)} ms  p99 ${f.p99.toFixed(2)} ms  servers ${f.serverCores.toFixed(2)} cores`,
+        );
+      }
+  } finally {
+    live = null;
+    await sut.stop();
+  }
+  return out;
+}
+
+for (const sig of ["SIGINT", "SIGTERM"] as const)
+  process.once(sig, () => {
+    console.error(`\n${sig}: stopping the system under test`);
+    void (live?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
+  });
+
+async function main(): Promise<void> {
+  const m = machine();
+  console.log(
+    `compare-zk: ${NAMES.ours} vs ${NAMES.zookeeper}, fsync on both, ${RUNS} alternating run(s), ${SECONDS} s per row after ${WARMUP_S} s warm-up; ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB, Node ${m.node}; ${DATA.length} B values`,
+  );
+  const runs: Record<Side, Map<string, Figures>[]> = { ours: [], zookeeper: [] };
+  for (let r = 0; r < RUNS; r++) for (const side of SIDES) runs[side].push(await oneRun(side, r));
+
+  const med = (side: Side, key: string, f: (x: Figures) => number) =>
+    median(runs[side].map((m) => f(m.get(key) as Figures)));
+  console.log(
+    "\n| operation | outstanding | ours ops/s | ZooKeeper ops/s | ours / ZK | ours p50 / p99 ms | ZK p50 / p99 ms | ours CPU (cores) | ZK CPU (cores) |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|---|");
+  const rows = [];
+  for (const k of CONCURRENCY)
+    for (const w of WORKLOADS) {
+      const key = `${w}|${k}`;
+      const side = (s: Side) => ({
+        opsPerSec: med(s, key, (f) => f.opsPerSec),
+        p50Ms: med(s, key, (f) => f.p50),
+        p99Ms: med(s, key, (f) => f.p99),
+        serverCores: med(s, key, (f) => f.serverCores),
+        runsOpsPerSec: runs[s].map((m) => (m.get(key) as Figures).opsPerSec),
+      });
+      const ours = side("ours");
+      const zk = side("zookeeper");
+      const ratio = ours.opsPerSec / zk.opsPerSec;
+      rows.push({ operation: w, outstanding: k, ours, zookeeper: zk, ratio });
+      console.log(
+        `| ${w}${w.startsWith("ephemeral") ? " (pairs)" : ""} | ${k} | ${ours.opsPerSec.toFixed(0)} | ${zk.opsPerSec.toFixed(0)} | ${ratio.toFixed(2)}× | ${ours.p50Ms.toFixed(2)} / ${ours.p99Ms.toFixed(2)} | ${zk.p50Ms.toFixed(2)} / ${zk.p99Ms.toFixed(2)} | ${ours.serverCores.toFixed(2)} | ${zk.serverCores.toFixed(2)} |`,
+      );
+    }
+  const file = appendResults(
+    "compare-zk",
+    {
+      runs: RUNS,
+      seconds: SECONDS,
+      warmupS: WARMUP_S,
+      systemWarmupS: SYSTEM_WARMUP_S,
+      valueBytes: DATA.length,
+      clients: CLIENTS,
+      ours: "3 hybrid replicas, libp2p, LevelDB fsync on",
+      zookeeper: "Debian zookeeper 3.8, 3 servers, forceSync=yes, node-zookeeper-client",
+    },
+    rows,
+  );
+  console.log(`\nresults appended to ${file}`);
+}
+
+await main();

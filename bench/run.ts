@@ -1,0 +1,38 @@
+// `npm run bench -- <suite> [options]` runs one benchmark suite; `npm run bench -- all` runs every suite
+// in turn (options are passed to each). Each suite prints its table and appends its results to
+// bench/results/<suite>.jsonl (see results.ts).
+
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+
+const SUITES: Record<string, { file: string; what: string }> = {
+  "compare-zk": {
+    file: "compare-zk.ts",
+    what: "coordination workloads against a 3-server Apache ZooKeeper 3.8 ensemble, side by side",
+  },
+  coord: { file: "coord.ts", what: "coordination workloads on 3 hybrid replicas" },
+  ordering: { file: "ordering.ts", what: "committed tx/s and submit-to-commit latency, hybrid and pbft" },
+  failover: { file: "failover.ts", what: "leader killed → first commit in the new view" },
+  transport: { file: "transport.ts", what: "TCP, UNIX socket, libp2p, rdma, memory; cluster over rdma" },
+  core: { file: "core.ts", what: "the pure BFT core in one process" },
+};
+
+const [suite, ...rest] = process.argv.slice(2);
+if (!suite || !(suite === "all" || suite in SUITES)) {
+  console.error("usage: npm run bench -- <suite> [options]   |   npm run bench -- all [options]\n\nsuites:");
+  for (const [name, s] of Object.entries(SUITES)) console.error(`  ${name.padEnd(12)} ${s.what}`);
+  process.exit(2);
+}
+let failed = 0;
+for (const name of suite === "all" ? Object.keys(SUITES) : [suite]) {
+  const s = SUITES[name] as { file: string };
+  console.log(`\n=== bench ${name} ===`);
+  const r = spawnSync(process.execPath, ["--import", "tsx", join(import.meta.dirname, s.file), ...rest], {
+    stdio: "inherit",
+  });
+  if (r.status !== 0) {
+    console.error(`bench ${name} failed (${r.status ?? r.signal})`);
+    failed++;
+  }
+}
+process.exit(failed === 0 ? 0 : 1);
