@@ -4,7 +4,8 @@
 // 8 outstanding each for 64. Median of several fresh clusters; warm-up before measuring. The same
 // workloads run side by side with ZooKeeper in compare-zk.ts.
 //
-//   npm run bench -- coord [--runs 3 --seconds 3 --quick]
+//   npm run bench -- coord [--runs 3 --seconds 3 --quick --only create,setData]
+//   ORDERER_CPU_PROF=DIR npm run bench -- coord --runs 1 --only create   (profiles every replica)
 
 import { CONCURRENCY, type Figures, startOurs, WORKLOADS, workload } from "./coord-workloads.ts";
 import { appendResults } from "./results.ts";
@@ -14,13 +15,18 @@ const QUICK = process.argv.includes("--quick");
 const RUNS = numArg("runs", QUICK ? 1 : 3);
 const SECONDS = numArg("seconds", QUICK ? 2 : 3);
 const WARMUP_S = 1;
+const ONLY = (() => {
+  const i = process.argv.indexOf("--only");
+  return i >= 0 ? (process.argv[i + 1] ?? "").split(",") : null;
+})();
+const ROWS = WORKLOADS.filter((w) => ONLY === null || ONLY.includes(w));
 
 async function oneRun(run: number): Promise<Map<string, Figures>> {
   const sut = await startOurs();
   const out = new Map<string, Figures>();
   try {
     for (const k of CONCURRENCY)
-      for (const w of WORKLOADS) {
+      for (const w of ROWS) {
         const f = await workload(sut.clients, w, k, `r${run}`, {
           warmupS: WARMUP_S,
           seconds: SECONDS,
@@ -47,7 +53,7 @@ async function main(): Promise<void> {
   console.log("|---|---|---|---|---|---|---|");
   const rows = [];
   for (const k of CONCURRENCY)
-    for (const w of WORKLOADS) {
+    for (const w of ROWS) {
       const fs = runs.map((m) => m.get(`${w}|${k}`) as Figures);
       const row = {
         operation: w,
@@ -65,7 +71,15 @@ async function main(): Promise<void> {
     }
   const file = appendResults(
     "coord",
-    { runs: RUNS, seconds: SECONDS, warmupS: WARMUP_S, replicas: 3, mode: "hybrid" },
+    {
+      runs: RUNS,
+      seconds: SECONDS,
+      warmupS: WARMUP_S,
+      replicas: 3,
+      mode: "hybrid",
+      workloads: ROWS,
+      cpuProfile: Boolean(process.env.ORDERER_CPU_PROF),
+    },
     rows,
   );
   console.log(`\nresults appended to ${file}`);
