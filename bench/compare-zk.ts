@@ -18,6 +18,7 @@
 //   npm run bench -- compare-zk [--runs 3 --seconds 3 --warmup 2 --system-warmup 3 --quick]
 
 import {
+  allRows,
   CLIENTS,
   CONCURRENCY,
   type CoordDriver,
@@ -75,26 +76,13 @@ async function oneRun(side: Side, run: number): Promise<Map<string, Figures>> {
   console.log(`run ${run + 1}/${RUNS}: ${NAMES[side]}`);
   const sut = side === "ours" ? await startOurs() : await startZooKeeper();
   live = sut;
-  const out = new Map<string, Figures>();
   try {
     await warmSystem(sut, `r${run}`);
-    for (const k of CONCURRENCY)
-      for (const w of WORKLOADS) {
-        const f = await workload(sut.clients, w, k, `r${run}`, {
-          warmupS: WARMUP_S,
-          seconds: SECONDS,
-          serverPids: sut.pids,
-        });
-        out.set(`${w}|${k}`, f);
-        console.log(
-          `  ${w.padEnd(24)} ${String(k).padStart(2)} outstanding: ${f.opsPerSec.toFixed(0).padStart(6)} ops/s  p50 ${f.p50.toFixed(2)} ms  p99 ${f.p99.toFixed(2)} ms  servers ${f.serverCores.toFixed(2)} cores`,
-        );
-      }
+    return await allRows(sut, WORKLOADS, `r${run}`, { warmupS: WARMUP_S, seconds: SECONDS });
   } finally {
     live = null;
     await sut.stop();
   }
-  return out;
 }
 
 for (const sig of ["SIGINT", "SIGTERM"] as const)

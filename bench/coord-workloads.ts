@@ -200,3 +200,23 @@ export async function startOurs(): Promise<SystemUnderTest> {
     throw err;
   }
 }
+
+/** Every workload at every concurrency on a running system, one line printed per row; keyed `w|k`. */
+export async function allRows(
+  sut: SystemUnderTest,
+  workloads: readonly Workload[],
+  tag: string,
+  o: { warmupS: number; seconds: number },
+  prefix = "  ",
+): Promise<Map<string, Figures>> {
+  const out = new Map<string, Figures>();
+  for (const k of CONCURRENCY)
+    for (const w of workloads) {
+      const f = await workload(sut.clients, w, k, tag, { ...o, serverPids: sut.pids });
+      out.set(`${w}|${k}`, f);
+      console.log(
+        `${prefix}${w.padEnd(24)} ${String(k).padStart(2)} outstanding: ${f.opsPerSec.toFixed(0).padStart(6)} ops/s  p50 ${f.p50.toFixed(2)} ms  p99 ${f.p99.toFixed(2)} ms  servers ${f.serverCores.toFixed(2)} cores`,
+      );
+    }
+  return out;
+}

@@ -7,7 +7,7 @@
 //   npm run bench -- coord [--runs 3 --seconds 3 --quick --only create,setData]
 //   ORDERER_CPU_PROF=DIR npm run bench -- coord --runs 1 --only create   (profiles every replica)
 
-import { CONCURRENCY, type Figures, startOurs, WORKLOADS, workload } from "./coord-workloads.ts";
+import { allRows, CONCURRENCY, type Figures, startOurs, WORKLOADS } from "./coord-workloads.ts";
 import { appendResults } from "./results.ts";
 import { median, numArg } from "./stats.ts";
 
@@ -23,24 +23,11 @@ const ROWS = WORKLOADS.filter((w) => ONLY === null || ONLY.includes(w));
 
 async function oneRun(run: number): Promise<Map<string, Figures>> {
   const sut = await startOurs();
-  const out = new Map<string, Figures>();
   try {
-    for (const k of CONCURRENCY)
-      for (const w of ROWS) {
-        const f = await workload(sut.clients, w, k, `r${run}`, {
-          warmupS: WARMUP_S,
-          seconds: SECONDS,
-          serverPids: sut.pids,
-        });
-        out.set(`${w}|${k}`, f);
-        console.log(
-          `  run ${run + 1}: ${w.padEnd(24)} outstanding ${String(k).padStart(2)}: ${f.opsPerSec.toFixed(0).padStart(6)} ops/s  p50 ${f.p50.toFixed(2)} ms  p99 ${f.p99.toFixed(2)} ms  servers ${f.serverCores.toFixed(2)} cores`,
-        );
-      }
+    return await allRows(sut, ROWS, `r${run}`, { warmupS: WARMUP_S, seconds: SECONDS }, `  run ${run + 1}: `);
   } finally {
     await sut.stop();
   }
-  return out;
 }
 
 async function main(): Promise<void> {
