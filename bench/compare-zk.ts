@@ -30,7 +30,7 @@ import {
   WORKLOADS,
   workload,
 } from "./coord-workloads.ts";
-import { appendResults, machine } from "./results.ts";
+import { machine, publish } from "./results.ts";
 import { median, numArg } from "./stats.ts";
 import { ZooKeeperEnsemble } from "./zookeeper.ts";
 
@@ -124,7 +124,7 @@ async function main(): Promise<void> {
         `| ${w}${w.startsWith("ephemeral") ? " (pairs)" : ""} | ${k} | ${ours.opsPerSec.toFixed(0)} | ${zk.opsPerSec.toFixed(0)} | ${ratio.toFixed(2)}× | ${ours.p50Ms.toFixed(2)} / ${ours.p99Ms.toFixed(2)} | ${zk.p50Ms.toFixed(2)} / ${zk.p99Ms.toFixed(2)} | ${ours.serverCores.toFixed(2)} | ${zk.serverCores.toFixed(2)} |`,
       );
     }
-  const file = appendResults(
+  await publish(
     "compare-zk",
     {
       runs: RUNS,
@@ -138,7 +138,6 @@ async function main(): Promise<void> {
     },
     rows,
   );
-  console.log(`\nresults appended to ${file}`);
 }
 
 await main();

@@ -8,7 +8,7 @@
 //   ORDERER_CPU_PROF=DIR npm run bench -- coord --runs 1 --only create   (profiles every replica)
 
 import { allRows, CONCURRENCY, type Figures, startOurs, WORKLOADS } from "./coord-workloads.ts";
-import { appendResults } from "./results.ts";
+import { publish } from "./results.ts";
 import { median, numArg } from "./stats.ts";
 
 const QUICK = process.argv.includes("--quick");
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
         `| ${w}${w.startsWith("ephemeral") ? " (pairs)" : ""} | ${k} | ${row.opsPerSec.toFixed(0)} | ${row.p50Ms.toFixed(2)} | ${row.p99Ms.toFixed(2)} | ${row.serverCores.toFixed(2)} | ${fs.map((f) => f.opsPerSec.toFixed(0)).join(", ")} |`,
       );
     }
-  const file = appendResults(
+  await publish(
     "coord",
     {
       runs: RUNS,
@@ -69,7 +69,6 @@ async function main(): Promise<void> {
     },
     rows,
   );
-  console.log(`\nresults appended to ${file}`);
 }
 
 await main();

@@ -28,6 +28,8 @@ import {
   nodeCrypto,
   signEd25519,
 } from "../src/crypto/node-crypto.ts";
+import { publish } from "./results.ts";
+import { median } from "./stats.ts";
 
 const { values } = parseArgs({
   options: {
@@ -232,11 +234,6 @@ function runOnce(mode: Mode, scheme: "ed25519" | "mac", size: number) {
   };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
-};
-
 const rows: Row[] = [];
 const configs: [Mode, "ed25519" | "mac"][] = [
   ["hybrid", "mac"],
@@ -270,6 +267,21 @@ for (const [mode, scheme] of configs) {
 }
 const base = rows[0] as Row;
 if (!base) process.exit(0);
+await publish(
+  "core",
+  { seconds: SECONDS, runs: RUNS, outstanding: OUTSTANDING, batchMaxCount: BATCH, f: 1, clients: CLIENTS },
+  rows.map((r) => ({
+    mode: r.mode,
+    n: r.mode === "hybrid" ? 3 : 4,
+    clientAuth: r.scheme,
+    opBytes: r.size,
+    requestsPerSec: median(r.reqPerSec),
+    batchesPerSec: median(r.batchPerSec),
+    avgBatch: median(r.avgBatch),
+    vsHybridMac0: median(r.reqPerSec) / median(base.reqPerSec),
+    runsRequestsPerSec: r.reqPerSec,
+  })),
+);
 console.log("\nratios against hybrid/mac/0 B in this run:");
 for (const r of rows) {
   console.log(

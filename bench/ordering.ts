@@ -1,123 +1,90 @@
-// Ordering service throughput and latency: committed tx/s and submit-to-commit (certified receipt)
-// p50/p99 for 3 hybrid replicas and 4 PBFT replicas, transactions of 100 B and 1 KiB, each replica in its
-// own process (libp2p, LevelDB with fsync, uWebSockets.js). The load comes from pipelined WebSocket
-// submit streams spread over the replicas (closed loop: a fixed number of transactions outstanding).
-// Also: Merkle root and header hashing with node:crypto vs @noble/hashes (the server's choice).
+// Ordering service: committed tx/s and submit-to-commit p50/p99 against offered load, open loop, so the
+// latency-throughput curve shows where it bends. 3 hybrid replicas and 4 PBFT replicas, transactions
+// of 100 B and 1 KiB, each replica in its own process (libp2p, LevelDB with fsync, uWebSockets.js); the
+// load comes over WebSocket submit streams (2 per replica) at a fixed offered rate per step, from a
+// process on the same machine. "Committed" = acknowledged with a receipt (the transaction is in a block
+// holding a commit certificate); latency counts from the moment a transaction was due to be sent.
+// Also: Merkle root hashing with node:crypto vs @noble/hashes (the server's choice).
 //
-//   npm run bench:ordering [-- --runs 3 --seconds 5 --outstanding 1024 --quick --only hybrid:100]
+//   npm run bench -- ordering [--runs 3 --seconds 2 --quick --only hybrid:100]
 //   ORDERER_CPU_PROF=DIR profiles every replica process (node --cpu-prof)
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import WebSocket from "ws";
 import type { Mode } from "../src/bft/types.ts";
 import { sha256 } from "../src/crypto/node-crypto.ts";
-import { localCluster, NodeProcess } from "../src/node/local-cluster.ts";
 import { merkleRoot, nobleHash } from "../src/ordering/block.ts";
-import { median, numArg, pct } from "./stats.ts";
+import { measure, replicasOf, type Submitter as S, Submitter, startOrdering } from "./ordering-load.ts";
+import { publish } from "./results.ts";
+import { median, numArg } from "./stats.ts";
 
 const QUICK = process.argv.includes("--quick");
 const RUNS = numArg("runs", QUICK ? 1 : 3);
-const SECONDS = numArg("seconds", QUICK ? 2 : 5);
+const SECONDS = numArg("seconds", QUICK ? 1 : 2);
 const WARMUP_S = 1;
-const OUTSTANDING = numArg("outstanding", 1024);
 const STREAMS_PER_REPLICA = 2;
 const MAX_MESSAGE_COUNT = 500;
+/** Offered loads, tx/s; a sweep stops one step after the cluster stops keeping up. */
+const RATES = QUICK ? [100, 400, 1000, 2000] : [50, 100, 200, 400, 600, 800, 1000, 1300, 1600, 2000, 2500];
+/** Below this fraction of the offered load committed, a step counts as saturated. */
+const KEEPS_UP = 0.9;
+const CONFIGS: readonly { mode: Mode; f: number; size: number }[] = [
+  { mode: "hybrid", f: 1, size: 100 },
+  { mode: "hybrid", f: 1, size: 1024 },
+  { mode: "pbft", f: 1, size: 100 },
+  { mode: "pbft", f: 1, size: 1024 },
+];
 
-interface RunResult {
-  txPerSec: number;
+interface Point {
+  offered: number;
+  committed: number;
   p50: number;
   p99: number;
+  errors: number;
+  shed: number;
+  cores: number;
   txPerBlock: number;
 }
 
-async function chainHeight(url: string): Promise<number> {
-  const r = (await (await fetch(`${url}/v1/chain`)).json()) as { height: number };
-  return r.height;
-}
-
-async function run(mode: Mode, size: number): Promise<RunResult> {
-  const dir = mkdtempSync(join(tmpdir(), "orderer-bench-"));
-  const lc = await localCluster(mode, 1, dir, {
+/** One fresh cluster, the offered load stepped up until it saturates. */
+async function sweep(mode: Mode, f: number, size: number): Promise<Point[]> {
+  const cluster = await startOrdering(mode, f, {
     batch: { maxMessageCount: MAX_MESSAGE_COUNT, batchTimeoutMs: 10 },
-    node: { limits: { requestTimeoutTicks: 500, viewChangeTimeoutTicks: 500 } },
   });
-  const procs = lc.nodes.map((n) => new NodeProcess(lc.cluster, n));
+  let s: S | null = null;
+  const points: Point[] = [];
   try {
-    await Promise.all(procs.map((p) => p.start()));
-    await sleep(500);
-    const streams: WebSocket[] = [];
-    for (const url of lc.urls)
-      for (let i = 0; i < STREAMS_PER_REPLICA; i++) {
-        const ws = new WebSocket(`${url.replace("http", "ws")}/v1/submit`);
-        await new Promise((r, j) => {
-          ws.once("open", r);
-          ws.once("error", j);
-        });
-        streams.push(ws);
-      }
-    const perStream = Math.max(1, Math.floor(OUTSTANDING / streams.length));
-    let counter = 0;
-    let measuring = false;
-    let stop = false;
-    let acked = 0;
-    let errors = 0;
-    const lat: number[] = [];
-    const payload = Buffer.alloc(size, 0x61);
-    const sentAt = new Map<number, number>();
-    const sendOne = (ws: WebSocket) => {
-      const id = counter++;
-      const frame = Buffer.alloc(4 + size);
-      frame.writeUInt32BE(id >>> 0, 0);
-      payload.copy(frame, 4);
-      frame.writeUInt32BE(id >>> 0, 4); // unique transaction bytes
-      sentAt.set(id, performance.now());
-      ws.send(frame);
-    };
-    for (const ws of streams) {
-      ws.on("message", (d: Buffer) => {
-        const m = JSON.parse(String(d)) as { id: number; ok: boolean };
-        const t = sentAt.get(m.id);
-        sentAt.delete(m.id);
-        if (measuring && t !== undefined) {
-          if (m.ok) {
-            acked++;
-            lat.push(performance.now() - t);
-          } else errors++;
-        }
-        if (!stop) sendOne(ws);
-      });
-      for (let i = 0; i < perStream; i++) sendOne(ws);
+    s = await Submitter.connect(cluster.urls, STREAMS_PER_REPLICA, size);
+    let saturatedSteps = 0;
+    for (const rate of RATES) {
+      const shed0 = s.shed;
+      s.openLoop(rate);
+      const w = await measure(s, cluster, WARMUP_S, SECONDS);
+      s.stopLoad();
+      const p: Point = {
+        offered: rate,
+        committed: w.txPerSec,
+        p50: w.p50,
+        p99: w.p99,
+        errors: w.errors,
+        shed: s.shed - shed0,
+        cores: w.cores,
+        txPerBlock: (w.txPerSec * SECONDS) / Math.max(1, w.blocks),
+      };
+      points.push(p);
+      console.log(
+        `  ${mode} ${size} B offered ${rate}: committed ${p.committed.toFixed(0)} tx/s, p50 ${p.p50.toFixed(1)} ms, p99 ${p.p99.toFixed(1)} ms, ${p.txPerBlock.toFixed(1)} tx/block, replicas ${p.cores.toFixed(2)} cores${p.errors ? `, ${p.errors} errors` : ""}${p.shed ? `, ${p.shed} shed` : ""}`,
+      );
+      const drained = await s.drain(10_000);
+      if (p.committed < KEEPS_UP * rate || !drained) saturatedSteps++;
+      if (saturatedSteps >= 2 || !drained) break;
     }
-    await sleep(WARMUP_S * 1000);
-    const h0 = await chainHeight(lc.urls[0] as string);
-    measuring = true;
-    const t0 = performance.now();
-    const acked0 = acked;
-    await sleep(SECONDS * 1000);
-    measuring = false;
-    const secs = (performance.now() - t0) / 1000;
-    const done = acked - acked0;
-    const h1 = await chainHeight(lc.urls[0] as string);
-    stop = true;
-    for (const ws of streams) ws.close();
-    if (errors > 0) console.log(`  (${errors} submissions failed during the measurement)`);
-    lat.sort((a, b) => a - b);
-    return {
-      txPerSec: done / secs,
-      p50: pct(lat, 0.5),
-      p99: pct(lat, 0.99),
-      txPerBlock: done / Math.max(1, h1 - h0),
-    };
   } finally {
-    await Promise.all(procs.map((p) => p.stop()));
-    rmSync(dir, { recursive: true, force: true });
+    s?.close();
+    await cluster.stop();
   }
+  return points;
 }
 
-function hashingBench(): void {
+function hashingBench(): { noble: number; node: number } {
   const entries = Array.from({ length: MAX_MESSAGE_COUNT }, (_, i) => Buffer.alloc(100, i));
   const time = (fn: () => void) => {
     const rounds: number[] = [];
@@ -133,41 +100,69 @@ function hashingBench(): void {
   console.log(
     `Merkle root of ${MAX_MESSAGE_COUNT} × 100 B entries: @noble/hashes ${noble.toFixed(2)} ms, node:crypto ${node.toFixed(2)} ms (noble/node ${(noble / node).toFixed(1)}×)`,
   );
+  return { noble, node };
 }
 
 async function main(): Promise<void> {
+  const only = process.argv.indexOf("--only");
+  const configs = CONFIGS.filter((c) => only < 0 || process.argv[only + 1] === `${c.mode}:${c.size}`);
   console.log(
-    `ordering bench: ${RUNS} run(s) per row, ${SECONDS} s measured after ${WARMUP_S} s warm-up, ${OUTSTANDING} tx outstanding over ${STREAMS_PER_REPLICA} WebSocket streams per replica; maxMessageCount ${MAX_MESSAGE_COUNT}, batchTimeout 10 ms, fsync on; all processes on this machine`,
+    `ordering bench: open loop, offered ${RATES.join(", ")} tx/s (a sweep stops one step after committing < ${KEEPS_UP * 100} % of the offer); ${WARMUP_S} s warm-up + ${SECONDS} s measured per step; ${RUNS} run(s), each a fresh cluster, configurations interleaved; ${STREAMS_PER_REPLICA} WebSocket streams per replica; maxMessageCount ${MAX_MESSAGE_COUNT}, batchTimeout 10 ms, fsync on`,
   );
-  hashingBench();
-  const rows: string[] = [];
-  for (const [mode, n] of [
-    ["hybrid", 3],
-    ["pbft", 4],
-  ] as const) {
-    for (const size of [100, 1024]) {
-      const only = process.argv.indexOf("--only");
-      if (only >= 0 && process.argv[only + 1] !== `${mode}:${size}`) continue;
-      const results: RunResult[] = [];
-      for (let r = 0; r < RUNS; r++) results.push(await run(mode, size));
-      const row = [
-        `${mode} (n=${n})`,
-        `${size} B`,
-        median(results.map((x) => x.txPerSec)).toFixed(0),
-        median(results.map((x) => x.p50)).toFixed(1),
-        median(results.map((x) => x.p99)).toFixed(1),
-        median(results.map((x) => x.txPerBlock)).toFixed(1),
-        results.map((x) => x.txPerSec.toFixed(0)).join(" / "),
-      ];
-      rows.push(`| ${row.join(" | ")} |`);
-      console.log(rows[rows.length - 1]);
+  const hashing = hashingBench();
+  const runs = new Map<string, Point[][]>();
+  for (let r = 0; r < RUNS; r++)
+    for (const c of configs) {
+      const key = `${c.mode}:${c.size}`;
+      console.log(`run ${r + 1}/${RUNS}: ${c.mode} (n=${replicasOf(c.mode, c.f)}), ${c.size} B`);
+      const list = runs.get(key) ?? [];
+      list.push(await sweep(c.mode, c.f, c.size));
+      runs.set(key, list);
+    }
+  const rows: Record<string, unknown>[] = [];
+  console.log(
+    "\n| mode | tx size | offered tx/s | committed tx/s | p50 ms | p99 ms | tx per block | replicas' CPU (cores) | runs |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|---|");
+  for (const c of configs) {
+    const sweeps = runs.get(`${c.mode}:${c.size}`) ?? [];
+    for (const rate of RATES) {
+      const pts = sweeps.flatMap((sw) => sw.filter((p) => p.offered === rate));
+      if (pts.length === 0) continue;
+      const med = (k: keyof Point) => median(pts.map((p) => p[k]));
+      const row = {
+        mode: c.mode,
+        n: replicasOf(c.mode, c.f),
+        txBytes: c.size,
+        offered: rate,
+        committed: med("committed"),
+        p50Ms: med("p50"),
+        p99Ms: med("p99"),
+        txPerBlock: med("txPerBlock"),
+        replicaCores: med("cores"),
+        errors: pts.reduce((a, p) => a + p.errors, 0),
+        shed: pts.reduce((a, p) => a + p.shed, 0),
+        runs: pts.length,
+      };
+      rows.push(row);
+      console.log(
+        `| ${c.mode} (n=${row.n}) | ${c.size} B | ${rate} | ${row.committed.toFixed(0)} | ${row.p50Ms.toFixed(1)} | ${row.p99Ms.toFixed(1)} | ${row.txPerBlock.toFixed(1)} | ${row.replicaCores.toFixed(2)} | ${pts.length} |`,
+      );
     }
   }
-  console.log(
-    "\n| mode | tx size | committed tx/s (median) | p50 ms | p99 ms | tx per block | runs (tx/s) |",
-  );
-  console.log("|---|---|---|---|---|---|---|");
-  for (const r of rows) console.log(r);
+  const settings = {
+    runs: RUNS,
+    seconds: SECONDS,
+    warmupS: WARMUP_S,
+    rates: RATES,
+    keepsUp: KEEPS_UP,
+    streamsPerReplica: STREAMS_PER_REPLICA,
+    maxMessageCount: MAX_MESSAGE_COUNT,
+    batchTimeoutMs: 10,
+    fsync: true,
+    merkleRoot500x100B: { nobleMs: hashing.noble, nodeCryptoMs: hashing.node },
+  };
+  await publish("ordering", settings, rows);
 }
 
 main().then(

@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
 import { cpus, hostname, totalmem } from "node:os";
 import { join } from "node:path";
+import { renderSuite } from "./plots.ts";
 
 const RESULTS_DIR = join(import.meta.dirname, "results");
 
@@ -64,6 +65,16 @@ export function appendResults(
   };
   appendFileSync(file, `${JSON.stringify(line)}\n`);
   return file;
+}
+
+/** Appends the suite's results, redraws its charts from them, and says where both went. */
+export async function publish(
+  suite: string,
+  settings: Record<string, unknown>,
+  rows: readonly Record<string, unknown>[],
+): Promise<void> {
+  console.log(`\nresults appended to ${appendResults(suite, settings, rows)}`);
+  for (const f of await renderSuite(suite)) console.log(`plot: ${f}`);
 }
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux

@@ -1,6 +1,7 @@
 // `npm run bench -- <suite> [options]` runs one benchmark suite; `npm run bench -- all` runs every suite
 // in turn (options are passed to each). Each suite prints its table and appends its results to
-// bench/results/<suite>.jsonl (see results.ts).
+// bench/results/<suite>.jsonl (see results.ts) and draws its charts to bench/plots/ (see plots.ts);
+// `npm run bench -- plot` redraws every chart from the latest results without running anything.
 
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
@@ -12,14 +13,22 @@ const SUITES: Record<string, { file: string; what: string }> = {
   },
   coord: { file: "coord.ts", what: "coordination workloads on 3 hybrid replicas" },
   ordering: { file: "ordering.ts", what: "committed tx/s and submit-to-commit latency, hybrid and pbft" },
-  failover: { file: "failover.ts", what: "leader killed → first commit in the new view" },
+  scaling: { file: "scaling.ts", what: "throughput, latency and CPU per tx against n and batch size" },
+  failover: { file: "failover.ts", what: "leader killed under load → first commit in the new view" },
   transport: { file: "transport.ts", what: "TCP, UNIX socket, libp2p, rdma, memory; cluster over rdma" },
   core: { file: "core.ts", what: "the pure BFT core in one process" },
 };
 
 const [suite, ...rest] = process.argv.slice(2);
+if (suite === "plot") {
+  const { PLOTTED_SUITES, renderSuite } = await import("./plots.ts");
+  for (const s of PLOTTED_SUITES()) for (const f of await renderSuite(s)) console.log(`plot: ${f}`);
+  process.exit(0);
+}
 if (!suite || !(suite === "all" || suite in SUITES)) {
-  console.error("usage: npm run bench -- <suite> [options]   |   npm run bench -- all [options]\n\nsuites:");
+  console.error(
+    "usage: npm run bench -- <suite> [options]  |  npm run bench -- all [options]  |  npm run bench -- plot\n\nsuites:",
+  );
   for (const [name, s] of Object.entries(SUITES)) console.error(`  ${name.padEnd(12)} ${s.what}`);
   process.exit(2);
 }

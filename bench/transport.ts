@@ -42,6 +42,7 @@ import { MemoryHub } from "../src/transport/memory.ts";
 import { RdmaTransport } from "../src/transport/rdma.ts";
 import { loadRdmaNative } from "../src/transport/rdma-native.ts";
 import type { Transport, TransportLimits } from "../src/transport/transport.ts";
+import { publish } from "./results.ts";
 import { median, pct } from "./stats.ts";
 
 const { values } = parseArgs({
@@ -63,6 +64,8 @@ const FRAMES = Number(values.frames);
 const CLUSTER_RUNS = Number(values["cluster-runs"]);
 const CLUSTER_TXS = Number(values["cluster-txs"]);
 const CLUSTER_SECONDS = Number(values["cluster-seconds"]);
+/** The rows both parts append to bench/results/transport.jsonl. */
+const resultRows: Record<string, unknown>[] = [];
 if (values["no-cluster"] && values["cluster-only"])
   throw new Error("--no-cluster and --cluster-only exclude each other");
 
@@ -353,6 +356,16 @@ async function transportBench(): Promise<void> {
     const r = res.get(name) as { p50: number[]; p99: number[]; fps: number[] };
     const p50 = median(r.p50);
     const fps = median(r.fps);
+    resultRows.push({
+      part: "pair",
+      transport: name,
+      rttP50Us: p50,
+      rttP99Us: median(r.p99),
+      rttVsTcp: p50 / b50,
+      framesPerSec: fps,
+      framesVsTcp: fps / bfps,
+      runsFramesPerSec: r.fps,
+    });
     console.log(
       `${name.padEnd(NAME_WIDTH)} ${p50.toFixed(1).padStart(11)} ${median(r.p99).toFixed(1).padStart(11)} ${`${(p50 / b50).toFixed(2)}x`.padStart(7)} ${fps.toFixed(0).padStart(10)} ${((fps * 256) / 1e6).toFixed(1).padStart(7)} ${`${(fps / bfps).toFixed(2)}x`.padStart(7)}`,
     );
@@ -615,6 +628,16 @@ async function clusterBench(): Promise<void> {
     const rs = res.get(kind) as ClusterRun[];
     const p50 = median(rs.map((r) => r.p50));
     const tps = median(rs.map((r) => r.txPerSec));
+    resultRows.push({
+      part: "cluster",
+      transport: kind,
+      commitP50Ms: p50,
+      commitP99Ms: median(rs.map((r) => r.p99)),
+      commitVsLibp2p: p50 / b50,
+      txPerSec: tps,
+      txPerSecVsLibp2p: tps / btps,
+      runsTxPerSec: rs.map((r) => r.txPerSec),
+    });
     console.log(
       `${CLUSTER_NAMES[kind].padEnd(width)} ${p50.toFixed(2).padStart(13)} ${median(rs.map((r) => r.p99))
         .toFixed(2)
@@ -649,8 +672,23 @@ async function main(): Promise<void> {
   await clusterBench();
 }
 
+async function record(): Promise<void> {
+  const settings = {
+    runs: RUNS,
+    pings: PINGS,
+    frames: FRAMES,
+    clusterRuns: CLUSTER_RUNS,
+    clusterTxs: CLUSTER_TXS,
+    clusterSeconds: CLUSTER_SECONDS,
+    clusterOutstanding: CLUSTER_OUTSTANDING,
+    parts: values["cluster-only"] ? ["cluster"] : values["no-cluster"] ? ["pair"] : ["pair", "cluster"],
+  };
+  await publish("transport", settings, resultRows);
+}
+
 try {
   await main();
+  await record();
 } finally {
   await cleanUp();
 }
