@@ -38,10 +38,12 @@ const { values } = parseArgs({
     outstanding: { type: "string", default: "4096" },
     batch: { type: "string", default: "256" },
     only: { type: "string" },
+    quick: { type: "boolean", default: false },
   },
 });
-const SECONDS = Number(values.seconds);
-const RUNS = Number(values.runs);
+// --quick: one short run per row (a smoke test of the suite, not figures to quote).
+const SECONDS = values.quick ? 1 : Number(values.seconds);
+const RUNS = values.quick ? 1 : Number(values.runs);
 const OUTSTANDING = Number(values.outstanding);
 const BATCH = Number(values.batch);
 const CLIENTS = 64;

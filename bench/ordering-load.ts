@@ -27,6 +27,28 @@ export interface OrderingCluster {
 
 export const replicasOf = (mode: Mode, f: number): number => (mode === "hybrid" ? 2 * f + 1 : 3 * f + 1);
 
+/**
+ * Waits until every replica hears from all the others (`livePeers` in /health): until then the first
+ * measurements would pay for connections still being dialled.
+ */
+async function allConnected(urls: readonly string[], timeoutMs: number): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  for (;;) {
+    const peers = await Promise.all(
+      urls.map((u) =>
+        fetch(`${u}/health`)
+          .then((r) => r.json() as Promise<{ livePeers?: number }>)
+          .then((h) => h.livePeers ?? 0)
+          .catch(() => 0),
+      ),
+    );
+    if (peers.every((p) => p === urls.length - 1)) return;
+    if (performance.now() > end)
+      throw new Error(`replicas still not all connected after ${timeoutMs} ms: ${peers}`);
+    await sleep(100);
+  }
+}
+
 /** Starts n = 2f+1 (hybrid) or 3f+1 (pbft) replica processes with fsync on; their logs go to files. */
 export async function startOrdering(
   mode: Mode,
@@ -48,7 +70,7 @@ export async function startOrdering(
   };
   try {
     await Promise.all(procs.map((p) => p.start()));
-    await sleep(500);
+    await allConnected(lc.urls, 30_000);
   } catch (err) {
     await stop();
     throw err;

@@ -69,7 +69,17 @@ const axisOf = (a: Axis) => (a.integer ? { axis: { format: "d", tickMinStep: 1 }
 /** Lines with points: one line per value of `series`, x and y quantitative. */
 export function lineChart(
   r: ResultLine,
-  o: { title: string; data: Row[]; x: Axis; y: Axis; series: string; seriesTitle: string; width?: number },
+  o: {
+    title: string;
+    data: Row[];
+    x: Axis;
+    y: Axis;
+    series: string;
+    seriesTitle: string;
+    width?: number;
+    /** The field the line follows from point to point (default: x). */
+    order?: string;
+  },
 ): TopLevelSpec {
   const scale = (a: Axis) => (a.log ? { type: "log" as const } : { zero: false });
   return {
@@ -84,6 +94,7 @@ export function lineChart(
       x: { field: o.x.field, type: "quantitative", title: o.x.title, scale: scale(o.x), ...axisOf(o.x) },
       y: { field: o.y.field, type: "quantitative", title: o.y.title, scale: scale(o.y) },
       color: { field: o.series, type: "nominal", title: o.seriesTitle },
+      ...(o.order ? { order: { field: o.order, type: "quantitative" as const } } : {}),
     },
   };
 }

@@ -17,7 +17,8 @@ const CHARTS: Record<string, Charts> = {
       p50Ms: num(x.p50Ms),
       p99Ms: num(x.p99Ms),
     }));
-    const common = { data, series: "config", seriesTitle: "cluster, tx size", width: 260 };
+    // Lines join the steps in the order the load was offered: past saturation, committed falls back.
+    const common = { data, series: "config", seriesTitle: "cluster, tx size", width: 260, order: "offered" };
     return {
       ordering: concat("Ordering: open-loop load (fsync on, one process per replica)", r, [
         lineChart(r, {

@@ -56,12 +56,14 @@ const { values } = parseArgs({
     "no-cluster": { type: "boolean", default: false },
     "cluster-only": { type: "boolean", default: false },
     only: { type: "string" },
+    quick: { type: "boolean", default: false },
   },
 });
-const RUNS = Number(values.runs);
+// --quick: one run of everything and fewer frames (a smoke test of the suite, not figures to quote).
+const RUNS = values.quick ? 1 : Number(values.runs);
 const PINGS = Number(values.pings);
-const FRAMES = Number(values.frames);
-const CLUSTER_RUNS = Number(values["cluster-runs"]);
+const FRAMES = values.quick ? 50_000 : Number(values.frames);
+const CLUSTER_RUNS = values.quick ? 1 : Number(values["cluster-runs"]);
 const CLUSTER_TXS = Number(values["cluster-txs"]);
 const CLUSTER_SECONDS = Number(values["cluster-seconds"]);
 /** The rows both parts append to bench/results/transport.jsonl. */

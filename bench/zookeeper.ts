@@ -136,6 +136,16 @@ export class ZooKeeperEnsemble {
     return modes.findIndex((m) => /Mode: leader/.test(m));
   }
 
+  /** Kills server `i` (0-based) with SIGKILL, as a crash; resolves when it has exited. */
+  kill(i: number): Promise<void> {
+    const p = this.procs[i];
+    if (!p || p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+    return new Promise((resolve) => {
+      p.once("exit", () => resolve());
+      p.kill("SIGKILL");
+    });
+  }
+
   /** Stops every server by PID (SIGTERM, then SIGKILL after 10 s) and removes the data directories. */
   async stop(removeDir = true): Promise<void> {
     await Promise.all(
@@ -156,11 +166,18 @@ export class ZooKeeperEnsemble {
     if (removeDir) rmSync(this.dir, { recursive: true, force: true });
   }
 
-  /** A session on server `i` (0-based), as a workload driver. */
-  async client(i: number): Promise<CoordDriver> {
-    const c = zookeeper.createClient(`127.0.0.1:${this.clientPorts[i % 3]}`, {
+  /**
+   * A session on server `i` (0-based), as a workload driver. With `servers`, the session may use any
+   * of them (the client picks one and moves to another when it loses its server, after `spinDelayMs`).
+   */
+  async client(
+    i: number,
+    o: { servers?: readonly number[]; spinDelayMs?: number } = {},
+  ): Promise<CoordDriver> {
+    const hosts = (o.servers ?? [i % 3]).map((s) => `127.0.0.1:${this.clientPorts[s]}`).join(",");
+    const c = zookeeper.createClient(hosts, {
       sessionTimeout: 30_000,
-      spinDelay: 1000,
+      spinDelay: o.spinDelayMs ?? 1000,
       retries: 0,
     });
     await new Promise<void>((resolve, reject) => {
