@@ -117,7 +117,8 @@ export function barChart(
     mark: "bar",
     encoding: {
       y: { field: o.category.field, type: "nominal", title: o.category.title, sort: null },
-      yOffset: { field: o.series, type: "nominal" },
+      // Series in the order of the data (sizes stay 0 B, 128 B, 1 KiB rather than sorted as text).
+      yOffset: { field: o.series, type: "nominal", sort: null },
       x: {
         field: o.value.field,
         type: "quantitative",
@@ -125,7 +126,7 @@ export function barChart(
         ...(o.value.log ? { scale: { type: "log" as const, domainMin: floor } } : {}),
       },
       ...(o.value.log ? { x2: { datum: floor } } : {}),
-      color: { field: o.series, type: "nominal", title: o.seriesTitle },
+      color: { field: o.series, type: "nominal", title: o.seriesTitle, sort: null },
     },
     width: 300,
   };
