@@ -3,7 +3,16 @@
 // after appending its results.
 
 import type { TopLevelSpec } from "vega-lite";
-import { barChart, concat, latestResults, lineChart, type ResultLine, type Row, writeSvg } from "./plot.ts";
+import {
+  type Axis,
+  barChart,
+  concat,
+  latestResults,
+  lineChart,
+  type ResultLine,
+  type Row,
+  writeSvg,
+} from "./plot.ts";
 
 type Charts = (r: ResultLine) => Record<string, TopLevelSpec>;
 
@@ -44,6 +53,27 @@ const CHARTS: Record<string, Charts> = {
   },
 };
 
+/** Panels of grouped bars side by side, one per [title, value axis], over the same categories. */
+function barPanels(
+  r: ResultLine,
+  title: string,
+  data: Row[],
+  category: Axis,
+  panels: readonly (readonly [string, Axis])[],
+  s: { series: string; seriesTitle: string } = { series: "what", seriesTitle: "" },
+): TopLevelSpec {
+  return concat(
+    title,
+    r,
+    panels.map(([panel, value]) => barChart(r, { title: panel, data, category, value, ...s })),
+  );
+}
+
+const THROUGHPUT_AND_LATENCY = [
+  ["throughput", { field: "opsPerSec", title: "ops/s (log)", log: true }],
+  ["p50 latency", { field: "p50Ms", title: "p50 ms (log)", log: true }],
+] as const;
+
 const opLabel = (x: Row) => `${x.operation} @${x.outstanding}`;
 
 CHARTS["compare-zk"] = (r) => {
@@ -59,49 +89,29 @@ CHARTS["compare-zk"] = (r) => {
       };
     }),
   );
-  const common = {
-    data,
-    category: { field: "row", title: "operation @ outstanding" },
-    series: "system",
-    seriesTitle: "system",
-  };
   return {
-    "compare-zk": concat("Coordination workloads: ours vs ZooKeeper, same machine, same run", r, [
-      barChart(r, {
-        ...common,
-        title: "throughput",
-        value: { field: "opsPerSec", title: "ops/s (log)", log: true },
-      }),
-      barChart(r, {
-        ...common,
-        title: "p50 latency",
-        value: { field: "p50Ms", title: "p50 ms (log)", log: true },
-      }),
-    ]),
+    "compare-zk": barPanels(
+      r,
+      "Coordination workloads: ours vs ZooKeeper, same machine, same run",
+      data,
+      { field: "row", title: "operation @ outstanding" },
+      THROUGHPUT_AND_LATENCY,
+      { series: "system", seriesTitle: "system" },
+    ),
   };
 };
 
 CHARTS.coord = (r) => {
   const data = r.rows.map((x) => ({ ...x, outstandingLabel: `${x.outstanding} outstanding` }));
-  const common = {
-    data,
-    category: { field: "operation", title: "operation" },
-    series: "outstandingLabel",
-    seriesTitle: "closed loop",
-  };
   return {
-    coord: concat("Coordination workloads on 3 hybrid replicas", r, [
-      barChart(r, {
-        ...common,
-        title: "throughput",
-        value: { field: "opsPerSec", title: "ops/s (log)", log: true },
-      }),
-      barChart(r, {
-        ...common,
-        title: "p50 latency",
-        value: { field: "p50Ms", title: "p50 ms (log)", log: true },
-      }),
-    ]),
+    coord: barPanels(
+      r,
+      "Coordination workloads on 3 hybrid replicas",
+      data,
+      { field: "operation", title: "operation" },
+      THROUGHPUT_AND_LATENCY,
+      { series: "outstandingLabel", seriesTitle: "closed loop" },
+    ),
   };
 };
 
@@ -172,51 +182,28 @@ CHARTS.failover = (r) => {
 };
 
 CHARTS.transport = (r) => {
-  const pairs = r.rows.filter((x) => x.part === "pair").map((x) => ({ ...x, what: "one link" }));
-  const cluster = r.rows
-    .filter((x) => x.part === "cluster")
-    .map((x) => ({ ...x, what: "3-replica cluster" }));
+  const part = (name: string, what: string) =>
+    r.rows.filter((x) => x.part === name).map((x) => ({ ...x, what }));
+  const pairs = part("pair", "one link");
+  const cluster = part("cluster", "3-replica cluster");
+  const transport = { field: "transport", title: "transport" };
   const charts: Record<string, TopLevelSpec> = {};
-  if (pairs.length > 0) {
-    const common = {
-      data: pairs,
-      category: { field: "transport", title: "transport" },
-      series: "what",
-      seriesTitle: "",
-    };
-    charts["transport-link"] = concat("Transports: one link, both ends in one process", r, [
-      barChart(r, {
-        ...common,
-        title: "round trip (64 B)",
-        value: { field: "rttP50Us", title: "RTT p50 µs" },
-      }),
-      barChart(r, {
-        ...common,
-        title: "one-way throughput (256 B)",
-        value: { field: "framesPerSec", title: "frames/s" },
-      }),
+  if (pairs.length > 0)
+    charts["transport-link"] = barPanels(
+      r,
+      "Transports: one link, both ends in one process",
+      pairs,
+      transport,
+      [
+        ["round trip (64 B)", { field: "rttP50Us", title: "RTT p50 µs" }],
+        ["one-way throughput (256 B)", { field: "framesPerSec", title: "frames/s" }],
+      ],
+    );
+  if (cluster.length > 0)
+    charts["transport-cluster"] = barPanels(r, "3 hybrid replicas over each transport", cluster, transport, [
+      ["commit latency, 1 outstanding", { field: "commitP50Ms", title: "p50 ms" }],
+      ["throughput, 64 outstanding", { field: "txPerSec", title: "tx/s" }],
     ]);
-  }
-  if (cluster.length > 0) {
-    const common = {
-      data: cluster,
-      category: { field: "transport", title: "transport" },
-      series: "what",
-      seriesTitle: "",
-    };
-    charts["transport-cluster"] = concat("3 hybrid replicas over each transport", r, [
-      barChart(r, {
-        ...common,
-        title: "commit latency, 1 outstanding",
-        value: { field: "commitP50Ms", title: "p50 ms" },
-      }),
-      barChart(r, {
-        ...common,
-        title: "throughput, 64 outstanding",
-        value: { field: "txPerSec", title: "tx/s" },
-      }),
-    ]);
-  }
   return charts;
 };
 
