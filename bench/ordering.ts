@@ -165,10 +165,6 @@ async function main(): Promise<void> {
   await publish("ordering", settings, rows);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+// A rejection ends the process with its stack and exit code 1; success must exit too (open handles).
+await main();
+process.exit(0);
