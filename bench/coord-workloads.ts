@@ -172,7 +172,7 @@ export async function startOurs(): Promise<SystemUnderTest> {
   });
   // The replicas' JSON logs go to files in the temporary folder (removed at the end), not the table.
   const procs = lc.nodes.map(
-    (n) => new NodeProcess(lc.cluster, n, { logFile: join(dir, `node-${n.id}.log`) }),
+    (n) => new NodeProcess(lc.cluster, n, { logFile: join(dir, `node-${n.id}.log`) }, lc.counters[n.id]),
   );
   const clients: CoordClient[] = [];
   const stop = async () => {

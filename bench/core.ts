@@ -1,5 +1,6 @@
 // The ceiling of the protocol core: replicas in one process, messages handed over as objects (no
-// serialisation, no network, no disk), real crypto (node:crypto SHA-256/HMAC/ed25519).
+// serialisation, no network, no disk), real crypto (node:crypto SHA-256/HMAC/ed25519; hybrid mode's
+// counter certificates are ed25519 signatures, made in process, not by a separate counter process).
 // Prints committed requests/s and batches/s per request size, authentication scheme and mode.
 //
 //   npm run bench:core [-- --seconds 3 --runs 3 --outstanding 4096]
@@ -11,15 +12,15 @@ import {
   type ClientRequest,
   createReplica,
   Digests,
-  deriveClientSessionKey,
   MemoryStorage,
   type Message,
   type Mode,
   quorums,
   type ReplicaCore,
-  SoftwareTrustedSubsystem,
   staticRegistry,
-  trustedAuthenticator,
+  trustedSubsystem,
+  UsigChecker,
+  UsigCounter,
 } from "../src/bft/index.ts";
 import {
   ed25519PublicKeyOf,
@@ -61,17 +62,18 @@ const digests = new Digests(nodeCrypto);
 
 function makeCluster(mode: Mode, f: number) {
   const n = quorums(mode, f).n;
-  const secret = nodeCrypto.sha256(new TextEncoder().encode("bench-group-secret"));
   const replicaKeys = [...Array(n)].map(() => generateEd25519KeyPair());
+  // Hybrid: each replica's trusted subsystem signs certificates with a key of its own (in process here;
+  // a node runs it in the counter process), and every replica verifies them with the public keys.
+  const counterKeys = [...Array(n)].map(() => generateEd25519KeyPair());
+  const counterChecker = new UsigChecker(
+    counterKeys.map((k) => k.publicKey),
+    nodeCrypto,
+  );
   const clientSeeds = [...Array(CLIENTS)].map(() => generateEd25519KeyPair().privateKey);
-  // Hybrid: session keys derive from the group secret (checked whole by the trusted subsystems);
-  // PBFT: one independent key per (client, replica).
+  // Both modes: one independent MAC session key per (client, replica).
   const macKeys = [...Array(CLIENTS)].map((_, c) =>
-    [...Array(n)].map((_, i) =>
-      mode === "hybrid"
-        ? deriveClientSessionKey(nodeCrypto, secret, `c${c}`, i)
-        : nodeCrypto.sha256(new TextEncoder().encode(`mac-${c}-${i}`)),
-    ),
+    [...Array(n)].map((_, i) => nodeCrypto.sha256(new TextEncoder().encode(`mac-${c}-${i}`))),
   );
   const replicas: ReplicaCore[] = [];
   for (let i = 0; i < n; i++) {
@@ -82,14 +84,19 @@ function makeCluster(mode: Mode, f: number) {
         macKey: macKeys[c]?.[i] as Uint8Array,
       });
     });
-    const trusted = new SoftwareTrustedSubsystem({ id: i, secret, hashing: nodeCrypto });
-    const auth =
+    const counterSeed = counterKeys[i]?.privateKey as Uint8Array;
+    const trusted =
       mode === "hybrid"
-        ? trustedAuthenticator(trusted)
-        : ed25519ReplicaAuthenticator(
-            replicaKeys[i]?.privateKey as Uint8Array,
-            replicaKeys.map((k) => k.publicKey),
-          );
+        ? trustedSubsystem(
+            new UsigCounter({ id: i, sign: (bytes) => signEd25519(counterSeed, bytes) }),
+            counterChecker,
+          )
+        : undefined;
+    // Checkpoints (both modes) and PBFT's phases: ed25519 with the replicas' own keys.
+    const auth = ed25519ReplicaAuthenticator(
+      replicaKeys[i]?.privateKey as Uint8Array,
+      replicaKeys.map((k) => k.publicKey),
+    );
     replicas.push(
       createReplica(
         {
@@ -111,7 +118,7 @@ function makeCluster(mode: Mode, f: number) {
           crypto: nodeCrypto,
           registry: staticRegistry(registry),
           auth,
-          trusted: mode === "hybrid" ? trusted : undefined,
+          trusted,
         },
         new MemoryStorage(),
       ),

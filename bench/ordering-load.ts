@@ -62,7 +62,7 @@ export async function startOrdering(
     node: { limits: { requestTimeoutTicks: 500, viewChangeTimeoutTicks: 500, ...o.limits } },
   });
   const procs = lc.nodes.map(
-    (n) => new NodeProcess(lc.cluster, n, { logFile: join(dir, `node-${n.id}.log`) }),
+    (n) => new NodeProcess(lc.cluster, n, { logFile: join(dir, `node-${n.id}.log`) }, lc.counters[n.id]),
   );
   const stop = async () => {
     await Promise.all(procs.map((p) => p.stop()));

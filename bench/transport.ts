@@ -514,7 +514,7 @@ async function clusterRun(kind: TransportKind): Promise<ClusterRun> {
       node: CLUSTER_NODE,
     });
     for (const node of lc.nodes) {
-      const p = new NodeProcess(lc.cluster, node, "ignore");
+      const p = new NodeProcess(lc.cluster, node, "ignore", lc.counters[node.id]);
       procs.push(p);
       liveNodes.add(p);
     }

@@ -31,12 +31,6 @@ export type RequestProblem =
   | "BAD_MAC"
   | "BAD_AUTH";
 
-/**
- * Verifies a whole MAC authenticator on behalf of the group (hybrid mode: the trusted subsystem, which
- * derives every replica's session key). Without one, a replica can check only its own entry.
- */
-export type GroupMacVerifier = (clientId: string, digest: Uint8Array, macs: readonly Uint8Array[]) => boolean;
-
 /** Verifies requests for one replica, caching results by request identity. */
 export class RequestVerifier {
   private readonly cache = new WeakMap<ClientRequest, RequestProblem | null>();
@@ -48,7 +42,6 @@ export class RequestVerifier {
     private readonly digests: Digests,
     private readonly registry: ClientRegistry,
     private readonly limits: Limits,
-    private readonly groupMac?: GroupMacVerifier,
   ) {}
 
   /** null when the request is well-formed and authenticated for this replica. */
@@ -67,7 +60,7 @@ export class RequestVerifier {
    */
   executable(r: ClientRequest): boolean {
     const p = this.check(r);
-    return p === null || (p === "BAD_MAC" && this.groupMac === undefined);
+    return p === null || p === "BAD_MAC";
   }
 
   private compute(r: ClientRequest): RequestProblem | null {
@@ -94,8 +87,6 @@ export class RequestVerifier {
     if (auth.scheme === "mac") {
       if (!Array.isArray(auth.macs) || auth.macs.length !== this.n) return "BAD_AUTH";
       if (!auth.macs.every((m) => m instanceof Uint8Array && m.length === 32)) return "BAD_AUTH";
-      if (this.groupMac)
-        return this.groupMac(r.clientId, this.digests.request(r), auth.macs) ? null : "BAD_MAC";
       if (!keys.macKey) return "BAD_AUTH";
       const mine = auth.macs[this.self] as Uint8Array;
       const expect = this.crypto.hmacSha256(keys.macKey, this.digests.request(r));

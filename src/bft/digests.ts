@@ -206,5 +206,5 @@ function writeCert(w: ByteWriter, c: CounterCert): void {
   w.u32(c.subsystem).u32(c.counter).u64(c.value.view).u64(c.value.slot);
   if (c.prev) w.u8(1).u64(c.prev.view).u64(c.prev.slot);
   else w.u8(0);
-  w.bytes(c.mac);
+  w.bytes(c.sig);
 }

@@ -12,9 +12,13 @@ import { countQuorum, matchingDigestQuorum } from "./quorum.ts";
 import { type ReplicaConfig, ReplicaCore, type ReplicaDeps } from "./replica.ts";
 import { type StorageReader, seqKey } from "./storage.ts";
 import {
+  type CertifiedDigest,
   type CounterCert,
   type CounterValue,
+  checkEquivocation,
   compareValues,
+  type EquivocationProof,
+  isFresh,
   type TrustedSubsystem,
   valuesEqual,
 } from "./trusted.ts";
@@ -28,6 +32,7 @@ import type {
   HNewView,
   HNewViewSummary,
   HPrepare,
+  HProof,
   HViewChange,
   Message,
   ReplicaId,
@@ -89,6 +94,14 @@ interface PersistedSlot {
   readonly myCommit: HCommit | null;
 }
 
+/**
+ * Verified certificates remembered to catch a counter certifying one value twice (two window's worth of
+ * slots per replica, plus view-change values); the oldest are forgotten first.
+ */
+export function certsSeenMax(n: number, window: number): number {
+  return n * (2 * window + 8);
+}
+
 const KEY_META = "h/meta";
 const KEY_NV = "h/nv";
 const KEY_NV_VOTE = "h/nv-vote";
@@ -105,6 +118,8 @@ export class HybridReplica extends ReplicaCore {
   private myVc: HViewChange | null = null;
   private readonly vcs = new Map<ReplicaId, { vc: HViewChange; info: VcInfo }>();
   private readonly earlyNvVotes = new Map<ReplicaId, HCommitNv>();
+  /** Fresh certificates verified, by (subsystem, counter, value): what each counter certified. */
+  private readonly certsSeen = new Map<string, CertifiedDigest>();
 
   constructor(cfg: ReplicaConfig, deps: ReplicaDeps, storage?: StorageReader) {
     super({ ...cfg, mode: "hybrid" }, deps);
@@ -173,6 +188,8 @@ export class HybridReplica extends ReplicaCore {
         return this.onNewView(from, msg);
       case "h-commit-nv":
         return this.onCommitNv(from, msg);
+      case "h-proof":
+        return this.onProof(from, msg);
       default:
         return this.drop(from, "wrong-mode");
     }
@@ -279,8 +296,49 @@ export class HybridReplica extends ReplicaCore {
       !!cert.value &&
       valuesEqual(cert.value, value) &&
       (independent ? cert.prev === undefined : cert.prev !== undefined) &&
-      cert.mac instanceof Uint8Array
+      cert.sig instanceof Uint8Array
     );
+  }
+
+  /**
+   * Verifies a certificate and remembers what its counter certified. A second fresh certificate of one
+   * value over another digest proves that counter's key compromised: this replica raises the proof and
+   * stops ordering (the certificate still counts as valid; halting is what protects).
+   */
+  private checkCert(cert: CounterCert, digest: Uint8Array): boolean {
+    if (!this.trusted.verifyCert(cert, digest)) return false;
+    if (!isFresh(cert)) return true;
+    const key = `${cert.subsystem}/${cert.counter}/${cert.value.view}/${cert.value.slot}`;
+    const seen = this.certsSeen.get(key);
+    if (seen === undefined) {
+      this.certsSeen.set(key, { cert, digest });
+      const max = certsSeenMax(this.n, this.limits.window);
+      while (this.certsSeen.size > max) this.certsSeen.delete(this.certsSeen.keys().next().value as string);
+      return true;
+    }
+    const samePrev =
+      (seen.cert.prev === undefined && cert.prev === undefined) ||
+      (seen.cert.prev !== undefined && cert.prev !== undefined && valuesEqual(seen.cert.prev, cert.prev));
+    if (bytesEqual(seen.digest, digest) && samePrev) return true;
+    this.convict(cert.subsystem, { a: seen, b: { cert, digest } });
+    return true;
+  }
+
+  private convict(culprit: ReplicaId, proof: EquivocationProof): void {
+    if (this.halted !== null) return;
+    this.event({ kind: "equivocation", culprit, proof });
+    // Tell everyone (the culprit too: harmless) before stopping; halted replicas send nothing more.
+    this.broadcast({ type: "h-proof", culprit, proof });
+    this.halt(`replica ${culprit}'s trusted counter certified two messages with one value`);
+  }
+
+  /** A peer's proof: convincing on its own (public keys), whoever relays it. */
+  private onProof(from: ReplicaId, m: HProof): void {
+    const culprit = m.proof?.a?.cert?.subsystem;
+    if (culprit !== m.culprit || !Number.isInteger(culprit) || culprit < 0 || culprit >= this.n)
+      return this.drop(from, "proof-bad-culprit");
+    if (checkEquivocation(m.proof, this.trusted) !== null) return this.drop(from, "proof-invalid");
+    this.convict(culprit, m.proof);
   }
 
   private onPrepare(from: ReplicaId, p: HPrepare): void {
@@ -297,11 +355,17 @@ export class HybridReplica extends ReplicaCore {
       return this.drop(from, "prepare-bad-cert");
     if (!this.batchShapeOk(p.batch)) return this.drop(from, "prepare-bad-batch");
     const existing = this.slots.get(p.seq);
-    if (existing?.prepare) return;
+    if (existing?.prepare) {
+      // Another PREPARE for a seq we hold one for: a leader whose counter certified both is caught here.
+      if (!bytesEqual(existing.prepare.cert.sig, p.cert.sig))
+        this.checkCert(p.cert, this.digests.hPrepare(p.view, p.seq, this.digests.batch(p.batch)));
+      return;
+    }
     const bd = this.digests.batch(p.batch);
-    if (!this.trusted.verifyCert(p.cert, this.digests.hPrepare(p.view, p.seq, bd))) {
+    if (!this.checkCert(p.cert, this.digests.hPrepare(p.view, p.seq, bd))) {
       return this.drop(from, "prepare-bad-cert");
     }
+    if (this.halted !== null) return;
     const slot = this.slot(p.seq);
     slot.prepare = p;
     slot.votes.set(leader, bd);
@@ -311,6 +375,7 @@ export class HybridReplica extends ReplicaCore {
 
   /** Followers certify COMMITs strictly in seq order (their counter must not skip a seq they vote on). */
   private processInOrder(): void {
+    if (this.halted !== null) return;
     if (this.vcTarget !== null || this.leader === this.id || !this.protocolReady()) return;
     for (;;) {
       if (this.vcTarget !== null) return;
@@ -334,7 +399,14 @@ export class HybridReplica extends ReplicaCore {
         { view: this.view, slot: seq + 1 },
         this.digests.hPrepare(this.view, seq, bd),
       );
-      const commit: HCommit = { type: "h-commit", view: this.view, seq, batchDigest: bd, cert };
+      const commit: HCommit = {
+        type: "h-commit",
+        view: this.view,
+        seq,
+        batchDigest: bd,
+        cert,
+        prepareCert: slot.prepare.cert,
+      };
       slot.myCommit = commit;
       slot.votes.set(this.id, bd);
       this.nextCertSeq = seq + 1;
@@ -358,9 +430,17 @@ export class HybridReplica extends ReplicaCore {
     if (!(c.batchDigest instanceof Uint8Array) || c.batchDigest.length !== 32)
       return this.drop(from, "commit-bad");
     if (this.slots.get(c.seq)?.votes.has(from)) return;
-    if (!this.trusted.verifyCert(c.cert, this.digests.hPrepare(c.view, c.seq, c.batchDigest))) {
-      return this.drop(from, "commit-bad-cert");
-    }
+    const digest = this.digests.hPrepare(c.view, c.seq, c.batchDigest);
+    if (!this.checkCert(c.cert, digest)) return this.drop(from, "commit-bad-cert");
+    // What the leader certified to the sender: checked only when it is not the PREPARE we hold.
+    const pc = c.prepareCert;
+    if (!this.certOk(pc, this.leader, { view: c.view, slot: c.seq + 1 }, true))
+      return this.drop(from, "commit-bad-prepare-cert");
+    const mine = this.slots.get(c.seq)?.prepare;
+    const same =
+      mine && bytesEqual(mine.cert.sig, pc.sig) && bytesEqual(this.digests.batch(mine.batch), c.batchDigest);
+    if (!same && !this.checkCert(pc, digest)) return this.drop(from, "commit-bad-prepare-cert");
+    if (this.halted !== null) return;
     this.slot(c.seq).votes.set(from, c.batchDigest);
     this.checkCommit(c.seq);
   }
@@ -544,8 +624,7 @@ export class HybridReplica extends ReplicaCore {
       const r = c?.subsystem;
       if (!Number.isInteger(r) || r < 0 || r >= this.n || seen.has(r)) return false;
       seen.add(r);
-      if (!this.certOk(c, r, { view: nv.view, slot: 1 }, true) || !this.trusted.verifyCert(c, digest))
-        return false;
+      if (!this.certOk(c, r, { view: nv.view, slot: 1 }, true) || !this.checkCert(c, digest)) return false;
     }
     return true;
   }
@@ -573,8 +652,7 @@ export class HybridReplica extends ReplicaCore {
       if (i === vc.chain.length - 1 && (c.value.view !== vc.newView || !bytesEqual(link.digest, digest))) {
         return "vc-bad-chain-head";
       }
-      if (!(link.digest instanceof Uint8Array) || !this.trusted.verifyCert(c, link.digest))
-        return "vc-bad-cert";
+      if (!(link.digest instanceof Uint8Array) || !this.checkCert(c, link.digest)) return "vc-bad-cert";
     }
     const last = (vc.chain[0] as ChainLink).cert.prev as CounterValue;
     if (last.slot === 0 && last.view !== 0) return "vc-chain-not-anchored";
@@ -624,7 +702,7 @@ export class HybridReplica extends ReplicaCore {
       const seq = from + 1 + i;
       if (e.seq !== seq || e.view !== w || !this.batchShapeOk(e.batch)) return "vc-bad-entry";
       if (!this.certOk(e.cert, leader, { view: w, slot: seq + 1 }, true)) return "vc-bad-entry-cert";
-      if (!this.trusted.verifyCert(e.cert, this.digests.hPrepare(w, seq, this.digests.batch(e.batch)))) {
+      if (!this.checkCert(e.cert, this.digests.hPrepare(w, seq, this.digests.batch(e.batch)))) {
         return "vc-bad-entry-cert";
       }
       covered.set(seq, e.batch);
@@ -714,7 +792,7 @@ export class HybridReplica extends ReplicaCore {
     }
     const sel = this.select(picked);
     const digest = this.nvDigest(nv.view, sel, nv.vcs);
-    if (!this.trusted.verifyCert(nv.cert, digest)) return "nv-bad-cert";
+    if (!this.checkCert(nv.cert, digest)) return "nv-bad-cert";
     return { sel, digest };
   }
 
@@ -794,7 +872,7 @@ export class HybridReplica extends ReplicaCore {
     if (from === this.leaderOf(c.view)) return this.drop(from, "commit-nv-from-leader");
     if (!this.certOk(c.cert, from, { view: c.view, slot: 1 }, true))
       return this.drop(from, "commit-nv-bad-cert");
-    if (!(c.nvDigest instanceof Uint8Array) || !this.trusted.verifyCert(c.cert, c.nvDigest)) {
+    if (!(c.nvDigest instanceof Uint8Array) || !this.checkCert(c.cert, c.nvDigest)) {
       return this.drop(from, "commit-nv-bad-cert");
     }
     if (c.view > this.view) {

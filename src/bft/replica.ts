@@ -156,6 +156,7 @@ export abstract class ReplicaCore {
   private commitOut: CommittedBatch[] = [];
   private eventsOut: ReplicaEvent[] = [];
   readonly dropped = new Map<string, number>();
+  private haltReason: string | null = null;
 
   constructor(cfg: ReplicaConfig, deps: ReplicaDeps) {
     this.id = cfg.id;
@@ -168,8 +169,6 @@ export abstract class ReplicaCore {
     this.crypto = deps.crypto;
     this.auth = deps.auth;
     this.digests = new Digests(deps.crypto);
-    // Hybrid: the trusted subsystem verifies whole MAC authenticators (same verdict on every replica).
-    const trusted = cfg.mode === "hybrid" ? deps.trusted : undefined;
     this.verifier = new RequestVerifier(
       this.id,
       this.n,
@@ -177,7 +176,6 @@ export abstract class ReplicaCore {
       this.digests,
       deps.registry,
       this.limits,
-      trusted ? (clientId, digest, macs) => trusted.verifyClientMacs(clientId, digest, macs) : undefined,
     );
     this.clients = new ClientTable(this.limits.clientsMax);
     this.vcTimeout = this.limits.viewChangeTimeoutTicks;
@@ -201,8 +199,23 @@ export abstract class ReplicaCore {
     return this.now;
   }
 
+  /**
+   * Why this replica stopped ordering, or null. It stops for good (until an operator intervenes) when it
+   * holds proof that a replica's trusted counter equivocated: the assumption hybrid mode's safety rests
+   * on no longer holds, and committing more could extend a fork.
+   */
+  get halted(): string | null {
+    return this.haltReason;
+  }
+
+  /** Stops ordering (also used by a host that restarts with a proof on file). */
+  halt(reason: string): void {
+    if (this.haltReason === null) this.haltReason = reason;
+  }
+
   /** A client request arrives at this replica. Throws RequestError when it is refused. */
   propose(req: ClientRequest): ProposeResult {
+    if (this.haltReason !== null) throw new RequestError("HALTED", `ordering stopped: ${this.haltReason}`);
     const problem = this.verifier.check(req);
     if (problem !== null) throw new RequestError(problem, `request refused: ${problem}`);
     if (this.clients.isExecuted(req.clientId, req.reqNo)) {
@@ -230,6 +243,10 @@ export abstract class ReplicaCore {
       this.drop(from, "bad-sender");
       return;
     }
+    if (this.haltReason !== null) {
+      this.drop(from, "halted");
+      return;
+    }
     try {
       this.dispatch(from, msg);
     } catch (err) {
@@ -241,6 +258,7 @@ export abstract class ReplicaCore {
 
   tick(): void {
     this.now++;
+    if (this.haltReason !== null) return;
     if (this.vcTarget === null) {
       const first = this.timers.values().next();
       if (!first.done && first.value.deadline <= this.now)
@@ -377,12 +395,13 @@ export abstract class ReplicaCore {
   /** Execution jumped forward by state transfer. */
   protected abstract onStateTransferred(): void;
 
+  // A halted replica sends and commits nothing more, even later in the step that halted it.
   protected send(to: ReplicaId, msg: Message): void {
-    this.sendOut.push({ to, msg });
+    if (this.haltReason === null) this.sendOut.push({ to, msg });
   }
 
   protected broadcast(msg: Message): void {
-    this.sendOut.push({ to: "all", msg });
+    if (this.haltReason === null) this.sendOut.push({ to: "all", msg });
   }
 
   protected persist(key: string, value: unknown): void {
@@ -422,6 +441,7 @@ export abstract class ReplicaCore {
 
   /** A batch committed at `seq`: executes it and any successors that were waiting. */
   protected commitBatch(seq: number, view: number, batch: Batch): void {
+    if (this.haltReason !== null) return;
     if (seq <= this.lastExecuted || this.committedWaiting.has(seq)) return;
     this.committedWaiting.set(seq, { view, batch });
     this.drainCommitted();

@@ -1,8 +1,12 @@
-// The trusted subsystem (TrInX-like): monotonic counters whose certificates make equivocation
-// impossible. A replica's host code can only ask its subsystem to certify; it never sees the secret.
+// The trusted subsystem (USIG / TrInX-like): monotonic counters whose certificates make equivocation
+// impossible. Each replica's subsystem has its own ed25519 key; a certificate is that key's signature
+// over (subsystem, counter, value[, previous value], digest). The key lives with the counter (its own
+// process, see src/counter/, or one day an enclave or TPM); a replica's host only asks it to certify.
+// Anyone holding the subsystems' public keys verifies certificates: replicas, clients and auditors, so
+// two certificates of one value with different digests are a proof of misbehaviour anyone can check.
 
 import { ByteWriter, bytesEqual } from "./bytes.ts";
-import type { Hashing, ReplicaAuthenticator } from "./crypto.ts";
+import type { SignatureVerifier } from "./crypto.ts";
 import { CounterError } from "./errors.ts";
 
 /** Counter values are (view, slot) pairs, ordered lexicographically. */
@@ -23,105 +27,149 @@ export function valuesEqual(a: CounterValue, b: CounterValue): boolean {
   return a.view === b.view && a.slot === b.slot;
 }
 
+/** Length of a certificate's signature (ed25519). */
+export const CERT_SIG_BYTES = 64;
+
 /**
  * A counter certificate. `prev` is present only on continuing certificates: it is the counter's value
  * just before this certificate was issued, so a receiver learns exactly what the sender certified last.
+ * `sig` is the subsystem's signature over certBytes(cert, digest).
  */
 export interface CounterCert {
   readonly subsystem: number;
   readonly counter: number;
   readonly value: CounterValue;
   readonly prev?: CounterValue;
-  readonly mac: Uint8Array;
+  readonly sig: Uint8Array;
 }
 
-/** What a hardware subsystem (SGX enclave, TPM) would implement as well. */
-export interface TrustedSubsystem {
+/**
+ * The certifying side of one replica's trusted subsystem. Implemented in software by UsigCounter (run
+ * in the counter process, src/counter/), by the replica's client of that process (RemoteCounter), and
+ * by whatever an SGX enclave or a TPM would offer: the calls are synchronous and small on purpose.
+ */
+export interface TrustedCounter {
   readonly id: number;
   /** Certifies `digest` at `value`, which must be strictly greater than the counter's current value. */
   certifyIndependent(counter: number, value: CounterValue, digest: Uint8Array): CounterCert;
   /** Certifies `digest` at `value` >= current value; the certificate carries the previous value. */
   certifyContinuing(counter: number, value: CounterValue, digest: Uint8Array): CounterCert;
-  /** A counter-less trusted MAC over `digest`, bound to this subsystem's id. */
-  trustedMac(digest: Uint8Array): Uint8Array;
-  /** Verifies a certificate issued by any subsystem of the group over `digest`. */
-  verifyCert(cert: CounterCert, digest: Uint8Array): boolean;
-  /** Verifies a trusted MAC of subsystem `subsystem` over `digest`. */
-  verifyMac(subsystem: number, digest: Uint8Array, mac: Uint8Array): boolean;
   /** The counter's current value (ZERO_VALUE before the first certificate). */
   current(counter: number): CounterValue;
-  /**
-   * Verifies a client's PBFT-style MAC authenticator completely: macs[i] must be the HMAC of `digest`
-   * under the session key of (clientId, replica i), which every subsystem derives from the group secret
-   * (see deriveClientSessionKey). Hosts never see those keys, so they cannot forge requests, and every
-   * correct replica reaches the same verdict on every entry.
-   */
-  verifyClientMacs(clientId: string, digest: Uint8Array, macs: readonly Uint8Array[]): boolean;
+}
+
+/** Verifies certificates of any subsystem of the group (public keys only). */
+export interface CertChecker {
+  verifyCert(cert: CounterCert, digest: Uint8Array): boolean;
+}
+
+/** What a hybrid replica's core is given: its own counter, and a checker for everyone's. */
+export interface TrustedSubsystem extends TrustedCounter, CertChecker {}
+
+export function trustedSubsystem(counter: TrustedCounter, checker: CertChecker): TrustedSubsystem {
+  return {
+    id: counter.id,
+    certifyIndependent: (c, v, d) => counter.certifyIndependent(c, v, d),
+    certifyContinuing: (c, v, d) => counter.certifyContinuing(c, v, d),
+    current: (c) => counter.current(c),
+    verifyCert: (cert, d) => checker.verifyCert(cert, d),
+  };
 }
 
 const TAG_INDEPENDENT = 1;
 const TAG_CONTINUING = 2;
-const TAG_MAC = 3;
-const TAG_CLIENT_KEY = 4;
-
-/** Derived client session keys a subsystem caches. */
-export const CLIENT_KEY_CACHE_MAX = 4096;
-
-/**
- * The session key a client shares with replica `replica`, derived from the group secret. Computed by
- * whoever provisions clients (the `orderer init` tool) and by the trusted subsystems; never by hosts.
- */
-export function deriveClientSessionKey(
-  hashing: Hashing,
-  groupSecret: Uint8Array,
-  clientId: string,
-  replica: number,
-): Uint8Array {
-  return hashing.hmacSha256(
-    groupSecret,
-    new ByteWriter(64).u8(TAG_CLIENT_KEY).str(clientId).u32(replica).finish(),
-  );
-}
+/** Domain separation: a counter key signs nothing but these bytes. */
+const CERT_DOMAIN = "orderer-usig-v1";
 
 /** Counters a subsystem may have: bounds the state a faulty host can make it allocate. */
 export const COUNTERS_MAX = 64;
 
-export interface SoftwareSubsystemOptions {
-  id: number;
-  /** The group secret shared by every subsystem of the cluster (never exposed after construction). */
-  secret: Uint8Array;
-  hashing: Hashing;
-  /** Counter values to resume from (a restarted subsystem must never go back). */
-  counters?: ReadonlyMap<number, CounterValue>;
-  /**
-   * Called after a counter advances, before the certificate is returned. A driver persists the new
-   * value in the same atomic write as the Ready that the certificate belongs to (nothing is sent before
-   * that write), so after a crash the counters and the replica's state agree; a hardware subsystem
-   * whose counters survive any crash instead leaves the replica to skip what it can no longer prove.
-   */
-  onAdvance?: (counter: number, value: CounterValue) => void;
+/** The bytes a certificate's signature covers. */
+export function certBytes(
+  cert: Pick<CounterCert, "subsystem" | "counter" | "value" | "prev">,
+  digest: Uint8Array,
+): Uint8Array {
+  const w = new ByteWriter(128).str(CERT_DOMAIN);
+  w.u8(cert.prev === undefined ? TAG_INDEPENDENT : TAG_CONTINUING)
+    .u32(cert.subsystem)
+    .u32(cert.counter)
+    .u64(cert.value.view)
+    .u64(cert.value.slot);
+  if (cert.prev !== undefined) w.u64(cert.prev.view).u64(cert.prev.slot);
+  return w.bytes(digest).finish();
+}
+
+/** Whether a certificate's fields are well-formed (not whether it verifies). */
+export function certShapeOk(cert: CounterCert): boolean {
+  return (
+    !!cert &&
+    typeof cert === "object" &&
+    validId(cert.subsystem) &&
+    Number.isInteger(cert.counter) &&
+    cert.counter >= 0 &&
+    cert.counter < COUNTERS_MAX &&
+    validValue(cert.value) &&
+    (cert.prev === undefined || (validValue(cert.prev) && compareValues(cert.value, cert.prev) >= 0)) &&
+    cert.sig instanceof Uint8Array &&
+    cert.sig.length === CERT_SIG_BYTES
+  );
 }
 
 /**
- * The software trusted subsystem: the secret lives in a private field of this module's class and no
- * method returns it. It protects against a faulty replica's protocol code, not against an attacker
- * who controls the process' memory; an SGX or TPM implementation of `TrustedSubsystem` closes that.
+ * A certificate a correct subsystem issues at most once per value: an independent one, or a continuing
+ * one that moved the counter (prev < value). A continuing certificate with prev == value re-certifies
+ * at the current value and says so, which is no equivocation.
  */
-export class SoftwareTrustedSubsystem implements TrustedSubsystem {
-  readonly id: number;
-  readonly #secret: Uint8Array;
-  readonly #hashing: Hashing;
-  readonly #counters = new Map<number, CounterValue>();
-  readonly #onAdvance: ((counter: number, value: CounterValue) => void) | undefined;
-  readonly #clientKeys = new Map<string, Uint8Array[]>();
+export function isFresh(cert: CounterCert): boolean {
+  return cert.prev === undefined || compareValues(cert.value, cert.prev) > 0;
+}
 
-  constructor(opts: SoftwareSubsystemOptions) {
+/** Checks certificates with each subsystem's ed25519 public key (index = subsystem id). */
+export class UsigChecker implements CertChecker {
+  readonly #keys: readonly Uint8Array[];
+  readonly #sig: SignatureVerifier;
+
+  constructor(publicKeys: readonly Uint8Array[], sig: SignatureVerifier) {
+    this.#keys = publicKeys.map((k) => k.slice());
+    this.#sig = sig;
+  }
+
+  verifyCert(cert: CounterCert, digest: Uint8Array): boolean {
+    if (!certShapeOk(cert) || !(digest instanceof Uint8Array)) return false;
+    const key = this.#keys[cert.subsystem];
+    if (key === undefined) return false;
+    return this.#sig.verifyEd25519(key, certBytes(cert, digest), cert.sig);
+  }
+}
+
+export interface UsigCounterOptions {
+  id: number;
+  /** Signs certBytes with this subsystem's private key (which never leaves the closure). */
+  sign: (bytes: Uint8Array) => Uint8Array;
+  /** Counter values to resume from (a restarted subsystem must never go back). */
+  counters?: ReadonlyMap<number, CounterValue>;
+  /**
+   * Called after a counter advances, before the certificate exists. The counter process makes the new
+   * value durable here (write + fdatasync); if it throws, no certificate is issued and the value stays
+   * burnt in memory, so a value is never certified that a restart could certify again.
+   */
+  onAdvance?: (counter: number, value: CounterValue, all: ReadonlyMap<number, CounterValue>) => void;
+}
+
+/**
+ * The software USIG: monotonic counters and a signing function. Safe against its host only when it runs
+ * where the host cannot reach it (the counter process under its own user, or an enclave).
+ */
+export class UsigCounter implements TrustedCounter {
+  readonly id: number;
+  readonly #sign: (bytes: Uint8Array) => Uint8Array;
+  readonly #counters = new Map<number, CounterValue>();
+  readonly #onAdvance: UsigCounterOptions["onAdvance"];
+
+  constructor(opts: UsigCounterOptions) {
     if (!validId(opts.id)) throw new CounterError("BAD_ID", "subsystem id must be >= 0");
-    if (opts.secret.length < 16)
-      throw new CounterError("WEAK_SECRET", "subsystem secret must have >= 16 bytes");
     this.id = opts.id;
-    this.#secret = opts.secret.slice();
-    this.#hashing = opts.hashing;
+    this.#sign = opts.sign;
     this.#onAdvance = opts.onAdvance;
     for (const [c, v] of opts.counters ?? []) {
       if (!Number.isInteger(c) || c < 0 || c >= COUNTERS_MAX || !validValue(v)) {
@@ -135,13 +183,13 @@ export class SoftwareTrustedSubsystem implements TrustedSubsystem {
     return this.#counters.get(counter) ?? ZERO_VALUE;
   }
 
-  /** Every counter's value, for the driver to persist (see SoftwareSubsystemOptions.onAdvance). */
+  /** Every counter's value (a copy). */
   counters(): Map<number, CounterValue> {
     return new Map(this.#counters);
   }
 
   certifyIndependent(counter: number, value: CounterValue, digest: Uint8Array): CounterCert {
-    this.#checkCounter(counter, value);
+    checkRequest(counter, value, digest);
     const cur = this.current(counter);
     if (compareValues(value, cur) <= 0) {
       throw new CounterError(
@@ -150,12 +198,12 @@ export class SoftwareTrustedSubsystem implements TrustedSubsystem {
       );
     }
     this.#advance(counter, value);
-    const mac = this.#mac(independentBytes(this.id, counter, value, digest));
-    return { subsystem: this.id, counter, value: { ...value }, mac };
+    const cert = { subsystem: this.id, counter, value: { view: value.view, slot: value.slot } };
+    return { ...cert, sig: this.#sign(certBytes(cert, digest)) };
   }
 
   certifyContinuing(counter: number, value: CounterValue, digest: Uint8Array): CounterCert {
-    this.#checkCounter(counter, value);
+    checkRequest(counter, value, digest);
     const cur = this.current(counter);
     if (compareValues(value, cur) < 0) {
       throw new CounterError(
@@ -164,118 +212,74 @@ export class SoftwareTrustedSubsystem implements TrustedSubsystem {
       );
     }
     this.#advance(counter, value);
-    const mac = this.#mac(continuingBytes(this.id, counter, value, cur, digest));
-    return { subsystem: this.id, counter, value: { ...value }, prev: { ...cur }, mac };
-  }
-
-  trustedMac(digest: Uint8Array): Uint8Array {
-    return this.#mac(macBytes(this.id, digest));
-  }
-
-  verifyCert(cert: CounterCert, digest: Uint8Array): boolean {
-    if (!cert || !(cert.mac instanceof Uint8Array) || !(digest instanceof Uint8Array)) return false;
-    if (!validValue(cert.value) || (cert.prev !== undefined && !validValue(cert.prev))) return false;
-    if (!validId(cert.subsystem)) return false;
-    if (!Number.isInteger(cert.counter) || cert.counter < 0 || cert.counter >= COUNTERS_MAX) return false;
-    const bytes =
-      cert.prev === undefined
-        ? independentBytes(cert.subsystem, cert.counter, cert.value, digest)
-        : continuingBytes(cert.subsystem, cert.counter, cert.value, cert.prev, digest);
-    if (cert.prev !== undefined && compareValues(cert.value, cert.prev) < 0) return false;
-    return bytesEqual(this.#mac(bytes), cert.mac);
-  }
-
-  verifyMac(subsystem: number, digest: Uint8Array, mac: Uint8Array): boolean {
-    if (!validId(subsystem) || !(mac instanceof Uint8Array) || !(digest instanceof Uint8Array)) return false;
-    return bytesEqual(this.#mac(macBytes(subsystem, digest)), mac);
-  }
-
-  verifyClientMacs(clientId: string, digest: Uint8Array, macs: readonly Uint8Array[]): boolean {
-    if (typeof clientId !== "string" || !(digest instanceof Uint8Array) || !Array.isArray(macs)) return false;
-    let keys = this.#clientKeys.get(clientId);
-    if (!keys || keys.length < macs.length) {
-      keys = macs.map((_, i) => deriveClientSessionKey(this.#hashing, this.#secret, clientId, i));
-      if (this.#clientKeys.size >= CLIENT_KEY_CACHE_MAX) {
-        this.#clientKeys.delete(this.#clientKeys.keys().next().value as string);
-      }
-      this.#clientKeys.set(clientId, keys);
-    }
-    for (let i = 0; i < macs.length; i++) {
-      const mac = macs[i];
-      if (
-        !(mac instanceof Uint8Array) ||
-        !bytesEqual(this.#hashing.hmacSha256(keys[i] as Uint8Array, digest), mac)
-      ) {
-        return false;
-      }
-    }
-    return true;
-  }
-
-  #checkCounter(counter: number, value: CounterValue): void {
-    if (!Number.isInteger(counter) || counter < 0 || counter >= COUNTERS_MAX) {
-      throw new CounterError("BAD_COUNTER", `counter id ${counter} out of range`);
-    }
-    if (!validValue(value))
-      throw new CounterError("BAD_VALUE", "counter values are non-negative safe integers");
+    const cert = {
+      subsystem: this.id,
+      counter,
+      value: { view: value.view, slot: value.slot },
+      prev: { view: cur.view, slot: cur.slot },
+    };
+    return { ...cert, sig: this.#sign(certBytes(cert, digest)) };
   }
 
   #advance(counter: number, value: CounterValue): void {
     this.#counters.set(counter, { view: value.view, slot: value.slot });
-    this.#onAdvance?.(counter, value);
-  }
-
-  #mac(data: Uint8Array): Uint8Array {
-    return this.#hashing.hmacSha256(this.#secret, data);
+    this.#onAdvance?.(counter, value, new Map(this.#counters));
   }
 }
 
-function validId(id: number): boolean {
+function checkRequest(counter: number, value: CounterValue, digest: Uint8Array): void {
+  if (!Number.isInteger(counter) || counter < 0 || counter >= COUNTERS_MAX) {
+    throw new CounterError("BAD_COUNTER", `counter id ${counter} out of range`);
+  }
+  if (!validValue(value))
+    throw new CounterError("BAD_VALUE", "counter values are non-negative safe integers");
+  if (!(digest instanceof Uint8Array) || digest.length === 0 || digest.length > 64) {
+    throw new CounterError("BAD_DIGEST", "a digest has 1..64 bytes");
+  }
+}
+
+export function validId(id: number): boolean {
   return Number.isInteger(id) && id >= 0 && id <= 0xffff_ffff;
 }
 
-function validValue(v: CounterValue): boolean {
-  return !!v && Number.isSafeInteger(v.view) && v.view >= 0 && Number.isSafeInteger(v.slot) && v.slot >= 0;
+export function validValue(v: CounterValue): boolean {
+  return (
+    !!v &&
+    typeof v === "object" &&
+    Number.isSafeInteger(v.view) &&
+    v.view >= 0 &&
+    Number.isSafeInteger(v.slot) &&
+    v.slot >= 0
+  );
 }
 
-function independentBytes(sub: number, counter: number, value: CounterValue, digest: Uint8Array): Uint8Array {
-  return new ByteWriter(80)
-    .u8(TAG_INDEPENDENT)
-    .u32(sub)
-    .u32(counter)
-    .u64(value.view)
-    .u64(value.slot)
-    .bytes(digest)
-    .finish();
+// ---------------------------------------------------------------- proofs of equivocation
+
+/** One certified statement: a certificate and the digest it covers. */
+export interface CertifiedDigest {
+  readonly cert: CounterCert;
+  readonly digest: Uint8Array;
 }
 
-function continuingBytes(
-  sub: number,
-  counter: number,
-  value: CounterValue,
-  prev: CounterValue,
-  digest: Uint8Array,
-): Uint8Array {
-  return new ByteWriter(96)
-    .u8(TAG_CONTINUING)
-    .u32(sub)
-    .u32(counter)
-    .u64(value.view)
-    .u64(value.slot)
-    .u64(prev.view)
-    .u64(prev.slot)
-    .bytes(digest)
-    .finish();
+/**
+ * Transferable proof that subsystem `a.cert.subsystem` certified two different digests with one fresh
+ * value: impossible for a correct subsystem, so its key (its counter) is compromised.
+ */
+export interface EquivocationProof {
+  readonly a: CertifiedDigest;
+  readonly b: CertifiedDigest;
 }
 
-function macBytes(sub: number, digest: Uint8Array): Uint8Array {
-  return new ByteWriter(48).u8(TAG_MAC).u32(sub).bytes(digest).finish();
-}
-
-/** Hybrid mode's transferable authenticator: the trusted subsystem's counter-less MAC. */
-export function trustedAuthenticator(sub: TrustedSubsystem): ReplicaAuthenticator {
-  return {
-    sign: (digest) => sub.trustedMac(digest),
-    verify: (replica, digest, sig) => sub.verifyMac(replica, digest, sig),
-  };
+/** Why a proof is not one, or null when it proves equivocation (checked with public keys only). */
+export function checkEquivocation(proof: EquivocationProof, checker: CertChecker): string | null {
+  const a = proof?.a;
+  const b = proof?.b;
+  if (!a || !b || !certShapeOk(a.cert) || !certShapeOk(b.cert)) return "malformed";
+  if (!(a.digest instanceof Uint8Array) || !(b.digest instanceof Uint8Array)) return "malformed";
+  if (a.cert.subsystem !== b.cert.subsystem || a.cert.counter !== b.cert.counter) return "different-counters";
+  if (!valuesEqual(a.cert.value, b.cert.value)) return "different-values";
+  if (!isFresh(a.cert) || !isFresh(b.cert)) return "not-fresh";
+  if (bytesEqual(certBytes(a.cert, a.digest), certBytes(b.cert, b.digest))) return "same-statement";
+  if (!checker.verifyCert(a.cert, a.digest) || !checker.verifyCert(b.cert, b.digest)) return "bad-signature";
+  return null;
 }

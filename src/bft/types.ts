@@ -1,7 +1,7 @@
 // Messages, configuration and the Ready contract of the BFT core.
 
 import type { ClientTableSnapshot } from "./client-table.ts";
-import type { CounterCert } from "./trusted.ts";
+import type { CounterCert, EquivocationProof } from "./trusted.ts";
 
 export type ReplicaId = number;
 export type Mode = "hybrid" | "pbft";
@@ -70,6 +70,12 @@ export interface HCommit {
   readonly seq: number;
   readonly batchDigest: Uint8Array;
   readonly cert: CounterCert;
+  /**
+   * The leader's certificate of the PREPARE this COMMIT votes for (over the same digest). Every replica
+   * thus sees what the leader certified to the others: a leader whose counter certified two PREPAREs at
+   * one value is caught with both certificates, a proof anyone can check (EquivocationProof).
+   */
+  readonly prepareCert: CounterCert;
 }
 
 /** What a VIEW-CHANGE carries of the NEW-VIEW its sender last accepted (enough to verify its cert). */
@@ -234,7 +240,17 @@ export interface SnapshotMsg {
   readonly clients: ClientTableSnapshot;
 }
 
-export type HybridMessage = HPrepare | HCommit | HViewChange | HNewView | HCommitNv;
+/**
+ * A proof that replica `culprit`'s trusted counter certified two messages with one value, sent once by
+ * the replica that found it to every other: each checks it with public keys and stops ordering too.
+ */
+export interface HProof {
+  readonly type: "h-proof";
+  readonly culprit: ReplicaId;
+  readonly proof: EquivocationProof;
+}
+
+export type HybridMessage = HPrepare | HCommit | HViewChange | HNewView | HCommitNv | HProof;
 export type PbftMessage = PPrePrepare | PPrepare | PCommit | PViewChange | PNewView;
 export type Message =
   | HybridMessage
@@ -340,7 +356,12 @@ export type ReplicaEvent =
   | { readonly kind: "state-transfer"; readonly fromSeq: number; readonly toSeq: number }
   | { readonly kind: "snapshot-offered"; readonly from: ReplicaId; readonly seq: number }
   | { readonly kind: "duplicate-request"; readonly clientId: string; readonly reqNo: number }
-  | { readonly kind: "dropped"; readonly from: ReplicaId; readonly reason: string };
+  | { readonly kind: "dropped"; readonly from: ReplicaId; readonly reason: string }
+  /**
+   * Replica `culprit`'s trusted counter certified two messages with one value (hybrid mode): its counter
+   * key is compromised. This replica stops ordering (see ReplicaCore.halted); `proof` convinces anyone.
+   */
+  | { readonly kind: "equivocation"; readonly culprit: ReplicaId; readonly proof: EquivocationProof };
 
 export interface Ready {
   /** 1. Make these durable (atomically) ... */

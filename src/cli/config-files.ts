@@ -10,12 +10,14 @@ import type { Mode } from "../bft/types.ts";
 import { ed25519PublicKeyOf } from "../crypto/node-crypto.ts";
 import {
   type ClusterConfig,
+  type CounterConfig,
   DEFAULT_BATCH,
   LOG_LEVELS,
   type LogLevel,
   type NodeConfig,
   type TransportKind,
   validateCluster,
+  validateCounter,
   validateNode,
 } from "../node/config.ts";
 import { CliError } from "./errors.ts";
@@ -86,6 +88,8 @@ export interface InitOptions {
 export interface InitResult {
   readonly clusterFile: string;
   readonly nodeFiles: string[];
+  /** Hybrid mode: one trusted counter file per replica (empty in PBFT mode). */
+  readonly counterFiles: string[];
   readonly cluster: ClusterConfig;
 }
 
@@ -124,7 +128,8 @@ export function initCluster(o: InitOptions): InitResult {
   const p2pPort = (i: number) => o.ports?.p2p[i] ?? (o.p2pPort ?? 7050) + (sameHost ? i : 0);
   const apiPort = (i: number) => o.ports?.api[i] ?? (o.apiPort ?? 8080) + (sameHost ? i : 0);
   const seeds = Array.from({ length: o.nodes }, () => randomBytes(32));
-  const groupSecret = hex(randomBytes(32));
+  const hybrid = o.mode === "hybrid";
+  const counterSeeds = Array.from({ length: o.nodes }, () => randomBytes(32));
   const cluster: ClusterConfig = {
     name: o.name ?? "orderer",
     mode: o.mode,
@@ -135,11 +140,13 @@ export function initCluster(o: InitOptions): InitResult {
       p2p: `/${/^[0-9.]+$/.test(hostOf(i)) ? "ip4" : "dns4"}/${hostOf(i)}/tcp/${p2pPort(i)}`,
       api: `http://${hostOf(i)}:${apiPort(i)}`,
       ...(o.transport === "rdma" ? { rdma: join(out, `rdma-${i}.sock`) } : {}),
+      ...(hybrid ? { counterPublicKey: hex(ed25519PublicKeyOf(counterSeeds[i] as Uint8Array)) } : {}),
     })),
     ...(o.transport === "rdma" ? { transport: "rdma" as const } : {}),
     batch: { ...DEFAULT_BATCH },
   };
   validateCluster(cluster);
+  const counterSocket = (i: number) => `counter-${i}.sock`;
   writeFileSync(clusterFile, renderCluster(cluster));
   const nodeFiles: string[] = [];
   seeds.forEach((s, i) => {
@@ -149,7 +156,7 @@ export function initCluster(o: InitOptions): InitResult {
       renderNode({
         id: i,
         seed: hex(s),
-        groupSecret: o.mode === "hybrid" ? groupSecret : undefined,
+        counterSocket: hybrid ? counterSocket(i) : undefined,
         dataDir: `data/node-${i}`,
         apiHost: sameHost ? hostOf(i) : "0.0.0.0",
         apiPort: apiPort(i),
@@ -159,7 +166,71 @@ export function initCluster(o: InitOptions): InitResult {
     );
     nodeFiles.push(file);
   });
-  return { clusterFile, nodeFiles, cluster };
+  const counterFiles: string[] = [];
+  if (hybrid)
+    counterSeeds.forEach((cs, i) => {
+      const file = join(out, `counter-${i}.jsonc`);
+      writeFileSync(
+        file,
+        renderCounter({
+          id: i,
+          seed: hex(cs),
+          replicaPublicKey: cluster.replicas[i]?.publicKey as string,
+          socket: counterSocket(i),
+          dataDir: `counter-${i}.data`,
+        }),
+        { mode: 0o600 },
+      );
+      counterFiles.push(file);
+    });
+  return { clusterFile, nodeFiles, counterFiles, cluster };
+}
+
+function renderCounter(c: CounterConfig): string {
+  return `// Replica ${c.id}'s trusted counter (\`orderer counter --config <this file>\`). It holds the counter's
+// signing key: the one secret that keeps replica ${c.id} from certifying two messages with one counter value.
+// Run it as its own Unix user and keep this file and its dataDir readable by that user only, NOT by
+// the replica's user: a replica that can read this key can fork the chain (see docs/protocol.md).
+{
+  // The replica (and counter) id.
+  "id": ${c.id},
+  // ed25519 private key seed (hex, 32 bytes). Its public key is replicas[${c.id}].counterPublicKey.
+  "seed": "${c.seed}",
+  // Only the replica with this public key (replicas[${c.id}].publicKey) may use the counter.
+  "replicaPublicKey": "${c.replicaPublicKey}",
+  // The UNIX socket the counter listens on (relative to this file); node-${c.id}.jsonc's counterSocket.
+  "socket": "${c.socket}",
+  // Where the counter keeps its values, fsynced before every answer (relative to this file). Losing or
+  // rolling back this directory lets the counter certify values again: back it up never, restore it never.
+  "dataDir": "${c.dataDir}",
+  // fatal, error, warn, info, debug, trace or silent.
+  "logLevel": "info"
+}
+`;
+}
+
+const COUNTER_FIELDS = new Set(["id", "seed", "replicaPublicKey", "socket", "dataDir", "logLevel"]);
+
+/** Reads and validates a counter file; relative paths are relative to it. */
+export function loadCounterConfig(file: string): CounterConfig {
+  const path = resolve(file);
+  const raw = readJsonc(path);
+  if (!raw || typeof raw !== "object" || Array.isArray(raw))
+    throw new CliError("CONFIG_SYNTAX", `${path}: must be a JSON object`);
+  const fields = { ...(raw as Record<string, unknown>) };
+  for (const k of Object.keys(fields))
+    if (!COUNTER_FIELDS.has(k)) throw new ConfigError("BAD_CONFIG", `${path}: ${k}: unknown field`);
+  const base = dirname(path);
+  if (typeof fields.socket === "string") fields.socket = resolve(base, fields.socket);
+  if (typeof fields.dataDir === "string") fields.dataDir = resolve(base, fields.dataDir);
+  const c = fields as unknown as CounterConfig;
+  try {
+    validateCounter(c);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(err.code, `${path}: ${err.message}`);
+    throw err;
+  }
+  return c;
 }
 
 function renderCluster(c: ClusterConfig): string {
@@ -167,7 +238,7 @@ function renderCluster(c: ClusterConfig): string {
   const replicas = c.replicas
     .map(
       (r) =>
-        `    { "id": ${r.id}, "publicKey": "${r.publicKey}",\n      "p2p": "${r.p2p}", "api": "${r.api}"${r.rdma ? `,\n      "rdma": ${JSON.stringify(r.rdma)}` : ""} }`,
+        `    { "id": ${r.id}, "publicKey": "${r.publicKey}",\n      "p2p": "${r.p2p}", "api": "${r.api}"${r.rdma ? `,\n      "rdma": ${JSON.stringify(r.rdma)}` : ""}${r.counterPublicKey ? `,\n      "counterPublicKey": "${r.counterPublicKey}"` : ""} }`,
     )
     .join(",\n");
   return `// The cluster: identical on every replica. Its canonical JSON is the genesis block's only entry, so a
@@ -216,10 +287,11 @@ function renderNode(n: NodeConfig): string {
   "id": ${n.id},
   // ed25519 private key seed (hex, 32 bytes). Its public key is replicas[${n.id}].publicKey.
   "seed": "${n.seed}",${
-    n.groupSecret
+    n.counterSocket
       ? `
-  // Hybrid mode: the secret the replicas' trusted counters share (software TrInX). Same on every replica.
-  "groupSecret": "${n.groupSecret}",`
+  // Hybrid mode: the UNIX socket of this replica's trusted counter (\`orderer counter --config
+  // counter-${n.id}.jsonc\`, relative to this file). The counter holds its own key; this file does not.
+  "counterSocket": "${n.counterSocket}",`
       : ""
   }
   // libp2p listens here (the cluster file's p2p address is what peers dial).
@@ -307,6 +379,7 @@ export function loadNodeConfig(
   const cluster = readJsonc(clusterFile) as ClusterConfig;
   const merged = { ...fields, ...defined(env), ...defined(flags) } as Record<string, unknown>;
   if (typeof merged.dataDir === "string") merged.dataDir = resolve(base, merged.dataDir);
+  if (typeof merged.counterSocket === "string") merged.counterSocket = resolve(base, merged.counterSocket);
   const node = merged as unknown as NodeConfig;
   try {
     validateCluster(cluster);
@@ -327,6 +400,8 @@ const NODE_FIELDS = new Set([
   "id",
   "seed",
   "groupSecret",
+  "counterSocket",
+  "counterTimeoutMs",
   "dataDir",
   "apiHost",
   "apiPort",

@@ -9,6 +9,7 @@ import { ApiError } from "../ordering/errors.ts";
 import { LedgerError } from "../ordering/ledger.ts";
 import "../util/polyfill.ts";
 import { blocksCommand } from "./commands/blocks.ts";
+import { counterCommand } from "./commands/counter.ts";
 import { devCommand } from "./commands/dev.ts";
 import { initCommand } from "./commands/init.ts";
 import { startCommand } from "./commands/start.ts";
@@ -28,6 +29,7 @@ export function program(): Command {
   for (const c of [
     initCommand(),
     startCommand(),
+    counterCommand(),
     devCommand(),
     statusCommand(),
     submitCommand(),

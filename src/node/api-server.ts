@@ -6,6 +6,7 @@
 //   WS   /v1/submit              pipelined submissions, one ack per transaction
 //   WS   /v1/deliver             blocks in order from a seek position, with backpressure
 //   WS   /v1/coord               the coordination service (docs/coord-protocol.md)
+//   GET  /v1/misbehaviour        proofs of misbehaviour held, and whether this replica stopped ordering
 //   GET  /health                 this replica's view of the cluster (200 with a quorum, else 503)
 //   GET  /metrics                Prometheus text format
 // Every error is JSON {error: {code, message}} with the code's HTTP status; never a stack trace.
@@ -17,6 +18,7 @@ import { blockToJson, type HashFn, headerHash, toBase64, toHexStr } from "../ord
 import { ApiError } from "../ordering/errors.ts";
 import type { Gateway, Receipt } from "../ordering/gateway.ts";
 import type { Ledger } from "../ordering/ledger.ts";
+import type { MisbehaviourReport } from "../ordering/misbehaviour.ts";
 
 export class ApiServerError extends Error {
   override readonly name = "ApiServerError";
@@ -65,6 +67,8 @@ export interface ApiServerOptions {
   readonly health?: () => { ok: boolean } & Record<string, unknown>;
   /** GET /metrics: Prometheus exposition. */
   readonly metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** GET /v1/misbehaviour: proofs this replica holds and whether it stopped ordering. */
+  readonly misbehaviour?: () => MisbehaviourReport;
 }
 
 /** A paused deliver stream re-checks its socket's buffer this often, besides the drain event. */
@@ -258,6 +262,10 @@ export class ApiServer {
         },
         (err: unknown) => this.error(res, state, err),
       );
+    });
+    app.get("/v1/misbehaviour", (res) => {
+      const state = this.guard(res);
+      this.json(res, state, 200, o.misbehaviour ? o.misbehaviour() : { halted: null, proofs: [] });
     });
     app.get("/v1/chain", (res) => {
       const state = this.guard(res);

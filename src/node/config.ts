@@ -35,6 +35,8 @@ export interface ReplicaEntry {
   readonly api: string;
   /** With transport "rdma": the UNIX socket path of the replica's rdma endpoint (one host only). */
   readonly rdma?: string;
+  /** Hybrid mode: the ed25519 public key, hex, of the replica's trusted counter (its own process). */
+  readonly counterPublicKey?: string;
 }
 
 export const TRANSPORTS = ["libp2p", "rdma"] as const;
@@ -67,8 +69,10 @@ export interface NodeConfig {
   readonly id: number;
   /** ed25519 private key seed, hex (32 bytes). */
   readonly seed: string;
-  /** Hybrid mode: the trusted subsystems' shared secret, hex (software TrInX). */
-  readonly groupSecret?: string;
+  /** Hybrid mode: the UNIX socket of this replica's trusted counter process (`orderer counter`). */
+  readonly counterSocket?: string;
+  /** Hybrid mode: how long a certification may take before the counter counts as down (default 5000). */
+  readonly counterTimeoutMs?: number;
   readonly dataDir: string;
   readonly apiHost: string;
   readonly apiPort: number;
@@ -117,6 +121,8 @@ export function validateCluster(c: ClusterConfig): void {
       fail(`replicas[${i}].p2p`, "must be a multiaddr");
     if (typeof r.api !== "string" || !/^https?:\/\//.test(r.api))
       fail(`replicas[${i}].api`, "must be an http(s) URL");
+    if (c.mode === "hybrid" && !isHex(r.counterPublicKey, 32))
+      fail(`replicas[${i}].counterPublicKey`, "hybrid mode needs each replica's counter key (64 hex digits)");
     if (
       c.transport === "rdma" &&
       (typeof r.rdma !== "string" || !r.rdma.startsWith("/") || r.rdma.length > 100)
@@ -169,11 +175,17 @@ export function validateNode(node: NodeConfig, cluster: ClusterConfig): void {
   if (!Number.isInteger(node.id) || node.id < 0 || node.id >= cluster.replicas.length)
     fail("id", `must be a replica id of the cluster (0..${cluster.replicas.length - 1})`);
   if (!isHex(node.seed, 32)) fail("seed", "must be 64 hex digits");
-  if (
-    cluster.mode === "hybrid" &&
-    !(typeof node.groupSecret === "string" && /^([0-9a-f]{2}){16,}$/.test(node.groupSecret))
-  )
-    fail("groupSecret", "hybrid mode needs a hex secret of at least 16 bytes");
+  if ((node as { groupSecret?: unknown }).groupSecret !== undefined)
+    fail(
+      "groupSecret",
+      "no longer used: each replica's trusted counter has its own key (run `orderer init` again)",
+    );
+  if (cluster.mode === "hybrid" && !socketPathOk(node.counterSocket))
+    fail(
+      "counterSocket",
+      "hybrid mode needs the absolute path of the counter's UNIX socket (at most 100 characters)",
+    );
+  if (node.counterTimeoutMs !== undefined) posInt(node.counterTimeoutMs, "counterTimeoutMs");
   if (typeof node.dataDir !== "string" || node.dataDir.length === 0) fail("dataDir", "must be a path");
   if (typeof node.apiHost !== "string" || node.apiHost.length === 0)
     fail("apiHost", "must be a host name or address");
@@ -193,6 +205,38 @@ export function validateNode(node: NodeConfig, cluster: ClusterConfig): void {
     (typeof node.limits !== "object" || node.limits === null || Array.isArray(node.limits))
   )
     fail("limits", "must be an object of core limits");
+}
+
+const socketPathOk = (p: unknown): boolean => typeof p === "string" && p.startsWith("/") && p.length <= 100;
+
+/**
+ * A trusted counter process's settings (`orderer counter --config counter-<i>.jsonc`). Its seed is the
+ * counter's signing key: keep this file readable by the counter's user only, never by the replica's.
+ */
+export interface CounterConfig {
+  /** The replica (and subsystem) id. */
+  readonly id: number;
+  /** The counter's ed25519 private seed, hex; its public key is replicas[id].counterPublicKey. */
+  readonly seed: string;
+  /** The only replica allowed to use this counter: replicas[id].publicKey. */
+  readonly replicaPublicKey: string;
+  /** Where the counter listens (absolute UNIX socket path); node-<id>.jsonc's counterSocket. */
+  readonly socket: string;
+  /** Where the counter keeps its values (never the replica's dataDir). */
+  readonly dataDir: string;
+  readonly logLevel?: LogLevel;
+}
+
+export function validateCounter(c: CounterConfig): void {
+  if (!c || typeof c !== "object") fail("counter", "must be an object");
+  if (!Number.isInteger(c.id) || c.id < 0) fail("id", "must be an integer >= 0");
+  if (!isHex(c.seed, 32)) fail("seed", "must be 64 hex digits");
+  if (!isHex(c.replicaPublicKey, 32)) fail("replicaPublicKey", "must be 64 hex digits");
+  if (!socketPathOk(c.socket))
+    fail("socket", "must be an absolute UNIX socket path of at most 100 characters");
+  if (typeof c.dataDir !== "string" || c.dataDir.length === 0) fail("dataDir", "must be a path");
+  if (c.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(c.logLevel))
+    fail("logLevel", `must be one of ${LOG_LEVELS.join(", ")}`);
 }
 
 /** The core limits a cluster's batch settings imply (Fabric's names → the leader's batching). */
@@ -227,10 +271,14 @@ export function clientOptions(cluster: ClusterConfig): {
   urls: string[];
   replicaKeys: string[];
   quorum: number;
+  counterKeys?: string[];
 } {
   return {
     urls: cluster.replicas.map((r) => r.api),
     replicaKeys: cluster.replicas.map((r) => r.publicKey),
     quorum: quorums(cluster.mode, cluster.f).commit,
+    ...(cluster.mode === "hybrid"
+      ? { counterKeys: cluster.replicas.map((r) => r.counterPublicKey ?? "") }
+      : {}),
   };
 }

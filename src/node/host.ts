@@ -2,7 +2,6 @@
 // timer → tick(); each Ready → persist (awaited) → send → commit callbacks, strictly in order.
 
 import type { ReplicaCore } from "../bft/replica.ts";
-import type { SoftwareTrustedSubsystem } from "../bft/trusted.ts";
 import type { ClientRequest, CommittedBatch, Message, ReplicaEvent, ReplicaId } from "../bft/types.ts";
 import { decodeMessage, encodeMessage } from "../transport/codec.ts";
 import type { Transport } from "../transport/transport.ts";
@@ -31,8 +30,6 @@ export interface HostOptions {
   readonly core: ReplicaCore;
   readonly transport: Transport;
   readonly store: LevelStore;
-  /** A software subsystem whose counters are persisted with each Ready (hybrid mode). */
-  readonly trusted?: SoftwareTrustedSubsystem;
   /** Real time of one core tick (default 10 ms). */
   readonly tickMs?: number;
   readonly app?: HostApp;
@@ -48,7 +45,6 @@ export class ReplicaHost {
   private pumping = false;
   private stopped = false;
   private idle: Promise<void> = Promise.resolve();
-  private savedCounters = "";
   /** When a frame last arrived from each peer (ms). */
   private readonly lastHeard = new Map<ReplicaId, number>();
 
@@ -139,22 +135,15 @@ export class ReplicaHost {
   }
 
   private async drain(): Promise<void> {
-    const { core, transport, store, trusted } = this.o;
+    const { core, transport, store } = this.o;
     for (;;) {
       if (this.stopped) return;
       await this.catchUp();
       if (!core.hasReady() || this.stopped) return;
       const rd = core.ready();
-      // Counters go with the Ready that carries what they certified (only when they moved).
-      const counters = trusted?.counters();
-      const sig = counters ? JSON.stringify([...counters]) : "";
-      const countersMoved = counters !== undefined && sig !== this.savedCounters;
       // The app's writes for these commits go into the same atomic batch as the core's state.
       const app = this.o.app && rd.commit.length > 0 ? await this.o.app.prepare(rd.commit) : undefined;
-      if (rd.persist.length > 0 || countersMoved || (app && app.ops.length > 0)) {
-        await store.apply(rd.persist, countersMoved ? counters : undefined, app?.ops);
-        if (countersMoved) this.savedCounters = sig;
-      }
+      if (rd.persist.length > 0 || (app && app.ops.length > 0)) await store.apply(rd.persist, app?.ops);
       for (const o of rd.send) {
         const frame = encodeMessage(o.msg as Message);
         if (o.to === "all") transport.broadcast(frame);

@@ -1,14 +1,13 @@
-// A replica's durable state in LevelDB: the core's key/value space (written through Ready.persist)
-// and, for a software trusted subsystem, its counters, in one atomic batch per Ready.
+// A replica's durable state in LevelDB: the core's key/value space (written through Ready.persist) and
+// the application's writes, in one atomic batch per Ready. (Hybrid mode's trusted counters are not here:
+// their own process keeps them, see src/counter/.)
 
 import { deserialize, serialize } from "node:v8";
 import { Level } from "level";
 import { MemoryStorage } from "../bft/storage.ts";
-import type { CounterValue } from "../bft/trusted.ts";
 import type { PersistOp } from "../bft/types.ts";
 
 const STATE = "s/";
-const COUNTERS = "t/counters";
 
 export class StoreError extends Error {
   override readonly name = "StoreError";
@@ -17,8 +16,6 @@ export class StoreError extends Error {
 export interface LoadedState {
   /** The core's key/value space, for createReplica(..., storage). */
   readonly storage: MemoryStorage;
-  /** Saved trusted counters (software subsystem), if any. */
-  readonly counters: Map<number, CounterValue> | undefined;
 }
 
 /** A raw write of another component sharing this database (the ledger), applied in the same batch. */
@@ -55,7 +52,6 @@ export class LevelStore {
   async load(): Promise<LoadedState> {
     const storage = new MemoryStorage();
     const ops: PersistOp[] = [];
-    let counters: Map<number, CounterValue> | undefined;
     for await (const [key, value] of this.db.iterator({ gte: STATE, lt: "t0" })) {
       let decoded: unknown;
       try {
@@ -63,21 +59,14 @@ export class LevelStore {
       } catch (err) {
         throw new StoreError(`corrupt value at ${key}: ${(err as Error).message}`);
       }
-      if (key === COUNTERS) {
-        if (!(decoded instanceof Map)) throw new StoreError("corrupt trusted counters");
-        counters = decoded as Map<number, CounterValue>;
-      } else if (key.startsWith(STATE)) ops.push({ op: "put", key: key.slice(STATE.length), value: decoded });
+      if (key.startsWith(STATE)) ops.push({ op: "put", key: key.slice(STATE.length), value: decoded });
     }
     storage.apply(ops);
-    return { storage, counters };
+    return { storage };
   }
 
-  /** Applies one Ready's ops (and the counters certified so far, and other raw writes) atomically. */
-  async apply(
-    ops: readonly PersistOp[],
-    counters?: Map<number, CounterValue>,
-    raw: readonly RawOp[] = [],
-  ): Promise<void> {
+  /** Applies one Ready's ops and other raw writes atomically. */
+  async apply(ops: readonly PersistOp[], raw: readonly RawOp[] = []): Promise<void> {
     const batch = this.db.batch();
     for (const r of raw) {
       if (r.type === "put") batch.put(r.key, r.value);
@@ -87,7 +76,6 @@ export class LevelStore {
       if (op.op === "put") batch.put(STATE + op.key, serialize(op.value));
       else batch.del(STATE + op.key);
     }
-    if (counters) batch.put(COUNTERS, serialize(counters));
     await batch.write({ sync: this.sync });
   }
 

@@ -12,6 +12,7 @@ import { ed25519PublicKeyOf } from "../../src/crypto/node-crypto.ts";
 import {
   type BatchConfig,
   type ClusterConfig,
+  type CounterConfig,
   DEFAULT_BATCH,
   type NodeConfig,
   type TransportKind,
@@ -24,6 +25,8 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 export interface LocalCluster {
   readonly cluster: ClusterConfig;
   readonly nodes: NodeConfig[];
+  /** Hybrid mode: each replica's trusted counter (run it with the node: new NodeProcess(…, counters[i])). */
+  readonly counters: CounterConfig[];
   readonly urls: string[];
 }
 
@@ -36,7 +39,8 @@ export async function localCluster(
   const n = mode === "hybrid" ? 2 * f + 1 : 3 * f + 1;
   const ports = await freePorts(2 * n);
   const seeds = Array.from({ length: n }, () => randomBytes(32));
-  const groupSecret = hex(randomBytes(32));
+  const hybrid = mode === "hybrid";
+  const counterSeeds = Array.from({ length: n }, () => randomBytes(32));
   const cluster: ClusterConfig = {
     name: `test-${mode}`,
     mode,
@@ -47,6 +51,7 @@ export async function localCluster(
       p2p: `/ip4/127.0.0.1/tcp/${ports[i]}`,
       api: `http://127.0.0.1:${ports[n + i]}`,
       ...(opts.transport === "rdma" ? { rdma: join(dir, `rdma-${i}.sock`) } : {}),
+      ...(hybrid ? { counterPublicKey: hex(ed25519PublicKeyOf(counterSeeds[i] as Uint8Array)) } : {}),
     })),
     ...(opts.transport ? { transport: opts.transport } : {}),
     batch: { ...DEFAULT_BATCH, ...opts.batch },
@@ -54,7 +59,7 @@ export async function localCluster(
   const nodes: NodeConfig[] = seeds.map((s, i) => ({
     id: i,
     seed: hex(s),
-    groupSecret: mode === "hybrid" ? groupSecret : undefined,
+    counterSocket: hybrid ? join(dir, `counter-${i}.sock`) : undefined,
     dataDir: join(dir, `node-${i}`),
     apiHost: "127.0.0.1",
     apiPort: ports[n + i] as number,
@@ -62,29 +67,131 @@ export async function localCluster(
     limits: { requestTimeoutTicks: 100, viewChangeTimeoutTicks: 100, retransmitTicks: 10, statusTicks: 10 },
     ...opts.node,
   }));
-  return { cluster, nodes, urls: cluster.replicas.map((r) => r.api) };
+  const counters: CounterConfig[] = hybrid
+    ? seeds.map((s, i) => ({
+        id: i,
+        seed: hex(counterSeeds[i] as Uint8Array),
+        replicaPublicKey: hex(ed25519PublicKeyOf(s)),
+        socket: join(dir, `counter-${i}.sock`),
+        dataDir: join(dir, `counter-${i}`),
+        logLevel: "warn",
+      }))
+    : [];
+  return { cluster, nodes, counters, urls: cluster.replicas.map((r) => r.api) };
 }
 
 const EVENTS_KEPT = 1000;
 const TSX = import.meta.resolve("tsx");
 const SCRIPT = fileURLToPath(new URL("./node-process.ts", import.meta.url));
+const COUNTER_SCRIPT = fileURLToPath(new URL("../counter/counter-process.ts", import.meta.url));
 
-/** One node in its own process. */
+/** A hybrid replica's trusted counter in its own process (as `orderer counter` runs it). */
+export class CounterProcess {
+  proc: ChildProcess | null = null;
+  constructor(
+    readonly config: CounterConfig,
+    private readonly stdio: "inherit" | "ignore" | { readonly logFile: string } = "inherit",
+  ) {}
+
+  get running(): boolean {
+    return this.proc !== null && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  async start(): Promise<void> {
+    if (this.running) return;
+    const out = typeof this.stdio === "object" ? openSync(this.stdio.logFile, "a") : this.stdio;
+    const proc = fork(COUNTER_SCRIPT, [], {
+      execArgv: ["--import", TSX],
+      env: { ...process.env, ORDERER_COUNTER: JSON.stringify(this.config) },
+      stdio: ["ignore", out, out, "ipc"],
+    });
+    if (typeof out === "number") closeSync(out);
+    this.proc = proc;
+    await new Promise<void>((resolve, reject) => {
+      proc.on("message", (m: { type: string; message?: string }) => {
+        if (m.type === "ready") resolve();
+        else if (m.type === "error") reject(new Error(`counter ${this.config.id}: ${m.message}`));
+      });
+      proc.on("exit", (code, sig) => reject(new Error(`counter ${this.config.id} exited (${code ?? sig})`)));
+    });
+  }
+
+  async kill(): Promise<void> {
+    await endProcess(this, "SIGKILL");
+  }
+
+  stop(): Promise<number | null> {
+    return endProcess(this, "SIGTERM");
+  }
+}
+
+async function endProcess(
+  holder: { proc: ChildProcess | null },
+  signal: "SIGKILL" | "SIGTERM",
+): Promise<number | null> {
+  const p = holder.proc;
+  holder.proc = null;
+  if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode ?? null;
+  return new Promise((resolve) => {
+    const t = signal === "SIGTERM" ? setTimeout(() => p.kill("SIGKILL"), 10_000) : undefined;
+    p.once("exit", (code) => {
+      clearTimeout(t);
+      resolve(code);
+    });
+    p.kill(signal);
+  });
+}
+
+/** Starts every trusted counter of a local cluster (hybrid mode) for nodes run in this process. */
+export async function startCounters(
+  lc: LocalCluster,
+  stdio: "inherit" | "ignore" | { readonly logFile: string } = "ignore",
+): Promise<CounterProcess[]> {
+  const procs = lc.counters.map((c) => new CounterProcess(c, stdio));
+  try {
+    await Promise.all(procs.map((p) => p.start()));
+  } catch (err) {
+    await Promise.all(procs.map((p) => p.stop()));
+    throw err;
+  }
+  return procs;
+}
+
+/** One node in its own process (and, in hybrid mode, its trusted counter in another). */
 export class NodeProcess {
   proc: ChildProcess | null = null;
+  readonly counter: CounterProcess | null;
   readonly errors: string[] = [];
   /** State-transfer events the node reported (the latest EVENTS_KEPT). */
   readonly events: NodeEvent[] = [];
+  /** The latest message of each other type the process sent (a variant's reports). */
+  readonly reports = new Map<string, unknown>();
   constructor(
     readonly cluster: ClusterConfig,
     readonly node: NodeConfig,
     /** Where the node's output (JSON log lines) goes: this process's, nowhere, or appended to a file. */
     private readonly stdio: "inherit" | "ignore" | { readonly logFile: string } = "inherit",
-  ) {}
+    /** Hybrid mode: the replica's counter, started with the node (if not running) and ended with it. */
+    counter?: CounterConfig,
+    /** Another entry script speaking node-process.ts's protocol (tests: a Byzantine replica), its env. */
+    private readonly variant: {
+      readonly script: string;
+      readonly env?: Record<string, string>;
+    } | null = null,
+  ) {
+    this.counter = counter ? new CounterProcess(counter, stdio) : null;
+  }
 
   async start(): Promise<void> {
+    // The node waits for its counter's socket (RemoteCounter.open), so both start at once.
+    const counterUp = this.counter?.start();
+    counterUp?.catch(() => {});
+    await Promise.all([this.startNode(), counterUp]);
+  }
+
+  private async startNode(): Promise<void> {
     const out = typeof this.stdio === "object" ? openSync(this.stdio.logFile, "a") : this.stdio;
-    const proc = fork(SCRIPT, [], {
+    const proc = fork(this.variant?.script ?? SCRIPT, [], {
       execArgv: [
         "--import",
         TSX, // resolved from here: the child may run in any working directory
@@ -92,7 +199,11 @@ export class NodeProcess {
           ? ["--cpu-prof", `--cpu-prof-dir=${process.env.ORDERER_CPU_PROF}`]
           : []),
       ],
-      env: { ...process.env, ORDERER_NODE: JSON.stringify({ cluster: this.cluster, node: this.node }) },
+      env: {
+        ...process.env,
+        ...this.variant?.env,
+        ORDERER_NODE: JSON.stringify({ cluster: this.cluster, node: this.node }),
+      },
       stdio: ["ignore", out, out, "ipc"],
     });
     if (typeof out === "number") closeSync(out);
@@ -107,34 +218,21 @@ export class NodeProcess {
         else if (m.type === "error") {
           this.errors.push(m.message ?? "");
           reject(new Error(`node ${this.node.id}: ${m.message}`));
-        }
+        } else if (m.type !== "event") this.reports.set(m.type, m);
       });
       proc.on("exit", (code, sig) => reject(new Error(`node ${this.node.id} exited (${code ?? sig})`)));
     });
   }
 
-  kill(): Promise<void> {
-    const p = this.proc;
-    this.proc = null;
-    if (!p || p.exitCode !== null) return Promise.resolve();
-    return new Promise((resolve) => {
-      p.once("exit", () => resolve());
-      p.kill("SIGKILL");
-    });
+  /** SIGKILL to the node and its counter (a machine crash: both restart from what they fsynced). */
+  async kill(): Promise<void> {
+    await Promise.all([endProcess(this, "SIGKILL"), this.counter?.kill()]);
   }
 
-  /** Graceful stop (SIGTERM): the node closes its store and exits 0. */
-  stop(): Promise<number | null> {
-    const p = this.proc;
-    this.proc = null;
-    if (!p || p.exitCode !== null) return Promise.resolve(p?.exitCode ?? null);
-    return new Promise((resolve) => {
-      const t = setTimeout(() => p.kill("SIGKILL"), 10_000);
-      p.once("exit", (code) => {
-        clearTimeout(t);
-        resolve(code);
-      });
-      p.kill("SIGTERM");
-    });
+  /** Graceful stop (SIGTERM): the node closes its store and exits 0; then its counter. */
+  async stop(): Promise<number | null> {
+    const code = await endProcess(this, "SIGTERM");
+    await this.counter?.stop();
+    return code;
   }
 }

@@ -25,6 +25,10 @@ export interface MetricsSource {
   readonly hasQuorum: () => boolean;
   /** The rdma transport's provider counters (RdmaTransport.securityStats); absent over libp2p. */
   readonly rdmaStats?: () => Record<string, number>;
+  /** Proofs of misbehaviour this replica holds (each also stops ordering). */
+  readonly misbehaviourProofs?: () => number;
+  /** Hybrid mode: certifications by the trusted counter process and their total time. */
+  readonly counterStats?: () => { calls: number; totalMs: number };
 }
 
 export interface HealthReport extends Record<string, unknown> {
@@ -40,14 +44,17 @@ export interface HealthReport extends Record<string, unknown> {
   readonly certifiedHeight: number;
   readonly livePeers: number;
   readonly quorum: boolean;
+  /** Why this replica stopped ordering (a proof of misbehaviour, see GET /v1/misbehaviour), or null. */
+  readonly halted: string | null;
   readonly coord: { readonly connections: number; readonly sessions: number; readonly znodes: number };
 }
 
 export function healthOf(s: MetricsSource): HealthReport {
   const c = s.core;
   const quorum = s.hasQuorum();
+  const halted = c.halted;
   return {
-    ok: quorum,
+    ok: quorum && halted === null,
     replica: s.id,
     mode: s.mode,
     view: c.view,
@@ -59,6 +66,7 @@ export function healthOf(s: MetricsSource): HealthReport {
     certifiedHeight: s.ledger.certifiedHeight,
     livePeers: s.livePeers(),
     quorum,
+    halted,
     coord: { connections: s.coord.connections, sessions: s.tree.sessionCount, znodes: s.tree.nodeCount },
   };
 }
@@ -101,6 +109,27 @@ export class NodeMetrics {
     gauge("orderer_quorum", "1 when this replica reaches a commit quorum with live peers", () =>
       s.hasQuorum() ? 1 : 0,
     );
+    gauge("orderer_halted", "1 when this replica stopped ordering on a proof of misbehaviour", () =>
+      s.core.halted === null ? 0 : 1,
+    );
+    gauge(
+      "orderer_misbehaviour_proofs",
+      "Proofs of misbehaviour held (a replica's counter certified two messages with one value)",
+      () => s.misbehaviourProofs?.() ?? 0,
+    );
+    if (s.counterStats) {
+      const stats = s.counterStats;
+      gauge(
+        "orderer_counter_certifications",
+        "Certificates asked of the trusted counter process",
+        () => stats().calls,
+      );
+      gauge(
+        "orderer_counter_seconds",
+        "Time spent waiting for the trusted counter process (round trip and its fsync)",
+        () => stats().totalMs / 1000,
+      );
+    }
     gauge("orderer_gateway_pending", "Submissions waiting for their receipt", () => s.gateway.pending);
     gauge("orderer_coord_connections", "Coordination WebSocket connections", () => s.coord.connections);
     gauge("orderer_coord_sessions", "Open coordination sessions", () => s.tree.sessionCount);

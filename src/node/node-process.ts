@@ -14,6 +14,7 @@ const REPORTED = new Set([
   "blocks-fetched",
   "view-change-started",
   "new-view",
+  "equivocation",
 ]);
 
 async function main(): Promise<void> {
@@ -21,8 +22,11 @@ async function main(): Promise<void> {
   const n = await OrdererNode.start(cluster, node, {
     logger: createLogger(node.logLevel ?? "info", { replica: node.id }),
     onError: (err) => send({ type: "log", message: err.message }),
+    onFatal: () => setImmediate(() => process.exit(70)),
     onEvent: (e) => {
-      if (REPORTED.has(e.kind)) send({ type: "event", event: e });
+      if (!REPORTED.has(e.kind)) return;
+      // A proof holds bytes: the parent gets its culprit (the proof itself is at GET /v1/misbehaviour).
+      send({ type: "event", event: e.kind === "equivocation" ? { kind: e.kind, culprit: e.culprit } : e });
     },
   });
   // SIGTERM from the parent; SIGINT when Ctrl-C reaches the whole process group.

@@ -1,18 +1,10 @@
 // One replica of the ordering service, composed: LevelDB store, BFT core, libp2p transport, the
 // ledger fed by the core's commits, the client gateway and the HTTP/WebSocket API.
 
-import type { ReplicaAuthenticator } from "../bft/crypto.ts";
 import { Digests } from "../bft/digests.ts";
-import {
-  type ClientRegistry,
-  createReplica,
-  quorums,
-  SoftwareTrustedSubsystem,
-  staticRegistry,
-  trustedAuthenticator,
-} from "../bft/index.ts";
-import type { CounterValue } from "../bft/trusted.ts";
-import type { Mode, ReplicaEvent } from "../bft/types.ts";
+import { type ClientRegistry, createReplica, quorums, staticRegistry } from "../bft/index.ts";
+import { type TrustedSubsystem, trustedSubsystem, UsigChecker } from "../bft/trusted.ts";
+import type { ReplicaEvent } from "../bft/types.ts";
 import { COORD_MAGIC, isCoordEntry } from "../coord/ops.ts";
 import { type AppliedBlocks, CoordService, entryHeader } from "../coord/service.ts";
 import { loadTree, treeWrites } from "../coord/store.ts";
@@ -28,10 +20,17 @@ import {
 import { bytesEq } from "../ordering/block.ts";
 import { Gateway, signedRequest } from "../ordering/gateway.ts";
 import { Ledger, LedgerError } from "../ordering/ledger.ts";
+import {
+  type EquivocationJson,
+  equivocationToJson,
+  type MisbehaviourReport,
+} from "../ordering/misbehaviour.ts";
 import { Libp2pTransport } from "../transport/libp2p.ts";
 import { RdmaTransport } from "../transport/rdma.ts";
+import type { Transport } from "../transport/transport.ts";
 import "../util/polyfill.ts";
 import { ConfigError } from "../bft/errors.ts";
+import { RemoteCounter } from "../counter/client.ts";
 import { ApiServer } from "./api-server.ts";
 import {
   batchLimits,
@@ -55,27 +54,43 @@ const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
 const PEER_LIVE_MS = 3000;
 /** Uncertified blocks are re-announced this often. */
 const SIG_RETRY_MS = 500;
+/** Where proofs of misbehaviour are kept (one per culprit), in the replica's database. */
+const EVIDENCE = "e/equivocation/";
+
+async function loadEvidence(store: LevelStore): Promise<Map<number, EquivocationJson>> {
+  const out = new Map<number, EquivocationJson>();
+  for await (const [key, value] of store.db.iterator({ gte: EVIDENCE, lt: `${EVIDENCE}~` })) {
+    try {
+      const j = JSON.parse(new TextDecoder().decode(value)) as EquivocationJson;
+      out.set(j.culprit, j);
+    } catch {
+      throw new LedgerError("CORRUPT", `unreadable proof at ${key}`);
+    }
+  }
+  return out;
+}
 
 /**
- * A replica's message authentication: in hybrid mode its software trusted subsystem (restored counters)
- * and the subsystem's MACs; in PBFT mode ed25519 with the replicas' keys.
+ * Hybrid mode's trusted subsystem: this replica's counter process (reached over its UNIX socket, where the
+ * counter's key stays) and a checker of every replica's counter certificates with their public keys.
  */
-export function replicaAuth(
-  mode: Mode,
-  id: number,
+export async function openTrusted(
+  cluster: ClusterConfig,
+  config: NodeConfig,
   seed: Uint8Array,
-  keys: readonly Uint8Array[],
-  groupSecretHex: string | undefined,
-  counters: Map<number, CounterValue> | undefined,
-): { trusted: SoftwareTrustedSubsystem | undefined; auth: ReplicaAuthenticator } {
-  if (mode === "pbft") return { trusted: undefined, auth: ed25519ReplicaAuthenticator(seed, keys) };
-  const trusted = new SoftwareTrustedSubsystem({
-    id,
-    secret: hex(groupSecretHex ?? ""),
-    hashing: nodeCrypto,
-    counters,
+  onBroken?: (err: Error) => void,
+): Promise<{ trusted: TrustedSubsystem; counter: RemoteCounter } | undefined> {
+  if (cluster.mode !== "hybrid") return undefined;
+  const counterKeys = cluster.replicas.map((r) => hex(r.counterPublicKey ?? ""));
+  const counter = await RemoteCounter.open({
+    socketPath: config.counterSocket as string,
+    id: config.id,
+    counterPublicKey: counterKeys[config.id] as Uint8Array,
+    replicaSeed: seed,
+    certifyTimeoutMs: config.counterTimeoutMs,
+    onBroken,
   });
-  return { trusted, auth: trustedAuthenticator(trusted) };
+  return { trusted: trustedSubsystem(counter, new UsigChecker(counterKeys, nodeCrypto)), counter };
 }
 
 /** What a node reports for logs and metrics: the core's events and the ledger's block catch-up. */
@@ -88,6 +103,17 @@ export interface NodeHooks {
   readonly onError?: (err: Error) => void;
   /** Structured logs (default: none). */
   readonly logger?: Logger;
+  /**
+   * The replica cannot go on (its trusted counter is unreachable or misbehaves). Its state on disk is
+   * consistent; the process should exit so that a supervisor restarts it (node-process and
+   * `orderer start` exit with code 70).
+   */
+  readonly onFatal?: (err: Error) => void;
+  /**
+   * Wraps the replica's transport. For fault injection only: the multi-process attack tests run a
+   * Byzantine replica as the real node with its messages rewritten here.
+   */
+  readonly wrapTransport?: (t: Transport) => Transport;
 }
 
 /** Events worth a log line (the others are counted in metrics only). */
@@ -114,6 +140,7 @@ export class OrdererNode {
     readonly api: ApiServer,
     readonly metrics: NodeMetrics,
     readonly log: Logger,
+    readonly counter: RemoteCounter | undefined,
   ) {}
 
   static async start(
@@ -125,8 +152,21 @@ export class OrdererNode {
     validateNode(config, cluster);
     const log = hooks.logger ?? silentLogger;
     let metricsRef: NodeMetrics | undefined;
+    const evidence = new Map<number, EquivocationJson>();
+    let storeRef: LevelStore | undefined;
     const onEvent = (e: NodeEvent) => {
       metricsRef?.event(e.kind);
+      if (e.kind === "equivocation" && !evidence.has(e.culprit)) {
+        const j = equivocationToJson(e.culprit, e.proof);
+        evidence.set(e.culprit, j);
+        log.error(
+          { culprit: e.culprit, value: j.a.cert.value, digests: [j.a.digest, j.b.digest] },
+          "security event: a replica's trusted counter certified two messages with one value; ordering stopped (proof at GET /v1/misbehaviour)",
+        );
+        storeRef?.db
+          .put(`${EVIDENCE}${e.culprit}`, new TextEncoder().encode(JSON.stringify(j)), { sync: true })
+          .catch((err: unknown) => log.error({ err }, "could not save the proof of misbehaviour"));
+      }
       const level = LOGGED[e.kind];
       if (level) {
         const { kind, ...fields } = e;
@@ -144,6 +184,8 @@ export class OrdererNode {
       throw new ConfigError("BAD_CONFIG", `seed: does not match replicas[${config.id}].publicKey`);
     const tickMs = config.tickMs ?? 10;
     const store = await LevelStore.open(config.dataDir, { sync: config.sync ?? true });
+    storeRef = store;
+    let counterLink: Awaited<ReturnType<typeof openTrusted>>;
     try {
       const loaded = await store.load();
       const registry: ClientRegistry = staticRegistry(
@@ -152,21 +194,26 @@ export class OrdererNode {
           [coordClientId(r.id), { ed25519PublicKey: keys[i] as Uint8Array }],
         ]),
       );
-      const { trusted, auth } = replicaAuth(
-        cluster.mode,
-        config.id,
-        seed,
-        keys,
-        config.groupSecret,
-        loaded.counters,
-      );
+      // Replica messages outside the counter's (checkpoints) are signed with the replica's key in both
+      // modes; in hybrid mode, ordering messages carry the counter's certificates.
+      const auth = ed25519ReplicaAuthenticator(seed, keys);
+      counterLink = await openTrusted(cluster, config, seed, (err) => {
+        log.fatal({ err }, "trusted counter unavailable: this replica cannot certify and must restart");
+        hooks.onFatal?.(err);
+      });
+      const trusted = counterLink?.trusted;
       const limits = { ...batchLimits(cluster.batch, tickMs), ...config.limits };
       const core = createReplica(
         { id: config.id, f: cluster.f, mode: cluster.mode, limits },
         { crypto: nodeCrypto, registry, auth, trusted },
         loaded.storage,
       );
-      const transport =
+      // A proof found before a restart still stops ordering: the fork it proves does not go away.
+      for (const [culprit, j] of await loadEvidence(store)) {
+        evidence.set(culprit, j);
+        core.halt(`replica ${culprit}'s trusted counter certified two messages with one value`);
+      }
+      const baseTransport =
         cluster.transport === "rdma"
           ? new RdmaTransport({
               self: config.id,
@@ -191,6 +238,7 @@ export class OrdererNode {
               redialMinMs: 20,
               redialMaxMs: 1000,
             });
+      const transport = hooks.wrapTransport ? hooks.wrapTransport(baseTransport) : baseTransport;
       const q = quorums(cluster.mode, cluster.f);
       const ledger = await Ledger.open({
         db: store.db,
@@ -265,7 +313,7 @@ export class OrdererNode {
                 cid,
               );
               const writes = treeWrites(tree, tree.takeChanges());
-              await store.apply([], undefined, [...l.ops, ...writes]);
+              await store.apply([], [...l.ops, ...writes]);
               ledger.writtenSynced(l.built);
               coord.written(applied);
               const from = blocks[0]?.header.number ?? 0;
@@ -278,7 +326,6 @@ export class OrdererNode {
         core,
         transport,
         store,
-        trusted,
         tickMs,
         app: app as HostApp,
         onEvent,
@@ -312,7 +359,11 @@ export class OrdererNode {
         transport,
         livePeers: () => host.livePeers(PEER_LIVE_MS),
         hasQuorum: () => node?.hasQuorum() ?? false,
-        rdmaStats: transport instanceof RdmaTransport ? () => transport.securityStats() : undefined,
+        rdmaStats: baseTransport instanceof RdmaTransport ? () => baseTransport.securityStats() : undefined,
+        misbehaviourProofs: () => evidence.size,
+        counterStats: counterLink
+          ? () => (counterLink as NonNullable<typeof counterLink>).counter.stats
+          : undefined,
       };
       const metrics = new NodeMetrics(source);
       metricsRef = metrics;
@@ -325,11 +376,24 @@ export class OrdererNode {
         txMaxBytes: cluster.batch.absoluteMaxBytes,
         coord,
         health: () => healthOf(source),
+        misbehaviour: (): MisbehaviourReport => ({ halted: core.halted, proofs: [...evidence.values()] }),
         metrics: () => metrics.expose(),
       });
       api.onInternalError = (err) => onError(err instanceof Error ? err : new Error(String(err)));
       await host.start();
-      node = new OrdererNode(cluster, config, store, host, ledger, gateway, coord, api, metrics, log);
+      node = new OrdererNode(
+        cluster,
+        config,
+        store,
+        host,
+        ledger,
+        gateway,
+        coord,
+        api,
+        metrics,
+        log,
+        counterLink?.counter,
+      );
       coord.start();
       node.retryTimer = setInterval(() => ledger.retry(SIG_RETRY_MS), SIG_RETRY_MS);
       try {
@@ -344,6 +408,7 @@ export class OrdererNode {
       );
       return node;
     } catch (err) {
+      await counterLink?.counter.close().catch(() => {});
       await store.close().catch(() => {});
       throw err;
     }
@@ -369,6 +434,7 @@ export class OrdererNode {
       await this.host.stop();
       await this.ledger.flush();
       await this.store.close();
+      await this.counter?.close();
       this.log.info("replica stopped");
     })();
     return this.stopping;

@@ -3,6 +3,7 @@
 // is verified against the cluster's replica keys, and a replica that serves something that does not
 // verify is reported with the reason and skipped for the next one.
 
+import { UsigChecker } from "../bft/trusted.ts";
 import { loadWebSocket, type WebSocketCtor, type WebSocketLike, wsBase } from "../util/websocket.ts";
 import {
   type Block,
@@ -16,12 +17,14 @@ import {
   headerHash,
   type MerkleProof,
   nobleHash,
+  nobleVerify,
   toBase64,
   toHexStr,
   type VerifyFn,
   verifyCertificate,
   verifyMerkleProof,
 } from "./block.ts";
+import { checkEquivocationJson, type MisbehaviourReport } from "./misbehaviour.ts";
 
 export interface ClientOptions {
   /** Base URLs of the replicas' APIs (http://host:port). */
@@ -39,6 +42,17 @@ export interface ClientOptions {
   readonly WebSocket?: WebSocketCtor;
   /** Called when a replica answers with something that does not verify, or cannot be reached. */
   readonly onProblem?: (p: { url: string; error: Error }) => void;
+  /**
+   * Before a receipt is trusted, this many distinct replicas must serve the same header hash for its
+   * block and hold no proof of misbehaviour (default 1: the certificate alone). In hybrid mode a
+   * replica whose trusted counter is compromised can get a forked block certified; f+1 replicas
+   * always include an honest one, which detects and reports the fork. See docs/protocol.md.
+   */
+  readonly confirmReplicas?: number;
+  /** Hybrid mode: the replicas' counter keys, to check proofs of misbehaviour (cluster.jsonc). */
+  readonly counterKeys?: readonly (Uint8Array | string)[];
+  /** How long a replica behind the block may take to catch up before another is asked (default 3 s). */
+  readonly confirmWaitMs?: number;
 }
 
 export class OrderingClientError extends Error {
@@ -153,7 +167,82 @@ export class OrderingClient {
       json,
       url: opts.url,
     })) as ReceiptJson;
-    return verifyReceipt(body, receipt, this.policy);
+    return this.confirmed(verifyReceipt(body, receipt, this.policy));
+  }
+
+  private async confirmed(r: VerifiedReceipt): Promise<VerifiedReceipt> {
+    if ((this.o.confirmReplicas ?? 1) > 1) await this.confirmHeader(r.block, r.headerHash);
+    return r;
+  }
+
+  /** Proofs of misbehaviour a replica holds, and whether it stopped ordering. */
+  async misbehaviour(url?: string): Promise<MisbehaviourReport> {
+    return (await this.request("GET", "/v1/misbehaviour", { url })) as MisbehaviourReport;
+  }
+
+  /**
+   * Asks distinct replicas (confirmReplicas of them, default `replicas`) for block `n`'s header hash and
+   * their proofs of misbehaviour; throws FORK_SUSPECTED when one serves another hash or holds a proof
+   * that verifies, NOT_CONFIRMED when too few replicas answer. Agreeing on a header hash agrees on the
+   * whole chain below it (hash links), so confirming the newest block a client relies on is enough.
+   */
+  async confirmHeader(n: number, hh: Uint8Array, replicas = this.o.confirmReplicas ?? 1): Promise<string[]> {
+    const confirmed: string[] = [];
+    const waitMs = this.o.confirmWaitMs ?? 3000;
+    const checker = this.o.counterKeys
+      ? new UsigChecker(
+          this.o.counterKeys.map((k) => (typeof k === "string" ? fromHexStr(k) : k)),
+          { verifyEd25519: (pk, m, sig) => (this.o.verify ?? nobleVerify)(pk, m, sig) },
+        )
+      : null;
+    const start = this.next;
+    for (let i = 0; i < this.o.urls.length && confirmed.length < replicas; i++) {
+      const url = this.o.urls[(start + i) % this.o.urls.length] as string;
+      try {
+        const m = await this.misbehaviour(url);
+        for (const p of m.proofs ?? []) {
+          const why = checker ? checkEquivocationJson(p, checker) : null;
+          if (why !== null) {
+            this.o.onProblem?.({
+              url,
+              error: new OrderingClientError("BAD_PROOF", `a proof that does not verify: ${why}`),
+            });
+            continue;
+          }
+          throw new OrderingClientError(
+            "FORK_SUSPECTED",
+            `${url} holds a proof that replica ${p.culprit}'s trusted counter equivocated${checker ? " (verified)" : ""}: no receipt of this cluster can be trusted until an operator resolves it`,
+          );
+        }
+        let b: Block | null = null;
+        const deadline = Date.now() + waitMs;
+        for (;;) {
+          try {
+            b = await this.block(n, url);
+            break;
+          } catch (err) {
+            const notYet = err instanceof OrderingClientError && err.code === "BLOCK_NOT_FOUND";
+            if (!notYet || Date.now() >= deadline) throw err;
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        }
+        if (!bytesEq(headerHash(b.header, this.hash), hh))
+          throw new OrderingClientError(
+            "FORK_SUSPECTED",
+            `${url} serves another block ${n} (header ${toHexStr(headerHash(b.header, this.hash)).slice(0, 16)}…, expected ${toHexStr(hh).slice(0, 16)}…)`,
+          );
+        confirmed.push(url);
+      } catch (err) {
+        if (err instanceof OrderingClientError && err.code === "FORK_SUSPECTED") throw err;
+        this.o.onProblem?.({ url, error: err as Error });
+      }
+    }
+    if (confirmed.length < replicas)
+      throw new OrderingClientError(
+        "NOT_CONFIRMED",
+        `block ${n}: ${confirmed.length} of the ${replicas} replicas asked confirmed its header hash`,
+      );
+    return confirmed;
   }
 
   /** height: certified blocks; writtenHeight: blocks written, some still collecting signatures. */
@@ -181,7 +270,7 @@ export class OrderingClient {
       const r = (await this.request("GET", `/v1/transactions/${toHexStr(this.hash(tx))}`, {
         url,
       })) as ReceiptJson;
-      return verifyReceipt(tx, r, this.policy);
+      return await this.confirmed(verifyReceipt(tx, r, this.policy));
     } catch (err) {
       if (err instanceof OrderingClientError && err.code === "TX_NOT_FOUND") return undefined;
       throw err;

@@ -15,6 +15,7 @@ export type ApiErrorCode =
   | "NOT_EXECUTED"
   | "TIMEOUT"
   | "SHUTTING_DOWN"
+  | "HALTED"
   | "INTERNAL";
 
 export const API_ERROR_STATUS: Readonly<Record<ApiErrorCode, number>> = Object.freeze({
@@ -30,6 +31,7 @@ export const API_ERROR_STATUS: Readonly<Record<ApiErrorCode, number>> = Object.f
   NO_QUORUM: 503,
   OVERLOADED: 503,
   SHUTTING_DOWN: 503,
+  HALTED: 503,
   NOT_EXECUTED: 500,
   TIMEOUT: 504,
   INTERNAL: 500,

@@ -185,7 +185,10 @@ export class Gateway {
       this.o.propose(req);
     } catch (err) {
       this.inFlight.delete(reqNo);
-      const code = err instanceof RequestError && err.code === "OVERLOADED" ? "OVERLOADED" : "INTERNAL";
+      const code =
+        err instanceof RequestError && (err.code === "OVERLOADED" || err.code === "HALTED")
+          ? err.code
+          : "INTERNAL";
       this.fail(w, new ApiError(code, `the replica refused the request: ${(err as Error).message}`));
     }
   }

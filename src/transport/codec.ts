@@ -5,7 +5,7 @@
 // equals m, and a frame that decodes re-encodes to the same bytes.
 
 import { ByteReader, ByteWriter } from "../bft/bytes.ts";
-import type { CounterCert, CounterValue } from "../bft/trusted.ts";
+import { CERT_SIG_BYTES, type CounterCert, type CounterValue } from "../bft/trusted.ts";
 import type {
   Batch,
   ChainLink,
@@ -24,7 +24,7 @@ import type {
   ReplicaSig,
 } from "../bft/types.ts";
 
-export const WIRE_VERSION = 3;
+export const WIRE_VERSION = 4;
 /** Default largest frame a peer may send (a NEW-VIEW with full batches is the biggest message). */
 export const FRAME_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -67,6 +67,7 @@ export const MESSAGE_TYPES = [
   "p-view-change",
   "p-new-view",
   "snapshot",
+  "h-proof",
 ] as const satisfies readonly Message["type"][];
 
 const TYPE_TAG = new Map<string, number>(MESSAGE_TYPES.map((t, i) => [t, i + 1]));
@@ -107,6 +108,7 @@ export function encodeMessage(msg: Message): Uint8Array {
     case "h-commit":
       w.u64(msg.view).u64(msg.seq).bytes(msg.batchDigest);
       writeCert(w, msg.cert);
+      writeCert(w, msg.prepareCert);
       break;
     case "h-view-change":
       writeHViewChange(w, msg);
@@ -117,6 +119,13 @@ export function encodeMessage(msg: Message): Uint8Array {
     case "h-commit-nv":
       w.u64(msg.view).bytes(msg.nvDigest);
       writeCert(w, msg.cert);
+      break;
+    case "h-proof":
+      w.u32(msg.culprit);
+      for (const side of [msg.proof.a, msg.proof.b]) {
+        writeCert(w, side.cert);
+        w.bytes(side.digest);
+      }
       break;
     case "p-pre-prepare":
       writePrePrepare(w, msg);
@@ -174,7 +183,7 @@ function writeCert(w: ByteWriter, c: CounterCert): void {
     w.u8(1);
     writeValue(w, c.prev);
   } else w.u8(0);
-  w.bytes(c.mac);
+  w.bytes(c.sig);
 }
 
 function writeCheckpointProof(w: ByteWriter, p: CheckpointProof): void {
@@ -298,7 +307,8 @@ function readBody(r: Reader, type: (typeof MESSAGE_TYPES)[number]): Message {
       const view = r.u64();
       const seq = r.u64();
       const batchDigest = r.bytes();
-      return { type, view, seq, batchDigest, cert: readCert(r) };
+      const cert = readCert(r);
+      return { type, view, seq, batchDigest, cert, prepareCert: readCert(r) };
     }
     case "h-view-change":
       return readHViewChange(r, false);
@@ -308,6 +318,13 @@ function readBody(r: Reader, type: (typeof MESSAGE_TYPES)[number]): Message {
       const view = r.u64();
       const nvDigest = r.bytes();
       return { type, view, nvDigest, cert: readCert(r) };
+    }
+    case "h-proof": {
+      const culprit = r.u32();
+      const aCert = readCert(r);
+      const a = { cert: aCert, digest: r.bytes(64) };
+      const bCert = readCert(r);
+      return { type, culprit, proof: { a, b: { cert: bCert, digest: r.bytes(64) } } };
     }
     case "p-pre-prepare":
       return readPrePrepare(r);
@@ -368,8 +385,8 @@ function readCert(r: Reader): CounterCert {
   const counter = r.u32();
   const value = readValue(r);
   const prev = r.flag() ? readValue(r) : undefined;
-  const mac = r.bytes();
-  return prev ? { subsystem, counter, value, prev, mac } : { subsystem, counter, value, mac };
+  const sig = r.bytes(CERT_SIG_BYTES);
+  return prev ? { subsystem, counter, value, prev, sig } : { subsystem, counter, value, sig };
 }
 
 function readCheckpointProof(r: Reader): CheckpointProof {

@@ -17,5 +17,20 @@ export function collectCorpus(perType = 40): Map<Message["type"], Message[]> {
       sim.run();
     }
   }
+  // Honest runs never prove an equivocation: make an h-proof of the right shape from two certificates.
+  if (!byType.has("h-proof")) {
+    const p = byType.get("h-prepare")?.[0];
+    if (p?.type === "h-prepare") {
+      const other = { ...p.cert, sig: p.cert.sig.map((x) => x ^ 0xff) };
+      const digest = new Uint8Array(32).fill(7);
+      byType.set("h-proof", [
+        {
+          type: "h-proof",
+          culprit: p.cert.subsystem,
+          proof: { a: { cert: p.cert, digest }, b: { cert: other, digest: digest.map((x) => x ^ 1) } },
+        },
+      ]);
+    }
+  }
   return byType;
 }

@@ -79,7 +79,7 @@ describe("a replica far behind catches up through a snapshot (3 hybrid processes
       batch: { batchTimeoutMs: 5 },
       node: { coordClockPeriodMs: 100, limits: LIMITS },
     });
-    procs = lc.nodes.map((n) => new NodeProcess(lc.cluster, n, "ignore"));
+    procs = lc.nodes.map((n) => new NodeProcess(lc.cluster, n, "ignore", lc.counters[n.id]));
     await Promise.all(procs.map((p) => p.start()));
     orderingClient = new OrderingClient({
       ...clientOptions(lc.cluster),

@@ -12,6 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { type ClientRequest, Digests, type Mode, quorums } from "../../src/bft/index.ts";
 import { generateEd25519KeyPair, nodeCrypto, signEd25519 } from "../../src/crypto/node-crypto.ts";
+import { CounterProcess } from "../../src/node/local-cluster.ts";
 import { freePorts } from "../../src/node/ports.ts";
 import { loadRdmaNative } from "../../src/transport/rdma-native.ts";
 import type { ReplicaProcessConfig } from "./replica-process.ts";
@@ -33,9 +34,19 @@ class Member {
   readonly commits = new Map<number, Commit>();
   readonly ops = new Set<string>();
   readonly errors: string[] = [];
-  constructor(readonly cfg: ReplicaProcessConfig) {}
+  constructor(
+    readonly cfg: ReplicaProcessConfig,
+    /** Hybrid mode: the replica's trusted counter, its own process (killed and restarted with it). */
+    readonly counter: CounterProcess | null,
+  ) {}
 
   async start(): Promise<void> {
+    const counterUp = this.counter?.start();
+    counterUp?.catch(() => {});
+    await Promise.all([this.startReplica(), counterUp]);
+  }
+
+  private async startReplica(): Promise<void> {
     const proc = fork(SCRIPT, [], {
       execArgv: ["--import", "tsx"],
       serialization: "advanced",
@@ -71,6 +82,7 @@ class Member {
   }
 
   async kill(): Promise<void> {
+    await this.counter?.kill();
     const proc = this.proc;
     if (!proc || proc.exitCode !== null) return;
     const exited = new Promise((r) => proc.once("exit", r));
@@ -104,19 +116,42 @@ async function cluster(
     addr: `/ip4/127.0.0.1/tcp/${ports[id]}`,
     path: join(dirs, `rdma-${id}.sock`),
   }));
+  const counterKeys = keys.map(() => generateEd25519KeyPair());
   const members = keys.map(
     (k, id) =>
-      new Member({
-        id,
-        mode,
-        f: 1,
-        transport,
-        seed: hex(k.privateKey),
-        peers,
-        groupSecret: hex(nodeCrypto.sha256(new TextEncoder().encode(`it group secret ${dirs}`))),
-        clients: [{ id: "client-1", publicKey: hex(client.publicKey) }],
-        dataDir: join(dirs, `replica-${id}`),
-      }),
+      new Member(
+        {
+          id,
+          mode,
+          f: 1,
+          transport,
+          seed: hex(k.privateKey),
+          peers,
+          ...(mode === "hybrid"
+            ? {
+                counter: {
+                  socket: join(dirs, `counter-${id}.sock`),
+                  publicKeys: counterKeys.map((c) => hex(c.publicKey)),
+                },
+              }
+            : {}),
+          clients: [{ id: "client-1", publicKey: hex(client.publicKey) }],
+          dataDir: join(dirs, `replica-${id}`),
+        },
+        mode === "hybrid"
+          ? new CounterProcess(
+              {
+                id,
+                seed: hex((counterKeys[id] as { privateKey: Uint8Array }).privateKey),
+                replicaPublicKey: hex(k.publicKey),
+                socket: join(dirs, `counter-${id}.sock`),
+                dataDir: join(dirs, `counter-${id}`),
+                logLevel: "warn",
+              },
+              "inherit",
+            )
+          : null,
+      ),
   );
   return { members, dirs };
 }

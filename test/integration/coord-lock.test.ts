@@ -27,7 +27,7 @@ describe("lock recipe across replica crashes (3 hybrid processes)", () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "orderer-lock-"));
     lc = await localCluster("hybrid", 1, dir, { node: { coordClockPeriodMs: 100 } });
-    procs = lc.nodes.map((n) => new NodeProcess(lc.cluster, n, "ignore"));
+    procs = lc.nodes.map((n) => new NodeProcess(lc.cluster, n, "ignore", lc.counters[n.id]));
     await Promise.all(procs.map((p) => p.start()));
   });
 

@@ -13,7 +13,12 @@ import WebSocket from "ws";
 import { sha256, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
 import { ApiServerError, assertNativeUws } from "../../src/node/api-server.ts";
 import { clientOptions } from "../../src/node/config.ts";
-import { type LocalCluster, localCluster } from "../../src/node/local-cluster.ts";
+import {
+  type CounterProcess,
+  type LocalCluster,
+  localCluster,
+  startCounters,
+} from "../../src/node/local-cluster.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
 import { toHexStr } from "../../src/ordering/block.ts";
 import { OrderingClient } from "../../src/ordering/client.ts";
@@ -52,12 +57,14 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
   let dir: string;
   let lc: LocalCluster;
   let nodes: OrdererNode[];
+  let counters: CounterProcess[] = [];
   let base: string;
   let client: OrderingClient;
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "orderer-api-"));
     lc = await localCluster("hybrid", 1, dir, { batch: { absoluteMaxBytes: TX_MAX, maxMessageCount: 50 } });
+    counters = await startCounters(lc);
     nodes = await Promise.all(lc.nodes.map((n) => OrdererNode.start(lc.cluster, n)));
     base = lc.urls[0] as string;
     // Replicas accept submissions once they have heard from a quorum of peers.
@@ -71,6 +78,7 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
 
   after(async () => {
     await Promise.all((nodes ?? []).map((n) => n.stop()));
+    await Promise.all(counters.map((c) => c.stop()));
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

@@ -49,7 +49,7 @@ describe("ordering service, 3 hybrid replicas in separate processes", () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "orderer-ordering-"));
     lc = await localCluster("hybrid", 1, dir, { batch: { maxMessageCount: 200, batchTimeoutMs: 10 } });
-    procs = lc.nodes.map((n) => new NodeProcess(lc.cluster, n));
+    procs = lc.nodes.map((n) => new NodeProcess(lc.cluster, n, "inherit", lc.counters[n.id]));
     console.log("# starting");
     await Promise.all(procs.map((p) => p.start()));
     console.log("# started");

@@ -6,10 +6,11 @@
 
 import "../../src/util/polyfill.ts";
 import { type ClientRequest, createReplica, type Mode, staticRegistry, toHex } from "../../src/bft/index.ts";
-import { nodeCrypto } from "../../src/crypto/node-crypto.ts";
+import { trustedSubsystem, UsigChecker } from "../../src/bft/trusted.ts";
+import { RemoteCounter } from "../../src/counter/client.ts";
+import { ed25519ReplicaAuthenticator, nodeCrypto } from "../../src/crypto/node-crypto.ts";
 import { ReplicaHost } from "../../src/node/host.ts";
 import { LevelStore } from "../../src/node/level-store.ts";
-import { replicaAuth } from "../../src/node/orderer-node.ts";
 import { Libp2pTransport } from "../../src/transport/libp2p.ts";
 import { RdmaTransport } from "../../src/transport/rdma.ts";
 
@@ -21,7 +22,8 @@ export interface ReplicaProcessConfig {
   readonly transport: "libp2p" | "rdma";
   /** addr: libp2p multiaddr; path: the rdma endpoint's UNIX socket. */
   readonly peers: { id: number; publicKey: string; addr: string; path: string }[];
-  readonly groupSecret: string;
+  /** Hybrid mode: this replica's counter socket and every replica's counter public key (hex). */
+  readonly counter?: { readonly socket: string; readonly publicKeys: readonly string[] };
   readonly clients: { id: string; publicKey: string }[];
   readonly dataDir: string;
 }
@@ -35,14 +37,21 @@ async function main(): Promise<void> {
   const loaded = await store.load();
   const registry = staticRegistry(cfg.clients.map((c) => [c.id, { ed25519PublicKey: hex(c.publicKey) }]));
   const seed = hex(cfg.seed);
-  const { trusted, auth } = replicaAuth(
-    cfg.mode,
-    cfg.id,
+  const auth = ed25519ReplicaAuthenticator(
     seed,
     cfg.peers.map((p) => hex(p.publicKey)),
-    cfg.groupSecret,
-    loaded.counters,
   );
+  let trusted: ReturnType<typeof trustedSubsystem> | undefined;
+  if (cfg.mode === "hybrid" && cfg.counter) {
+    const keys = cfg.counter.publicKeys.map(hex);
+    const counter = await RemoteCounter.open({
+      socketPath: cfg.counter.socket,
+      id: cfg.id,
+      counterPublicKey: keys[cfg.id] as Uint8Array,
+      replicaSeed: seed,
+    });
+    trusted = trustedSubsystem(counter, new UsigChecker(keys, nodeCrypto));
+  }
   const limits = {
     requestTimeoutTicks: 100,
     viewChangeTimeoutTicks: 100,
@@ -74,7 +83,6 @@ async function main(): Promise<void> {
     core,
     transport,
     store,
-    trusted,
     tickMs: 10,
     onCommit: (c) =>
       send({

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
-import type { HNewView, HViewChange, Message } from "../../src/bft/index.ts";
+import type { CounterCert, HCommit, HNewView, HViewChange, Message } from "../../src/bft/index.ts";
 import {
   CodecError,
   decodeMessage,
@@ -29,6 +29,7 @@ describe("wire codec", () => {
         assert.ok(res.ok, `${type}: ${res.ok ? "" : res.error.message}`);
         assert.deepEqual(res.msg, m);
         assert.deepEqual(encodeMessage(res.msg), bytes);
+        if (res.msg.type === "h-commit") assert.equal(res.msg.prepareCert.sig.length, 64, "prepareCert kept");
       }
     }
   });
@@ -54,6 +55,50 @@ describe("wire codec", () => {
     const nested: HViewChange = { ...vc0, proofs: [{ ...proof, vcs: [withProofs] }] };
     const bad = decodeMessage(encodeMessage(nested));
     assert.equal(bad.ok ? "ok" : bad.error.code, "BAD_VALUE");
+  });
+
+  it("carries a COMMIT's prepareCert beside its own certificate; signatures are at most 64 bytes", () => {
+    const cert = (subsystem: number, fill: number, prev?: boolean): CounterCert => ({
+      subsystem,
+      counter: 0,
+      value: { view: 3, slot: 8 },
+      ...(prev ? { prev: { view: 2, slot: 5 } } : {}),
+      sig: new Uint8Array(64).fill(fill),
+    });
+    const commit: HCommit = {
+      type: "h-commit",
+      view: 3,
+      seq: 7,
+      batchDigest: new Uint8Array(32).fill(9),
+      cert: cert(1, 1),
+      prepareCert: cert(0, 2),
+    };
+    for (const m of [commit, { ...commit, prepareCert: cert(0, 2, true) }]) {
+      const bytes = encodeMessage(m);
+      const res = decodeMessage(bytes);
+      assert.ok(res.ok, `decodes: ${res.ok ? "" : res.error.message}`);
+      assert.deepEqual(res.msg, m);
+      assert.deepEqual(encodeMessage(res.msg), bytes);
+    }
+    // The prepareCert is the frame's tail: cut anywhere in it, the frame is short.
+    const full = encodeMessage(commit);
+    for (const cut of [1, 64, 80]) {
+      const short = decodeMessage(full.subarray(0, full.length - cut));
+      assert.equal(short.ok ? "ok" : short.error.code, "TRUNCATED", `cut ${cut}`);
+    }
+    // A 65-byte signature is refused before it is read, in either certificate.
+    for (const over of [
+      { cert: { ...commit.cert, sig: new Uint8Array(65) } },
+      { prepareCert: { ...commit.prepareCert, sig: new Uint8Array(65) } },
+    ]) {
+      const r = decodeMessage(encodeMessage({ ...commit, ...over }));
+      assert.equal(r.ok ? "ok" : r.error.code, "BAD_LENGTH");
+    }
+    // A frame of the previous wire version (COMMITs without prepareCert) is refused as such.
+    const old = full.slice();
+    old[0] = WIRE_VERSION - 1;
+    const r = decodeMessage(old);
+    assert.equal(r.ok ? "ok" : r.error.code, "BAD_VERSION");
   });
 
   it("refuses trailing bytes, unknown versions and types, and oversized frames", () => {

@@ -227,7 +227,7 @@ describe("view change digests", () => {
     subsystem: 0,
     counter: 0,
     value: { view: 1, slot: 3 },
-    mac: fill(32, 4),
+    sig: fill(64, 4),
     ...over,
   });
   const checkpoint = (over: Partial<CheckpointProof> = {}): CheckpointProof => ({
@@ -235,8 +235,8 @@ describe("view change digests", () => {
     stateDigest: fill(32, 2),
     clientsDigest: fill(32, 3),
     sigs: [
-      { replica: 0, sig: fill(32, 5) },
-      { replica: 1, sig: fill(32, 6) },
+      { replica: 0, sig: fill(64, 5) },
+      { replica: 1, sig: fill(64, 6) },
     ],
     ...over,
   });
@@ -279,7 +279,7 @@ describe("view change digests", () => {
       noNv: digests.hViewChange(hvc({ nv: null })),
       nvMaxSeq: digests.hViewChange(hvc({ nv: nv({ maxSeq: 16, batches: [] }) })),
       nvCert: digests.hViewChange(
-        hvc({ nv: nv({ certs: [cert({ mac: fill(32, 9) }), cert({ subsystem: 2 })] }) }),
+        hvc({ nv: nv({ certs: [cert({ sig: fill(64, 9) }), cert({ subsystem: 2 })] }) }),
       ),
       nvOneCert: digests.hViewChange(hvc({ nv: nv({ certs: [cert()] }) })),
       noEntries: digests.hViewChange(hvc({ entries: [] })),

@@ -10,7 +10,6 @@ import {
   type CommittedBatch,
   createReplica,
   Digests,
-  deriveClientSessionKey,
   type Limits,
   MemoryStorage,
   type Message,
@@ -21,10 +20,12 @@ import {
   type ReplicaCore,
   type ReplicaDeps,
   type ReplicaEvent,
-  SoftwareTrustedSubsystem,
   staticRegistry,
+  type TrustedSubsystem,
   toHex,
-  trustedAuthenticator,
+  trustedSubsystem,
+  UsigChecker,
+  UsigCounter,
 } from "../../src/bft/index.ts";
 import { SimCrypto } from "../sim/sim-crypto.ts";
 
@@ -79,10 +80,19 @@ export class Cluster {
   readonly storages: MemoryStorage[] = [];
   readonly deps: ReplicaDeps[] = [];
   /** Hybrid mode: each replica's trusted subsystem (the very object its replica uses). */
-  readonly trusted: SoftwareTrustedSubsystem[] = [];
-  /** PBFT mode: each replica's signing secret (what a Byzantine replica holds of its own). */
+  readonly trusted: TrustedSubsystem[] = [];
+  /** Hybrid mode: each replica's software counter (behind `trusted`). */
+  readonly counters: UsigCounter[] = [];
+  /**
+   * Hybrid mode: each trusted subsystem's signing secret, an identity of its own (not the replica's).
+   * Tests hold it to play a compromised counter; replicas never see it.
+   */
+  readonly counterSecrets: Uint8Array[] = [];
+  /** Hybrid mode: the subsystems' public keys (what every replica, client or auditor is given). */
+  readonly counterPublicKeys: Uint8Array[] = [];
+  /** Each replica's signing secret (checkpoints in both modes; PBFT phases), what a Byzantine one holds. */
   readonly replicaSecrets: Uint8Array[] = [];
-  readonly groupSecret: Uint8Array;
+  readonly replicaPublicKeys: Uint8Array[] = [];
   /** Everything each replica applied, in the order ready() handed it out. */
   readonly commits: CommittedBatch[][] = [];
   readonly events: ReplicaEvent[][] = [];
@@ -107,38 +117,37 @@ export class Cluster {
     this.n = quorums(this.mode, this.f).n;
     this.limits = { ...TEST_LIMITS, ...opts.limits };
     this.digests = new Digests(this.crypto);
-    this.groupSecret = this.crypto.sha256(TEXT.encode("test group secret"));
     const client = this.crypto.newIdentity(this.clientId);
     this.clientSecret = client.secret;
-    // Hybrid: session keys derive from the group secret (only trusted subsystems and the provisioning
-    // tool know them); PBFT: each replica holds its own session key with the client.
-    this.macKeys = [...Array(this.n).keys()].map((i) =>
-      this.mode === "hybrid"
-        ? deriveClientSessionKey(this.crypto, this.groupSecret, this.macClientId, i)
-        : this.crypto.sha256(TEXT.encode(`mac key ${i}`)),
-    );
-    const ids = [...Array(this.n).keys()].map((i) => this.crypto.newIdentity(`replica-${i}`));
+    // Both modes: each replica holds its own session key with the MAC client (in its registry).
+    this.macKeys = [...Array(this.n).keys()].map((i) => this.crypto.sha256(TEXT.encode(`mac key ${i}`)));
     for (let i = 0; i < this.n; i++) {
-      const id = ids[i] as { secret: Uint8Array };
+      const id = this.crypto.newIdentity(`replica-${i}`);
       this.replicaSecrets.push(id.secret);
+      this.replicaPublicKeys.push(id.publicKey);
+    }
+    if (this.mode === "hybrid") {
+      for (let i = 0; i < this.n; i++) {
+        const id = this.crypto.newIdentity(`counter-${i}`);
+        this.counterSecrets.push(id.secret);
+        this.counterPublicKeys.push(id.publicKey);
+      }
+    }
+    for (let i = 0; i < this.n; i++) {
       const registry = staticRegistry([
         [this.clientId, { ed25519PublicKey: client.publicKey } as ClientKeys],
-        [this.macClientId, (this.mode === "hybrid" ? {} : { macKey: this.macKeys[i] }) as ClientKeys],
+        [this.macClientId, { macKey: this.macKeys[i] } as ClientKeys],
       ]);
+      const auth = this.crypto.authenticator(this.replicaSecrets[i] as Uint8Array, this.replicaPublicKeys);
       let deps: ReplicaDeps;
       if (this.mode === "hybrid") {
-        const trusted = this.subsystem(i);
+        const counter = this.subsystem(i);
+        const trusted = trustedSubsystem(counter, this.checker());
+        this.counters.push(counter);
         this.trusted.push(trusted);
-        deps = { crypto: this.crypto, registry, auth: trustedAuthenticator(trusted), trusted };
+        deps = { crypto: this.crypto, registry, auth, trusted };
       } else {
-        deps = {
-          crypto: this.crypto,
-          registry,
-          auth: this.crypto.authenticator(
-            id.secret,
-            ids.map((x) => x.publicKey),
-          ),
-        };
+        deps = { crypto: this.crypto, registry, auth };
       }
       this.deps.push(deps);
       this.storages.push(new MemoryStorage());
@@ -159,14 +168,21 @@ export class Cluster {
   }
 
   /**
-   * A fresh subsystem of the group with id `id` (same secret, counters at zero). Used to craft
-   * certificates a Byzantine host could obtain from its own subsystem, or to forge "as" another id.
+   * A fresh counter with subsystem `id`'s signing key, its counters at zero: what an attacker who stole
+   * that key could certify with (the same value twice, among others). Each call gives another counter.
    */
-  subsystem(id: number): SoftwareTrustedSubsystem {
-    return new SoftwareTrustedSubsystem({ id, secret: this.groupSecret, hashing: this.crypto });
+  subsystem(id: number): UsigCounter {
+    const secret = this.counterSecrets[id];
+    if (!secret) throw new Error(`no trusted subsystem ${id} (hybrid mode only)`);
+    return new UsigCounter({ id, sign: (bytes) => this.crypto.sign(secret, bytes) });
   }
 
-  /** PBFT: signs `digest` with replica `i`'s key (a Byzantine replica signing with its own key). */
+  /** A certificate checker holding the subsystems' public keys only (what anyone can be given). */
+  checker(): UsigChecker {
+    return new UsigChecker(this.counterPublicKeys, this.crypto);
+  }
+
+  /** Signs `digest` with replica `i`'s key (a Byzantine replica signing with its own key). */
   signAs(i: number, digest: Uint8Array): Uint8Array {
     return this.crypto.sign(this.replicaSecrets[i] as Uint8Array, digest);
   }
@@ -326,6 +342,13 @@ export class Cluster {
 
   commitAt(i: number, seq: number): CommittedBatch | undefined {
     return (this.commits[i] as CommittedBatch[]).find((c) => c.seq === seq);
+  }
+
+  /** The equivocation proofs replica `i` raised (hybrid mode). */
+  equivocations(i: number): Extract<ReplicaEvent, { kind: "equivocation" }>[] {
+    return (this.events[i] ?? []).filter(
+      (e): e is Extract<ReplicaEvent, { kind: "equivocation" }> => e.kind === "equivocation",
+    );
   }
 }
 

@@ -7,7 +7,10 @@ import {
   type Batch,
   type ChainLink,
   type ClientRequest,
+  type CounterCert,
   CounterError,
+  certBytes,
+  checkEquivocation,
   compareValues,
   GENESIS_CHECKPOINT,
   type HCommit,
@@ -19,6 +22,7 @@ import {
   RequestError,
   type StateMsg,
   toHex,
+  UsigChecker,
   ZERO_VALUE,
 } from "../../src/bft/index.ts";
 import { Cluster, type Envelope, type Filter, flipped, holding, isolate, TEST_LIMITS } from "./harness.ts";
@@ -29,10 +33,10 @@ function hybrid(f = 1): Cluster {
   return new Cluster({ mode: "hybrid", f });
 }
 
-/** Replaces the MAC of the chain link at `index` (default: the last one) with a corrupted copy. */
-function withBadLinkMac(vc: HViewChange, index = vc.chain.length - 1): HViewChange {
+/** Replaces the signature of the chain link at `index` (default: the last one) with a corrupted copy. */
+function withBadLinkSig(vc: HViewChange, index = vc.chain.length - 1): HViewChange {
   const chain = vc.chain.map(
-    (l, i): ChainLink => (i === index ? { ...l, cert: { ...l.cert, mac: flipped(l.cert.mac) } } : l),
+    (l, i): ChainLink => (i === index ? { ...l, cert: { ...l.cert, sig: flipped(l.cert.sig) } } : l),
   );
   return { ...vc, chain };
 }
@@ -169,9 +173,9 @@ describe("hybrid replica: PREPARE validation", () => {
     assert.deepEqual(c.trusted[1]?.current(ORDER_COUNTER), ZERO_VALUE, "replica 1 certified nothing");
   }
 
-  it("drops a PREPARE whose certificate MAC is altered", () => {
+  it("drops a PREPARE whose certificate signature is altered", () => {
     const { c, p } = setup();
-    rejected(c, 0, { ...p, cert: { ...p.cert, mac: flipped(p.cert.mac) } }, "prepare-bad-cert");
+    rejected(c, 0, { ...p, cert: { ...p.cert, sig: flipped(p.cert.sig) } }, "prepare-bad-cert");
     // The genuine one still works, so nothing above was dropped for an unrelated reason.
     const rd = c.step(1, 0, p);
     assert.equal(rd.commit.length, 1);
@@ -188,7 +192,7 @@ describe("hybrid replica: PREPARE validation", () => {
     const { c, p } = setup();
     // The genuine certificate (slot 2 = seq 1) on a PREPARE for seq 2.
     rejected(c, 0, { ...p, seq: 2 }, "prepare-bad-cert");
-    // A properly MACed certificate of the leader's subsystem, but at slot 3, for seq 1.
+    // A properly signed certificate of the leader's subsystem, but at slot 3, for seq 1.
     const bd = c.digests.batch(p.batch);
     const cert = c
       .subsystem(0)
@@ -268,9 +272,9 @@ describe("hybrid replica: COMMIT validation", () => {
     assert.equal(c.step(0, 1, cm).commit.length, 1);
   });
 
-  it("drops a COMMIT whose certificate MAC is altered, or that is for a future view", () => {
+  it("drops a COMMIT whose certificate signature is altered, or that is for a future view", () => {
     const { c, cm } = setup();
-    c.step(0, 1, { ...cm, cert: { ...cm.cert, mac: flipped(cm.cert.mac) } });
+    c.step(0, 1, { ...cm, cert: { ...cm.cert, sig: flipped(cm.cert.sig) } });
     c.step(0, 1, { ...cm, view: 1 });
     assert.equal(c.dropped(0, "commit-bad-cert"), 1);
     assert.equal(c.dropped(0, "commit-future-view"), 1);
@@ -354,6 +358,197 @@ describe("hybrid replica: trusted counter", () => {
       assert.equal(c.commits[i]?.length, 1);
       assert.equal(c.commitAt(i, 1)?.batch.requests[0]?.reqNo, req.reqNo);
     }
+  });
+});
+
+describe("hybrid replica: equivocation by a compromised counter", () => {
+  /**
+   * Replica 0's counter key is stolen (its own code never proposes): the attacker certifies two PREPAREs
+   * for seq 1 at the one value (0, 2), batch A to replica 1 and batch B to replica 2. COMMITs are held.
+   */
+  function equivocatingLeader() {
+    const c = hybrid();
+    c.filter = holding(["h-commit"]);
+    const batchA: Batch = { requests: [c.request("A")] };
+    const batchB: Batch = { requests: [c.request("B")] };
+    const digestA = c.digests.hPrepare(0, 1, c.digests.batch(batchA));
+    const digestB = c.digests.hPrepare(0, 1, c.digests.batch(batchB));
+    const value = { view: 0, slot: 2 };
+    // A second counter with the stolen key certifies (0, 2) again ...
+    const certA = c.subsystem(0).certifyIndependent(ORDER_COUNTER, value, digestA);
+    // ... as does the key applied directly to the bytes a certificate covers.
+    const fields = { subsystem: 0, counter: ORDER_COUNTER, value };
+    const key = c.counterSecrets[0] as Uint8Array;
+    const certB: CounterCert = { ...fields, sig: c.crypto.sign(key, certBytes(fields, digestB)) };
+    const checker = c.checker();
+    assert.ok(checker.verifyCert(certA, digestA), "certificate A verifies");
+    assert.ok(checker.verifyCert(certB, digestB), "certificate B verifies");
+    c.step(1, 0, { type: "h-prepare", view: 0, seq: 1, batch: batchA, cert: certA });
+    c.step(2, 0, { type: "h-prepare", view: 0, seq: 1, batch: batchB, cert: certB });
+    c.deliverAll();
+    return { c, batchA, batchB, digestA, digestB };
+  }
+
+  it("each honest follower proves the equivocation from the other's COMMIT, and halts", () => {
+    const { c, batchA, batchB, digestA, digestB } = equivocatingLeader();
+    // The fork a stolen key buys: PREPARE + own vote are f+1, each follower committed its own batch.
+    assert.equal(c.batchDigestHex(c.commitAt(1, 1)?.batch ?? { requests: [] }), c.batchDigestHex(batchA));
+    assert.equal(c.batchDigestHex(c.commitAt(2, 1)?.batch ?? { requests: [] }), c.batchDigestHex(batchB));
+    for (const i of [1, 2]) {
+      assert.equal(c.equivocations(i).length, 0, `replica ${i} has seen one certificate only`);
+      assert.equal(c.r(i).halted, null);
+    }
+    // Each COMMIT carries the leader's certificate of the PREPARE it votes for.
+    c.release((e) => e.from !== 0 && e.to !== 0);
+    const publicOnly = new UsigChecker(c.counterPublicKeys, c.crypto);
+    for (const i of [1, 2]) {
+      const found = c.equivocations(i);
+      assert.equal(found.length, 1, `replica ${i} raises one proof`);
+      const ev = found[0]!;
+      assert.equal(ev.culprit, 0);
+      // Anyone with the subsystems' public keys is convinced (the checker holds nothing else).
+      assert.equal(checkEquivocation(ev.proof, publicOnly), null, `replica ${i}'s proof holds`);
+      assert.deepEqual(
+        new Set([toHex(ev.proof.a.digest), toHex(ev.proof.b.digest)]),
+        new Set([toHex(digestA), toHex(digestB)]),
+      );
+      assert.equal(ev.proof.a.cert.subsystem, 0);
+      assert.deepEqual(ev.proof.a.cert.value, { view: 0, slot: 2 });
+      // Checked under another subsystem's key, the same proof is not one.
+      const wrongKeys = [c.counterPublicKeys[1], ...c.counterPublicKeys.slice(1)] as Uint8Array[];
+      assert.equal(checkEquivocation(ev.proof, new UsigChecker(wrongKeys, c.crypto)), "bad-signature");
+      const r = c.r(i);
+      assert.match(r.halted ?? "", /replica 0/, `replica ${i} halted`);
+      // A halted replica drops every message, does nothing on tick, and refuses requests.
+      const before = r.dropped.get("halted") ?? 0;
+      const rd = c.step(i, 3 - i, { type: "status", view: 0, target: 0, lastExecuted: 5, stableSeq: 0 });
+      assert.equal(c.dropped(i, "halted"), before + 1);
+      assert.equal(rd.send.length, 0);
+      assert.throws(
+        () => r.propose(c.request()),
+        (e: unknown) => e instanceof RequestError && e.code === "HALTED",
+      );
+    }
+    const mark = c.log.length;
+    // The culprit's own software halts too once the proof reaches it; while it has not, it proposes.
+    if (c.r(0).halted === null) c.propose(0, c.request("after"));
+    c.tick(3 * (TEST_LIMITS.viewChangeTimeoutTicks as number));
+    for (const i of [1, 2]) {
+      assert.equal(c.sent("h-view-change", (e) => e.from === i, c.log.slice(mark)).length, 0, `replica ${i}`);
+      assert.equal(c.log.slice(mark).filter((e) => e.from === i).length, 0, `replica ${i} sent nothing`);
+      assert.equal(c.r(i).lastExecuted, 1, `replica ${i} executes nothing more`);
+      assert.equal(c.r(i).view, 0);
+      assert.equal(c.equivocations(i).length, 1, "one proof is raised once");
+    }
+  });
+
+  it("a replica that saw one side only halts on its peer's proof (h-proof); a forged proof is dropped", () => {
+    const { c } = equivocatingLeader();
+    c.filter = holding(["h-commit", "h-proof"]);
+    // Replica 1 alone gets replica 2's COMMIT: it proves the equivocation and broadcasts the proof.
+    c.release((e) => e.from === 2 && e.to === 1 && e.msg.type === "h-commit");
+    assert.equal(c.equivocations(1).length, 1, "replica 1 proves it");
+    const proofs = c.log.filter((e) => e.from === 1 && e.to === 2 && e.msg.type === "h-proof");
+    assert.equal(proofs.length, 1, "replica 1 tells replica 2 once");
+    const relayed = proofs[0]?.msg as Extract<Message, { type: "h-proof" }>;
+    // A forged proof (one signature flipped) convinces no one.
+    const bad = {
+      ...relayed,
+      proof: {
+        ...relayed.proof,
+        b: {
+          ...relayed.proof.b,
+          cert: {
+            ...relayed.proof.b.cert,
+            sig: relayed.proof.b.cert.sig.map((x, i) => (i === 0 ? x ^ 1 : x)),
+          },
+        },
+      },
+    };
+    c.step(2, 1, bad);
+    assert.equal(c.dropped(2, "proof-invalid"), 1);
+    assert.equal(c.r(2).halted, null, "a forged proof halts nothing");
+    // The real one does: replica 2 never saw replica 1's COMMIT.
+    c.step(2, 1, relayed);
+    assert.equal(c.equivocations(2).length, 1, "replica 2 raises the relayed proof");
+    assert.match(c.r(2).halted ?? "", /replica 0/);
+    assert.equal(checkEquivocation(c.equivocations(2)[0]!.proof, c.checker()), null);
+  });
+
+  it("the replica whose counter was used learns it too from the two COMMITs", () => {
+    const { c } = equivocatingLeader();
+    c.release((e) => e.to === 0);
+    const found = c.equivocations(0);
+    assert.equal(found.length, 1);
+    assert.equal(found[0]?.culprit, 0);
+    assert.equal(checkEquivocation(found[0]!.proof, c.checker()), null);
+    assert.notEqual(c.r(0).halted, null);
+  });
+
+  it("a COMMIT whose prepareCert is forged or does not fit is dropped and proves nothing", () => {
+    const c = hybrid();
+    c.filter = holding(["h-commit"]);
+    const req = c.request();
+    c.propose(0, req);
+    c.deliverAll();
+    assert.equal(c.r(0).lastExecuted, 0, "the leader waits for a COMMIT");
+    const other = c.digests.hPrepare(0, 1, c.digests.batch({ requests: [c.request("other")] }));
+    for (const to of [0, 2]) {
+      const cm = c.heldOne("h-commit", (e) => e.from === 1 && e.to === to).msg;
+      const pc = cm.prepareCert;
+      const bad: [string, HCommit][] = [
+        ["a flipped signature", { ...cm, prepareCert: { ...pc, sig: flipped(pc.sig) } }],
+        ["the last signature byte flipped", { ...cm, prepareCert: { ...pc, sig: flipped(pc.sig, 63) } }],
+        [
+          "a certificate of the leader's (stolen) key over another batch",
+          { ...cm, prepareCert: c.subsystem(0).certifyIndependent(ORDER_COUNTER, pc.value, other) },
+        ],
+        ["the COMMIT's own certificate", { ...cm, prepareCert: cm.cert }],
+        ["a certificate for another slot", { ...cm, prepareCert: { ...pc, value: { view: 0, slot: 3 } } }],
+        ["a continuing certificate", { ...cm, prepareCert: { ...pc, prev: ZERO_VALUE } }],
+        ["none", { ...cm, prepareCert: undefined as unknown as CounterCert }],
+      ];
+      for (const [what, msg] of bad) {
+        const before = c.dropped(to, "commit-bad-prepare-cert");
+        const rd = c.step(to, 1, msg);
+        assert.equal(c.dropped(to, "commit-bad-prepare-cert"), before + 1, `${what} at ${to}`);
+        assert.equal(rd.commit.length, 0, what);
+      }
+      assert.equal(c.equivocations(to).length, 0, `replica ${to} proves nothing`);
+      assert.equal(c.r(to).halted, null);
+      assert.equal(c.r(to).droppedTotal(), bad.length);
+    }
+    assert.equal(c.r(0).lastExecuted, 0);
+    // The genuine COMMITs are taken.
+    c.filter = () => "deliver";
+    c.release();
+    for (let i = 0; i < 3; i++) assert.equal(c.r(i).lastExecuted, 1, `replica ${i}`);
+    for (let i = 0; i < 3; i++) assert.equal(c.equivocations(i).length, 0);
+  });
+
+  it("honest runs with view changes and restarts raise no equivocation", () => {
+    const runs: Cluster[] = [];
+    const plain = hybrid();
+    for (let k = 0; k < 9; k++) plain.commitRequest(plain.request(), [k % 3]);
+    plain.restart(1);
+    plain.commitRequest();
+    runs.push(plain);
+    const { c } = silentLeader(["h-view-change"]);
+    c.restart(1);
+    c.release();
+    c.tick(30);
+    c.filter = () => "deliver";
+    c.commitRequest(c.request(), [2]);
+    runs.push(c);
+    for (const cl of runs) {
+      for (let i = 0; i < cl.n; i++) {
+        assert.deepEqual(cl.equivocations(i), [], `replica ${i}`);
+        assert.equal(cl.r(i).halted, null, `replica ${i}`);
+        assert.equal(cl.dropped(i, "commit-bad-prepare-cert"), 0, `replica ${i}`);
+      }
+    }
+    assert.equal(plain.r(2).lastExecuted, 10);
+    assert.ok(c.r(1).view >= 1 && c.r(2).lastExecuted >= 3, `view ${c.r(1).view}, ${c.r(2).lastExecuted}`);
   });
 });
 
@@ -452,7 +647,7 @@ describe("hybrid replica: view change", () => {
     // A checkpoint proof with its own signature only (f+1 are needed).
     const stateDigest = new Uint8Array(32).fill(7);
     const clientsDigest = new Uint8Array(32).fill(8);
-    const sig = t2.trustedMac(c.digests.checkpoint(4, stateDigest, clientsDigest));
+    const sig = c.signAs(2, c.digests.checkpoint(4, stateDigest, clientsDigest));
     c.step(
       1,
       2,
@@ -472,9 +667,9 @@ describe("hybrid replica: view change", () => {
     assert.equal(c.r(1).droppedTotal(), 3);
   });
 
-  it("drops a VIEW-CHANGE whose chain link MAC is altered", () => {
+  it("drops a VIEW-CHANGE whose chain link signature is altered", () => {
     const { c, vc2 } = heldVcs();
-    c.step(1, 2, withBadLinkMac(vc2));
+    c.step(1, 2, withBadLinkSig(vc2));
     assert.equal(c.dropped(1, "vc-bad-cert"), 1);
     assert.equal(c.r(1).view, 0);
     c.step(1, 2, vc2);
@@ -492,7 +687,7 @@ describe("hybrid replica: view change", () => {
     const { c, vc2 } = heldVcs();
     const e = vc2.entries[0];
     assert.ok(e, "e");
-    const badEntry = { ...e, cert: { ...e.cert, mac: flipped(e.cert.mac) } };
+    const badEntry = { ...e, cert: { ...e.cert, sig: flipped(e.cert.sig) } };
     const otherBatch: Batch = { requests: [c.request("other")] };
     // Content changed after the chain head certified it.
     c.step(1, 2, { ...vc2, entries: [badEntry] });
@@ -539,8 +734,8 @@ describe("hybrid replica: view change", () => {
       ["a VIEW-CHANGE for another view", { ...nv, vcs: [vcOf(1), { ...vcOf(2), newView: 2 }] }],
       ["the same VIEW-CHANGE twice", { ...nv, vcs: [vcOf(1), vcOf(1)] }],
       ["another valid VIEW-CHANGE swapped in", { ...nv, vcs: [vc0, vcOf(1)] }],
-      ["a VIEW-CHANGE with a bad chain MAC", { ...nv, vcs: [vcOf(1), withBadLinkMac(vcOf(2))] }],
-      ["the NEW-VIEW certificate altered", { ...nv, cert: { ...nv.cert, mac: flipped(nv.cert.mac) } }],
+      ["a VIEW-CHANGE with a bad chain signature", { ...nv, vcs: [vcOf(1), withBadLinkSig(vcOf(2))] }],
+      ["the NEW-VIEW certificate altered", { ...nv, cert: { ...nv.cert, sig: flipped(nv.cert.sig) } }],
     ];
     for (const [what, msg] of bad) {
       const before = c.r(2).droppedTotal();
@@ -582,8 +777,7 @@ describe("hybrid replica: checkpoints and state transfer", () => {
     assert.equal(c.r(0).stable.seq, 0);
     // Properly signed by replica 1, but for a different state: a vote that matches nothing.
     const wrong = c.crypto.sha256(TEXT.encode("wrong state"));
-    const sig =
-      c.trusted[1]?.trustedMac(c.digests.checkpoint(4, wrong, cp1.clientsDigest)) ?? new Uint8Array();
+    const sig = c.signAs(1, c.digests.checkpoint(4, wrong, cp1.clientsDigest));
     c.step(0, 1, { type: "checkpoint", seq: 4, stateDigest: wrong, clientsDigest: cp1.clientsDigest, sig });
     assert.equal(c.r(0).stable.seq, 0);
     assert.equal(c.r(0).droppedTotal(), 2);
@@ -1022,19 +1216,31 @@ describe("hybrid replica: propose()", () => {
 });
 
 describe("hybrid replica: MAC-authenticated requests", () => {
-  it("a MAC authenticator is checked whole by the trusted subsystem: one bad entry is refused everywhere", () => {
+  it("each replica checks only its own entry, with its own session key; a bad entry is refused there only", () => {
     const c = hybrid();
     const good = c.macRequest();
     assert.equal(c.r(0).propose(good), "accepted");
     c.deliverAll();
     for (let i = 0; i < 3; i++) assert.deepEqual(c.commitAt(i, 1)?.executed, [true], `replica ${i}`);
+    // Replica 2's entry is wrong: only replica 2 can tell, and refuses it.
     const bad = c.macRequest([2]);
+    assert.throws(
+      () => c.r(2).propose(bad),
+      (e: unknown) => e instanceof RequestError && e.code === "BAD_MAC",
+    );
+    assert.equal(c.r(2).hasReady(), false, "replica 2 neither forwards nor watches it");
+    assert.equal(c.propose(1, bad), "accepted");
+    assert.equal(c.propose(0, bad), "accepted");
+    c.deliverAll();
+    assert.equal(c.dropped(2, "prepare-batch-request-BAD_MAC"), 1, "replica 2 does not vote for it");
+    assert.equal(c.sent("h-commit", (e) => e.from === 2 && e.msg.seq === 2).length, 0);
+    // The leader's PREPARE and replica 1's COMMIT are f+1 votes: the batch commits everywhere, and replica 2
+    // executes the request like the others (it cannot verify their entries, so its own BAD_MAC does not
+    // make an ordered request unexecutable; the state digests stay equal).
     for (let i = 0; i < 3; i++) {
-      assert.throws(
-        () => c.r(i).propose(bad),
-        (e: Error & { code?: string }) => e.code === "BAD_MAC",
-        `replica ${i}`,
-      );
+      assert.deepEqual(c.commitAt(i, 2)?.executed, [true], `replica ${i}`);
+      assert.ok(c.r(i).wasExecuted(bad.clientId, bad.reqNo), `executed at replica ${i}`);
+      assert.equal(toHex(c.r(i).stateDigest), toHex(c.r(0).stateDigest), `replica ${i}'s state`);
     }
   });
 });

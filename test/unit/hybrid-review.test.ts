@@ -156,6 +156,10 @@ describe("hybrid replica: NEW-VIEW summaries must be proven", () => {
     const done = () => [0, 1, 2].filter((i) => c.r(i).lastExecuted >= target).length;
     for (let t = 0; t < 2000 && done() < 3; t++) c.tick(1);
     assert.ok(done() >= 2, `executed up to ${[0, 1, 2].map((i) => c.r(i).lastExecuted)}, wanted ${target}`);
+    for (const i of [0, 1, 2]) {
+      assert.deepEqual(c.equivocations(i), [], `replica ${i} accused someone in an honest run`);
+      assert.equal(c.r(i).halted, null, `replica ${i} halted`);
+    }
     for (let seq = 1; seq <= target; seq++) {
       const digests = new Set(
         [0, 1, 2].flatMap((i) => {

@@ -7,7 +7,12 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CoordClient } from "../../src/coord/client.ts";
 import { generateEd25519KeyPair, signEd25519 } from "../../src/crypto/node-crypto.ts";
-import { type LocalCluster, localCluster } from "../../src/node/local-cluster.ts";
+import {
+  type CounterProcess,
+  type LocalCluster,
+  localCluster,
+  startCounters,
+} from "../../src/node/local-cluster.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
 
 export const nodeSigner = { generate: generateEd25519KeyPair, sign: signEd25519 };
@@ -19,14 +24,16 @@ export class InProcessCluster {
     readonly dir: string,
     readonly lc: LocalCluster,
     readonly nodes: OrdererNode[],
+    private readonly counters: CounterProcess[],
   ) {}
 
   static async start(prefix: string): Promise<InProcessCluster> {
     const dir = mkdtempSync(join(tmpdir(), prefix));
     const lc = await localCluster("hybrid", 1, dir, { node: { coordClockPeriodMs: 100 } });
+    const counters = await startCounters(lc);
     const nodes = await Promise.all(lc.nodes.map((n) => OrdererNode.start(lc.cluster, n)));
     for (let i = 0; i < 400 && !nodes.every((n) => n.hasQuorum()); i++) await sleep(50);
-    return new InProcessCluster(dir, lc, nodes);
+    return new InProcessCluster(dir, lc, nodes, counters);
   }
 
   get urls(): string[] {
@@ -48,6 +55,7 @@ export class InProcessCluster {
   async stop(): Promise<void> {
     await Promise.all(this.clients.map((c) => c.close().catch(() => {})));
     await Promise.all(this.nodes.map((n) => n.stop()));
+    await Promise.all(this.counters.map((c) => c.stop()));
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -4,7 +4,7 @@ import { Command, Option } from "commander";
 import type { Mode } from "../../bft/types.ts";
 import { NodeProcess } from "../../node/local-cluster.ts";
 import { freePorts } from "../../node/ports.ts";
-import { faultsFor, initCluster, loadNodeConfig } from "../config-files.ts";
+import { faultsFor, initCluster, loadCounterConfig, loadNodeConfig } from "../config-files.ts";
 import { CliError } from "../errors.ts";
 import { intArg } from "../output.ts";
 import { DEV_DIR } from "../target.ts";
@@ -50,9 +50,12 @@ Examples:
       const first = loaded[0];
       if (!first) throw new CliError("CONFIG_NOT_FOUND", `no node-0.jsonc in ${dir}`);
       const cluster = first.cluster;
-      const procs = loaded.map(
-        (l) => new NodeProcess(cluster, l.node, { logFile: join(dir, `node-${l.node.id}.log`) }),
-      );
+      // Hybrid mode: each replica's trusted counter runs as its own process (counter-<i>.jsonc).
+      const procs = loaded.map((l) => {
+        const counterFile = join(dir, `counter-${l.node.id}.jsonc`);
+        const counter = cluster.mode === "hybrid" ? loadCounterConfig(counterFile) : undefined;
+        return new NodeProcess(cluster, l.node, { logFile: join(dir, `node-${l.node.id}.log`) }, counter);
+      });
       let stopping = false;
       const stop = async (code: number) => {
         if (stopping) return;

@@ -4,6 +4,23 @@ import { initCluster } from "../config-files.ts";
 import { CliError } from "../errors.ts";
 import { intArg, print } from "../output.ts";
 
+/** What hybrid mode protects against, printed once by `orderer init --mode hybrid` (docs/protocol.md). */
+export const hybridThreatModel = (
+  f: number,
+): string => `What hybrid mode protects against (n = 2f+1; details in docs/protocol.md, "Threat model"):
+  - Up to f Byzantine replicas whose process, node file and data directory an attacker controls: safe,
+    as long as their trusted counters are not compromised. Each counter is its own process (orderer
+    counter) with its own key; it never certifies two messages with one value and serves only its
+    replica. Run it as its own Unix user so that the replica cannot read its key.
+  - A replica whose counter key is stolen too can get two different blocks certified at one height.
+    The honest replicas detect it within a message round, keep a proof anyone can check
+    (GET /v1/misbehaviour), tell each other and stop ordering. Clients that confirm a receipt with
+    f+1 = ${f + 1} replicas (OrderingClient confirmReplicas, orderer verify --confirm ${f + 1}) refuse
+    both forks once it is detected; a client trusting one receipt may accept one before. Only trusted
+    hardware (SGX, TPM) for the counter prevents the fork itself.
+  - If counters cannot be kept apart from their replicas, or stopping on a stolen counter key is not
+    acceptable, choose PBFT (--mode pbft, n = 3f+1): it needs no trusted component.`;
+
 export function initCommand(): Command {
   return new Command("init")
     .description("generate keys, a cluster file and one config file per replica")
@@ -54,13 +71,25 @@ Then on each machine: orderer start --config ./cluster/node-<i>.jsonc`,
       });
       print(
         o.json,
-        { clusterFile: r.clusterFile, nodeFiles: r.nodeFiles, mode: r.cluster.mode, f: r.cluster.f },
+        {
+          clusterFile: r.clusterFile,
+          nodeFiles: r.nodeFiles,
+          counterFiles: r.counterFiles,
+          mode: r.cluster.mode,
+          f: r.cluster.f,
+        },
         () =>
           [
             `${r.cluster.mode} cluster "${r.cluster.name}": ${r.cluster.replicas.length} replicas, tolerates f=${r.cluster.f}`,
             `  ${r.clusterFile}  (shared by every replica)`,
             ...r.nodeFiles.map((f) => `  ${f}  (private: holds that replica's key)`),
-            `start each replica with: orderer start --config ${r.nodeFiles[0]}  (and so on)`,
+            ...r.counterFiles.map(
+              (f) => `  ${f}  (private to the counter's own user: holds its counter key)`,
+            ),
+            r.counterFiles.length > 0
+              ? `start each counter, then its replica: orderer counter --config ${r.counterFiles[0]}; orderer start --config ${r.nodeFiles[0]}  (and so on)`
+              : `start each replica with: orderer start --config ${r.nodeFiles[0]}  (and so on)`,
+            ...(r.cluster.mode === "hybrid" ? ["", hybridThreatModel(r.cluster.f)] : []),
           ].join("\n"),
       );
     });

@@ -37,7 +37,10 @@ Examples:
         logLevel: o.logLevel,
       });
       const logger = createLogger(node.logLevel ?? "info", { replica: node.id });
-      const replica = await OrdererNode.start(cluster, node, { logger });
+      const replica = await OrdererNode.start(cluster, node, {
+        logger,
+        onFatal: () => setImmediate(() => process.exit(70)),
+      });
       await new Promise<void>((resolve) => {
         process.once("SIGINT", () => resolve());
         process.once("SIGTERM", () => resolve());

@@ -1,8 +1,9 @@
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { toHexStr } from "../../ordering/block.ts";
+import { OrderingClientError } from "../../ordering/client.ts";
 import { CliError } from "../errors.ts";
-import { print } from "../output.ts";
+import { intArg, print } from "../output.ts";
 import { orderingClient, targetOptions } from "../target.ts";
 
 async function readStdin(): Promise<Uint8Array> {
@@ -17,6 +18,12 @@ export function submitCommand(): Command {
       .description("order one transaction and print its verified receipt")
       .argument("[data]", "the transaction as text (or use --file, or - for stdin)")
       .option("--file <path>", "read the transaction's bytes from a file")
+      .option(
+        "--confirm <n>",
+        "also ask n distinct replicas for the block's header hash and for proofs of misbehaviour (hybrid: f+1)",
+        intArg("--confirm"),
+        1,
+      )
       .option("--json", "print the receipt as JSON")
       .addHelpText(
         "after",
@@ -27,7 +34,8 @@ header carries a commit certificate of the cluster's replicas.
 Examples:
   orderer submit 'hello'
   orderer submit --file ./tx.bin --json
-  echo '{"op":"put"}' | orderer submit -`,
+  echo '{"op":"put"}' | orderer submit -
+  orderer submit 'hello' --confirm 2   # hybrid, f=1: refuses a block a compromised counter forked`,
       ),
   ).action(async (data: string | undefined, o) => {
     let tx: Uint8Array;
@@ -43,8 +51,23 @@ Examples:
     } else if (data === "-") tx = await readStdin();
     else if (data !== undefined) tx = new TextEncoder().encode(data);
     else throw new CliError("BAD_ARGUMENT", "give the transaction as an argument, --file, or - for stdin");
-    const { client } = orderingClient(o);
+    const { client, cluster } = orderingClient(o);
+    if (o.confirm > cluster.replicas.length)
+      throw new CliError("BAD_ARGUMENT", `--confirm: at most ${cluster.replicas.length} replicas`);
     const r = await client.submit(tx);
+    let confirmedBy: string[] = [];
+    if (o.confirm > 1) {
+      try {
+        confirmedBy = await orderingClient({ cluster: o.cluster }).client.confirmHeader(
+          r.block,
+          r.headerHash,
+          o.confirm,
+        );
+      } catch (err) {
+        if (err instanceof OrderingClientError) throw new CliError("FAILED", `${err.code}: ${err.message}`);
+        throw err;
+      }
+    }
     print(
       o.json,
       {
@@ -54,10 +77,12 @@ Examples:
         duplicate: r.duplicate,
         headerHash: toHexStr(r.headerHash),
         signers: r.certificate.map((s) => s.replica),
+        confirmedBy,
       },
       () =>
         `${r.duplicate ? "already ordered" : "ordered"}: tx ${r.txId} in block ${r.block} at position ${r.position} ` +
-        `(certified by replicas ${r.certificate.map((s) => s.replica).join(", ")})`,
+        `(certified by replicas ${r.certificate.map((s) => s.replica).join(", ")})` +
+        (confirmedBy.length > 0 ? `; confirmed by ${confirmedBy.length} replicas` : ""),
     );
   });
 }

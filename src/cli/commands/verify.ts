@@ -8,6 +8,7 @@ import {
   headerHash,
   toHexStr,
 } from "../../ordering/block.ts";
+import { OrderingClientError } from "../../ordering/client.ts";
 import { CliError } from "../errors.ts";
 import { intArg, print, progress } from "../output.ts";
 import { orderingClient, targetOptions } from "../target.ts";
@@ -24,6 +25,12 @@ export function verifyCommand(): Command {
         intArg("--from"),
         0,
       )
+      .option(
+        "--confirm <n>",
+        "then ask n distinct replicas for the head block's header hash and for proofs of misbehaviour (hybrid: f+1 survives a compromised counter)",
+        intArg("--confirm"),
+        1,
+      )
       .option("--json", "print the result as JSON")
       .addHelpText(
         "after",
@@ -32,7 +39,8 @@ From 0, genesis must be this cluster file's configuration. Exit code 1 names the
 
 Examples:
   orderer verify
-  orderer verify --url http://127.0.0.1:8081 --from 1000`,
+  orderer verify --url http://127.0.0.1:8081 --from 1000
+  orderer verify --confirm 2      # hybrid, f=1: a fork by a replica with a compromised counter fails here`,
       ),
   ).action(async (o) => {
     const { client, cluster, urls } = orderingClient(o);
@@ -68,10 +76,31 @@ Examples:
         );
       throw err;
     }
-    print(o.json, { ok: true, from: o.from, height, checked, headHash: head || null }, () =>
-      checked === 0
-        ? `nothing to verify below height ${height}`
-        : `ok: blocks ${o.from}..${height - 1} verify (${checked} blocks, head ${head.slice(0, 16)}…)`,
+    let confirmedBy: string[] = [];
+    if (o.confirm > 1) {
+      if (o.confirm > cluster.replicas.length)
+        throw new CliError("BAD_ARGUMENT", `--confirm: at most ${cluster.replicas.length} replicas`);
+      const { client: all } = orderingClient({ cluster: o.cluster });
+      try {
+        confirmedBy =
+          checked > 0
+            ? await all.confirmHeader(height - 1, Buffer.from(head, "hex"), o.confirm)
+            : await all.confirmHeader(0, genesisHash, o.confirm);
+      } catch (err) {
+        if (err instanceof OrderingClientError) throw new CliError("FAILED", `${err.code}: ${err.message}`);
+        throw err;
+      }
+    }
+    print(
+      o.json,
+      { ok: true, from: o.from, height, checked, headHash: head || null, confirmedBy },
+      () =>
+        (checked === 0
+          ? `nothing to verify below height ${height}`
+          : `ok: blocks ${o.from}..${height - 1} verify (${checked} blocks, head ${head.slice(0, 16)}…)`) +
+        (confirmedBy.length > 0
+          ? `\nconfirmed by ${confirmedBy.length} replicas: ${confirmedBy.join(", ")}`
+          : ""),
     );
   });
 }

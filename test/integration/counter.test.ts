@@ -1,0 +1,160 @@
+// The trusted counter as its own process (src/counter/), driven by the replica's RemoteCounter: it
+// certifies only for its replica, never one value twice, keeps its values across SIGKILL, refuses a
+// second process on its data directory, survives garbage on its socket, and a replica whose counter is
+// gone learns it with a typed error.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createConnection } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { BftError } from "../../src/bft/errors.ts";
+import { type CounterCert, UsigChecker } from "../../src/bft/trusted.ts";
+import { RemoteCounter } from "../../src/counter/client.ts";
+import { ed25519PublicKeyOf, generateEd25519KeyPair, nodeCrypto } from "../../src/crypto/node-crypto.ts";
+import type { CounterConfig } from "../../src/node/config.ts";
+import { CounterProcess } from "../../src/node/local-cluster.ts";
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const digest = (i: number) => nodeCrypto.sha256(new TextEncoder().encode(`message ${i}`));
+const code = (c: string) => (e: unknown) => {
+  assert.ok(e instanceof BftError, `expected a BftError, got ${String(e)}`);
+  assert.equal(e.code, c);
+  return true;
+};
+
+describe("trusted counter process", () => {
+  let dir: string;
+  let cfg: CounterConfig;
+  let proc: CounterProcess;
+  let counterKey: Uint8Array;
+  let replicaSeed: Uint8Array;
+  let rc: RemoteCounter;
+  let broken = 0;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "orderer-counter-"));
+    const counter = generateEd25519KeyPair();
+    const replica = generateEd25519KeyPair();
+    counterKey = counter.publicKey;
+    replicaSeed = replica.privateKey;
+    cfg = {
+      id: 1,
+      seed: hex(counter.privateKey),
+      replicaPublicKey: hex(replica.publicKey),
+      socket: join(dir, "counter-1.sock"),
+      dataDir: join(dir, "counter-1"),
+      logLevel: "silent",
+    };
+    proc = new CounterProcess(cfg, "ignore");
+    await proc.start();
+    rc = await RemoteCounter.open({
+      socketPath: cfg.socket,
+      id: 1,
+      counterPublicKey: counterKey,
+      replicaSeed,
+      certifyTimeoutMs: 3000,
+      onBroken: () => broken++,
+    });
+  });
+
+  after(async () => {
+    await rc?.close();
+    await proc?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("certifies for its replica; the certificates verify with the counter's public key only", () => {
+    const checker = new UsigChecker([new Uint8Array(32), counterKey], nodeCrypto);
+    const certs: CounterCert[] = [];
+    for (let i = 1; i <= 50; i++) certs.push(rc.certifyIndependent(0, { view: 0, slot: i }, digest(i)));
+    for (let i = 1; i <= 50; i++)
+      assert.ok(checker.verifyCert(certs[i - 1] as CounterCert, digest(i)), `certificate ${i} verifies`);
+    assert.ok(!checker.verifyCert(certs[0] as CounterCert, digest(2)), "a certificate binds its digest");
+    const cont = rc.certifyContinuing(0, { view: 1, slot: 0 }, digest(99));
+    assert.deepEqual(cont.prev, { view: 0, slot: 50 });
+    assert.ok(checker.verifyCert(cont, digest(99)), "the continuing certificate verifies");
+    assert.deepEqual(rc.current(0), { view: 1, slot: 0 });
+  });
+
+  it("never certifies one value twice; the same request again gets the same certificate", () => {
+    const a = rc.certifyIndependent(0, { view: 1, slot: 5 }, digest(500));
+    assert.throws(() => rc.certifyIndependent(0, { view: 1, slot: 5 }, digest(501)), code("NOT_INCREASING"));
+    assert.throws(() => rc.certifyIndependent(0, { view: 1, slot: 4 }, digest(502)), code("NOT_INCREASING"));
+    assert.throws(() => rc.certifyContinuing(0, { view: 0, slot: 9 }, digest(503)), code("GOES_BACK"));
+    const again = rc.certifyIndependent(0, { view: 1, slot: 5 }, digest(500));
+    assert.deepEqual(again.sig, a.sig);
+  });
+
+  it("refuses another replica's key, and a replica expecting another counter key refuses it", async () => {
+    await assert.rejects(
+      RemoteCounter.open({
+        socketPath: cfg.socket,
+        id: 1,
+        counterPublicKey: counterKey,
+        replicaSeed: generateEd25519KeyPair().privateKey,
+        connectTimeoutMs: 2000,
+      }),
+      (e: unknown) =>
+        e instanceof BftError && e.code === "UNAVAILABLE" && /refused the handshake/.test(e.message),
+    );
+    await assert.rejects(
+      RemoteCounter.open({
+        socketPath: cfg.socket,
+        id: 1,
+        counterPublicKey: ed25519PublicKeyOf(generateEd25519KeyPair().privateKey),
+        replicaSeed,
+        connectTimeoutMs: 2000,
+      }),
+      (e: unknown) => e instanceof BftError && /another key/.test(e.message),
+    );
+  });
+
+  it("closes a connection that sends garbage and keeps serving", async () => {
+    for (const junk of [Buffer.alloc(8, 0xff), Buffer.from([0, 0, 0, 3, 2, 0, 0])]) {
+      const closedBy = await new Promise<string>((resolve) => {
+        const s = createConnection(cfg.socket);
+        s.on("connect", () => s.write(junk));
+        s.resume(); // read what the counter answers, so its close is seen
+        s.on("end", () => resolve("server"));
+        s.on("error", () => resolve("server"));
+        s.setTimeout(5000, () => {
+          resolve("timeout");
+          s.destroy();
+        });
+      });
+      assert.equal(closedBy, "server", `the counter kept a connection open after ${junk.toString("hex")}`);
+    }
+    const c = rc.certifyIndependent(0, { view: 1, slot: 6 }, digest(600));
+    assert.deepEqual(c.value, { view: 1, slot: 6 });
+  });
+
+  it("refuses a second counter process on the same data directory", async () => {
+    const twin = new CounterProcess({ ...cfg, socket: join(dir, "twin.sock") }, "ignore");
+    await assert.rejects(twin.start(), /LOCKED|in use by counter process/);
+    await twin.kill();
+  });
+
+  it("keeps its values across SIGKILL: after a restart it still refuses what it certified", async () => {
+    rc.certifyIndependent(0, { view: 1, slot: 7 }, digest(700));
+    await proc.kill();
+    await proc.start();
+    // The link reconnects by itself on the next call.
+    assert.throws(() => rc.certifyIndependent(0, { view: 1, slot: 7 }, digest(701)), code("NOT_INCREASING"));
+    const c = rc.certifyIndependent(0, { view: 1, slot: 8 }, digest(800));
+    assert.deepEqual(c.value, { view: 1, slot: 8 });
+    assert.equal(broken, 0);
+  });
+
+  it("a counter gone for longer than the timeout: UNAVAILABLE, reported once, and the link stays down", async () => {
+    await proc.kill();
+    const started = Date.now();
+    assert.throws(() => rc.certifyIndependent(0, { view: 1, slot: 9 }, digest(900)), code("UNAVAILABLE"));
+    assert.ok(Date.now() - started < 10_000, "the call gave up within its timeout");
+    assert.throws(() => rc.certifyIndependent(0, { view: 1, slot: 10 }, digest(901)), code("UNAVAILABLE"));
+    assert.equal(broken, 1);
+    await sleep(10);
+  });
+});
