@@ -203,13 +203,15 @@ function renderCounter(c: CounterConfig): string {
   // Where the counter keeps its values, fsynced before every answer (relative to this file). Losing or
   // rolling back this directory lets the counter certify values again: back it up never, restore it never.
   "dataDir": "${c.dataDir}",
+  // Started as root, the counter hands dataDir to this Unix user and runs as it (not the replica's user).
+  // "user": "orderer-counter",
   // fatal, error, warn, info, debug, trace or silent.
   "logLevel": "info"
 }
 `;
 }
 
-const COUNTER_FIELDS = new Set(["id", "seed", "replicaPublicKey", "socket", "dataDir", "logLevel"]);
+const COUNTER_FIELDS = new Set(["id", "seed", "replicaPublicKey", "socket", "dataDir", "user", "logLevel"]);
 
 /** Reads and validates a counter file; relative paths are relative to it. */
 export function loadCounterConfig(file: string): CounterConfig {

@@ -1,8 +1,13 @@
 // Runs one trusted counter in this process until SIGTERM/SIGINT (`orderer counter`, counter-process.ts).
 
+import { execFileSync } from "node:child_process";
+import { chownSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { type CounterConfig, validateCounter } from "../node/config.ts";
 import { createLogger } from "../node/log.ts";
+import { CounterStoreError } from "./errors.ts";
 import { CounterServer } from "./server.ts";
+import { CounterStore } from "./store.ts";
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
 
@@ -10,6 +15,7 @@ const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
 export async function runCounter(c: CounterConfig, onReady?: () => void): Promise<void> {
   validateCounter(c);
   const logger = createLogger(c.logLevel ?? "info", { counter: c.id });
+  if (c.user !== undefined) dropPrivileges(c.user, c.dataDir);
   const srv = await CounterServer.start({
     id: c.id,
     seed: hex(c.seed),
@@ -24,4 +30,32 @@ export async function runCounter(c: CounterConfig, onReady?: () => void): Promis
     process.once("SIGTERM", () => resolve());
   });
   await srv.close();
+}
+
+/** Hands `dataDir` to `user` and becomes that user (group included); refuses when that is not possible. */
+export function dropPrivileges(user: string, dataDir: string): void {
+  const getuid = process.getuid?.bind(process);
+  if (!getuid || !process.setuid || !process.setgid)
+    throw new CounterStoreError("NO_USER", "this platform has no Unix users");
+  const id = (flag: string): number => {
+    try {
+      return Number(execFileSync("id", [flag, user], { encoding: "utf8" }).trim());
+    } catch {
+      throw new CounterStoreError("NO_USER", `user: no Unix user "${user}"`);
+    }
+  };
+  const uid = id("-u");
+  const gid = id("-g");
+  if (getuid() === uid) return;
+  if (getuid() !== 0)
+    throw new CounterStoreError(
+      "NO_USER",
+      `user: switching to "${user}" needs root (running as uid ${getuid()})`,
+    );
+  if (uid === 0) throw new CounterStoreError("NO_USER", "user: the counter must not run as root");
+  CounterStore.ensureDir(dataDir);
+  chownSync(dataDir, uid, gid);
+  for (const f of readdirSync(dataDir)) chownSync(join(dataDir, f), uid, gid);
+  process.setgid(gid);
+  process.setuid(uid);
 }

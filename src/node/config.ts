@@ -224,6 +224,11 @@ export interface CounterConfig {
   readonly socket: string;
   /** Where the counter keeps its values (never the replica's dataDir). */
   readonly dataDir: string;
+  /**
+   * Started as root: the Unix user to run as (its own, not the replica's). The counter reads this file,
+   * hands dataDir to that user, and drops root before it opens anything else.
+   */
+  readonly user?: string;
   readonly logLevel?: LogLevel;
 }
 
@@ -235,6 +240,8 @@ export function validateCounter(c: CounterConfig): void {
   if (!socketPathOk(c.socket))
     fail("socket", "must be an absolute UNIX socket path of at most 100 characters");
   if (typeof c.dataDir !== "string" || c.dataDir.length === 0) fail("dataDir", "must be a path");
+  if (c.user !== undefined && (typeof c.user !== "string" || !/^[a-z_][a-z0-9_-]{0,31}$/.test(c.user)))
+    fail("user", "must be a Unix user name");
   if (c.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(c.logLevel))
     fail("logLevel", `must be one of ${LOG_LEVELS.join(", ")}`);
 }

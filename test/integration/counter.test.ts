@@ -4,7 +4,8 @@
 // gone learns it with a typed error.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { chownSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -156,5 +157,63 @@ describe("trusted counter process", () => {
     assert.throws(() => rc.certifyIndependent(0, { view: 1, slot: 10 }, digest(901)), code("UNAVAILABLE"));
     assert.equal(broken, 1);
     await sleep(10);
+  });
+});
+
+describe("trusted counter process under its own Unix user", () => {
+  const root = process.getuid?.() === 0;
+  const USER = "orderer-counter-test";
+  it("drops root for the configured user: its process and its files are that user's", {
+    skip: !root && "needs root",
+  }, async () => {
+    try {
+      execFileSync("id", ["-u", USER], { stdio: "ignore" });
+    } catch {
+      execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER]);
+    }
+    const uid = Number(execFileSync("id", ["-u", USER], { encoding: "utf8" }).trim());
+    const gid = Number(execFileSync("id", ["-g", USER], { encoding: "utf8" }).trim());
+    const dir = mkdtempSync(join(tmpdir(), "orderer-counter-user-"));
+    chownSync(dir, uid, gid); // where the counter's user creates its socket
+    const counter = generateEd25519KeyPair();
+    const replica = generateEd25519KeyPair();
+    const proc = new CounterProcess(
+      {
+        id: 0,
+        seed: hex(counter.privateKey),
+        replicaPublicKey: hex(replica.publicKey),
+        socket: join(dir, "c.sock"),
+        dataDir: join(dir, "data"),
+        user: USER,
+        logLevel: "silent",
+      },
+      "ignore",
+    );
+    let rc: RemoteCounter | undefined;
+    try {
+      await proc.start();
+      const pid = proc.proc?.pid as number;
+      const uidLine = readFileSync(`/proc/${pid}/status`, "utf8")
+        .split("\n")
+        .find((l) => l.startsWith("Uid:"));
+      assert.deepEqual(
+        uidLine?.split(/\s+/).slice(1, 4).map(Number),
+        [uid, uid, uid],
+        "the counter runs as its user",
+      );
+      assert.equal(statSync(join(dir, "data", "counter.state")).uid, uid, "its state file is its user's");
+      assert.equal(statSync(join(dir, "data")).mode & 0o777, 0o700, "its data directory is private");
+      rc = await RemoteCounter.open({
+        socketPath: join(dir, "c.sock"),
+        id: 0,
+        counterPublicKey: counter.publicKey,
+        replicaSeed: replica.privateKey,
+      });
+      assert.deepEqual(rc.certifyIndependent(0, { view: 0, slot: 1 }, digest(1)).value, { view: 0, slot: 1 });
+    } finally {
+      await rc?.close();
+      await proc.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
