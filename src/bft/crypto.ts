@@ -16,7 +16,8 @@ export type CoreCrypto = Hashing & SignatureVerifier;
 
 /**
  * Transferable authentication of replica messages (checkpoints, PBFT phases, view changes).
- * Hybrid mode implements it with the trusted subsystem's MAC, PBFT mode with ed25519 replica keys.
+ * Both modes implement it with ed25519 replica keys (hybrid mode's ordering messages carry counter
+ * certificates instead, see trusted.ts).
  */
 export interface ReplicaAuthenticator {
   /** Authenticates `digest` as coming from this replica. */

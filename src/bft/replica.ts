@@ -208,6 +208,16 @@ export abstract class ReplicaCore {
     return this.haltReason;
   }
 
+  /**
+   * A stable checkpoint (f+1 or 2f+1 signatures) disagrees with the state this replica executed: with
+   * at most f faults impossible, so more than f replicas, or a trusted counter, were compromised (a
+   * fork). Stop rather than crash or go on: the operator decides which history to keep.
+   */
+  private diverged(seq: number): void {
+    this.event({ kind: "state-diverged", seq });
+    this.halt(`this replica's state diverged from a stable checkpoint at seq ${seq} (a fork)`);
+  }
+
   /** Stops ordering (also used by a host that restarts with a proof on file). */
   halt(reason: string): void {
     if (this.haltReason === null) this.haltReason = reason;
@@ -509,7 +519,7 @@ export abstract class ReplicaCore {
         mine &&
         (!bytesEqual(mine.digest, proof.stateDigest) || !bytesEqual(mine.clientsDigest, proof.clientsDigest))
       ) {
-        throw new AssertionFailed(`state diverged at checkpoint ${proof.seq}`);
+        return this.diverged(proof.seq);
       }
       if (mine) this.persistCheckpoint(proof, mine.clients);
     }
@@ -796,7 +806,7 @@ export abstract class ReplicaCore {
           !bytesEqual(this.stateDigest, this.stable.stateDigest) ||
           !bytesEqual(clientsDigest, this.stable.clientsDigest)
         ) {
-          throw new AssertionFailed(`state diverged at checkpoint ${seq}`);
+          return this.diverged(seq);
         }
         if (!replay) this.persistCheckpoint(this.stable, clients);
         else this.persisted ??= { proof: this.stable, clients };

@@ -361,7 +361,9 @@ export type ReplicaEvent =
    * Replica `culprit`'s trusted counter certified two messages with one value (hybrid mode): its counter
    * key is compromised. This replica stops ordering (see ReplicaCore.halted); `proof` convinces anyone.
    */
-  | { readonly kind: "equivocation"; readonly culprit: ReplicaId; readonly proof: EquivocationProof };
+  | { readonly kind: "equivocation"; readonly culprit: ReplicaId; readonly proof: EquivocationProof }
+  /** A stable checkpoint disagrees with this replica's executed state: a fork; the replica halted. */
+  | { readonly kind: "state-diverged"; readonly seq: number };
 
 export interface Ready {
   /** 1. Make these durable (atomically) ... */

@@ -117,7 +117,8 @@ export interface NodeHooks {
 }
 
 /** Events worth a log line (the others are counted in metrics only). */
-const LOGGED: Partial<Record<NodeEvent["kind"], "info" | "warn">> = {
+const LOGGED: Partial<Record<NodeEvent["kind"], "info" | "warn" | "error">> = {
+  "state-diverged": "error",
   "view-change-started": "warn",
   "new-view": "info",
   "snapshot-offered": "info",

@@ -1,20 +1,29 @@
 // Deterministic simulation of a cluster: seeded network with delay, loss, duplication, reordering and
 // partitions; crashes and restarts from persisted state; Byzantine replicas (at most f); clients; and
-// checkers for agreement, validity, exactly-once and liveness after every step.
+// checkers for agreement, validity, exactly-once and liveness after every step. In hybrid mode a
+// replica may have a compromised trusted counter: correct replicas may then split, but one of them must
+// prove the equivocation (the run counts as "detected"); a silent fork or a false accusation fails.
 
 import {
+  AssertionFailed,
   type Batch,
+  type CertChecker,
+  type CertifiedDigest,
   type ClientKeys,
   type ClientRegistry,
   type ClientRequest,
   type CoreCrypto,
+  type CounterCert,
   CounterError,
   type CounterValue,
+  certBytes,
+  checkEquivocation,
   createReplica,
   DEFAULT_LIMITS,
   Digests,
-  deriveClientSessionKey,
+  type EquivocationProof,
   type HCommit,
+  type HPrepare,
   type Limits,
   MemoryStorage,
   type Message,
@@ -27,10 +36,12 @@ import {
   type ReplicaAuthenticator,
   type ReplicaCore,
   type ReplicaDeps,
-  SoftwareTrustedSubsystem,
   staticRegistry,
+  type TrustedSubsystem,
   toHex,
-  trustedAuthenticator,
+  trustedSubsystem,
+  UsigChecker,
+  UsigCounter,
 } from "../../src/bft/index.ts";
 import { Prng } from "./prng.ts";
 import { SimCrypto } from "./sim-crypto.ts";
@@ -46,8 +57,26 @@ export const BYZANTINE_KINDS = [
   "flood",
   "garbage",
   "fake-new-view",
+  "compromised-counter",
 ] as const;
 export type ByzantineKind = (typeof BYZANTINE_KINDS)[number];
+
+/**
+ * Kinds that only make sense in one mode. "compromised-counter" (the trusted counter's key is in the
+ * attacker's hands) exists only in hybrid mode; in PBFT a replica's own key already signs its
+ * proposals, so the same attack is plain "equivocate".
+ */
+const HYBRID_ONLY: ReadonlySet<ByzantineKind> = new Set(["compromised-counter"]);
+
+/** The Byzantine kinds a run of `mode` can have (what "random" picks from). */
+export function byzantineKinds(mode: Mode): readonly ByzantineKind[] {
+  return mode === "hybrid" ? BYZANTINE_KINDS : BYZANTINE_KINDS.filter((k) => !HYBRID_ONLY.has(k));
+}
+
+/** What a kind becomes in `mode`. */
+function kindFor(mode: Mode, k: ByzantineKind): ByzantineKind {
+  return mode === "pbft" && k === "compromised-counter" ? "equivocate" : k;
+}
 
 export interface SimConfig {
   readonly seed: number;
@@ -94,6 +123,9 @@ export const DEFAULT_SIM: Omit<SimConfig, "seed" | "mode"> = {
   trustedCounters: "with-ready",
 };
 
+/** Chance that a compromised-counter leader equivocates on a PREPARE it broadcasts. */
+const COUNTER_ATTACK_CHANCE = 0.03;
+
 export const SIM_LIMITS: Partial<Limits> = {
   batchMaxCount: 8,
   window: 16,
@@ -121,6 +153,15 @@ export interface SimResult {
   readonly faults: Record<string, number>;
   readonly dropped: Record<string, number>;
   readonly byzantine: string[];
+  /**
+   * A correct replica raised a valid proof that a compromised-counter replica's counter certified one
+   * value twice (and stopped ordering): the attack was detected, not a silent fork.
+   */
+  readonly detected: boolean;
+  /** Correct replicas committed different batches at one seq (only allowed when detected). */
+  readonly forked: boolean;
+  /** Ticks from the first conflicting certificate sent to the first detection (null: no detection). */
+  readonly detectionTicks: number | null;
 }
 
 interface InFlight {
@@ -156,13 +197,18 @@ export class Simulation {
   private readonly limits: Limits;
   private readonly replicas: (ReplicaCore | null)[] = [];
   private readonly storages: MemoryStorage[] = [];
-  private readonly trusted: SoftwareTrustedSubsystem[] = [];
+  /** Each replica's trusted counter (hybrid): a software USIG signing with its own key. */
+  private readonly counters: UsigCounter[] = [];
+  /** Each counter's signing key: known to its subsystem only (and to the attacker, when compromised). */
+  private readonly counterSecrets: Uint8Array[] = [];
+  /** Verifies any subsystem's certificates with public keys only (what replicas and auditors hold). */
+  private readonly checker: CertChecker;
   private readonly deps: ReplicaDeps[] = [];
   private readonly registries: ClientRegistry[] = [];
-  private readonly pbftAuth: ReplicaAuthenticator[] = [];
+  /** Replica-key authenticators (checkpoints, PBFT phases), ed25519-style in both modes. */
+  private readonly auths: ReplicaAuthenticator[] = [];
   /** Each subsystem's counters as of its replica's last durable Ready (software counters). */
   private readonly trustedSaved: Map<number, CounterValue>[] = [];
-  private groupSecret: Uint8Array = new Uint8Array(32);
   private readonly apps: SimApp[] = [];
   private readonly byz = new Map<number, ByzantineKind>();
   private readonly clients: SimClient[] = [];
@@ -185,6 +231,26 @@ export class Simulation {
   private readonly violations: string[] = [];
   private readonly digests: Digests;
   private readonly recorded: Message[] = [];
+  /**
+   * PREPAREs a compromised-counter leader certified twice, by "culprit/view/slot" (the counter value):
+   * the other version, who gets it, and when it was first sent.
+   */
+  private readonly counterForks = new Map<
+    string,
+    { alt: HPrepare; altTo: ReadonlySet<number>; at: number }
+  >();
+  /** Tick at which the first conflicting certificate was sent. */
+  protected firstConflictAt: number | null = null;
+  /** Tick at which a correct replica first raised a valid proof of equivocation. */
+  private detectedAt: number | null = null;
+  /** Ticks from the proven equivocation's first conflicting certificate to that first proof. */
+  private detectionTicks: number | null = null;
+  /** Correct replicas that raised a proof, with their halt reason: their host keeps the proof on file. */
+  private readonly convicted = new Map<number, string>();
+  /** First seq at which correct replicas committed different batches (after a counter equivocated). */
+  private forkedAt: { seq: number; tick: number } | null = null;
+  /** Correct replicas whose core stopped because their state diverged from a stable checkpoint (fork). */
+  private readonly stoppedOnFork = new Set<number>();
   private requests = 0;
   private maxSeq = 0;
   private maxView = 0;
@@ -203,43 +269,40 @@ export class Simulation {
     // Byzantine assignment.
     if (cfg.byzantine === "random") {
       const ids = this.rng.shuffle([...Array(this.n).keys()]).slice(0, cfg.f);
-      for (const id of ids) this.byz.set(id, this.rng.pick(BYZANTINE_KINDS));
+      for (const id of ids) this.byz.set(id, this.rng.pick(byzantineKinds(cfg.mode)));
     } else if (cfg.byzantine !== "none") {
       cfg.byzantine.slice(0, cfg.f).forEach((k, i) => {
-        this.byz.set(i, k);
+        this.byz.set(i, kindFor(cfg.mode, k));
       });
     }
 
-    // Identities: replica keys, trusted subsystems, clients.
-    const groupSecret = this.crypto.sha256(new TextEncoder().encode(`group:${cfg.seed}`));
+    // Identities: replica keys, trusted subsystems (each its own key), clients.
     const replicaIds = [...Array(this.n).keys()].map((i) => this.crypto.newIdentity(`replica-${i}`));
+    const counterIds = [...Array(this.n).keys()].map((i) => this.crypto.newIdentity(`counter-${i}`));
+    this.checker = new UsigChecker(
+      counterIds.map((x) => x.publicKey),
+      this.crypto,
+    );
     const clientKeys: Map<string, ClientKeys>[] = [...Array(this.n)].map(() => new Map());
     for (let c = 0; c < cfg.clients; c++) {
       const ident = this.crypto.newIdentity(`client-${c}`);
       const scheme = cfg.authScheme === "mixed" ? (c % 2 === 0 ? "ed25519" : "mac") : cfg.authScheme;
       const id = `client-${c}`;
-      // Hybrid: session keys derive from the group secret and stay inside the trusted subsystems.
+      // One session key per (client, replica), in both modes: a replica checks only its own MAC entry.
       const macKeys = [...Array(this.n).keys()].map((i) =>
-        cfg.mode === "hybrid"
-          ? deriveClientSessionKey(this.crypto, groupSecret, id, i)
-          : this.crypto.sha256(new TextEncoder().encode(`mac:${c}:${i}`)),
+        this.crypto.sha256(new TextEncoder().encode(`mac:${c}:${i}`)),
       );
       this.clients.push({ id, scheme, secret: ident.secret, macKeys, nextReqNo: 1, outstanding: new Map() });
       for (let i = 0; i < this.n; i++) {
-        clientKeys[i]?.set(
-          id,
-          cfg.mode === "hybrid"
-            ? { ed25519PublicKey: ident.publicKey }
-            : { ed25519PublicKey: ident.publicKey, macKey: macKeys[i] as Uint8Array },
-        );
+        clientKeys[i]?.set(id, { ed25519PublicKey: ident.publicKey, macKey: macKeys[i] as Uint8Array });
       }
     }
-    this.groupSecret = groupSecret;
     for (let i = 0; i < this.n; i++) {
-      this.trusted.push(new SoftwareTrustedSubsystem({ id: i, secret: groupSecret, hashing: this.crypto }));
+      this.counterSecrets.push((counterIds[i] as { secret: Uint8Array }).secret);
       this.trustedSaved.push(new Map());
+      this.counters.push(this.makeCounter(i));
       this.registries.push(staticRegistry(clientKeys[i] as Map<string, ClientKeys>));
-      this.pbftAuth.push(
+      this.auths.push(
         this.crypto.authenticator(
           (replicaIds[i] as { secret: Uint8Array }).secret,
           replicaIds.map((x) => x.publicKey),
@@ -252,32 +315,32 @@ export class Simulation {
     }
   }
 
+  /** Replica i's software counter, resumed from what its last durable Ready saved. */
+  private makeCounter(i: number): UsigCounter {
+    const secret = this.counterSecrets[i] as Uint8Array;
+    return new UsigCounter({
+      id: i,
+      sign: (bytes) => this.crypto.sign(secret, bytes),
+      counters: this.trustedSaved[i],
+    });
+  }
+
   private makeDeps(i: number): ReplicaDeps {
-    const trusted = this.trusted[i] as SoftwareTrustedSubsystem;
-    const hybrid = this.cfg.mode === "hybrid";
-    const auth = hybrid ? trustedAuthenticator(trusted) : (this.pbftAuth[i] as ReplicaAuthenticator);
+    const trusted: TrustedSubsystem | undefined =
+      this.cfg.mode === "hybrid"
+        ? trustedSubsystem(this.counters[i] as UsigCounter, this.checker)
+        : undefined;
+    const auth = this.auths[i] as ReplicaAuthenticator;
     const registry = this.registries[i] as ClientRegistry;
-    if (this.byz.get(i) !== "bad-client-sig") {
-      return { crypto: this.crypto, registry, auth, trusted: hybrid ? trusted : undefined };
-    }
+    if (this.byz.get(i) !== "bad-client-sig") return { crypto: this.crypto, registry, auth, trusted };
     // A Byzantine host skips client authentication: it accepts (and, as leader, proposes with its own
-    // valid certificates) requests no client sent. Its subsystem still certifies honestly.
+    // valid certificates) requests no client sent. Its subsystem still certifies honestly. (It still
+    // checks its own MAC entry: the core does that without the host's help.)
     return {
       crypto: { ...bindCrypto(this.crypto), verifyEd25519: () => true },
       registry: { keys: (id) => registry.keys(id) ?? { ed25519PublicKey: new Uint8Array(32) } },
       auth,
-      trusted: hybrid
-        ? {
-            id: trusted.id,
-            certifyIndependent: (c, v, d) => trusted.certifyIndependent(c, v, d),
-            certifyContinuing: (c, v, d) => trusted.certifyContinuing(c, v, d),
-            trustedMac: (d) => trusted.trustedMac(d),
-            verifyCert: (c, d) => trusted.verifyCert(c, d),
-            verifyMac: (r, d, m) => trusted.verifyMac(r, d, m),
-            current: (c) => trusted.current(c),
-            verifyClientMacs: () => true,
-          }
-        : undefined,
+      trusted,
     };
   }
 
@@ -293,8 +356,11 @@ export class Simulation {
     this.faults[kind] = (this.faults[kind] ?? 0) + 1;
   }
 
-  private violate(what: string): never {
-    const v = `tick ${this.now}: ${what}`;
+  private violate(what: string, context = true): never {
+    const fork = context && this.forkedAt && this.detectedAt === null ? this.forkedAt : null;
+    const v =
+      `tick ${this.now}: ${what}` +
+      (fork ? ` (after an undetected fork at seq ${fork.seq}, tick ${fork.tick})` : "");
     this.violations.push(v);
     throw new Violation(v);
   }
@@ -316,7 +382,10 @@ export class Simulation {
   run(): SimResult {
     try {
       for (this.now = 1; this.now <= this.cfg.steps; this.now++) this.step();
-      this.checkLiveness();
+      this.checkForks();
+      // Correct replicas that hold a proof of equivocation stop ordering until an operator steps in:
+      // progress is not expected after a detection.
+      if (this.detectedAt === null) this.checkLiveness();
     } catch (err) {
       if (!(err instanceof Violation)) {
         this.violations.push(`tick ${this.now}: crash: ${(err as Error).stack ?? String(err)}`);
@@ -341,6 +410,9 @@ export class Simulation {
       faults: this.faults,
       dropped,
       byzantine: [...this.byz].map(([id, k]) => `${id}:${k}`),
+      detected: this.detectedAt !== null,
+      forked: this.forkedAt !== null,
+      detectionTicks: this.detectionTicks,
     };
   }
 
@@ -375,10 +447,31 @@ export class Simulation {
   /**
    * Runs a replica's step. A Byzantine replica whose core stops on an assertion (its own state differs
    * from what a quorum certified, e.g. after executing requests it should have refused) halts for good;
-   * on a correct replica the error is a finding.
+   * on a correct replica the error is a finding, with one exception: after a compromised counter split
+   * the correct replicas, one on the losing side of the fork finds its state differs from a stable
+   * checkpoint and stops (the core asserts). That is the fork's doing, not a bug, and counts as a fork:
+   * a correct replica must still raise the proof of equivocation by the end of the run.
    */
   private guard(i: number, fn: () => void): void {
-    if (this.isCorrect(i)) return fn();
+    if (this.isCorrect(i)) {
+      try {
+        return fn();
+      } catch (err) {
+        if (
+          err instanceof Violation ||
+          this.firstConflictAt === null ||
+          !(err instanceof AssertionFailed && err.message.startsWith("state diverged"))
+        )
+          throw err;
+        this.replicas[i] = null;
+        this.stoppedOnFork.add(i);
+        this.count("fork-state-diverged");
+        const seq = (this.apps[i] as SimApp).appliedSeq;
+        if (this.forkedAt === null) this.forkedAt = { seq, tick: this.now };
+        if (this.verbose) this.log.push(`t${this.now} r${i} stopped after a fork: ${err.message}`);
+        return;
+      }
+    }
     try {
       fn();
     } catch (err) {
@@ -387,6 +480,20 @@ export class Simulation {
       this.count("byzantine-halted");
       if (this.verbose) this.log.push(`t${this.now} r${i} halted: ${(err as Error).message}`);
     }
+  }
+
+  /**
+   * A correct replica found its state differs from a stable checkpoint and halted (the core's answer to
+   * a fork). Only a counter that certified one value twice can cause it: without one it is a bug; with
+   * one it is a fork, and a correct replica must still raise the proof by the end of the run.
+   */
+  private onDiverged(i: number, seq: number): void {
+    if (this.firstConflictAt === null)
+      throw new Violation(`r${i}: state diverged at checkpoint ${seq} without any equivocation`);
+    this.stoppedOnFork.add(i);
+    this.count("fork-state-diverged");
+    if (this.forkedAt === null) this.forkedAt = { seq: (this.apps[i] as SimApp).appliedSeq, tick: this.now };
+    if (this.verbose) this.log.push(`t${this.now} r${i} halted after a fork: state diverged at ${seq}`);
   }
 
   /**
@@ -448,8 +555,11 @@ export class Simulation {
 
   private restart(i: number): void {
     this.crashedUntil.delete(i);
-    if (this.replicas[i]) return;
+    if (this.replicas[i] || this.stoppedOnFork.has(i)) return;
     const r = this.build(i);
+    // Its host saved the proof it raised: it stays stopped across restarts.
+    const reason = this.convicted.get(i);
+    if (reason !== undefined) r.halt(reason);
     this.replicas[i] = r;
     this.count("restart");
     if (this.verbose) this.log.push(`t${this.now} r${i} restart`);
@@ -476,18 +586,13 @@ export class Simulation {
       this.count("crash-before-persist");
       if (this.verbose) this.log.push(`t${this.now} r${i} crash before persist`);
       if (this.cfg.trustedCounters === "with-ready") {
-        this.trusted[i] = new SoftwareTrustedSubsystem({
-          id: i,
-          secret: this.groupSecret,
-          hashing: this.crypto,
-          counters: this.trustedSaved[i],
-        });
+        this.counters[i] = this.makeCounter(i);
         this.deps[i] = this.makeDeps(i);
       }
       return;
     }
     (this.storages[i] as MemoryStorage).apply(rd.persist);
-    this.trustedSaved[i] = (this.trusted[i] as SoftwareTrustedSubsystem).counters();
+    this.trustedSaved[i] = (this.counters[i] as UsigCounter).counters();
     let sends: readonly Outgoing[] = rd.send;
     const kind = this.byz.get(i);
     if (kind) sends = this.mutate(i, kind, sends);
@@ -506,6 +611,8 @@ export class Simulation {
         this.count("new-view");
       }
       if (e.kind === "state-transfer") this.count("state-transfer");
+      if (e.kind === "equivocation") this.onEquivocation(i, e.culprit, e.proof);
+      if (e.kind === "state-diverged" && this.isCorrect(i)) this.onDiverged(i, e.seq);
       if (
         this.verbose &&
         e.kind !== "dropped" &&
@@ -562,8 +669,15 @@ export class Simulation {
       );
     const prior = this.agreed.get(seq);
     if (prior === undefined) this.agreed.set(seq, digest);
-    else if (prior !== digest)
-      this.violate(`agreement: replica ${i} committed a different batch at seq ${seq} (view ${view})`);
+    else if (prior !== digest) {
+      // A compromised counter can split the correct replicas: allowed only if one of them catches it
+      // (checked at the end of the run), never otherwise.
+      if (this.firstConflictAt === null)
+        this.violate(`agreement: replica ${i} committed a different batch at seq ${seq} (view ${view})`);
+      this.count("fork");
+      if (this.forkedAt === null) this.forkedAt = { seq, tick: this.now };
+      if (this.verbose) this.log.push(`t${this.now} r${i} fork at seq ${seq}`);
+    }
     batch.requests.forEach((req, k) => {
       if (!executed[k]) return;
       const key = `${req.clientId}#${req.reqNo}`;
@@ -579,6 +693,48 @@ export class Simulation {
       }
       set.add(i);
     });
+  }
+
+  /**
+   * A correct replica raised a proof of equivocation. It must verify with public keys only, name a
+   * replica whose counter key the attacker holds (anyone else is falsely accused), and the replica
+   * raising it must have stopped ordering.
+   */
+  protected onEquivocation(i: number, culprit: number, proof: EquivocationProof): void {
+    if (!this.isCorrect(i)) return; // a Byzantine replica's claims prove nothing
+    const why = checkEquivocation(proof, this.checker);
+    if (why !== null)
+      this.violate(`false proof: replica ${i} accused replica ${culprit} with an invalid proof (${why})`);
+    if (proof.a.cert.subsystem !== culprit)
+      this.violate(
+        `false proof: replica ${i} accused replica ${culprit} with a proof against ${proof.a.cert.subsystem}`,
+      );
+    if (this.byz.get(culprit) !== "compromised-counter")
+      this.violate(
+        `false accusation: replica ${i} accused replica ${culprit}, whose counter is not compromised`,
+      );
+    const reason = this.replicas[i]?.halted ?? null;
+    if (reason === null)
+      this.violate(`replica ${i} raised a proof of equivocation but did not stop ordering`);
+    this.convicted.set(i, reason);
+    this.count("equivocation-detected");
+    if (this.detectedAt === null) {
+      this.detectedAt = this.now;
+      const v = proof.a.cert.value;
+      const sent = this.counterForks.get(`${culprit}/${v.view}/${v.slot}`)?.at ?? this.firstConflictAt;
+      this.detectionTicks = sent === null ? null : this.now - sent;
+      if (this.verbose) this.log.push(`t${this.now} r${i} detected replica ${culprit}'s equivocation`);
+    }
+  }
+
+  /** Correct replicas may only have diverged if one of them raised a proof of equivocation. */
+  protected checkForks(): void {
+    const fork = this.forkedAt;
+    if (fork === null || this.detectedAt !== null) return;
+    this.violate(
+      `agreement: silent fork: correct replicas committed different batches at seq ${fork.seq} (tick ${fork.tick}) and none raised a proof of equivocation`,
+      false,
+    );
   }
 
   private checkInvariants(i: number): void {
@@ -691,6 +847,9 @@ export class Simulation {
         case "forge-certs":
           out.push(this.forgeCert(o));
           break;
+        case "compromised-counter":
+          out.push(...this.counterEquivocate(i, o));
+          break;
         default:
           out.push(o);
       }
@@ -793,6 +952,13 @@ export class Simulation {
     ) {
       this.fakeNewView(i);
     }
+    if (kind === "forge-certs" && this.cfg.mode === "hybrid" && this.rng.chance(0.02)) {
+      const m = this.fakeProof();
+      if (m) {
+        this.count("byz-fake-proof");
+        this.transmit(i, peer(), m);
+      }
+    }
     if (kind === "garbage" && this.rng.chance(0.2)) {
       this.count("byz-garbage");
       const junk: unknown[] = [
@@ -819,7 +985,7 @@ export class Simulation {
    */
   private fakeNewView(i: number): void {
     const r = this.replicas[i] as ReplicaCore;
-    const sub = this.trusted[i] as SoftwareTrustedSubsystem;
+    const sub = this.counters[i] as UsigCounter;
     let w = sub.current(ORDER_COUNTER).view + 1;
     while (r.leaderOf(w) !== i) w++;
     const maxSeq = r.stable.seq + this.rng.int(1, 3);
@@ -849,12 +1015,42 @@ export class Simulation {
       if (j !== i) this.transmit(i, j, { type: "h-view-change", ...content, chain: [link], proofs: [] });
   }
 
+  /**
+   * A "proof of equivocation" made of certificates seen on the wire, which proves nothing: the same
+   * certificate over another digest (with its signature or a random one), or two certificates of one
+   * counter that are not a double certification. Correct replicas must drop it and accuse no one.
+   */
+  private fakeProof(): Message | null {
+    const seen: CertifiedDigest[] = [];
+    for (const m of this.recorded) {
+      if (m.type === "h-commit")
+        seen.push({ cert: m.cert, digest: this.digests.hPrepare(m.view, m.seq, m.batchDigest) });
+      else if (m.type === "h-prepare")
+        seen.push({
+          cert: m.cert,
+          digest: this.digests.hPrepare(m.view, m.seq, this.digests.batch(m.batch)),
+        });
+    }
+    if (seen.length === 0) return null;
+    const a = this.rng.pick(seen);
+    const same = seen.filter((x) => x.cert.subsystem === a.cert.subsystem);
+    const pick = this.rng.int(0, 2);
+    const b: CertifiedDigest =
+      pick === 0
+        ? this.rng.pick(same)
+        : pick === 1
+          ? { cert: a.cert, digest: this.rng.bytes(32) }
+          : { cert: { ...a.cert, sig: this.rng.bytes(64) }, digest: this.rng.bytes(32) };
+    const culprit = this.rng.chance(0.9) ? a.cert.subsystem : this.rng.int(0, this.n - 1);
+    return { type: "h-proof", culprit, proof: this.rng.chance(0.5) ? { a, b } : { a: b, b: a } };
+  }
+
   private fakeCert(i: number, view: number, slot: number) {
     return {
       subsystem: i,
       counter: ORDER_COUNTER,
       value: { view: Math.max(0, view), slot },
-      mac: this.rng.bytes(32),
+      sig: this.rng.bytes(64),
     };
   }
 
@@ -884,7 +1080,7 @@ export class Simulation {
       // the honest certificate on the other batch (which receivers must reject).
       let cert = m.cert;
       try {
-        cert = (this.trusted[i] as SoftwareTrustedSubsystem).certifyIndependent(
+        cert = (this.counters[i] as UsigCounter).certifyIndependent(
           ORDER_COUNTER,
           m.cert.value,
           this.digests.hPrepare(m.view, m.seq, bd),
@@ -905,6 +1101,47 @@ export class Simulation {
       out.push({ to: j, msg: j % 2 === 0 ? m : alt });
     }
     return out;
+  }
+
+  /**
+   * A leader whose counter key the attacker holds certifies a second PREPARE for one (view, seq) at the
+   * same counter value, over another valid batch (reordered, or one request short: possibly the null
+   * batch), and splits the followers between the two versions. Each follower always gets the same
+   * version, retransmissions included, so that the split holds as long as possible.
+   */
+  private counterEquivocate(i: number, o: Outgoing): Outgoing[] {
+    const m = o.msg;
+    if (m.type !== "h-prepare") return [o];
+    const key = `${i}/${m.cert.value.view}/${m.cert.value.slot}`;
+    let fork = this.counterForks.get(key);
+    if (fork === undefined) {
+      const reqs = m.batch.requests;
+      if (o.to !== "all" || reqs.length === 0 || !this.rng.chance(COUNTER_ATTACK_CHANCE)) return [o];
+      const batch: Batch = {
+        requests: reqs.length >= 2 && this.rng.chance(0.5) ? [...reqs].reverse() : reqs.slice(0, -1),
+      };
+      const digest = this.digests.hPrepare(m.view, m.seq, this.digests.batch(batch));
+      const cert = this.certifyWithStolenKey(i, m.cert.value, digest);
+      const followers = this.rng.shuffle([...Array(this.n).keys()].filter((j) => j !== i));
+      const altTo = new Set(followers.slice(0, Math.max(1, Math.floor(followers.length / 2))));
+      fork = { alt: { ...m, batch, cert }, altTo, at: this.now };
+      this.counterForks.set(key, fork);
+      if (this.firstConflictAt === null) this.firstConflictAt = this.now;
+      this.count("byz-counter-equivocate");
+      if (this.verbose) this.log.push(`t${this.now} r${i} equivocates on seq ${m.seq} view ${m.view}`);
+    }
+    const { alt, altTo } = fork;
+    const to = o.to === "all" ? [...Array(this.n).keys()].filter((j) => j !== i) : [o.to];
+    return to.map((j) => ({ to: j, msg: altTo.has(j) ? alt : m }));
+  }
+
+  /** An order-counter certificate made with replica i's counter key directly, bypassing its counter. */
+  protected certifyWithStolenKey(i: number, value: CounterValue, digest: Uint8Array): CounterCert {
+    const unsigned = { subsystem: i, counter: ORDER_COUNTER, value: { view: value.view, slot: value.slot } };
+    return {
+      ...unsigned,
+      sig: this.crypto.sign(this.counterSecrets[i] as Uint8Array, certBytes(unsigned, digest)),
+    };
   }
 
   /** Votes (properly certified with its own counter) for a digest nobody proposed. */
@@ -957,14 +1194,20 @@ export class Simulation {
     return o;
   }
 
-  /** Replaces certificates by random MACs or by other replicas' identities. */
+  /** Replaces certificates by random signatures or by other replicas' identities. */
   private forgeCert(o: Outgoing): Outgoing {
     const m = o.msg;
     if (!this.rng.chance(0.5)) return o;
+    if (m.type === "h-commit" && this.rng.chance(0.3)) {
+      // The leader's certificate it relays, with a signature the leader never made: receivers must
+      // drop the vote, not take it for the leader's second certificate (a false accusation).
+      this.count("byz-forge-cert");
+      return { to: o.to, msg: { ...m, prepareCert: { ...m.prepareCert, sig: this.rng.bytes(64) } } };
+    }
     if (m.type === "h-commit" || m.type === "h-prepare" || m.type === "h-commit-nv") {
       this.count("byz-forge-cert");
       const cert = this.rng.chance(0.5)
-        ? { ...m.cert, mac: this.rng.bytes(32) }
+        ? { ...m.cert, sig: this.rng.bytes(64) }
         : { ...m.cert, subsystem: (m.cert.subsystem + 1) % this.n };
       return { to: o.to, msg: { ...m, cert } as Message };
     }
