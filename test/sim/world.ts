@@ -569,7 +569,7 @@ export class Simulation {
   /** Persist, send, apply: the driver side of the Ready contract. */
   private drain(i: number): void {
     const r = this.replicas[i];
-    if (!r || !r.hasReady()) return;
+    if (!r?.hasReady()) return;
     const rd = r.ready();
     if (
       this.faulty &&
