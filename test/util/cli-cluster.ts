@@ -34,6 +34,8 @@ export function orderer(
 
 export class CliCluster {
   readonly procs: (ChildProcess | null)[];
+  /** Hybrid mode: each replica's `orderer counter` process (it outlives its replica's kills). */
+  readonly counters: (ChildProcess | null)[];
   readonly client: OrderingClient;
 
   private constructor(
@@ -42,6 +44,7 @@ export class CliCluster {
     readonly cluster: ClusterConfig,
   ) {
     this.procs = cluster.replicas.map(() => null);
+    this.counters = cluster.replicas.map(() => null);
     this.client = new OrderingClient({ ...clientOptions(cluster), hash: sha256, verify: verifyEd25519 });
   }
 
@@ -83,8 +86,21 @@ export class CliCluster {
     return new CliCluster(dir, mode, cluster);
   }
 
-  /** `orderer start --config node-<i>.jsonc` in a child process; resolves once its API answers. */
+  /**
+   * `orderer start --config node-<i>.jsonc` in a child process (in hybrid mode after `orderer counter
+   * --config counter-<i>.jsonc`, unless it runs); resolves once its API answers.
+   */
   async start(i: number): Promise<void> {
+    const running = this.counters[i];
+    if (this.mode === "hybrid" && (!running || running.exitCode !== null || running.signalCode !== null)) {
+      const clog = openSync(join(this.dir, `counter-${i}.log`), "a");
+      this.counters[i] = spawn(
+        process.execPath,
+        [ORDERER, "counter", "--config", join(this.dir, `counter-${i}.jsonc`)],
+        { stdio: ["ignore", clog, clog] },
+      );
+      closeSync(clog);
+    }
     const log = openSync(join(this.dir, `node-${i}.log`), "a");
     const p = spawn(process.execPath, [ORDERER, "start", "--config", join(this.dir, `node-${i}.jsonc`)], {
       stdio: ["ignore", log, log],
@@ -142,6 +158,16 @@ export class CliCluster {
 
   async stop(): Promise<void> {
     await Promise.all(this.procs.map((_, i) => this.kill(i, "SIGTERM")));
+    await Promise.all(
+      this.counters.map((p, i) => {
+        this.counters[i] = null;
+        if (!p || p.exitCode !== null) return Promise.resolve();
+        return new Promise<void>((resolve) => {
+          p.once("exit", () => resolve());
+          p.kill("SIGTERM");
+        });
+      }),
+    );
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
