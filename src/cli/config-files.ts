@@ -67,6 +67,27 @@ export function readJsonc(file: string): unknown {
   }
 }
 
+/** Runs a validator; a ConfigError it throws names `file`. */
+function validateIn(file: string, validate: () => void): void {
+  try {
+    validate();
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(err.code, `${file}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** A config file's top-level object, refusing fields outside `allowed` (and `cluster`, named apart). */
+function readConfigObject(path: string, allowed: ReadonlySet<string>): Record<string, unknown> {
+  const raw = readJsonc(path);
+  if (!raw || typeof raw !== "object" || Array.isArray(raw))
+    throw new CliError("CONFIG_SYNTAX", `${path}: must be a JSON object`);
+  for (const k of Object.keys(raw))
+    if (k !== "cluster" && !allowed.has(k))
+      throw new ConfigError("BAD_CONFIG", `${path}: ${k}: unknown field`);
+  return { ...(raw as Record<string, unknown>) };
+}
+
 // ------------------------------------------------------------------ init
 
 export interface InitOptions {
@@ -216,22 +237,13 @@ const COUNTER_FIELDS = new Set(["id", "seed", "replicaPublicKey", "socket", "dat
 /** Reads and validates a counter file; relative paths are relative to it. */
 export function loadCounterConfig(file: string): CounterConfig {
   const path = resolve(file);
-  const raw = readJsonc(path);
-  if (!raw || typeof raw !== "object" || Array.isArray(raw))
-    throw new CliError("CONFIG_SYNTAX", `${path}: must be a JSON object`);
-  const fields = { ...(raw as Record<string, unknown>) };
-  for (const k of Object.keys(fields))
-    if (!COUNTER_FIELDS.has(k)) throw new ConfigError("BAD_CONFIG", `${path}: ${k}: unknown field`);
+  const fields = readConfigObject(path, COUNTER_FIELDS);
+  if ("cluster" in fields) throw new ConfigError("BAD_CONFIG", `${path}: cluster: unknown field`);
   const base = dirname(path);
   if (typeof fields.socket === "string") fields.socket = resolve(base, fields.socket);
   if (typeof fields.dataDir === "string") fields.dataDir = resolve(base, fields.dataDir);
   const c = fields as unknown as CounterConfig;
-  try {
-    validateCounter(c);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError(err.code, `${path}: ${err.message}`);
-    throw err;
-  }
+  validateIn(path, () => validateCounter(c));
   return c;
 }
 
@@ -368,12 +380,7 @@ export function loadNodeConfig(
   flags: NodeOverrides = {},
 ): { cluster: ClusterConfig; node: NodeConfig; clusterFile: string } {
   const path = resolve(file);
-  const raw = readJsonc(path);
-  if (!raw || typeof raw !== "object" || Array.isArray(raw))
-    throw new CliError("CONFIG_SYNTAX", `${path}: must be a JSON object`);
-  const { cluster: clusterRef, ...fields } = raw as Record<string, unknown>;
-  for (const k of Object.keys(fields))
-    if (!NODE_FIELDS.has(k)) throw new ConfigError("BAD_CONFIG", `${path}: ${k}: unknown field`);
+  const { cluster: clusterRef, ...fields } = readConfigObject(path, NODE_FIELDS);
   if (typeof clusterRef !== "string")
     throw new ConfigError("BAD_CONFIG", `cluster: must name the cluster file (in ${path})`);
   const base = dirname(path);
@@ -383,18 +390,8 @@ export function loadNodeConfig(
   if (typeof merged.dataDir === "string") merged.dataDir = resolve(base, merged.dataDir);
   if (typeof merged.counterSocket === "string") merged.counterSocket = resolve(base, merged.counterSocket);
   const node = merged as unknown as NodeConfig;
-  try {
-    validateCluster(cluster);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError(err.code, `${clusterFile}: ${err.message}`);
-    throw err;
-  }
-  try {
-    validateNode(node, cluster);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError(err.code, `${path}: ${err.message}`);
-    throw err;
-  }
+  validateIn(clusterFile, () => validateCluster(cluster));
+  validateIn(path, () => validateNode(node, cluster));
   return { cluster, node, clusterFile };
 }
 
@@ -430,11 +427,6 @@ export function isLogLevel(s: string): s is LogLevel {
 /** The cluster file `orderer dev` uses, or the one named by --cluster / ORDERER_CLUSTER. */
 export function loadCluster(file: string): ClusterConfig {
   const c = readJsonc(resolve(file)) as ClusterConfig;
-  try {
-    validateCluster(c);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError(err.code, `${file}: ${err.message}`);
-    throw err;
-  }
+  validateIn(file, () => validateCluster(c));
   return c;
 }

@@ -8,6 +8,7 @@ import {
   envOverrides,
   faultsFor,
   initCluster,
+  loadCounterConfig,
   loadNodeConfig,
   stripJsonComments,
 } from "../../src/cli/config-files.ts";
@@ -84,6 +85,55 @@ describe("orderer configuration files", () => {
     assert.throws(
       () => loadNodeConfig(file),
       /cluster.jsonc: replicas: a hybrid cluster with f=2 has 5 replicas/,
+    );
+  });
+
+  it("hybrid init writes one private counter file per replica whose keys match the cluster file", () => {
+    const out = join(dir, "counters");
+    const r = initCluster({ nodes: 3, mode: "hybrid", out });
+    assert.equal(r.counterFiles.length, 3);
+    for (const [i, f] of r.counterFiles.entries()) {
+      assert.equal(statSync(f).mode & 0o777, 0o600);
+      const c = loadCounterConfig(f);
+      assert.equal(c.id, i);
+      assert.equal(c.replicaPublicKey, r.cluster.replicas[i]?.publicKey);
+      assert.equal(c.socket, join(out, `counter-${i}.sock`), "the socket is resolved next to the file");
+      assert.equal(c.dataDir, join(out, `counter-${i}.data`));
+      const { node } = loadNodeConfig(r.nodeFiles[i] as string);
+      assert.equal(node.counterSocket, c.socket, "the replica finds its counter's socket");
+      assert.ok(
+        !readFileSync(r.nodeFiles[i] as string, "utf8").includes(c.seed),
+        "the node file holds no counter key",
+      );
+    }
+    assert.equal(
+      initCluster({ nodes: 4, mode: "pbft", out: join(dir, "pbft-counters") }).counterFiles.length,
+      0,
+    );
+  });
+
+  it("a counter file with an unknown field, a bad key or another replica's cluster field is refused, naming the file", () => {
+    const out = join(dir, "counters-bad");
+    const r = initCluster({ nodes: 3, mode: "hybrid", out });
+    const f = r.counterFiles[0] as string;
+    const good = JSON.parse(stripJsonComments(readFileSync(f, "utf8")));
+    const named = (e: unknown) => e instanceof ConfigError && e.message.startsWith(f);
+    writeFileSync(f, JSON.stringify({ ...good, extra: 1 }));
+    assert.throws(() => loadCounterConfig(f), named);
+    writeFileSync(f, JSON.stringify({ ...good, seed: "xyz" }));
+    assert.throws(
+      () => loadCounterConfig(f),
+      (e: unknown) => named(e) && /seed/.test((e as Error).message),
+    );
+    writeFileSync(f, JSON.stringify({ ...good, cluster: "cluster.jsonc" }));
+    assert.throws(() => loadCounterConfig(f), named);
+    // A node file from before counters had their own process.
+    const n = r.nodeFiles[0] as string;
+    const node = JSON.parse(stripJsonComments(readFileSync(n, "utf8")));
+    writeFileSync(n, JSON.stringify({ ...node, groupSecret: "00".repeat(32) }));
+    assert.throws(
+      () => loadNodeConfig(n),
+      (e: unknown) => e instanceof ConfigError && /no longer used/.test(e.message),
     );
   });
 });
