@@ -436,9 +436,15 @@ export class HybridReplica extends ReplicaCore {
     const pc = c.prepareCert;
     if (!this.certOk(pc, this.leader, { view: c.view, slot: c.seq + 1 }, true))
       return this.drop(from, "commit-bad-prepare-cert");
-    const mine = this.slots.get(c.seq)?.prepare;
+    // The PREPARE we hold, by its leader certificate and the batch digest recorded as the leader's vote
+    // (no batch is hashed again per COMMIT).
+    const slot = this.slots.get(c.seq);
+    const leaderBd = slot?.votes.get(this.leader);
     const same =
-      mine && bytesEqual(mine.cert.sig, pc.sig) && bytesEqual(this.digests.batch(mine.batch), c.batchDigest);
+      slot?.prepare &&
+      leaderBd &&
+      bytesEqual(slot.prepare.cert.sig, pc.sig) &&
+      bytesEqual(leaderBd, c.batchDigest);
     if (!same && !this.checkCert(pc, digest)) return this.drop(from, "commit-bad-prepare-cert");
     if (this.halted !== null) return;
     this.slot(c.seq).votes.set(from, c.batchDigest);
