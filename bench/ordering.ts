@@ -23,7 +23,9 @@ const WARMUP_S = 1;
 const STREAMS_PER_REPLICA = 2;
 const MAX_MESSAGE_COUNT = 500;
 /** Offered loads, tx/s; a sweep stops one step after the cluster stops keeping up. */
-const RATES = QUICK ? [100, 400, 1000, 2000] : [50, 100, 200, 400, 600, 800, 1000, 1300, 1600, 2000, 2500];
+const RATES = QUICK
+  ? [200, 1000, 3000, 10_000, 20_000]
+  : [100, 200, 500, 1000, 2000, 3000, 5000, 7500, 10_000, 15_000, 20_000, 30_000];
 /** Below this fraction of the offered load committed, a step counts as saturated. */
 const KEEPS_UP = 0.9;
 const CONFIGS: readonly { mode: Mode; f: number; size: number }[] = [

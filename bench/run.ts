@@ -12,6 +12,10 @@ const SUITES: Record<string, { file: string; what: string }> = {
     what: "coordination workloads against a 3-server Apache ZooKeeper 3.8 ensemble, side by side",
   },
   coord: { file: "coord.ts", what: "coordination workloads on 3 hybrid replicas" },
+  breakdown: {
+    file: "breakdown.ts",
+    what: "one transaction at a time: time spent in each stage of the write path",
+  },
   ordering: { file: "ordering.ts", what: "committed tx/s and submit-to-commit latency, hybrid and pbft" },
   scaling: { file: "scaling.ts", what: "throughput, latency and CPU per tx against n and batch size" },
   failover: { file: "failover.ts", what: "leader killed under load → first commit in the new view" },

@@ -26,6 +26,7 @@ export type RequestProblem =
   | "BAD_CLIENT_ID"
   | "BAD_REQ_NO"
   | "OP_TOO_LARGE"
+  | "OP_TOO_MANY"
   | "UNKNOWN_CLIENT"
   | "BAD_SIGNATURE"
   | "BAD_MAC"
@@ -42,6 +43,8 @@ export class RequestVerifier {
     private readonly digests: Digests,
     private readonly registry: ClientRegistry,
     private readonly limits: Limits,
+    /** Entries a request stands for in a batch (see ReplicaDeps.requestWeight). */
+    private readonly weight: (r: ClientRequest) => number = () => 1,
   ) {}
 
   /** null when the request is well-formed and authenticated for this replica. */
@@ -73,6 +76,7 @@ export class RequestVerifier {
     }
     if (!Number.isSafeInteger(r.reqNo) || r.reqNo < 1) return "BAD_REQ_NO";
     if (!(r.op instanceof Uint8Array) || r.op.length > this.limits.requestMaxBytes) return "OP_TOO_LARGE";
+    if (this.weight(r) > this.limits.batchMaxCount) return "OP_TOO_MANY";
     const keys = this.registry.keys(r.clientId);
     if (!keys) return "UNKNOWN_CLIENT";
     const auth = r.auth;

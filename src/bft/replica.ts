@@ -45,6 +45,12 @@ export interface ReplicaDeps {
   readonly auth: ReplicaAuthenticator;
   /** Hybrid mode only: this replica's trusted subsystem. */
   readonly trusted?: TrustedSubsystem;
+  /**
+   * How many of a batch's batchMaxCount a request takes (default 1): a request carrying k entries for
+   * the application (a gateway's batch of transactions) weighs k, so batchMaxCount bounds entries per
+   * batch. Must be a pure function of the request, the same on every replica; at least 1.
+   */
+  readonly requestWeight?: (r: ClientRequest) => number;
 }
 
 /** The state digest before any batch (the genesis checkpoint). */
@@ -96,6 +102,7 @@ export abstract class ReplicaCore {
   protected readonly auth: ReplicaAuthenticator;
   protected readonly digests: Digests;
   protected readonly verifier: RequestVerifier;
+  protected readonly weight: (r: ClientRequest) => number;
 
   /** Logical time in ticks. */
   protected now = 0;
@@ -134,6 +141,8 @@ export abstract class ReplicaCore {
   protected queueHead = 0;
   protected readonly queueKeys = new Set<string>();
   protected queueBytes = 0;
+  /** Sum of the queued requests' weights (requestWeight). */
+  protected queueWeight = 0;
   protected queueSince = 0;
   /** Requests proposed in this view and not yet executed. */
   protected readonly inFlight = new Set<string>();
@@ -169,6 +178,8 @@ export abstract class ReplicaCore {
     this.crypto = deps.crypto;
     this.auth = deps.auth;
     this.digests = new Digests(deps.crypto);
+    const w = deps.requestWeight;
+    this.weight = w ? (r) => Math.max(1, w(r)) : () => 1;
     this.verifier = new RequestVerifier(
       this.id,
       this.n,
@@ -176,6 +187,7 @@ export abstract class ReplicaCore {
       this.digests,
       deps.registry,
       this.limits,
+      this.weight,
     );
     this.clients = new ClientTable(this.limits.clientsMax);
     this.vcTimeout = this.limits.viewChangeTimeoutTicks;
@@ -436,11 +448,14 @@ export abstract class ReplicaCore {
     if (!batch || !Array.isArray(batch.requests)) return "malformed-batch";
     if (batch.requests.length > this.limits.batchMaxCount) return "batch-too-many";
     let bytes = 0;
+    let weight = 0;
     for (const r of batch.requests) {
       const p = this.verifier.check(r);
       if (p !== null) return `batch-request-${p}`;
       bytes += r.op.length;
+      weight += this.weight(r);
     }
+    if (weight > this.limits.batchMaxCount) return "batch-too-many";
     if (bytes > this.limits.batchMaxBytes) return "batch-too-large";
     return null;
   }
@@ -580,6 +595,7 @@ export abstract class ReplicaCore {
     this.queueHead = 0;
     this.queueKeys.clear();
     this.queueBytes = 0;
+    this.queueWeight = 0;
     const waiting = [...this.timers.values()].map((t) => t.req).concat(queued);
     this.timers.clear();
     for (const req of waiting) {
@@ -649,21 +665,27 @@ export abstract class ReplicaCore {
       const seq = this.nextProposalSeq();
       if (seq > this.stable.seq + this.limits.window) return;
       const idle = seq - 1 <= this.lastExecuted;
-      const full = pending >= this.limits.batchMaxCount || this.queueBytes >= this.limits.batchMaxBytes;
+      const full =
+        this.queueWeight >= this.limits.batchMaxCount || this.queueBytes >= this.limits.batchMaxBytes;
       const timedOut = this.now - this.queueSince >= this.limits.batchTimeoutTicks;
       if (!idle && !full && !timedOut) return;
       const requests: ClientRequest[] = [];
       let bytes = 0;
-      while (this.queueHead < this.queue.length && requests.length < this.limits.batchMaxCount) {
+      let weight = 0;
+      while (this.queueHead < this.queue.length) {
         const r = this.queue[this.queueHead] as ClientRequest;
+        const w = this.weight(r);
+        if (weight + w > this.limits.batchMaxCount) break;
         if (requests.length > 0 && bytes + r.op.length > this.limits.batchMaxBytes) break;
         this.queueHead++;
         const key = requestKey(r);
         this.queueKeys.delete(key);
         this.queueBytes -= r.op.length;
+        this.queueWeight -= w;
         if (this.clients.isExecuted(r.clientId, r.reqNo) || this.inFlight.has(key)) continue;
         requests.push(r);
         bytes += r.op.length;
+        weight += w;
         this.inFlight.add(key);
       }
       if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
@@ -730,6 +752,7 @@ export abstract class ReplicaCore {
     this.queue.push(req);
     this.queueKeys.add(key);
     this.queueBytes += req.op.length;
+    this.queueWeight += this.weight(req);
     return true;
   }
 

@@ -5,6 +5,7 @@ import { ConfigError } from "../bft/errors.ts";
 import { quorums } from "../bft/quorum.ts";
 import type { Limits, Mode } from "../bft/types.ts";
 import type { TreeConfig } from "../coord/tree.ts";
+import { TX_BATCH_OVERHEAD_BYTES } from "../ordering/tx-batch.ts";
 
 /** Fabric's BatchSize / BatchTimeout. */
 export interface BatchConfig {
@@ -251,7 +252,8 @@ export function batchLimits(b: BatchConfig, tickMs: number): Partial<Limits> {
   return {
     batchMaxCount: b.maxMessageCount,
     batchMaxBytes: b.preferredMaxBytes,
-    requestMaxBytes: b.absoluteMaxBytes,
+    // A gateway's request wraps its transactions in a batch (tx-batch.ts): room for one of the largest.
+    requestMaxBytes: b.absoluteMaxBytes + TX_BATCH_OVERHEAD_BYTES,
     batchTimeoutTicks: Math.max(1, Math.ceil(b.batchTimeoutMs / tickMs)),
   };
 }

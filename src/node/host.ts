@@ -6,6 +6,7 @@ import type { ClientRequest, CommittedBatch, Message, ReplicaEvent, ReplicaId } 
 import { decodeMessage, encodeMessage } from "../transport/codec.ts";
 import type { Transport } from "../transport/transport.ts";
 import type { LevelStore, RawOp } from "./level-store.ts";
+import type { StageTrace } from "./trace.ts";
 
 /** An application fed by the total order (the ledger), driven in lockstep with the core's Readys. */
 export interface HostApp<B = unknown> {
@@ -37,6 +38,8 @@ export interface HostOptions {
   readonly onEvent?: (e: ReplicaEvent) => void;
   /** A frame that does not decode, or a failure of the pump (the host stops on the latter). */
   readonly onError?: (err: Error, from?: ReplicaId) => void;
+  /** Stage marks for the latency breakdown (off when absent). */
+  readonly trace?: StageTrace;
 }
 
 export class ReplicaHost {
@@ -141,9 +144,19 @@ export class ReplicaHost {
       await this.catchUp();
       if (!core.hasReady() || this.stopped) return;
       const rd = core.ready();
+      const trace = this.o.trace;
+      if (trace) for (const c of rd.commit) trace.mark("committed", c.seq);
       // The app's writes for these commits go into the same atomic batch as the core's state.
       const app = this.o.app && rd.commit.length > 0 ? await this.o.app.prepare(rd.commit) : undefined;
       if (rd.persist.length > 0 || (app && app.ops.length > 0)) await store.apply(rd.persist, app?.ops);
+      if (trace) {
+        for (const c of rd.commit) trace.mark("written", c.seq);
+        for (const o of rd.send) {
+          const t = o.msg.type;
+          if (t === "h-prepare" || t === "p-pre-prepare") trace.mark("prepare-sent", o.msg.seq);
+          else if (t === "h-commit" || t === "p-commit") trace.mark("commit-sent", o.msg.seq);
+        }
+      }
       for (const o of rd.send) {
         const frame = encodeMessage(o.msg as Message);
         if (o.to === "all") transport.broadcast(frame);

@@ -224,6 +224,29 @@ export class NodeProcess {
     });
   }
 
+  /**
+   * Asks the node process for a report of `type` (a message it answers with the same type, e.g. "trace"
+   * when started with ORDERER_TRACE=1) and waits for the answer.
+   */
+  async request<T>(type: string, timeoutMs = 10_000): Promise<T> {
+    const proc = this.proc;
+    if (!proc?.connected) throw new Error(`node ${this.node.id} is not running`);
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        proc.off("message", on);
+        reject(new Error(`node ${this.node.id} did not answer ${type} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const on = (m: { type?: string }) => {
+        if (m?.type !== type) return;
+        clearTimeout(timer);
+        proc.off("message", on);
+        resolve(m as T);
+      };
+      proc.on("message", on);
+      proc.send({ type });
+    });
+  }
+
   /** SIGKILL to the node and its counter (a machine crash: both restart from what they fsynced). */
   async kill(): Promise<void> {
     await Promise.all([endProcess(this, "SIGKILL"), this.counter?.kill()]);

@@ -5,6 +5,7 @@
 
 import { createLogger } from "./log.ts";
 import { OrdererNode } from "./orderer-node.ts";
+import { StageTrace } from "./trace.ts";
 
 const send = (m: unknown) => process.send?.(m);
 /** Events worth a message to the parent (not the per-message or per-checkpoint ones). */
@@ -19,10 +20,17 @@ const REPORTED = new Set([
 
 async function main(): Promise<void> {
   const { cluster, node } = JSON.parse(process.env.ORDERER_NODE ?? "{}");
+  // The latency breakdown bench: stage marks, handed to the parent on {type: "trace"}.
+  const trace = process.env.ORDERER_TRACE === "1" ? new StageTrace() : undefined;
+  if (trace)
+    process.on("message", (m: { type?: string }) => {
+      if (m?.type === "trace") send({ type: "trace", marks: trace.take() });
+    });
   const n = await OrdererNode.start(cluster, node, {
     logger: createLogger(node.logLevel ?? "info", { replica: node.id }),
     onError: (err) => send({ type: "log", message: err.message }),
     onFatal: () => setImmediate(() => process.exit(70)),
+    trace,
     onEvent: (e) => {
       if (!REPORTED.has(e.kind)) return;
       // A proof holds bytes: the parent gets its culprit (the proof itself is at GET /v1/misbehaviour).

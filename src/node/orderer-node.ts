@@ -25,6 +25,7 @@ import {
   equivocationToJson,
   type MisbehaviourReport,
 } from "../ordering/misbehaviour.ts";
+import { decodeTxBatch, TX_BATCH_OVERHEAD_BYTES, txBatchCount } from "../ordering/tx-batch.ts";
 import { Libp2pTransport } from "../transport/libp2p.ts";
 import { RdmaTransport } from "../transport/rdma.ts";
 import type { Transport } from "../transport/transport.ts";
@@ -47,6 +48,7 @@ import { type HostApp, ReplicaHost } from "./host.ts";
 import { LevelStore } from "./level-store.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { healthOf, type MetricsSource, NodeMetrics } from "./metrics.ts";
+import type { StageTrace } from "./trace.ts";
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
 
@@ -114,6 +116,8 @@ export interface NodeHooks {
    * Byzantine replica as the real node with its messages rewritten here.
    */
   readonly wrapTransport?: (t: Transport) => Transport;
+  /** Stage marks of the write path (the latency breakdown bench); off when absent. */
+  readonly trace?: StageTrace;
 }
 
 /** Events worth a log line (the others are counted in metrics only). */
@@ -204,9 +208,17 @@ export class OrdererNode {
       });
       const trusted = counterLink?.trusted;
       const limits = { ...batchLimits(cluster.batch, tickMs), ...config.limits };
+      const gatewayIds = new Set(cluster.replicas.map((r) => gatewayClientId(r.id)));
       const core = createReplica(
         { id: config.id, f: cluster.f, mode: cluster.mode, limits },
-        { crypto: nodeCrypto, registry, auth, trusted },
+        {
+          crypto: nodeCrypto,
+          registry,
+          auth,
+          trusted,
+          // A gateway's request weighs as many transactions as it carries: maxMessageCount bounds a block.
+          requestWeight: (r) => (gatewayIds.has(r.clientId) ? txBatchCount(r.op) : 1),
+        },
         loaded.storage,
       );
       // A proof found before a restart still stops ordering: the fork it proves does not go away.
@@ -253,6 +265,9 @@ export class OrdererNode {
         sign: (hh) => signEd25519(seed, hh),
         send: (to, frame) => (to === "all" ? transport.broadcast(frame) : void transport.send(to, frame)),
         sync: config.sync ?? true,
+        // A gateway's request carries a batch of transactions; any other request is one entry.
+        entriesOf: (op, clientId) =>
+          gatewayIds.has(clientId) ? decodeTxBatch(op, cluster.batch.maxMessageCount) : [op],
         // A coordination entry counts only when its proposer field names the replica that signed it.
         acceptEntry: (op, clientId) =>
           !isCoordEntry(op) ||
@@ -329,6 +344,7 @@ export class OrdererNode {
         store,
         tickMs,
         app: app as HostApp,
+        trace: hooks.trace,
         onEvent,
         onError: (err, from) => {
           if (from === undefined) onError(err);
@@ -344,11 +360,20 @@ export class OrdererNode {
         digests,
         hash: sha256,
         txMaxBytes: cluster.batch.absoluteMaxBytes,
+        batchMaxCount: cluster.batch.maxMessageCount,
+        // Within the core's request bound (absoluteMaxBytes plus the batch's framing) and PreferredMaxBytes.
+        batchMaxBytes: Math.min(
+          cluster.batch.preferredMaxBytes,
+          cluster.batch.absoluteMaxBytes + TX_BATCH_OVERHEAD_BYTES,
+        ),
         pendingMax: config.pendingMax ?? 100_000,
         timeoutMs: config.submitTimeoutMs ?? 30_000,
         quorumOk: () => node?.hasQuorum() ?? false,
         reservedPrefix: COORD_MAGIC,
+        trace: hooks.trace,
       });
+      const trace = hooks.trace;
+      if (trace) ledger.onCertified((b) => trace.mark("certified", b.block.header.number));
       const source: MetricsSource = {
         id: config.id,
         mode: cluster.mode,

@@ -1,18 +1,21 @@
-// The replica's client gateway: turns a submitted transaction into a signed request of the replica's
-// own client identity, hands it to the core, and answers once the transaction is in a certified block
-// with a receipt the client can check on its own (Merkle proof + header + certificate).
+// The replica's client gateway: collects submitted transactions into signed requests of the replica's own
+// client identity (every transaction that arrived since its last request, up to the batch bounds: one
+// signature for all of them), hands them to the core with a few requests in flight, and answers each
+// transaction once it is in a certified block, with a receipt the client can check on its own (Merkle
+// proof + header + certificate).
 //
 // A transaction is its bytes; its id is their SHA-256. A transaction already in the chain is not
 // ordered again: submitting it again returns the existing receipt (`duplicate: true`), and the same
 // transaction submitted concurrently (here or through another replica) ends up in the chain once.
 
-import { CLIENT_WINDOW } from "../bft/client-table.ts";
 import type { Digests } from "../bft/digests.ts";
 import { RequestError } from "../bft/errors.ts";
 import type { ClientRequest } from "../bft/types.ts";
+import type { StageTrace } from "../node/trace.ts";
 import { type CertSig, type HashFn, type MerkleProof, toHexStr } from "./block.ts";
 import { ApiError } from "./errors.ts";
 import type { CertifiedBlock, Ledger } from "./ledger.ts";
+import { encodeTxBatch, txBatchBytes } from "./tx-batch.ts";
 
 export interface Receipt {
   readonly txId: string;
@@ -52,6 +55,10 @@ export interface GatewayOptions {
   readonly hash: HashFn;
   /** AbsoluteMaxBytes: larger transactions are refused at intake. */
   readonly txMaxBytes: number;
+  /** Transactions per request (MaxMessageCount: a request never holds more than a block may). */
+  readonly batchMaxCount: number;
+  /** Bytes of a request's batch (PreferredMaxBytes); a larger transaction goes alone. */
+  readonly batchMaxBytes: number;
   /** Submissions waiting for their receipt (in flight plus queued). */
   readonly pendingMax: number;
   /** A submission not certified within this time is answered with TIMEOUT (it may still commit). */
@@ -60,10 +67,15 @@ export interface GatewayOptions {
   readonly reservedPrefix?: Uint8Array;
   /** False while this replica cannot reach a commit quorum of peers. */
   readonly quorumOk: () => boolean;
+  /** Stage marks for the latency breakdown (off when absent). */
+  readonly trace?: StageTrace;
 }
 
-/** Requests of this gateway in the core at once: stays inside the core's per-client window. */
-export const GATEWAY_IN_FLIGHT_MAX = CLIENT_WINDOW / 2;
+/**
+ * Requests of this gateway in the core at once. A few, so that batches overlap in the pipeline (one is
+ * ordered while the next fills); not many, so that under load each request carries many transactions.
+ */
+export const GATEWAY_IN_FLIGHT_MAX = 4;
 /** Times a request the core did not execute is proposed again with a fresh request number. */
 const REPROPOSE_MAX = 3;
 
@@ -81,12 +93,13 @@ interface Waiter {
 export class Gateway {
   private readonly o: GatewayOptions;
   private readonly waiting = new Map<string, Waiter>();
-  /** reqNo -> tx id, for requests of ours in the core. */
-  private readonly inFlight = new Map<number, string>();
-  private readonly queue: Waiter[] = [];
+  /** reqNo -> the ids of its transactions, for requests of ours in the core. */
+  private readonly inFlight = new Map<number, string[]>();
+  private queue: Waiter[] = [];
+  private queueHead = 0;
   private nextReqNo: number;
   private closed = false;
-  readonly stats = { submitted: 0, duplicates: 0, timeouts: 0, reproposed: 0 };
+  readonly stats = { submitted: 0, duplicates: 0, timeouts: 0, reproposed: 0, requests: 0 };
 
   constructor(o: GatewayOptions) {
     this.o = o;
@@ -116,6 +129,7 @@ export class Gateway {
         `transactions may not start with the bytes ${toHexStr(rp)} (they mark coordination entries)`,
       );
     const id = toHexStr(this.o.hash(tx));
+    this.o.trace?.mark("received", id);
     const same = this.waiting.get(id);
     if (same) return same.promise;
     const loc = await this.o.ledger.findTx(id);
@@ -164,23 +178,49 @@ export class Gateway {
     this.closed = true;
     for (const w of this.waiting.values())
       this.fail(w, new ApiError("SHUTTING_DOWN", "the node is shutting down"));
-    this.queue.length = 0;
+    this.queue = [];
+    this.queueHead = 0;
   }
 
+  /** Proposes what is queued, one request per batch, while fewer than GATEWAY_IN_FLIGHT_MAX are in the core. */
   private dispatch(): void {
-    while (this.queue.length > 0 && this.inFlight.size < GATEWAY_IN_FLIGHT_MAX) {
-      const w = this.queue.shift() as Waiter;
-      if (this.waiting.get(w.id) !== w) continue;
-      this.propose(w);
+    while (this.queueHead < this.queue.length && this.inFlight.size < GATEWAY_IN_FLIGHT_MAX) {
+      const batch: Waiter[] = [];
+      let bytes = 0;
+      while (this.queueHead < this.queue.length && batch.length < this.o.batchMaxCount) {
+        const w = this.queue[this.queueHead] as Waiter;
+        if (this.waiting.get(w.id) !== w || this.inFlight.has(w.reqNo)) {
+          this.queueHead++;
+          continue;
+        }
+        if (batch.length > 0 && txBatchBytes(bytes + w.tx.length, batch.length + 1) > this.o.batchMaxBytes)
+          break;
+        this.queueHead++;
+        batch.push(w);
+        bytes += w.tx.length;
+      }
+      if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.queueHead);
+        this.queueHead = 0;
+      }
+      if (batch.length > 0) this.propose(batch);
     }
   }
 
-  private propose(w: Waiter): void {
+  private propose(batch: readonly Waiter[]): void {
     const reqNo = this.nextReqNo++;
-    const req = signedRequest(this.o.clientId, reqNo, w.tx, this.o.digests, this.o.sign);
-    w.reqNo = reqNo;
-    w.attempts++;
-    this.inFlight.set(reqNo, w.id);
+    const op = encodeTxBatch(batch.map((w) => w.tx));
+    const req = signedRequest(this.o.clientId, reqNo, op, this.o.digests, this.o.sign);
+    for (const w of batch) {
+      w.reqNo = reqNo;
+      w.attempts++;
+      this.o.trace?.mark("proposed", w.id);
+    }
+    this.inFlight.set(
+      reqNo,
+      batch.map((w) => w.id),
+    );
+    this.stats.requests++;
     try {
       this.o.propose(req);
     } catch (err) {
@@ -189,36 +229,39 @@ export class Gateway {
         err instanceof RequestError && (err.code === "OVERLOADED" || err.code === "HALTED")
           ? err.code
           : "INTERNAL";
-      this.fail(w, new ApiError(code, `the replica refused the request: ${(err as Error).message}`));
+      for (const w of batch)
+        this.fail(w, new ApiError(code, `the replica refused the request: ${(err as Error).message}`));
     }
   }
 
-  /** A block is durable: our requests in it leave the core; those not executed are proposed again. */
+  /** A block is durable: our requests in it leave the core; transactions not in the chain are proposed again. */
   private onBuilt(
     b: CertifiedBlock & { batchClients: readonly { clientId: string; reqNo: number }[] },
   ): void {
     const entries = new Set(b.txIds);
     for (const c of b.batchClients) {
       if (c.clientId !== this.o.clientId) continue;
-      const id = this.inFlight.get(c.reqNo);
-      if (id === undefined) continue;
+      const ids = this.inFlight.get(c.reqNo);
+      if (ids === undefined) continue;
       this.inFlight.delete(c.reqNo);
-      const w = this.waiting.get(id);
-      if (!w || w.reqNo !== c.reqNo || entries.has(id)) continue;
-      // Not an entry of this block: either already in the chain (resolved on certification) or not
-      // executed by the core (e.g. outside the client window): propose it again.
-      void this.o.ledger.findTx(id).then((loc) => {
-        if (this.waiting.get(id) !== w) return;
-        if (loc) {
-          this.settle(w, loc.number, loc.position, false);
-        } else if (w.attempts < REPROPOSE_MAX) {
-          this.stats.reproposed++;
-          this.queue.push(w);
-          this.dispatch();
-        } else {
-          this.fail(w, new ApiError("NOT_EXECUTED", "the replicas did not execute the transaction"));
-        }
-      });
+      for (const id of ids) {
+        const w = this.waiting.get(id);
+        if (!w || w.reqNo !== c.reqNo || entries.has(id)) continue;
+        // Not an entry of this block: either already in the chain (resolved on certification) or not
+        // executed by the core (e.g. outside the client window): propose it again.
+        void this.o.ledger.findTx(id).then((loc) => {
+          if (this.waiting.get(id) !== w) return;
+          if (loc) {
+            this.settle(w, loc.number, loc.position, false);
+          } else if (w.attempts < REPROPOSE_MAX) {
+            this.stats.reproposed++;
+            this.queue.push(w);
+            this.dispatch();
+          } else {
+            this.fail(w, new ApiError("NOT_EXECUTED", "the replicas did not execute the transaction"));
+          }
+        });
+      }
     }
     this.dispatch();
   }
@@ -237,6 +280,7 @@ export class Gateway {
         if (this.waiting.get(w.id) !== w) return;
         this.waiting.delete(w.id);
         clearTimeout(w.timer);
+        this.o.trace?.mark("replied", w.id);
         w.resolve(r);
       },
       (err: Error) => this.fail(w, err),

@@ -86,8 +86,13 @@ export interface LedgerOptions {
   readonly send: (to: number | "all", frame: Uint8Array) => void;
   readonly sync?: boolean;
   readonly now?: () => number;
-  /** An executed request becomes an entry only if this accepts it (coordination entries of the wrong client). */
-  readonly acceptEntry?: (op: Uint8Array, clientId: string) => boolean;
+  /**
+   * The entries an executed request carries (default: its op, one entry); null when the op is malformed
+   * and carries none. A gateway's request carries a batch of transactions (tx-batch.ts).
+   */
+  readonly entriesOf?: (op: Uint8Array, clientId: string) => readonly Uint8Array[] | null;
+  /** An entry is kept only if this accepts it (coordination entries of the wrong client). */
+  readonly acceptEntry?: (entry: Uint8Array, clientId: string) => boolean;
 }
 
 /** Where a transaction is in the chain. */
@@ -102,7 +107,7 @@ export interface CertifiedBlock {
   readonly headerHash: Uint8Array;
   /** Tx ids of the entries, in order. */
   readonly txIds: readonly string[];
-  /** Tx ids of requests in the batch that are not entries (already in the chain, or not executed). */
+  /** Tx ids in the batch's executed requests that are not entries (already in the chain, or refused). */
   readonly skipped: readonly string[];
 }
 
@@ -280,8 +285,19 @@ export class Ledger {
     const built: Built[] = [];
     const fresh = commits.filter((c) => c.seq >= this.heightN);
     if (fresh.length === 0) return { ops, built };
-    const ids = fresh.map((c) => c.batch.requests.map((r) => toHexStr(this.o.hash(r.op))));
-    const known = await this.o.db.getMany(ids.flat().map((id) => TX + id));
+    // Every executed request's entries, with their ids (skipped requests carry none).
+    const split = fresh.map((c) =>
+      c.batch.requests.map((r, i) => {
+        if (!c.executed[i]) return [];
+        const es = this.o.entriesOf ? (this.o.entriesOf(r.op, r.clientId) ?? []) : [r.op];
+        return es.map((e) => ({
+          e,
+          id: toHexStr(this.o.hash(e)),
+          ok: this.o.acceptEntry?.(e, r.clientId) ?? true,
+        }));
+      }),
+    );
+    const known = await this.o.db.getMany(split.flat(2).map((x) => TX + x.id));
     let k = 0;
     const inThisWrite = new Set<string>();
     for (let ci = 0; ci < fresh.length; ci++) {
@@ -291,18 +307,18 @@ export class Ledger {
       const entries: Uint8Array[] = [];
       const txIds: string[] = [];
       const skipped: string[] = [];
-      c.batch.requests.forEach((r, i) => {
-        const id = ids[ci]![i]!;
-        const inChain = known[k++] !== undefined || inThisWrite.has(id);
-        if (!c.executed[i] || inChain || (this.o.acceptEntry && !this.o.acceptEntry(r.op, r.clientId))) {
-          skipped.push(id);
-          return;
+      for (const req of split[ci]!)
+        for (const { e, id, ok } of req) {
+          const inChain = known[k++] !== undefined || inThisWrite.has(id);
+          if (inChain || !ok) {
+            skipped.push(id);
+            continue;
+          }
+          inThisWrite.add(id);
+          ops.push({ type: "put", key: TX + id, value: serialize([c.seq, entries.length]) });
+          entries.push(e);
+          txIds.push(id);
         }
-        inThisWrite.add(id);
-        ops.push({ type: "put", key: TX + id, value: serialize([c.seq, entries.length]) });
-        entries.push(r.op);
-        txIds.push(id);
-      });
       const header = {
         number: c.seq,
         previousHash: this.headHashV,

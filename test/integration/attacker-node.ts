@@ -19,6 +19,7 @@ import { createLogger } from "../../src/node/log.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
 import { signedRequest } from "../../src/ordering/gateway.ts";
 import { APP_FRAME_TAG } from "../../src/ordering/ledger.ts";
+import { encodeTxBatch } from "../../src/ordering/tx-batch.ts";
 import { decodeMessage, encodeMessage } from "../../src/transport/codec.ts";
 import type { Transport } from "../../src/transport/transport.ts";
 
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
     const key = `${p.view}/${p.seq}`;
     const done = forged.get(key);
     if (done) return done;
-    const op = new TextEncoder().encode(`transfer 100 to BOB (seq ${p.seq})`);
+    const op = encodeTxBatch([new TextEncoder().encode(`transfer 100 to BOB (seq ${p.seq})`)]);
     const req = signedRequest(gatewayClientId(node.id), 1_000_000 + p.seq, op, digests, (d) =>
       signEd25519(seed, d),
     );

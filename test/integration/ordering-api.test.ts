@@ -139,6 +139,25 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
     assert.equal(count, 1);
   });
 
+  it("a burst is carried by few gateway requests; every transaction has its own receipt; blocks keep maxMessageCount", async () => {
+    const gw = nodes[0]!.gateway;
+    const before = gw.stats.requests;
+    const txs = Array.from({ length: 400 }, (_, i) => new TextEncoder().encode(`burst ${i} ${Date.now()}`));
+    const rs = await Promise.all(txs.map((tx) => client.submit(tx, { url: base })));
+    const requests = gw.stats.requests - before;
+    assert.ok(requests <= txs.length / 4, `${requests} requests carried ${txs.length} transactions`);
+    // Receipts are per transaction: distinct positions, each verified by the client against the block.
+    const at = new Set(rs.map((r) => `${r.block}/${r.position}`));
+    assert.equal(at.size, txs.length);
+    for (const r of rs.slice(0, 20)) assert.equal(r.duplicate, false);
+    const blocks = new Set(rs.map((r) => r.block));
+    for await (const b of client.blocks({ start: Math.min(...blocks), stop: Math.max(...blocks) }))
+      assert.ok(
+        b.entries.length <= 50,
+        `block ${b.header.number} holds ${b.entries.length} > maxMessageCount`,
+      );
+  });
+
   it("WebSocket submit: binary and text frames, one ack per transaction; a bad frame keeps the connection", async () => {
     const ws = new WebSocket(`${base.replace("http", "ws")}/v1/submit`);
     await new Promise((r) => ws.once("open", r));

@@ -5,14 +5,16 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { type Batch, type HPrepare, RequestError } from "../../src/bft/index.ts";
+import { ORDER_COUNTER } from "../../src/bft/hybrid.ts";
+import { type Batch, type ClientRequest, type HPrepare, RequestError } from "../../src/bft/index.ts";
 import { batchLimits, DEFAULT_BATCH } from "../../src/node/config.ts";
+import { TX_BATCH_OVERHEAD_BYTES } from "../../src/ordering/tx-batch.ts";
 import { Cluster } from "./harness.ts";
 
 const limits = { batchMaxCount: 3, batchMaxBytes: 100, requestMaxBytes: 300, batchTimeoutTicks: 5 };
 
-function leaderCluster() {
-  const c = new Cluster({ mode: "hybrid", f: 1, limits });
+function leaderCluster(requestWeight?: (r: ClientRequest) => number) {
+  const c = new Cluster({ mode: "hybrid", f: 1, limits, requestWeight });
   c.filter = () => "hold"; // keep every batch in flight
   return c;
 }
@@ -67,11 +69,46 @@ describe("block cutting (Fabric semantics)", () => {
     assert.deepEqual(proposals(c), []);
   });
 
+  it("counts a request carrying k entries (a gateway's batch) as k towards MaxMessageCount", () => {
+    // Weight = the op's leading digit: "2xxx" stands for two transactions.
+    const c = leaderCluster((r) => Number(String.fromCharCode(r.op[0] as number)));
+    c.propose(0, c.request(op(10, 1))); // idle leader: cut at once
+    c.propose(0, c.request(op(10, 2)));
+    assert.deepEqual(proposals(c), [[10]], "weight 2 pending: below MaxMessageCount 3");
+    c.propose(0, c.request(op(11, 2)));
+    assert.deepEqual(proposals(c), [[10], [10]], "2 + 2 > 3: the first goes alone, the second waits");
+    c.tick(limits.batchTimeoutTicks);
+    assert.deepEqual(proposals(c), [[10], [10], [11]]);
+    assert.throws(
+      () => c.propose(0, c.request(op(10, 4))),
+      (e: unknown) => e instanceof RequestError && e.code === "OP_TOO_MANY",
+      "a request heavier than a whole batch is refused at intake",
+    );
+  });
+
+  it("a follower refuses a PREPARE whose requests weigh more than MaxMessageCount", () => {
+    const c = new Cluster({
+      mode: "hybrid",
+      f: 1,
+      limits,
+      requestWeight: (r) => Number(String.fromCharCode(r.op[0] as number)),
+    });
+    // Replica 0 proposes two weight-2 requests in one batch, as a leader ignoring the weights would.
+    const batch: Batch = { requests: [c.request(op(10, 2)), c.request(op(11, 2))] };
+    const digest = c.digests.hPrepare(0, 1, c.digests.batch(batch));
+    const cert = c.subsystem(0).certifyIndependent(ORDER_COUNTER, { view: 0, slot: 2 }, digest);
+    const prepare: HPrepare = { type: "h-prepare", view: 0, seq: 1, batch, cert };
+    const rd = c.step(1, 0, prepare);
+    assert.equal(c.dropped(1, "prepare-batch-too-many"), 1);
+    assert.equal(rd.send.filter((o) => o.msg.type === "h-commit").length, 0, "no COMMIT for it");
+  });
+
   it("maps the cluster config's Fabric names onto these limits", () => {
     assert.deepEqual(batchLimits({ ...DEFAULT_BATCH, batchTimeoutMs: 25 }, 10), {
       batchMaxCount: DEFAULT_BATCH.maxMessageCount,
       batchMaxBytes: DEFAULT_BATCH.preferredMaxBytes,
-      requestMaxBytes: DEFAULT_BATCH.absoluteMaxBytes,
+      // Room for the largest transaction in a gateway's batch framing.
+      requestMaxBytes: DEFAULT_BATCH.absoluteMaxBytes + TX_BATCH_OVERHEAD_BYTES,
       batchTimeoutTicks: 3,
     });
   });

@@ -67,6 +67,8 @@ export interface ClusterOptions {
   readonly mode: Mode;
   readonly f?: number;
   readonly limits?: Partial<Limits>;
+  /** ReplicaDeps.requestWeight for every replica. */
+  readonly requestWeight?: ReplicaDeps["requestWeight"];
 }
 
 export class Cluster {
@@ -145,9 +147,9 @@ export class Cluster {
         const trusted = trustedSubsystem(counter, this.checker());
         this.counters.push(counter);
         this.trusted.push(trusted);
-        deps = { crypto: this.crypto, registry, auth, trusted };
+        deps = { crypto: this.crypto, registry, auth, trusted, requestWeight: opts.requestWeight };
       } else {
-        deps = { crypto: this.crypto, registry, auth };
+        deps = { crypto: this.crypto, registry, auth, requestWeight: opts.requestWeight };
       }
       this.deps.push(deps);
       this.storages.push(new MemoryStorage());
