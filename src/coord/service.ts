@@ -532,8 +532,9 @@ export class CoordService {
       this.stats.inFlightTimeouts++;
       this.requeue(f.ops);
     }
-    // Our clock feeds the agreed time while sessions, TTL or container nodes exist.
-    const clockDue = this.tree.needsClock && now - this.lastProposedMs >= period;
+    // Our clock feeds the agreed time when, by our clock, something is due: a TTL node's expiry, an
+    // emptied container, or (while sessions live) every period. An idle cluster orders nothing.
+    const clockDue = this.tree.timeDeadlineMs() <= now && now - this.lastProposedMs >= period;
     if (clockDue || this.queue.length > 0 || this.pings.size > 0) this.flush(clockDue);
     // A client silent for its whole session timeout is gone from this replica's point of view.
     for (const c of [...this.conns]) {

@@ -232,10 +232,31 @@ export class ZTree {
     return this.sessions.size;
   }
 
-  /** True while something depends on time passing (sessions, TTL or container nodes). */
-  get needsClock(): boolean {
-    return this.sessions.size > 0 || this.ttlNodes.size > 0 || this.containers.size > 0;
+  /**
+   * The agreed time (ms) at which time passing next changes the tree, or +Infinity: now for an emptied
+   * container, the expiry of a childless TTL node, and, while sessions exist, now (a session's deadline
+   * is on the session clock, which advances at most clockStepMaxMs per block, so its blocks must keep
+   * coming at a steady pace while any session lives). Cached until the next block is applied.
+   */
+  timeDeadlineMs(): number {
+    if (this.deadlineCache?.block === this.appliedBlockV) return this.deadlineCache.at;
+    let at = Number.POSITIVE_INFINITY;
+    if (this.sessions.size > 0) at = this.timeMsV;
+    else {
+      for (const p of this.containers) {
+        const n = this.nodes.get(p) as ZNode;
+        if (n.cversion > 0 && n.children.size === 0) at = Math.min(at, this.timeMsV);
+      }
+      for (const p of this.ttlNodes) {
+        const n = this.nodes.get(p) as ZNode;
+        if (n.children.size === 0) at = Math.min(at, n.mtime + n.ttlMs + 1);
+      }
+    }
+    this.deadlineCache = { block: this.appliedBlockV, at };
+    return at;
   }
+
+  private deadlineCache: { block: number; at: number } | null = null;
 
   get(path: string): ZNode | undefined {
     return this.nodes.get(path);
@@ -657,6 +678,7 @@ export class ZTree {
     sessions: Iterable<Omit<Session, "ephemerals" | "results">>,
     results: Iterable<readonly [number, number, OpResult]>,
   ): void {
+    this.deadlineCache = null;
     this.appliedBlockV = meta.appliedBlock;
     this.timeMsV = meta.timeMs;
     this.sessionClockMs = meta.sessionClockMs;

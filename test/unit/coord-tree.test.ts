@@ -434,6 +434,34 @@ describe("containers and TTL nodes", () => {
   });
 });
 
+describe("when time is due (the replicas propose their clocks only then)", () => {
+  it("never without sessions, TTL nodes or emptied containers; at a TTL's expiry; now for an emptied container", () => {
+    const h = new TreeHarness();
+    const t = h.tree;
+    assert.equal(t.timeDeadlineMs(), Number.POSITIVE_INFINITY, "an empty tree needs no time");
+    // A session creates the nodes, then closes: the tree holds no session afterwards.
+    const s = new TestSession();
+    h.open(s);
+    assert.equal(t.timeDeadlineMs(), t.timeMs, "a live session: time is due at every period");
+    h.run(s.op(create("/c", "", 4)), s.op(create("/c/x")), s.op(create("/t", "", 5, 2000)));
+    h.run(s.op({ kind: OpKind.CLOSE_SESSION }));
+    assert.equal(t.stat("/t")?.mtime, t.timeMs, "created at the agreed time");
+    assert.equal(t.timeDeadlineMs(), (t.stat("/t")?.mtime as number) + 2001, "the TTL's expiry");
+    h.apply([]);
+    assert.equal(t.get("/c/x") !== undefined, true);
+    const s2 = new TestSession();
+    h.open(s2);
+    h.run(s2.op(del("/c/x")));
+    h.run(s2.op({ kind: OpKind.CLOSE_SESSION }));
+    // The emptied container is removed by the scan of this block or is due now.
+    assert.ok(!t.get("/c") || t.timeDeadlineMs() === t.timeMs);
+    h.advance(2500, 500);
+    assert.equal(t.get("/t"), undefined, "the TTL node expired");
+    assert.equal(t.get("/c"), undefined, "the emptied container is gone");
+    assert.equal(t.timeDeadlineMs(), Number.POSITIVE_INFINITY, "nothing is due any more");
+  });
+});
+
 describe("zxids, time, watches, determinism, restore", () => {
   it("zxids grow with the order and time is the f+1-th highest replica clock", () => {
     const { h, s, t } = setup();
