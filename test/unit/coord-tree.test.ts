@@ -454,7 +454,7 @@ describe("when time is due (the replicas propose their clocks only then)", () =>
     h.run(s2.op(del("/c/x")));
     h.run(s2.op({ kind: OpKind.CLOSE_SESSION }));
     // The emptied container is removed by the scan of this block or is due now.
-    assert.ok(!t.get("/c") || t.timeDeadlineMs() === t.timeMs);
+    assert.ok(!t.get("/c") || t.timeDeadlineMs() === t.timeMs, "the emptied container is gone or due now");
     h.advance(2500, 500);
     assert.equal(t.get("/t"), undefined, "the TTL node expired");
     assert.equal(t.get("/c"), undefined, "the emptied container is gone");
