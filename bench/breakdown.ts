@@ -34,6 +34,15 @@ const ROWS = [
   ["API → client", "replied", "acked"],
 ] as const;
 
+/** Inside one follower (not the entry replica): from the leader's PREPARE to its own COMMIT on the wire. */
+const FOLLOWER_ROWS = [
+  ["  ↳ leader → follower (transport)", "prepare-sent", "f-received"],
+  ["  ↳ core: verify, certify the COMMIT (counter)", "f-received", "f-handled"],
+  ["  ↳ wait for the host to take the Ready", "f-handled", "f-ready"],
+  ["  ↳ build the block if committed, persist (fsync)", "f-ready", "f-persisted"],
+  ["  ↳ hand the COMMIT to the transport", "f-persisted", "f-sent"],
+] as const;
+
 type Times = Record<string, number>;
 
 /** Sends TXS + warm-up transactions one at a time to `url`; client send/ack times per transaction. */
@@ -85,6 +94,7 @@ function stageTimes(
     return m;
   });
   const out: Times[] = [];
+  const follower = [1, 2].find((r) => r !== entry && r !== leader) as number;
   for (const t of txs) {
     // The first COMMIT sent by a replica other than the leader (hybrid: the leader's PREPARE is its vote).
     const commits = marks
@@ -101,6 +111,11 @@ function stageTimes(
       certified: at(entry, "certified", t.block) ?? Number.NaN,
       replied: at(entry, "replied", t.tx) ?? Number.NaN,
       acked: t.acked,
+      "f-received": at(follower, "prepare-received", t.block) ?? Number.NaN,
+      "f-handled": at(follower, "prepare-handled", t.block) ?? Number.NaN,
+      "f-ready": at(follower, "commit-ready", t.block) ?? Number.NaN,
+      "f-persisted": at(follower, "commit-persisted", t.block) ?? Number.NaN,
+      "f-sent": at(follower, "commit-sent", t.block) ?? Number.NaN,
     };
     if (Object.values(row).every(Number.isFinite)) out.push(row);
   }
@@ -135,7 +150,11 @@ async function run(): Promise<Summary[]> {
       const rows = stageTimes(txs, marks, replica, leader);
       if (rows.length < txs.length / 2)
         throw new Error(`only ${rows.length} of ${txs.length} transactions have every stage marked`);
-      for (const [label, from, to] of [...ROWS, ["total (client send → ack)", "sent", "acked"] as const]) {
+      for (const [label, from, to] of [
+        ...ROWS,
+        ["total (client send → ack)", "sent", "acked"] as const,
+        ...FOLLOWER_ROWS,
+      ]) {
         const d = rows.map((r) => (r[to] as number) - (r[from] as number)).sort((a, b) => a - b);
         out.push({ entry, stage: label, p50Us: pct(d, 0.5), p90Us: pct(d, 0.9) });
       }

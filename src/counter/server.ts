@@ -1,6 +1,7 @@
 // The trusted counter process: one replica's USIG, outside the replica's process. It holds the counter's
-// ed25519 key and values, persists every advance (fdatasync) before it answers, and certifies only for
-// the replica whose key passes the handshake. An attacker who owns the replica's process, config and
+// ed25519 key and values, makes every value durable before it answers (by reserving RESERVE_SLOTS values
+// ahead with one fdatasync, see Reservation), and certifies only for the replica whose key passes the
+// handshake. An attacker who owns the replica's process, config and
 // data directory can ask it to certify (as the replica may), but never one value twice.
 
 import { randomBytes } from "node:crypto";
@@ -37,6 +38,15 @@ import {
   T_REQ,
 } from "./protocol.ts";
 import { CounterStore } from "./store.ts";
+
+/**
+ * Values a counter reserves per fdatasync. What is on disk is always at or above every value certified:
+ * a certificate above the reservation first saves a new one, RESERVE_SLOTS slots ahead in its view. A
+ * counter that crashes restarts at its reservation (it never certifies a value twice, it skips at most
+ * this many); a clean close saves the exact values. Skipped values cost the replica what a crash between
+ * certify and persist costs (hybrid.ts canCertify): it sits out those slots and this view's change.
+ */
+export const RESERVE_SLOTS = 128;
 
 /** Connections served at once (a replica needs one; reconnects overlap briefly). */
 export const CONNECTIONS_MAX = 8;
@@ -89,11 +99,22 @@ export class CounterServer {
       store = CounterStore.open(o.dataDir, o.id);
       const st = store;
       const seed = o.seed.slice();
+      const reserved = new Map(store.loaded);
       const usig = new UsigCounter({
         id: o.id,
         sign: (bytes) => signEd25519(seed, bytes),
         counters: store.loaded,
-        onAdvance: (_c, _v, all) => st.save(all),
+        onAdvance: (c, v) => {
+          const r = reserved.get(c);
+          if (r && r.view === v.view && v.slot <= r.slot) return;
+          reserved.set(c, { view: v.view, slot: v.slot + RESERVE_SLOTS });
+          try {
+            st.save(reserved);
+          } catch (err) {
+            reserved.delete(c); // not durable: the next advance must try to save again
+            throw err;
+          }
+        },
       });
       const srv = new CounterServer(o, store, usig);
       await srv.listen();
@@ -226,6 +247,12 @@ export class CounterServer {
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // A clean stop keeps the exact values: the next start skips nothing.
+    try {
+      this.store.save(this.usig.counters());
+    } catch (err) {
+      this.log.error({ err }, "counter: could not save the exact values at close (the reservation stands)");
+    }
     this.store.close();
     unlockDir(this.o.dataDir);
   }

@@ -76,7 +76,11 @@ export class ReplicaHost {
         this.o.onError?.(res.error, from);
         return;
       }
+      const t = this.o.trace;
+      const prep = t && (res.msg.type === "h-prepare" || res.msg.type === "p-pre-prepare") ? res.msg.seq : -1;
+      if (prep >= 0) t?.mark("prepare-received", prep);
       this.o.core.step(from, res.msg);
+      if (prep >= 0) t?.mark("prepare-handled", prep);
       this.pump();
     });
     await this.o.transport.start();
@@ -145,12 +149,19 @@ export class ReplicaHost {
       if (!core.hasReady() || this.stopped) return;
       const rd = core.ready();
       const trace = this.o.trace;
-      if (trace) for (const c of rd.commit) trace.mark("committed", c.seq);
+      if (trace) {
+        for (const c of rd.commit) trace.mark("committed", c.seq);
+        for (const o of rd.send)
+          if (o.msg.type === "h-commit" || o.msg.type === "p-commit") trace.mark("commit-ready", o.msg.seq);
+      }
       // The app's writes for these commits go into the same atomic batch as the core's state.
       const app = this.o.app && rd.commit.length > 0 ? await this.o.app.prepare(rd.commit) : undefined;
       if (rd.persist.length > 0 || (app && app.ops.length > 0)) await store.apply(rd.persist, app?.ops);
       if (trace) {
         for (const c of rd.commit) trace.mark("written", c.seq);
+        for (const o of rd.send)
+          if (o.msg.type === "h-commit" || o.msg.type === "p-commit")
+            trace.mark("commit-persisted", o.msg.seq);
         for (const o of rd.send) {
           const t = o.msg.type;
           if (t === "h-prepare" || t === "p-pre-prepare") trace.mark("prepare-sent", o.msg.seq);

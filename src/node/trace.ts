@@ -11,6 +11,14 @@ export const TRACE_STAGES = [
   "proposed",
   /** seq: the leader sent its PREPARE (hybrid) or PRE-PREPARE (pbft) for the batch. */
   "prepare-sent",
+  /** seq: a follower received the leader's PREPARE / PRE-PREPARE (before the core saw it). */
+  "prepare-received",
+  /** seq: the core has handled that PREPARE (verified it and, in hybrid mode, certified its COMMIT). */
+  "prepare-handled",
+  /** seq: the follower's Ready with its COMMIT starts (the host took it from the core). */
+  "commit-ready",
+  /** seq: that Ready's writes are durable (its COMMIT goes out next). */
+  "commit-persisted",
   /** seq: this replica sent its COMMIT for the batch. */
   "commit-sent",
   /** seq: the core committed the batch (a Ready holds it; before the block is built). */

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { BftError } from "../../src/bft/errors.ts";
 import { type CounterCert, UsigChecker } from "../../src/bft/trusted.ts";
 import { RemoteCounter } from "../../src/counter/client.ts";
+import { RESERVE_SLOTS } from "../../src/counter/server.ts";
 import { ed25519PublicKeyOf, generateEd25519KeyPair, nodeCrypto } from "../../src/crypto/node-crypto.ts";
 import type { CounterConfig } from "../../src/node/config.ts";
 import { CounterProcess } from "../../src/node/local-cluster.ts";
@@ -138,23 +139,42 @@ describe("trusted counter process", () => {
     await twin.kill();
   });
 
-  it("keeps its values across SIGKILL: after a restart it still refuses what it certified", async () => {
+  it("keeps its values across SIGKILL: after a restart it refuses what it certified, resuming at its reservation", async () => {
     rc.certifyIndependent(0, { view: 1, slot: 7 }, digest(700));
     await proc.kill();
     await proc.start();
-    // The link reconnects by itself on the next call.
+    // The link reconnects by itself on the next call. Killed, the counter resumes at the values it
+    // reserved on disk (RESERVE_SLOTS ahead): it never certifies (1,7) again, nor anything up to there.
     assert.throws(() => rc.certifyIndependent(0, { view: 1, slot: 7 }, digest(701)), code("NOT_INCREASING"));
-    const c = rc.certifyIndependent(0, { view: 1, slot: 8 }, digest(800));
-    assert.deepEqual(c.value, { view: 1, slot: 8 });
+    assert.throws(() => rc.certifyIndependent(0, { view: 1, slot: 8 }, digest(801)), code("NOT_INCREASING"));
+    await sleep(50); // the reconnect's READY reaches this thread as a worker message
+    const top = rc.current(0).slot;
+    assert.equal(rc.current(0).view, 1);
+    assert.ok(top > 7 && top <= 7 + RESERVE_SLOTS, `resumed at the reservation (1,${top}), past (1,7)`);
+    assert.deepEqual(rc.certifyIndependent(0, { view: 1, slot: top + 1 }, digest(800)).value, {
+      view: 1,
+      slot: top + 1,
+    });
+    // A clean stop saves the exact values: the next start skips nothing.
+    await proc.stop();
+    await proc.start();
+    assert.throws(
+      () => rc.certifyIndependent(0, { view: 1, slot: top + 1 }, digest(802)),
+      code("NOT_INCREASING"),
+    );
+    assert.deepEqual(rc.certifyIndependent(0, { view: 1, slot: top + 2 }, digest(803)).value, {
+      view: 1,
+      slot: top + 2,
+    });
     assert.equal(broken, 0);
   });
 
   it("a counter gone for longer than the timeout: UNAVAILABLE, reported once, and the link stays down", async () => {
     await proc.kill();
     const started = Date.now();
-    assert.throws(() => rc.certifyIndependent(0, { view: 1, slot: 9 }, digest(900)), code("UNAVAILABLE"));
+    assert.throws(() => rc.certifyIndependent(0, { view: 2, slot: 9 }, digest(900)), code("UNAVAILABLE"));
     assert.ok(Date.now() - started < 10_000, "the call gave up within its timeout");
-    assert.throws(() => rc.certifyIndependent(0, { view: 1, slot: 10 }, digest(901)), code("UNAVAILABLE"));
+    assert.throws(() => rc.certifyIndependent(0, { view: 2, slot: 10 }, digest(901)), code("UNAVAILABLE"));
     assert.equal(broken, 1);
     await sleep(10);
   });
