@@ -111,20 +111,36 @@ interface CoordState {
 }
 type WsState = DeliverState | SubmitState | CoordState;
 
+const hexOf = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+
+/** The JSON of a block's header and certificate, made once per block (every receipt of the block shares them). */
+const headerJson = new WeakMap<Receipt["header"], Record<string, unknown>>();
+const certificateJson = new WeakMap<Receipt["certificate"], Record<string, unknown>[]>();
+
 export function receiptToJson(r: Receipt, hash: HashFn): Record<string, unknown> {
+  let header = headerJson.get(r.header);
+  if (!header) {
+    header = {
+      number: r.header.number,
+      previousHash: hexOf(r.header.previousHash),
+      dataHash: hexOf(r.header.dataHash),
+      headerHash: hexOf(headerHash(r.header, hash)),
+    };
+    headerJson.set(r.header, header);
+  }
+  let certificate = certificateJson.get(r.certificate);
+  if (!certificate) {
+    certificate = r.certificate.map((s) => ({ replica: s.replica, sig: hexOf(s.sig) }));
+    certificateJson.set(r.certificate, certificate);
+  }
   return {
     txId: r.txId,
     block: r.block,
     position: r.position,
     duplicate: r.duplicate,
-    header: {
-      number: r.header.number,
-      previousHash: toHexStr(r.header.previousHash),
-      dataHash: toHexStr(r.header.dataHash),
-      headerHash: toHexStr(headerHash(r.header, hash)),
-    },
-    proof: { index: r.proof.index, size: r.proof.size, path: r.proof.path.map(toHexStr) },
-    certificate: r.certificate.map((s) => ({ replica: s.replica, sig: toHexStr(s.sig) })),
+    header,
+    proof: { index: r.proof.index, size: r.proof.size, path: r.proof.path.map(hexOf) },
+    certificate,
   };
 }
 

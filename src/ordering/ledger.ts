@@ -315,7 +315,7 @@ export class Ledger {
             continue;
           }
           inThisWrite.add(id);
-          ops.push({ type: "put", key: TX + id, value: serialize([c.seq, entries.length]) });
+          ops.push({ type: "put", key: TX + id, value: encodeTxLocation(c.seq, entries.length) });
           entries.push(e);
           txIds.push(id);
         }
@@ -359,7 +359,7 @@ export class Ledger {
       const hh = headerHash(block.header, this.o.hash);
       const txIds = block.entries.map((e) => toHexStr(this.o.hash(e)));
       txIds.forEach((id, i) => {
-        ops.push({ type: "put", key: TX + id, value: serialize([n, i]) });
+        ops.push({ type: "put", key: TX + id, value: encodeTxLocation(n, i) });
       });
       ops.push({ type: "put", key: blockKey(n), value: encodeBlock(block) });
       const cert = block.metadata.certificate;
@@ -602,10 +602,42 @@ export class Ledger {
     return full;
   }
 
-  async findTx(id: string): Promise<TxLocation | undefined> {
-    if (!/^[0-9a-f]{64}$/.test(id)) return undefined;
-    const v = (await this.get(TX + id)) as [number, number] | undefined;
-    return v ? { number: v[0], position: v[1] } : undefined;
+  /**
+   * Where a transaction is in the chain. Lookups asked for in the same turn of the event loop go to the
+   * database together (one getMany): a gateway under load asks for every submission.
+   */
+  findTx(id: string): Promise<TxLocation | undefined> {
+    if (!/^[0-9a-f]{64}$/.test(id)) return Promise.resolve(undefined);
+    return new Promise((resolve, reject) => {
+      this.lookups.push({ id, resolve, reject });
+      if (this.lookups.length === 1) setImmediate(() => this.runLookups());
+    });
+  }
+
+  private lookups: {
+    id: string;
+    resolve: (l: TxLocation | undefined) => void;
+    reject: (e: Error) => void;
+  }[] = [];
+
+  private runLookups(): void {
+    const batch = this.lookups;
+    this.lookups = [];
+    this.o.db.getMany(batch.map((l) => TX + l.id)).then(
+      (values) => {
+        batch.forEach((l, i) => {
+          const v = values[i];
+          try {
+            l.resolve(v === undefined ? undefined : decodeTxLocation(v, l.id));
+          } catch (err) {
+            l.reject(err as Error);
+          }
+        });
+      },
+      (err: Error) => {
+        for (const l of batch) l.reject(err);
+      },
+    );
   }
 
   /** The Merkle proof of entry `position` of block `n` (computed once per block). */
@@ -659,6 +691,33 @@ export class Ledger {
   async flush(): Promise<void> {
     await this.writes;
   }
+}
+
+/** A tx index value: block number (u64) and position (u32), big-endian. */
+function encodeTxLocation(n: number, position: number): Uint8Array {
+  const out = new Uint8Array(12);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, Math.floor(n / 0x1_0000_0000));
+  dv.setUint32(4, n >>> 0);
+  dv.setUint32(8, position);
+  return out;
+}
+
+/** Reads a tx index value: 12 bytes, or the v8-serialized [number, position] of earlier versions. */
+function decodeTxLocation(v: Uint8Array, id: string): TxLocation {
+  if (v.length === 12 && v[0] !== 0xff) {
+    const dv = new DataView(v.buffer, v.byteOffset, 12);
+    return { number: dv.getUint32(0) * 0x1_0000_0000 + dv.getUint32(4), position: dv.getUint32(8) };
+  }
+  let old: unknown;
+  try {
+    old = deserialize(v);
+  } catch {
+    old = undefined;
+  }
+  if (!Array.isArray(old) || !Number.isSafeInteger(old[0]) || !Number.isSafeInteger(old[1]))
+    throw new LedgerError("CORRUPT", `unreadable tx index entry for ${id}`);
+  return { number: old[0] as number, position: old[1] as number };
 }
 
 function withCert(b: Block, certificate: readonly CertSig[]): Block {
