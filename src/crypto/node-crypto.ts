@@ -2,6 +2,7 @@
 // replicas and clients. Raw 32-byte keys are wrapped in DER (SPKI / PKCS8) to build KeyObjects,
 // which are cached per key because building one costs more than a verification.
 
+import * as crypto from "node:crypto";
 import {
   createHash,
   createHmac,
@@ -98,8 +99,11 @@ function privateKeyObject(seed: Uint8Array): KeyObject {
   return key;
 }
 
+/** One-shot hashing (Node >= 20.12): no Hash object per call, which matters for the many small inputs. */
+const oneShot = (crypto as { hash?: (alg: string, data: Uint8Array, enc: "buffer") => Buffer }).hash;
+
 export function sha256(data: Uint8Array): Uint8Array {
-  return plain(createHash("sha256").update(data).digest());
+  return plain(oneShot ? oneShot("sha256", data, "buffer") : createHash("sha256").update(data).digest());
 }
 
 export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {

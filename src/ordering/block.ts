@@ -135,11 +135,23 @@ export function merkleProof(
 
 /** Audit paths for every leaf of a tree at once (one tree build). */
 export function merkleProofs(entries: readonly Uint8Array[], hash: HashFn = nobleHash): MerkleProof[] {
+  return merkleTree(entries, hash).proofs();
+}
+
+/** A block's Merkle tree built once: its root now, every audit path later from the same levels. */
+export function merkleTree(
+  entries: readonly Uint8Array[],
+  hash: HashFn = nobleHash,
+): { readonly root: Uint8Array; proofs(): MerkleProof[] } {
+  if (entries.length === 0) return { root: hash(new Uint8Array(0)), proofs: () => [] };
   const lv = levels(
     entries.map((e) => leafHash(e, hash)),
     hash,
   );
-  return entries.map((_, i) => pathOf(lv, i, entries.length));
+  return {
+    root: lv[lv.length - 1]![0]!,
+    proofs: () => entries.map((_, i) => pathOf(lv, i, entries.length)),
+  };
 }
 
 function merkleProofFromLeaves(leaves: Uint8Array[], index: number, hash: HashFn): MerkleProof {
@@ -425,7 +437,11 @@ export function bytesEq(a: Uint8Array, b: Uint8Array): boolean {
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
+const NodeBuffer = (globalThis as { Buffer?: typeof Buffer }).Buffer;
+
 export function toHexStr(b: Uint8Array): string {
+  // Node's Buffer encodes natively (a tx id per transaction on every replica); elsewhere, by table.
+  if (NodeBuffer) return NodeBuffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
   let s = "";
   for (let i = 0; i < b.length; i++) s += HEX[b[i] as number];
   return s;

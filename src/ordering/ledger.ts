@@ -22,7 +22,7 @@ import {
   headerHash,
   type MerkleProof,
   merkleProofs,
-  merkleRoot,
+  merkleTree,
   SIGNATURE_BYTES,
   toHexStr,
   type VerifyFn,
@@ -46,6 +46,8 @@ const CERTIFIED = "m/certified";
 
 /** Blocks kept decoded in memory (recent ones: receipts and deliver read them). */
 export const BLOCK_CACHE_MAX = 512;
+/** Merkle trees kept for receipts' proofs (the latest blocks built here; older ones are built again). */
+const TREES_KEPT = 64;
 /** Peer signatures are buffered for blocks at most this far ahead of our chain. */
 export const SIG_AHEAD_MAX = 4096;
 /** Uncertified blocks re-announced per retransmission round. */
@@ -134,6 +136,8 @@ export class Ledger {
   /** Peer signatures for blocks we have not built yet. */
   private readonly early = new Map<number, Map<number, { hh: Uint8Array; sig: Uint8Array }>>();
   private readonly cache = new Map<number, { block: Block; hh: Uint8Array; proofs?: MerkleProof[] }>();
+  /** Merkle trees of the latest blocks built here: receipts' proofs come from them without hashing again. */
+  private readonly trees = new Map<number, ReturnType<typeof merkleTree>>();
   private readonly builtInfo = new Map<number, Built>();
   /** Certificates completed and not yet durable (c/ being written): readers must see them. */
   private readonly freshCerts = new Map<number, CertSig[]>();
@@ -319,10 +323,13 @@ export class Ledger {
           entries.push(e);
           txIds.push(id);
         }
+      const tree = merkleTree(entries, this.o.hash);
+      this.trees.set(c.seq, tree);
+      if (this.trees.size > TREES_KEPT) this.trees.delete(this.trees.keys().next().value as number);
       const header = {
         number: c.seq,
         previousHash: this.headHashV,
-        dataHash: merkleRoot(entries, this.o.hash),
+        dataHash: tree.root,
       };
       const hh = headerHash(header, this.o.hash);
       const block: Block = {
@@ -645,7 +652,11 @@ export class Ledger {
     const b = await this.getBlock(n);
     const c = this.cache.get(n);
     if (!b || !c || position < 0 || position >= b.entries.length) return undefined;
-    c.proofs ??= merkleProofs(b.entries, this.o.hash);
+    if (!c.proofs) {
+      const tree = this.trees.get(n);
+      this.trees.delete(n);
+      c.proofs = tree ? tree.proofs() : merkleProofs(b.entries, this.o.hash);
+    }
     return c.proofs[position];
   }
 
