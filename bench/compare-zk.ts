@@ -96,7 +96,7 @@ async function warmSystem(sut: SystemUnderTest, tag: string): Promise<number[]> 
     return last.length === 3 && last.every((r) => Math.abs(r - m) <= STABLE_WITHIN * m);
   };
   for (let t = 0; t < 3 * SYSTEM_WARMUP_S && (t < SYSTEM_WARMUP_S || !stable()); t += WARM_SLICE_S)
-    rates.push((await workload(sut.clients, "create", 64, `${tag}-warm`, o)).opsPerSec);
+    rates.push((await workload(sut.clients, "create", 64, `${tag}-warm${rates.length}`, o)).opsPerSec);
   await workload(sut.clients, "getData", 64, `${tag}-warm`, o);
   await workload(sut.clients, "create", 1, `${tag}-warm1`, o);
   console.log(

@@ -40,6 +40,11 @@ export interface HostOptions {
   readonly onError?: (err: Error, from?: ReplicaId) => void;
   /** Stage marks for the latency breakdown (off when absent). */
   readonly trace?: StageTrace;
+  /**
+   * Fault injection for tests: called when a Ready's messages are sent and its commits' writes are not
+   * yet made (see drain).
+   */
+  readonly onSentBeforeWritten?: (seqs: readonly number[]) => void;
 }
 
 export class ReplicaHost {
@@ -154,11 +159,23 @@ export class ReplicaHost {
         for (const o of rd.send)
           if (o.msg.type === "h-commit" || o.msg.type === "p-commit") trace.mark("commit-ready", o.msg.seq);
       }
-      // The app's writes for these commits go into the same atomic batch as the core's state.
-      const app = this.o.app && rd.commit.length > 0 ? await this.o.app.prepare(rd.commit) : undefined;
-      if (rd.persist.length > 0 || (app && app.ops.length > 0)) await store.apply(rd.persist, app?.ops);
+      // Messages first, blocks after, when a crash in between loses nothing: the core's state (its votes,
+      // and the batches it executed, which a restart executes again above its checkpoint and commits to
+      // the app again) is written and the messages go out before the app builds and writes the blocks.
+      // A follower's COMMIT then does not wait for the block its own commit builds.
+      const split =
+        this.o.app !== undefined &&
+        rd.commit.length > 0 &&
+        rd.send.length > 0 &&
+        rd.commit.every((c) => c.seq > core.restartSeq);
+      let app: { ops: RawOp[]; built: unknown } | undefined;
+      if (!split) {
+        // The app's writes for these commits go into the same atomic batch as the core's state.
+        app = this.o.app && rd.commit.length > 0 ? await this.o.app.prepare(rd.commit) : undefined;
+        if (rd.persist.length > 0 || (app && app.ops.length > 0)) await store.apply(rd.persist, app?.ops);
+      } else if (rd.persist.length > 0) await store.apply(rd.persist);
       if (trace) {
-        for (const c of rd.commit) trace.mark("written", c.seq);
+        if (!split) for (const c of rd.commit) trace.mark("written", c.seq);
         for (const o of rd.send)
           if (o.msg.type === "h-commit" || o.msg.type === "p-commit")
             trace.mark("commit-persisted", o.msg.seq);
@@ -172,6 +189,12 @@ export class ReplicaHost {
         const frame = encodeMessage(o.msg as Message);
         if (o.to === "all") transport.broadcast(frame);
         else transport.send(o.to, frame);
+      }
+      if (split && this.o.app) {
+        this.o.onSentBeforeWritten?.(rd.commit.map((c) => c.seq));
+        app = await this.o.app.prepare(rd.commit);
+        if (app.ops.length > 0) await store.apply([], app.ops);
+        if (trace) for (const c of rd.commit) trace.mark("written", c.seq);
       }
       if (app) this.o.app?.written(app.built);
       for (const c of rd.commit) this.o.onCommit?.(c);

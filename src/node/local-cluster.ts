@@ -82,7 +82,8 @@ export async function localCluster(
 
 const EVENTS_KEPT = 1000;
 const TSX = import.meta.resolve("tsx");
-const SCRIPT = fileURLToPath(new URL("./node-process.ts", import.meta.url));
+/** The entry script of a node process (node-process.ts). */
+export const NODE_SCRIPT = fileURLToPath(new URL("./node-process.ts", import.meta.url));
 const COUNTER_SCRIPT = fileURLToPath(new URL("../counter/counter-process.ts", import.meta.url));
 
 /** A hybrid replica's trusted counter in its own process (as `orderer counter` runs it). */
@@ -191,7 +192,7 @@ export class NodeProcess {
 
   private async startNode(): Promise<void> {
     const out = typeof this.stdio === "object" ? openSync(this.stdio.logFile, "a") : this.stdio;
-    const proc = fork(this.variant?.script ?? SCRIPT, [], {
+    const proc = fork(this.variant?.script ?? NODE_SCRIPT, [], {
       execArgv: [
         "--import",
         TSX, // resolved from here: the child may run in any working directory

@@ -26,7 +26,16 @@ async function main(): Promise<void> {
     process.on("message", (m: { type?: string }) => {
       if (m?.type === "trace") send({ type: "trace", marks: trace.take() });
     });
+  // Tests: a crash (SIGKILL to itself) at the k-th Ready whose messages went out before its blocks were written.
+  const crashAt = Number(process.env.ORDERER_TEST_CRASH_AFTER_SENT ?? 0);
+  let splits = 0;
   const n = await OrdererNode.start(cluster, node, {
+    onSentBeforeWritten:
+      crashAt > 0
+        ? () => {
+            if (++splits === crashAt) process.kill(process.pid, "SIGKILL");
+          }
+        : undefined,
     logger: createLogger(node.logLevel ?? "info", { replica: node.id }),
     onError: (err) => send({ type: "log", message: err.message }),
     onFatal: () => setImmediate(() => process.exit(70)),
