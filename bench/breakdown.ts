@@ -25,8 +25,8 @@ const MODE: Mode = modeArg >= 0 && process.argv[modeArg + 1] === "pbft" ? "pbft"
 const ROWS = [
   ["client → API (WebSocket)", "sent", "received"],
   ["gateway: duplicate lookup, sign, propose", "received", "proposed"],
-  ["leader: batch, certify, persist, send PREPARE", "proposed", "prepare-sent"],
-  ["followers: verify, certify, persist, send COMMIT", "prepare-sent", "commit-sent"],
+  ["leader: batch, certify, send PREPARE", "proposed", "prepare-sent"],
+  ["followers: verify, certify, send COMMIT", "prepare-sent", "commit-sent"],
   ["commit quorum at the entry replica", "commit-sent", "committed"],
   ["build the block, write it (fsync)", "committed", "written"],
   ["certify the block (signature round, write)", "written", "certified"],
@@ -39,8 +39,7 @@ const FOLLOWER_ROWS = [
   ["  ↳ leader → follower (transport)", "prepare-sent", "f-received"],
   ["  ↳ core: verify, certify the COMMIT (counter)", "f-received", "f-handled"],
   ["  ↳ wait for the host to take the Ready", "f-handled", "f-ready"],
-  ["  ↳ build the block if committed, persist (fsync)", "f-ready", "f-persisted"],
-  ["  ↳ hand the COMMIT to the transport", "f-persisted", "f-sent"],
+  ["  ↳ hand the COMMIT to the transport (before the Ready's write)", "f-ready", "f-sent"],
 ] as const;
 
 type Times = Record<string, number>;
@@ -114,7 +113,6 @@ function stageTimes(
       "f-received": at(follower, "prepare-received", t.block) ?? Number.NaN,
       "f-handled": at(follower, "prepare-handled", t.block) ?? Number.NaN,
       "f-ready": at(follower, "commit-ready", t.block) ?? Number.NaN,
-      "f-persisted": at(follower, "commit-persisted", t.block) ?? Number.NaN,
       "f-sent": at(follower, "commit-sent", t.block) ?? Number.NaN,
     };
     if (Object.values(row).every(Number.isFinite)) out.push(row);

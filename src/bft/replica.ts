@@ -207,14 +207,6 @@ export abstract class ReplicaCore {
     return this.leader === this.id && this.vcTarget === null;
   }
 
-  /**
-   * The seq a restart resumes from (the persisted checkpoint, once this Ready is written): batches
-   * executed above it are executed again from storage after a restart and committed to the host again.
-   */
-  get restartSeq(): number {
-    return this.persistedCheckpointSeq;
-  }
-
   get tickCount(): number {
     return this.now;
   }

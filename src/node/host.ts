@@ -2,7 +2,14 @@
 // timer → tick(); each Ready → persist (awaited) → send → commit callbacks, strictly in order.
 
 import type { ReplicaCore } from "../bft/replica.ts";
-import type { ClientRequest, CommittedBatch, Message, ReplicaEvent, ReplicaId } from "../bft/types.ts";
+import type {
+  ClientRequest,
+  CommittedBatch,
+  Message,
+  Outgoing,
+  ReplicaEvent,
+  ReplicaId,
+} from "../bft/types.ts";
 import { decodeMessage, encodeMessage } from "../transport/codec.ts";
 import type { Transport } from "../transport/transport.ts";
 import type { LevelStore, RawOp } from "./level-store.ts";
@@ -41,10 +48,10 @@ export interface HostOptions {
   /** Stage marks for the latency breakdown (off when absent). */
   readonly trace?: StageTrace;
   /**
-   * Fault injection for tests: called when a Ready's messages are sent and its commits' writes are not
-   * yet made (see drain).
+   * Fault injection for tests: called when a Ready's hybrid PREPAREs/COMMITs (their seqs) went out and
+   * the Ready is not yet written (see drain).
    */
-  readonly onSentBeforeWritten?: (seqs: readonly number[]) => void;
+  readonly onSentBeforeDurable?: (seqs: readonly number[]) => void;
 }
 
 export class ReplicaHost {
@@ -132,6 +139,20 @@ export class ReplicaHost {
       });
   }
 
+  private transmit(out: readonly Outgoing[], trace: StageTrace | undefined): void {
+    const { transport } = this.o;
+    for (const o of out) {
+      if (trace) {
+        const t = o.msg.type;
+        if (t === "h-prepare" || t === "p-pre-prepare") trace.mark("prepare-sent", o.msg.seq);
+        else if (t === "h-commit" || t === "p-commit") trace.mark("commit-sent", o.msg.seq);
+      }
+      const frame = encodeMessage(o.msg as Message);
+      if (o.to === "all") transport.broadcast(frame);
+      else transport.send(o.to, frame);
+    }
+  }
+
   /** Snapshot offered: the app catches up (or there is no app state to bring along), then the core jumps. */
   private async catchUp(): Promise<void> {
     const { core, app } = this.o;
@@ -147,7 +168,7 @@ export class ReplicaHost {
   }
 
   private async drain(): Promise<void> {
-    const { core, transport, store } = this.o;
+    const { core, store } = this.o;
     for (;;) {
       if (this.stopped) return;
       await this.catchUp();
@@ -159,43 +180,22 @@ export class ReplicaHost {
         for (const o of rd.send)
           if (o.msg.type === "h-commit" || o.msg.type === "p-commit") trace.mark("commit-ready", o.msg.seq);
       }
-      // Messages first, blocks after, when a crash in between loses nothing: the core's state (its votes,
-      // and the batches it executed, which a restart executes again above its checkpoint and commits to
-      // the app again) is written and the messages go out before the app builds and writes the blocks.
-      // A follower's COMMIT then does not wait for the block its own commit builds.
-      const split =
-        this.o.app !== undefined &&
-        rd.commit.length > 0 &&
-        rd.send.length > 0 &&
-        rd.commit.every((c) => c.seq > core.restartSeq);
-      let app: { ops: RawOp[]; built: unknown } | undefined;
-      if (!split) {
-        // The app's writes for these commits go into the same atomic batch as the core's state.
-        app = this.o.app && rd.commit.length > 0 ? await this.o.app.prepare(rd.commit) : undefined;
-        if (rd.persist.length > 0 || (app && app.ops.length > 0)) await store.apply(rd.persist, app?.ops);
-      } else if (rd.persist.length > 0) await store.apply(rd.persist);
-      if (trace) {
-        if (!split) for (const c of rd.commit) trace.mark("written", c.seq);
-        for (const o of rd.send)
-          if (o.msg.type === "h-commit" || o.msg.type === "p-commit")
-            trace.mark("commit-persisted", o.msg.seq);
-        for (const o of rd.send) {
-          const t = o.msg.type;
-          if (t === "h-prepare" || t === "p-pre-prepare") trace.mark("prepare-sent", o.msg.seq);
-          else if (t === "h-commit" || t === "p-commit") trace.mark("commit-sent", o.msg.seq);
-        }
+      // A hybrid PREPARE or COMMIT goes out before this Ready is durable. Its certificate is the trusted
+      // counter's, which advanced (durably) before the Ready was made: whether or not the write below
+      // happens, this replica can never send another message with that value, and a crash before the
+      // write leaves it behind its counter, as a crash between certify and persist always could
+      // (protocol.md §9.3). Everything else waits for the write. So a follower's COMMIT waits neither
+      // for its fsync nor for the block its own commit builds.
+      const early = rd.send.filter((o) => o.msg.type === "h-prepare" || o.msg.type === "h-commit");
+      if (early.length > 0) {
+        this.transmit(early, trace);
+        this.o.onSentBeforeDurable?.(early.map((o) => (o.msg as { seq: number }).seq));
       }
-      for (const o of rd.send) {
-        const frame = encodeMessage(o.msg as Message);
-        if (o.to === "all") transport.broadcast(frame);
-        else transport.send(o.to, frame);
-      }
-      if (split && this.o.app) {
-        this.o.onSentBeforeWritten?.(rd.commit.map((c) => c.seq));
-        app = await this.o.app.prepare(rd.commit);
-        if (app.ops.length > 0) await store.apply([], app.ops);
-        if (trace) for (const c of rd.commit) trace.mark("written", c.seq);
-      }
+      // The app's writes for these commits go into the same atomic batch as the core's state.
+      const app = this.o.app && rd.commit.length > 0 ? await this.o.app.prepare(rd.commit) : undefined;
+      if (rd.persist.length > 0 || (app && app.ops.length > 0)) await store.apply(rd.persist, app?.ops);
+      if (trace) for (const c of rd.commit) trace.mark("written", c.seq);
+      this.transmit(early.length > 0 ? rd.send.filter((o) => !early.includes(o)) : rd.send, trace);
       if (app) this.o.app?.written(app.built);
       for (const c of rd.commit) this.o.onCommit?.(c);
       for (const e of rd.events) this.o.onEvent?.(e);

@@ -26,11 +26,11 @@ async function main(): Promise<void> {
     process.on("message", (m: { type?: string }) => {
       if (m?.type === "trace") send({ type: "trace", marks: trace.take() });
     });
-  // Tests: a crash (SIGKILL to itself) at the k-th Ready whose messages went out before its blocks were written.
-  const crashAt = Number(process.env.ORDERER_TEST_CRASH_AFTER_SENT ?? 0);
+  // Tests: a crash (SIGKILL to itself) at the k-th Ready whose PREPARE/COMMIT went out before it was written.
+  const crashAt = Number(process.env.ORDERER_TEST_CRASH_BEFORE_DURABLE ?? 0);
   let splits = 0;
   const n = await OrdererNode.start(cluster, node, {
-    onSentBeforeWritten:
+    onSentBeforeDurable:
       crashAt > 0
         ? () => {
             if (++splits === crashAt) process.kill(process.pid, "SIGKILL");

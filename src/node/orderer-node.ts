@@ -118,8 +118,8 @@ export interface NodeHooks {
   readonly wrapTransport?: (t: Transport) => Transport;
   /** Stage marks of the write path (the latency breakdown bench); off when absent. */
   readonly trace?: StageTrace;
-  /** Fault injection for tests: HostOptions.onSentBeforeWritten. */
-  readonly onSentBeforeWritten?: (seqs: readonly number[]) => void;
+  /** Fault injection for tests: HostOptions.onSentBeforeDurable. */
+  readonly onSentBeforeDurable?: (seqs: readonly number[]) => void;
 }
 
 /** Events worth a log line (the others are counted in metrics only). */
@@ -347,7 +347,7 @@ export class OrdererNode {
         tickMs,
         app: app as HostApp,
         trace: hooks.trace,
-        onSentBeforeWritten: hooks.onSentBeforeWritten,
+        onSentBeforeDurable: hooks.onSentBeforeDurable,
         onEvent,
         onError: (err, from) => {
           if (from === undefined) onError(err);

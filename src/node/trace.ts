@@ -17,8 +17,6 @@ export const TRACE_STAGES = [
   "prepare-handled",
   /** seq: the follower's Ready with its COMMIT starts (the host took it from the core). */
   "commit-ready",
-  /** seq: that Ready's writes are durable (its COMMIT goes out next). */
-  "commit-persisted",
   /** seq: this replica sent its COMMIT for the batch. */
   "commit-sent",
   /** seq: the core committed the batch (a Ready holds it; before the block is built). */

@@ -1,10 +1,10 @@
-// A follower sends its COMMIT before it builds and writes the block its own commit makes (host.ts: the
-// core's state first, the blocks after). This kills a replica at exactly that point (SIGKILL to itself,
-// messages out, block not written), restarts it and checks that it rebuilds the missing blocks from the
-// batches its core executes again: the same chain as its peers, every acknowledged transaction in it.
+// A hybrid replica sends its PREPARE or COMMIT before its Ready is durable (host.ts: the trusted counter's
+// certificate already pins the value). This kills a follower at exactly that point (SIGKILL to itself:
+// COMMIT out, its vote, the batch and the block not written), restarts it (behind its counter) and
+// checks that it catches up: the same chain as its peers, every acknowledged transaction in it.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -19,8 +19,8 @@ async function chain(url: string): Promise<{ height: number; headHash: string | 
   return (await fetch(`${url}/v1/chain`)).json() as Promise<{ height: number; headHash: string | null }>;
 }
 
-describe("a replica killed after sending its COMMIT, before writing the block", () => {
-  const dir = mkdtempSync(join(tmpdir(), "orderer-split-"));
+describe("a replica killed after sending its COMMIT, before its Ready is durable", () => {
+  const dir = mkdtempSync(join(tmpdir(), "orderer-early-"));
   const procs: NodeProcess[] = [];
 
   after(async () => {
@@ -33,7 +33,7 @@ describe("a replica killed after sending its COMMIT, before writing the block", 
     const stdio = { logFile: join(dir, "nodes.log") };
     const victim = new NodeProcess(lc.cluster, lc.nodes[1]!, stdio, lc.counters[1], {
       script: NODE_SCRIPT,
-      env: { ORDERER_TEST_CRASH_AFTER_SENT: "5" },
+      env: { ORDERER_TEST_CRASH_BEFORE_DURABLE: "5" },
     });
     procs.push(new NodeProcess(lc.cluster, lc.nodes[0]!, stdio, lc.counters[0]), victim);
     procs.push(new NodeProcess(lc.cluster, lc.nodes[2]!, stdio, lc.counters[2]));
@@ -42,7 +42,7 @@ describe("a replica killed after sending its COMMIT, before writing the block", 
     const url = lc.urls[0] as string;
     const acked: string[] = [];
     const codes = ["NO_QUORUM", "TIMEOUT", "OVERLOADED"];
-    // One at a time: each is a Ready at the follower with its COMMIT and its commit; the 5th kills it.
+    // One at a time: each is a Ready at the follower with its COMMIT; the 5th kills it.
     for (let i = 0; i < 12; i++) {
       const r = await submitWhenReady(client, new TextEncoder().encode(`split ${i}`), url, { codes });
       acked.push(r.txId);
@@ -54,6 +54,8 @@ describe("a replica killed after sending its COMMIT, before writing the block", 
       setTimeout(() => resolve(false), 5000);
     });
     assert.ok(exited, "the victim killed itself between sending and writing");
+    const log = readFileSync(join(dir, "nodes.log"), "utf8");
+    assert.doesNotMatch(log, /"level":(50|60)/, "no error or fatal line before the restart");
     await victim.counter?.kill();
     // Restarted without the fault: it must catch up to the same chain.
     const again = new NodeProcess(lc.cluster, lc.nodes[1]!, stdio, lc.counters[1]);
