@@ -54,6 +54,9 @@ export interface HostOptions {
   readonly onSentBeforeDurable?: (seqs: readonly number[]) => void;
 }
 
+/** Messages a Ready may send before it is written: the hybrid votes, whose value the counter pinned. */
+const sentBeforeDurable = (o: Outgoing): boolean => o.msg.type === "h-prepare" || o.msg.type === "h-commit";
+
 export class ReplicaHost {
   private readonly o: HostOptions;
   private timer: ReturnType<typeof setInterval> | null = null;
@@ -186,7 +189,7 @@ export class ReplicaHost {
       // write leaves it behind its counter, as a crash between certify and persist always could
       // (protocol.md §9.3). Everything else waits for the write. So a follower's COMMIT waits neither
       // for its fsync nor for the block its own commit builds.
-      const early = rd.send.filter((o) => o.msg.type === "h-prepare" || o.msg.type === "h-commit");
+      const early = rd.send.filter(sentBeforeDurable);
       if (early.length > 0) {
         this.transmit(early, trace);
         this.o.onSentBeforeDurable?.(early.map((o) => (o.msg as { seq: number }).seq));
@@ -195,7 +198,7 @@ export class ReplicaHost {
       const app = this.o.app && rd.commit.length > 0 ? await this.o.app.prepare(rd.commit) : undefined;
       if (rd.persist.length > 0 || (app && app.ops.length > 0)) await store.apply(rd.persist, app?.ops);
       if (trace) for (const c of rd.commit) trace.mark("written", c.seq);
-      this.transmit(early.length > 0 ? rd.send.filter((o) => !early.includes(o)) : rd.send, trace);
+      this.transmit(early.length > 0 ? rd.send.filter((o) => !sentBeforeDurable(o)) : rd.send, trace);
       if (app) this.o.app?.written(app.built);
       for (const c of rd.commit) this.o.onCommit?.(c);
       for (const e of rd.events) this.o.onEvent?.(e);
