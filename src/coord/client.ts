@@ -487,7 +487,10 @@ export class CoordClient {
         if (settled) return;
         settled = true;
         clearTimeout(handshakeTimer);
-        ws.onmessage = ws.onclose = ws.onerror = null;
+        ws.onmessage = ws.onclose = null;
+        // Closing a socket still connecting reports an error event (ws in Node): with no listener, the
+        // event would be an uncaught exception in the application.
+        ws.onerror = () => {};
         try {
           ws.close();
         } catch {
