@@ -456,7 +456,7 @@ export abstract class ReplicaCore {
       weight += this.weight(r);
     }
     if (weight > this.limits.batchMaxCount) return "batch-too-many";
-    if (bytes > this.limits.batchMaxBytes) return "batch-too-large";
+    if (!batchWithin(this.limits, batch.requests.length, weight, bytes)) return "batch-too-large";
     return null;
   }
 
@@ -675,8 +675,7 @@ export abstract class ReplicaCore {
       while (this.queueHead < this.queue.length) {
         const r = this.queue[this.queueHead] as ClientRequest;
         const w = this.weight(r);
-        if (weight + w > this.limits.batchMaxCount) break;
-        if (requests.length > 0 && bytes + r.op.length > this.limits.batchMaxBytes) break;
+        if (!batchWithin(this.limits, requests.length + 1, weight + w, bytes + r.op.length)) break;
         this.queueHead++;
         const key = requestKey(r);
         this.queueKeys.delete(key);
@@ -803,6 +802,7 @@ export abstract class ReplicaCore {
   private execute(seq: number, view: number, batch: Batch, replay = false): void {
     assert(seq === this.lastExecuted + 1, `execute ${seq} after ${this.lastExecuted}`);
     const batchDigest = this.digests.batch(batch);
+    const oldest = this.timers.keys().next().value;
     const executed = batch.requests.map((r) => {
       const key = requestKey(r);
       this.timers.delete(key);
@@ -812,6 +812,14 @@ export abstract class ReplicaCore {
       this.clients.record(r.clientId, r.reqNo, seq);
       return true;
     });
+    if (oldest !== undefined && !this.timers.has(oldest)) {
+      // PBFT's request timer restarts, for the next request waited for, when the oldest one executes: a
+      // correct leader that keeps up with nothing but its backlog is not deposed; one that leaves a
+      // request behind still is.
+      const next = this.timers.values().next();
+      if (!next.done)
+        next.value.deadline = Math.max(next.value.deadline, this.now + this.limits.requestTimeoutTicks);
+    }
     this.stateDigest = this.digests.nextState(this.stateDigest, seq, batchDigest);
     this.lastExecuted = seq;
     this.progressDeadline = Number.POSITIVE_INFINITY;
@@ -1022,7 +1030,17 @@ function validateConfig(id: number, n: number, f: number, l: Limits): void {
     if (!Number.isSafeInteger(v) || v <= 0) bad(k, "must be a positive integer");
   if (l.window < 2 * l.checkpointInterval) bad("window", "must be >= 2 * checkpointInterval");
   if (l.retainBatches < l.checkpointInterval) bad("retainBatches", "must be >= checkpointInterval");
-  // requestMaxBytes may exceed batchMaxBytes (Fabric: AbsoluteMaxBytes > PreferredMaxBytes): a request
-  // larger than batchMaxBytes is cut into a batch of its own.
+  // requestMaxBytes may exceed batchMaxBytes (Fabric: AbsoluteMaxBytes > PreferredMaxBytes): see batchWithin.
   if (l.stateChunkBatches < l.checkpointInterval) bad("stateChunkBatches", "must be >= checkpointInterval");
+}
+
+/**
+ * The one definition of a batch within the limits: the leader cuts by it (maybePropose) and followers
+ * accept by it (batchProblem), so a batch a correct leader cuts is always accepted. At most
+ * batchMaxCount of weight, and at most batchMaxBytes of ops unless the batch is a single request: a
+ * request larger than batchMaxBytes (up to requestMaxBytes, which intake enforces) goes alone, as
+ * Fabric cuts a transaction above PreferredMaxBytes into a block of its own.
+ */
+export function batchWithin(l: Limits, requests: number, weight: number, bytes: number): boolean {
+  return weight <= l.batchMaxCount && (requests <= 1 || bytes <= l.batchMaxBytes);
 }

@@ -9,7 +9,7 @@ import { ORDER_COUNTER } from "../../src/bft/hybrid.ts";
 import { type Batch, type ClientRequest, type HPrepare, RequestError } from "../../src/bft/index.ts";
 import { batchLimits, DEFAULT_BATCH } from "../../src/node/config.ts";
 import { TX_BATCH_OVERHEAD_BYTES } from "../../src/ordering/tx-batch.ts";
-import { Cluster } from "./harness.ts";
+import { Cluster, holding } from "./harness.ts";
 
 const limits = { batchMaxCount: 3, batchMaxBytes: 100, requestMaxBytes: 300, batchTimeoutTicks: 5 };
 
@@ -28,6 +28,8 @@ function proposals(c: Cluster): number[][] {
 }
 
 const op = (len: number, tag: number) => `${tag}`.padEnd(len, "x");
+/** An op of exactly `len` bytes. */
+const exact = (len: number, tag: number) => op(len, tag).slice(0, len);
 
 describe("block cutting (Fabric semantics)", () => {
   it("cuts at MaxMessageCount", () => {
@@ -102,6 +104,75 @@ describe("block cutting (Fabric semantics)", () => {
     assert.equal(c.dropped(1, "prepare-batch-too-many"), 1);
     assert.equal(rd.send.filter((o) => o.msg.type === "h-commit").length, 0, "no COMMIT for it");
   });
+
+  for (const mode of ["hybrid", "pbft"] as const)
+    it(`${mode}: every batch a correct leader cuts is accepted, across every size boundary`, () => {
+      // Sizes around PreferredMaxBytes (100) and AbsoluteMaxBytes (300), alone and after a small one,
+      // while earlier batches are in flight and when the leader is idle. Followers once refused a lone
+      // request above PreferredMaxBytes as "batch-too-large" and deposed the leader for it.
+      const sizes = [1, 99, 100, 101, 150, 299, 300];
+      const c = new Cluster({ mode, f: 1, limits });
+      const submitted: number[] = [];
+      for (const idle of [true, false])
+        for (const first of [0, 10, 60])
+          for (const size of sizes) {
+            c.filter = idle ? () => "deliver" : () => "hold";
+            if (first > 0) c.propose(0, c.request(exact(first, submitted.length)));
+            c.propose(0, c.request(exact(size, submitted.length + 1)));
+            submitted.push(...(first > 0 ? [first] : []), size);
+            c.tick(limits.batchTimeoutTicks);
+            c.filter = () => "deliver";
+            c.release();
+            c.deliverAll();
+          }
+      for (let i = 0; i < c.n; i++) {
+        assert.equal(c.r(i).view, 0, `replica ${i} never left view 0`);
+        for (const [reason, count] of c.r(i).dropped)
+          assert.ok(!reason.includes("batch"), `replica ${i} dropped ${count} × ${reason}`);
+        const ops = (c.commits[i] ?? []).flatMap((b) => b.batch.requests.map((r) => r.op.length));
+        assert.deepEqual(ops, submitted, `replica ${i} executed every request, in order`);
+      }
+      const batches = (c.commits[0] ?? []).map((b) => b.batch.requests.map((r) => r.op.length));
+      for (const b of batches) {
+        const bytes = b.reduce((a, x) => a + x, 0);
+        assert.ok(b.length <= limits.batchMaxCount, `batch ${b} within MaxMessageCount`);
+        assert.ok(b.length === 1 || bytes <= limits.batchMaxBytes, `batch ${b} within PreferredMaxBytes`);
+      }
+      assert.ok(
+        batches.some((b) => b.length === 1 && (b[0] as number) > limits.batchMaxBytes),
+        "some request above PreferredMaxBytes went alone",
+      );
+      assert.throws(() => c.r(0).propose(c.request(op(301, 999))), RequestError, "301 > AbsoluteMaxBytes");
+    });
+
+  for (const mode of ["hybrid", "pbft"] as const)
+    it(`${mode}: a leader working through a backlog in order is not deposed by the request timer`, () => {
+      // Ten requests held at a follower; the leader's proposals reach the followers one per 10 ticks, so
+      // the last executes long after requestTimeoutTicks (20). The follower's timer restarts each time
+      // the oldest request it waits for executes (PBFT's rule), so no view change; before, the oldest
+      // deadline alone decided and the follower deposed a correct, merely busy, leader.
+      const c = new Cluster({ mode, f: 1, limits: { batchMaxCount: 1, requestTimeoutTicks: 20 } });
+      const proposal = mode === "hybrid" ? "h-prepare" : "p-pre-prepare";
+      c.filter = holding([proposal]);
+      for (let i = 0; i < 10; i++) c.propose(1, c.request(`backlog-${i}`));
+      c.deliverAll();
+      for (let round = 0; round < 40 && (c.commits[1]?.length ?? 0) < 10; round++) {
+        const seqs = c.held.map((e) => (e.msg as { seq: number }).seq);
+        if (seqs.length > 0) {
+          const lowest = Math.min(...seqs);
+          c.release((e) => (e.msg as { seq: number }).seq === lowest);
+        }
+        c.tick(10);
+      }
+      assert.equal(c.commits[1]?.length, 10, "every request executed at the follower");
+      for (let i = 0; i < c.n; i++) {
+        assert.equal(c.r(i).view, 0, `replica ${i} stayed in view 0`);
+        assert.ok(
+          !(c.events[i] ?? []).some((e) => e.kind === "view-change-started"),
+          `replica ${i}: no view change`,
+        );
+      }
+    });
 
   it("maps the cluster config's Fabric names onto these limits", () => {
     assert.deepEqual(batchLimits({ ...DEFAULT_BATCH, batchTimeoutMs: 25 }, 10), {
