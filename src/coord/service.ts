@@ -97,8 +97,12 @@ interface InFlight {
   readonly sentMs: number;
 }
 
-/** An operation put back because an earlier one of its session was not applied yet is retried this often. */
-const DEFER_ATTEMPTS_MAX = 50;
+/**
+ * An operation the order put before an earlier one of its session is proposed again (once that earlier one
+ * is applied) at most this often; one whose predecessor does not arrive within inFlightTimeoutMs is
+ * answered with an error. Either way it enters the order a bounded number of times.
+ */
+const DEFER_ATTEMPTS_MAX = 3;
 const READ_QUEUE_PER_CONN_MAX = 1024;
 const SETWATCHES_MAX = 100_000;
 
@@ -125,6 +129,10 @@ export class CoordService {
   private readonly inFlight = new Map<number, InFlight>();
   /** Operations proposed or queued here, by session:cxid (to retry deferred ones). */
   private readonly proposed = new Map<string, PendingOp>();
+  /** The highest cxid queued here per session: a write must follow it or the tree's lastCxid. */
+  private readonly highestCxid = new Map<number, number>();
+  /** Deferred operations of ours, waiting for their session's previous cxid to be applied. */
+  private readonly deferred = new Map<string, { readonly p: PendingOp; readonly sinceMs: number }>();
   private readonly readWaiters: { conn: CoordConn; need: number; deadline: number; run: () => void }[] = [];
   private nextReqNo: number;
   private applying = 0;
@@ -137,6 +145,8 @@ export class CoordService {
     opsProposed: 0,
     refused: 0,
     deferredRetries: 0,
+    deferredFailed: 0,
+    cxidGaps: 0,
     inFlightTimeouts: 0,
     malformed: 0,
     badSignatures: 0,
@@ -205,6 +215,7 @@ export class CoordService {
     } finally {
       this.applying--;
     }
+    this.retryDeferred();
     this.serveReads();
     this.scheduleFlush();
   }
@@ -432,6 +443,21 @@ export class CoordService {
       this.stats.refused++;
       return this.fail(c, id, "THROTTLEDOP", "too many operations waiting; slow down");
     }
+    // A write must follow the session's last one. The tree may lag behind what the client saw through
+    // another replica: then check again once this replica has applied the client's zxid (the waiters run
+    // in arrival order, so pipelined writes keep theirs). A gap then is the client's: refused, not ordered.
+    const known = Math.max(s.lastCxid, this.highestCxid.get(c.sessionId) ?? 0);
+    if (op.cxid > known + 1) {
+      if (this.tree.appliedZxid < c.zxid || this.applying > 0)
+        return this.afterZxid(c, c.zxid, id, () => this.onSigned(c, id, m));
+      this.stats.cxidGaps++;
+      return this.fail(
+        c,
+        id,
+        "MARSHALLINGERROR",
+        `cxid ${op.cxid} skips ${known + 1}: a session numbers its writes one after another`,
+      );
+    }
     c.waiting.set(op.cxid, id);
     this.enqueue(p);
   }
@@ -440,6 +466,7 @@ export class CoordService {
 
   private enqueue(p: PendingOp): void {
     this.proposed.set(`${p.sessionId}:${p.cxid}`, p);
+    if (p.cxid > (this.highestCxid.get(p.sessionId) ?? 0)) this.highestCxid.set(p.sessionId, p.cxid);
     this.queue.push(p);
     this.scheduleFlush();
   }
@@ -520,6 +547,44 @@ export class CoordService {
     this.requeue(f.ops);
   }
 
+  /**
+   * Deferred operations of ours: proposed again once their session's previous write is applied; answered
+   * with an error when it is not within inFlightTimeoutMs or after DEFER_ATTEMPTS_MAX proposals.
+   */
+  private retryDeferred(): void {
+    if (this.deferred.size === 0) return;
+    const now = this.now();
+    const timeout = this.o.inFlightTimeoutMs ?? 5000;
+    for (const [key, { p, sinceMs }] of this.deferred) {
+      const s = this.tree.session(p.sessionId);
+      if (!s || s.lastCxid >= p.cxid) {
+        this.deferred.delete(key);
+        continue;
+      }
+      if (s.lastCxid === p.cxid - 1 && p.attempts < DEFER_ATTEMPTS_MAX && this.bySession.has(p.sessionId)) {
+        this.deferred.delete(key);
+        p.attempts++;
+        this.stats.deferredRetries++;
+        this.queue.push(p);
+        continue;
+      }
+      if (now - sinceMs < timeout && p.attempts < DEFER_ATTEMPTS_MAX) continue;
+      this.deferred.delete(key);
+      this.proposed.delete(key);
+      this.stats.deferredFailed++;
+      const c = this.bySession.get(p.sessionId);
+      const id = c?.waiting.get(p.cxid);
+      if (!c || id === undefined) continue;
+      c.waiting.delete(p.cxid);
+      this.fail(
+        c,
+        id,
+        "MARSHALLINGERROR",
+        `write ${p.cxid} was ordered before write ${p.cxid - 1}, which never came`,
+      );
+    }
+  }
+
   private onTimer(): void {
     if (this.stopped) return;
     const now = this.now();
@@ -534,6 +599,7 @@ export class CoordService {
     }
     // Our clock feeds the agreed time when, by our clock, something is due: a TTL node's expiry, an
     // emptied container, or (while sessions live) every period. An idle cluster orders nothing.
+    this.retryDeferred();
     const clockDue = this.tree.timeDeadlineMs() <= now && now - this.lastProposedMs >= period;
     if (clockDue || this.queue.length > 0 || this.pings.size > 0) this.flush(clockDue);
     // A client silent for its whole session timeout is gone from this replica's point of view.
@@ -595,17 +661,14 @@ export class CoordService {
       case "deferred": {
         const key = `${e.sessionId}:${e.cxid}`;
         const p = this.proposed.get(key);
-        if (e.proposer !== this.o.self || !p) return;
-        if (++p.attempts > DEFER_ATTEMPTS_MAX || !this.bySession.has(e.sessionId)) {
-          this.proposed.delete(key);
-          return;
-        }
-        this.stats.deferredRetries++;
-        this.queue.push(p);
+        if (e.proposer !== this.o.self || !p || this.deferred.has(key)) return;
+        this.deferred.set(key, { p, sinceMs: this.now() });
         return;
       }
       case "closed": {
         for (const [k, p] of this.proposed) if (p.sessionId === e.sessionId) this.proposed.delete(k);
+        for (const [k, d] of this.deferred) if (d.p.sessionId === e.sessionId) this.deferred.delete(k);
+        this.highestCxid.delete(e.sessionId);
         this.pings.delete(e.sessionId);
         const c = this.bySession.get(e.sessionId);
         if (!c) return;

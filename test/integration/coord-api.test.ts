@@ -8,7 +8,14 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
 import { type CoordError, CreateMode, type WatchedEvent } from "../../src/coord/client.ts";
-import { encodeOp, OpKind, opSigningBytes } from "../../src/coord/ops.ts";
+import {
+  decodeEntry,
+  decodeOp,
+  encodeOp,
+  isCoordEntry,
+  OpKind,
+  opSigningBytes,
+} from "../../src/coord/ops.ts";
 import { generateEd25519KeyPair, signEd25519 } from "../../src/crypto/node-crypto.ts";
 import type { LocalCluster } from "../../src/node/local-cluster.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
@@ -218,6 +225,80 @@ describe("coordination service (3 hybrid replicas in-process)", () => {
     const waited = Date.now() - t0;
     assert.equal(e.type, "NodeDeleted");
     assert.ok(waited >= 1000, `expired after ${waited} ms, not before its timeout`);
+  });
+
+  it("writes whose cxid skips one get one clear error each and enter the chain at most once", async () => {
+    // A write that cannot execute (its session's previous cxid never comes) was once proposed again and
+    // again, tens of times, and never answered.
+    const r = await raw(lc.urls[1] as string);
+    const key = generateEd25519KeyPair();
+    const sign = (p: Uint8Array) =>
+      Buffer.from(signEd25519(key.privateKey, opSigningBytes(p))).toString("base64");
+    const open = encodeOp({
+      sessionId: 0,
+      cxid: 0,
+      body: {
+        kind: OpKind.CREATE_SESSION,
+        publicKey: key.publicKey,
+        timeoutMs: 30_000,
+        nonce: new Uint8Array(8),
+      },
+    });
+    r.ws.send(
+      JSON.stringify({ type: "connect", id: 0, op: Buffer.from(open).toString("base64"), sig: sign(open) }),
+    );
+    await r.next(2);
+    const sid = r.msgs[1]?.sessionId as number;
+    assert.equal(r.msgs[1]?.type, "connected");
+    const write = (id: number, cxid: number) => {
+      const op = encodeOp({
+        sessionId: sid,
+        cxid,
+        body: { kind: OpKind.CREATE, path: `/gap-${cxid}`, data: new Uint8Array(0), mode: 0, ttlMs: 0 },
+      });
+      r.ws.send(JSON.stringify({ type: "write", id, op: Buffer.from(op).toString("base64"), sig: sign(op) }));
+    };
+    const height0 = nodes[1]?.ledger.height as number;
+    write(1, 1);
+    await r.next(3);
+    assert.equal(r.msgs[2]?.code, "OK");
+    const GAPS = 1000;
+    for (let i = 0; i < GAPS; i++) write(2 + i, 3 + 2 * i); // 3, 5, 7, …: each skips one
+    await r.next(3 + GAPS);
+    const answers = r.msgs.slice(3);
+    assert.equal(answers.length, GAPS, "one answer each");
+    for (const m of answers) {
+      assert.equal(m.type, "error");
+      assert.equal(m.code, "MARSHALLINGERROR");
+      assert.match(String(m.message), /cxid \d+ skips \d+/);
+    }
+    assert.deepEqual(new Set(answers.map((m) => m.id)).size, GAPS);
+    // The session still works: the next cxid in order succeeds.
+    write(5000, 2);
+    await r.next(4 + GAPS);
+    assert.equal(r.msgs[3 + GAPS]?.code, "OK");
+    // Count this session's operations in the blocks ordered since: the two that executed, nothing else.
+    await sleep(500);
+    const ledger = nodes[1]?.ledger as OrdererNode["ledger"];
+    const inclusions = new Map<number, number>();
+    for (let n = height0; n < ledger.height; n++) {
+      const b = await ledger.getBlock(n);
+      for (const e of b?.entries ?? []) {
+        if (!isCoordEntry(e)) continue;
+        for (const so of decodeEntry(e).ops) {
+          const op = decodeOp(so.payload);
+          if (op.sessionId === sid) inclusions.set(op.cxid, (inclusions.get(op.cxid) ?? 0) + 1);
+        }
+      }
+    }
+    assert.deepEqual(
+      [...inclusions].sort((a, b) => a[0] - b[0]),
+      [
+        [1, 1],
+        [2, 1],
+      ],
+    );
+    r.ws.close();
   });
 
   it("malformed messages get an error reply and the connection survives", async () => {
