@@ -4,7 +4,7 @@
 
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { ReplicaCore } from "../bft/replica.ts";
-import type { Mode } from "../bft/types.ts";
+import { DEFAULT_LIMITS, type Limits, type Mode } from "../bft/types.ts";
 import type { CoordService } from "../coord/service.ts";
 import type { ZTree } from "../coord/tree.ts";
 import type { Gateway } from "../ordering/gateway.ts";
@@ -23,6 +23,10 @@ export interface MetricsSource {
   /** Peers heard from recently, and whether that makes a commit quorum with this replica. */
   readonly livePeers: () => number;
   readonly hasQuorum: () => boolean;
+  /** How long this replica has been in a view change (0 while it orders in a view). */
+  readonly viewChangingMs?: () => number;
+  /** A view change older than this cannot finish on its own: the replica reports itself unhealthy. */
+  readonly viewChangeStuckMs?: number;
   /** The rdma transport's provider counters (RdmaTransport.securityStats); absent over libp2p. */
   readonly rdmaStats?: () => Record<string, number>;
   /** Proofs of misbehaviour this replica holds (each also stops ordering). */
@@ -38,6 +42,8 @@ export interface HealthReport extends Record<string, unknown> {
   readonly view: number;
   readonly leader: number;
   readonly viewChanging: boolean;
+  /** How long the current view change has lasted, ms (0 when none). */
+  readonly viewChangingMs: number;
   readonly lastExecuted: number;
   readonly stableCheckpoint: number;
   readonly height: number;
@@ -53,13 +59,16 @@ export function healthOf(s: MetricsSource): HealthReport {
   const c = s.core;
   const quorum = s.hasQuorum();
   const halted = c.halted;
+  const viewChangingMs = c.vcTarget !== null ? (s.viewChangingMs?.() ?? 0) : 0;
+  const stuck = viewChangingMs > (s.viewChangeStuckMs ?? Number.POSITIVE_INFINITY);
   return {
-    ok: quorum && halted === null,
+    ok: quorum && halted === null && !stuck,
     replica: s.id,
     mode: s.mode,
     view: c.view,
     leader: c.leader,
     viewChanging: c.vcTarget !== null,
+    viewChangingMs,
     lastExecuted: c.lastExecuted,
     stableCheckpoint: c.stable.seq,
     height: s.ledger.height,
@@ -299,4 +308,14 @@ function rdmaMetrics(r: Registry, read: () => Record<string, number>): void {
   );
   one("orderer_rdma_connections", "Live rdma connections", "connections", false);
   one("orderer_rdma_keys", "Live rdma memory keys", "keys", false);
+}
+
+/**
+ * When a view change counts as stuck for /health: eight of its first timeouts (viewChangeTimeoutTicks),
+ * and at least 10 s. By then it has failed to gather a quorum several times over (each failed attempt
+ * doubles the timeout); with the defaults, 16 s.
+ */
+export function viewChangeStuckMs(limits: Partial<Limits>, tickMs: number): number {
+  const ticks = limits.viewChangeTimeoutTicks ?? DEFAULT_LIMITS.viewChangeTimeoutTicks;
+  return Math.max(10_000, 8 * ticks * tickMs);
 }

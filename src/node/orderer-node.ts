@@ -47,7 +47,7 @@ import {
 import { type HostApp, ReplicaHost } from "./host.ts";
 import { LevelStore } from "./level-store.ts";
 import { type Logger, silentLogger } from "./log.ts";
-import { healthOf, type MetricsSource, NodeMetrics } from "./metrics.ts";
+import { healthOf, type MetricsSource, NodeMetrics, viewChangeStuckMs } from "./metrics.ts";
 import type { StageTrace } from "./trace.ts";
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
@@ -161,8 +161,12 @@ export class OrdererNode {
     let metricsRef: NodeMetrics | undefined;
     const evidence = new Map<number, EquivocationJson>();
     let storeRef: LevelStore | undefined;
+    // Since when this replica has been in a view change (null while it orders in a view).
+    let viewChangingSince: number | null = null;
     const onEvent = (e: NodeEvent) => {
       metricsRef?.event(e.kind);
+      if (e.kind === "view-change-started") viewChangingSince ??= Date.now();
+      else if (e.kind === "new-view") viewChangingSince = null;
       if (e.kind === "equivocation" && !evidence.has(e.culprit)) {
         const j = equivocationToJson(e.culprit, e.proof);
         evidence.set(e.culprit, j);
@@ -388,6 +392,8 @@ export class OrdererNode {
         transport,
         livePeers: () => host.livePeers(PEER_LIVE_MS),
         hasQuorum: () => node?.hasQuorum() ?? false,
+        viewChangingMs: () => (viewChangingSince === null ? 0 : Date.now() - viewChangingSince),
+        viewChangeStuckMs: viewChangeStuckMs(limits, tickMs),
         rdmaStats: baseTransport instanceof RdmaTransport ? () => baseTransport.securityStats() : undefined,
         misbehaviourProofs: () => evidence.size,
         counterStats: counterLink
