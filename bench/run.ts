@@ -21,6 +21,7 @@ const SUITES: Record<string, { file: string; what: string }> = {
   failover: { file: "failover.ts", what: "leader killed under load → first commit in the new view" },
   transport: { file: "transport.ts", what: "TCP, UNIX socket, libp2p, rdma, memory; cluster over rdma" },
   core: { file: "core.ts", what: "the pure BFT core in one process" },
+  memory: { file: "memory.ts", what: "peak replica memory under 2 MiB transactions and reading every block" },
 };
 
 const [suite, ...rest] = process.argv.slice(2);

@@ -84,6 +84,8 @@ const KEY_CKPT = "ckpt";
 const REFORWARD_PER_TICK_MAX = 256;
 const KEY_STABLE = "stable";
 const PREFIX_EXEC = "exec/";
+/** Ops in one STATE message at most (a transport frame holds 64 MiB; batches reach requestMaxBytes). */
+export const STATE_CHUNK_BYTES = 16 * 1024 * 1024;
 /** Stable checkpoint proofs kept with the history, so a restarted replica can still serve state. */
 const PREFIX_PROOF = "proof/";
 
@@ -443,6 +445,20 @@ export abstract class ReplicaCore {
     this.event({ kind: "dropped", from, reason });
   }
 
+  /**
+   * The highest seq at or below `covered` to drop so that the executed batches kept at or below it hold at
+   * most retainMaxBytes of ops (the newest are kept); 0 when they all fit.
+   */
+  private bytesBound(covered: number): number {
+    let bytes = 0;
+    for (let s = covered; ; s--) {
+      const e = this.history.get(s);
+      if (!e) return 0;
+      for (const r of e.batch.requests) bytes += r.op.length;
+      if (bytes > this.limits.retainMaxBytes) return s;
+    }
+  }
+
   /** Validates a batch proposed by a peer: size limits and every request authenticated for us. */
   protected batchProblem(batch: Batch): string | null {
     if (!batch || !Array.isArray(batch.requests)) return "malformed-batch";
@@ -543,7 +559,8 @@ export abstract class ReplicaCore {
       if (s < proof.seq) this.executedCheckpoints.delete(s);
     if (this.myCheckpoint && this.myCheckpoint.seq <= proof.seq) this.myCheckpoint = null;
     // Executed batches stay until a persisted checkpoint covers them (a restart replays from there).
-    const keepFrom = Math.min(proof.seq, this.persistedCheckpointSeq) - this.limits.retainBatches;
+    const covered = Math.min(proof.seq, this.persistedCheckpointSeq);
+    const keepFrom = Math.max(covered - this.limits.retainBatches, this.bytesBound(covered));
     for (const s of [...this.history.keys()]) {
       if (s <= keepFrom) {
         this.history.delete(s);
@@ -928,7 +945,8 @@ export abstract class ReplicaCore {
       return this.drop(from, "status-bad");
     }
     if (s.lastExecuted < this.stable.seq && s.lastExecuted >= 0) {
-      if (!this.serveState(from, s.lastExecuted + 1)) this.serveSnapshot(from, s.lastExecuted);
+      const served = this.serveState(from, s.lastExecuted + 1);
+      if (served !== "sent") this.serveSnapshot(from, s.lastExecuted, served === "too-large");
     }
     this.helpPeer(from, s);
   }
@@ -937,10 +955,11 @@ export abstract class ReplicaCore {
    * The peer is behind the batches we keep: send our persisted checkpoint with its client table (rate
    * limited per peer; the peer's application fetches the blocks in between by itself).
    */
-  private serveSnapshot(to: ReplicaId, peerExecuted: number): void {
+  private serveSnapshot(to: ReplicaId, peerExecuted: number, batchesTooLarge: boolean): void {
     const p = this.persisted;
     if (!p || p.proof.seq <= peerExecuted || p.proof.seq > this.stable.seq) return;
-    if (this.history.has(peerExecuted + 1)) return; // the batches exist: state transfer will come
+    // The batches exist: state transfer will come (unless they are too large for one STATE message).
+    if (this.history.has(peerExecuted + 1) && !batchesTooLarge) return;
     const last = this.snapshotSentAt.get(to);
     const period = SNAPSHOT_RESEND_STATUS_PERIODS * this.limits.statusTicks;
     if (last !== undefined && this.now - last < period) return;
@@ -963,23 +982,33 @@ export abstract class ReplicaCore {
     this.event({ kind: "snapshot-offered", from, seq: cp.seq });
   }
 
-  /** Sends batches fromSeq.. up to the highest retained stable checkpoint within one chunk. */
-  private serveState(to: ReplicaId, fromSeq: number): boolean {
-    let target: CheckpointProof | undefined;
-    for (const [seq, p] of this.proofs) {
-      if (seq < fromSeq || seq > this.lastExecuted || seq - fromSeq + 1 > this.limits.stateChunkBatches)
-        continue;
-      if (!target || seq > target.seq) target = p;
-    }
-    if (!target) return false;
+  /**
+   * Sends batches fromSeq.. up to the highest retained stable checkpoint within one chunk: at most
+   * stateChunkBatches batches and STATE_CHUNK_BYTES of ops. "too-large" when even the nearest checkpoint
+   * is beyond the bytes (the peer then gets a snapshot and fetches the blocks itself).
+   */
+  private serveState(to: ReplicaId, fromSeq: number): "sent" | "none" | "too-large" {
+    const targets: CheckpointProof[] = [];
+    for (const [seq, p] of this.proofs)
+      if (seq >= fromSeq && seq <= this.lastExecuted && seq - fromSeq + 1 <= this.limits.stateChunkBatches)
+        targets.push(p);
+    if (targets.length === 0) return "none";
+    targets.sort((a, b) => a.seq - b.seq);
     const batches: Batch[] = [];
-    for (let seq = fromSeq; seq <= target.seq; seq++) {
+    let target: CheckpointProof | undefined;
+    let bytes = 0;
+    for (let seq = fromSeq; seq <= (targets[targets.length - 1] as CheckpointProof).seq; seq++) {
       const e = this.history.get(seq);
-      if (!e) return false;
+      if (!e) break;
+      for (const r of e.batch.requests) bytes += r.op.length;
+      if (bytes > STATE_CHUNK_BYTES) break;
       batches.push(e.batch);
+      if (targets.some((t) => t.seq === seq)) target = targets.find((t) => t.seq === seq);
     }
+    if (!target) return bytes > STATE_CHUNK_BYTES ? "too-large" : "none";
+    batches.length = target.seq - fromSeq + 1;
     this.send(to, { type: "state", checkpoint: target, fromSeq, batches });
-    return true;
+    return "sent";
   }
 
   private onState(from: ReplicaId, m: StateMsg): void {

@@ -280,8 +280,10 @@ export interface Limits {
   readonly window: number;
   /** A checkpoint every this many seqs; window must be >= 2 * interval. */
   readonly checkpointInterval: number;
-  /** Committed batches kept below the stable checkpoint to serve state transfer. */
+  /** Committed batches kept below the stable checkpoint to serve state transfer... */
   readonly retainBatches: number;
+  /** ...and at most this many bytes of their ops (older ones: a laggard catches up by snapshot). */
+  readonly retainMaxBytes: number;
   /** Batches in one state-transfer message. */
   readonly stateChunkBatches: number;
   /** Largest reply kept per client for retransmitted requests. */
@@ -313,6 +315,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   window: 64,
   checkpointInterval: 16,
   retainBatches: 1024,
+  retainMaxBytes: 64 * 1024 * 1024,
   stateChunkBatches: 128,
   clientsMax: 100_000,
   replyMaxBytes: 64 * 1024,

@@ -44,8 +44,10 @@ const TX = "x/";
 const HEAD = "m/head";
 const CERTIFIED = "m/certified";
 
-/** Blocks kept decoded in memory (recent ones: receipts and deliver read them). */
+/** Blocks kept decoded in memory (recent ones: receipts and deliver read them)... */
 export const BLOCK_CACHE_MAX = 512;
+/** ...and their entries' bytes at most this many: large blocks are read from LevelDB again when needed. */
+export const BLOCK_CACHE_BYTES = 16 * 1024 * 1024;
 /** Merkle trees kept for receipts' proofs (the latest blocks built here; older ones are built again). */
 const TREES_KEPT = 64;
 /** Peer signatures are buffered for blocks at most this far ahead of our chain. */
@@ -136,6 +138,7 @@ export class Ledger {
   /** Peer signatures for blocks we have not built yet. */
   private readonly early = new Map<number, Map<number, { hh: Uint8Array; sig: Uint8Array }>>();
   private readonly cache = new Map<number, { block: Block; hh: Uint8Array; proofs?: MerkleProof[] }>();
+  private cacheBytes = 0;
   /** Merkle trees of the latest blocks built here: receipts' proofs come from them without hashing again. */
   private readonly trees = new Map<number, ReturnType<typeof merkleTree>>();
   private readonly builtInfo = new Map<number, Built>();
@@ -650,14 +653,17 @@ export class Ledger {
   /** The Merkle proof of entry `position` of block `n` (computed once per block). */
   async proof(n: number, position: number): Promise<MerkleProof | undefined> {
     const b = await this.getBlock(n);
+    if (!b || position < 0 || position >= b.entries.length) return undefined;
     const c = this.cache.get(n);
-    if (!b || !c || position < 0 || position >= b.entries.length) return undefined;
-    if (!c.proofs) {
-      const tree = this.trees.get(n);
+    if (c?.proofs) return c.proofs[position];
+    // A block too large for the cache keeps its tree (hashes only) until TREES_KEPT newer ones.
+    const tree = this.trees.get(n);
+    const proofs = tree ? tree.proofs() : merkleProofs(b.entries, this.o.hash);
+    if (c) {
       this.trees.delete(n);
-      c.proofs = tree ? tree.proofs() : merkleProofs(b.entries, this.o.hash);
+      c.proofs = proofs;
     }
-    return c.proofs[position];
+    return proofs[position];
   }
 
   headerHashOf(n: number): Uint8Array | undefined {
@@ -665,10 +671,17 @@ export class Ledger {
   }
 
   private remember(n: number, block: Block, hh: Uint8Array): void {
+    const bytes = entriesBytes(block);
+    if (bytes > BLOCK_CACHE_BYTES / 4) return;
+    const old = this.cache.get(n);
+    if (old) this.cacheBytes -= entriesBytes(old.block);
     this.cache.set(n, { block, hh });
-    if (this.cache.size > BLOCK_CACHE_MAX) {
-      const oldest = this.cache.keys().next();
-      if (!oldest.done) this.cache.delete(oldest.value);
+    this.cacheBytes += bytes;
+    while (this.cache.size > BLOCK_CACHE_MAX || this.cacheBytes > BLOCK_CACHE_BYTES) {
+      const oldest = this.cache.entries().next();
+      if (oldest.done) break;
+      this.cache.delete(oldest.value[0]);
+      this.cacheBytes -= entriesBytes(oldest.value[1].block);
     }
   }
 
@@ -774,4 +787,10 @@ function decodeBlock(v: Uint8Array, n: number): Block {
   } catch (err) {
     throw new LedgerError("CORRUPT", `block ${n} does not decode: ${(err as Error).message}`);
   }
+}
+
+function entriesBytes(b: Block): number {
+  let n = 0;
+  for (const e of b.entries) n += e.length;
+  return n;
 }

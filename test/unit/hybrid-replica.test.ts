@@ -803,6 +803,40 @@ describe("hybrid replica: checkpoints and state transfer", () => {
     assert.equal(toHex(c.r(2).stateDigest), toHex(c.r(0).stateDigest));
   });
 
+  it("executed batches are kept within retainMaxBytes too: a replica behind them gets a snapshot", () => {
+    // 16 requests of 1000 bytes with room for 4000 bytes: like retainBatches 4 above, by bytes.
+    const c = new Cluster({
+      mode: "hybrid",
+      f: 1,
+      limits: { retainMaxBytes: 4000, statusTicks: 5, requestMaxBytes: 2000, batchMaxBytes: 2000 },
+    });
+    c.filter = isolate(2);
+    for (let k = 0; k < 16; k++) c.commitRequest(c.request(`${k}`.padEnd(1000, "r")));
+    assert.equal(c.r(0).stable.seq, 16);
+    const kept = (c.r(0) as unknown as { history: Map<number, unknown> }).history;
+    assert.deepEqual([...kept.keys()], [13, 14, 15, 16], "the newest 4000 bytes of batches");
+    c.filter = (e) => (e.msg.type === "snapshot" ? "hold" : "deliver");
+    c.tick(5);
+    assert.equal(c.sent("state", (e) => e.to === 2).length, 0, "no STATE: the batches are gone");
+    assert.equal(c.heldOne("snapshot", (e) => e.to === 2).msg.checkpoint.seq, 16);
+  });
+
+  it("batches too large for one STATE message (16 MiB) reach a laggard as a snapshot", () => {
+    const big = 6 * 1024 * 1024;
+    const c = new Cluster({
+      mode: "hybrid",
+      f: 1,
+      limits: { statusTicks: 5, requestMaxBytes: big, batchMaxBytes: big, batchMaxCount: 1 },
+    });
+    c.filter = isolate(2);
+    for (let k = 0; k < 4; k++) c.commitRequest(c.request(`${k}`.padEnd(big, "b")));
+    assert.equal(c.r(0).stable.seq, 4);
+    c.filter = (e) => (e.msg.type === "snapshot" ? "hold" : "deliver");
+    c.tick(5);
+    assert.equal(c.sent("state", (e) => e.to === 2).length, 0, "24 MiB to the checkpoint: no STATE");
+    assert.equal(c.heldOne("snapshot", (e) => e.to === 2).msg.checkpoint.seq, 4);
+  });
+
   it("a replica behind the batches its peers keep gets a verified snapshot, installs it, commits again", () => {
     const c = new Cluster({ mode: "hybrid", f: 1, limits: { retainBatches: 4, statusTicks: 5 } });
     c.filter = isolate(2);
