@@ -84,6 +84,8 @@ const KEY_CKPT = "ckpt";
 const REFORWARD_PER_TICK_MAX = 256;
 const KEY_STABLE = "stable";
 const PREFIX_EXEC = "exec/";
+/** Taken entries of the leader's queue kept before the array is compacted (see maybePropose). */
+export const QUEUE_COMPACT_MIN = 64;
 /** Ops in one STATE message at most (a transport frame holds 64 MiB; batches reach requestMaxBytes). */
 export const STATE_CHUNK_BYTES = 16 * 1024 * 1024;
 /** Stable checkpoint proofs kept with the history, so a restarted replica can still serve state. */
@@ -704,7 +706,12 @@ export abstract class ReplicaCore {
         weight += w;
         this.inFlight.add(key);
       }
-      if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      // Taken entries go soon (they may hold megabytes): at once when the queue is drained, else once
+      // they are more than QUEUE_COMPACT_MIN and half the array.
+      if (this.queueHead === this.queue.length) {
+        this.queue.length = 0;
+        this.queueHead = 0;
+      } else if (this.queueHead > QUEUE_COMPACT_MIN && this.queueHead * 2 > this.queue.length) {
         this.queue = this.queue.slice(this.queueHead);
         this.queueHead = 0;
       }

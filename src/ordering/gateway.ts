@@ -76,6 +76,8 @@ export interface GatewayOptions {
  * ordered while the next fills); not many, so that under load each request carries many transactions.
  */
 export const GATEWAY_IN_FLIGHT_MAX = 4;
+/** Taken entries of the queue kept before the array is compacted (see dispatch). */
+const QUEUE_COMPACT_MIN = 64;
 /** Times a request the core did not execute is proposed again with a fresh request number. */
 const REPROPOSE_MAX = 3;
 
@@ -199,7 +201,12 @@ export class Gateway {
         batch.push(w);
         bytes += w.tx.length;
       }
-      if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      // Taken entries go soon (they may hold megabytes): at once when the queue is drained, else once
+      // they are more than QUEUE_COMPACT_MIN and half the array.
+      if (this.queueHead === this.queue.length) {
+        this.queue.length = 0;
+        this.queueHead = 0;
+      } else if (this.queueHead > QUEUE_COMPACT_MIN && this.queueHead * 2 > this.queue.length) {
         this.queue = this.queue.slice(this.queueHead);
         this.queueHead = 0;
       }

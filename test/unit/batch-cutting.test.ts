@@ -174,6 +174,15 @@ describe("block cutting (Fabric semantics)", () => {
       }
     });
 
+  it("the leader's queue lets go of the requests it proposed (they may hold megabytes)", () => {
+    const c = leaderCluster();
+    for (let i = 0; i < 5; i++) c.propose(0, c.request(op(10, i)));
+    c.tick(limits.batchTimeoutTicks);
+    assert.deepEqual(proposals(c), [[10], [10, 10, 10], [10]]);
+    const queue = (c.r(0) as unknown as { queue: unknown[] }).queue;
+    assert.equal(queue.length, 0, "no proposed request is still referenced by the queue");
+  });
+
   it("maps the cluster config's Fabric names onto these limits", () => {
     assert.deepEqual(batchLimits({ ...DEFAULT_BATCH, batchTimeoutMs: 25 }, 10), {
       batchMaxCount: DEFAULT_BATCH.maxMessageCount,
