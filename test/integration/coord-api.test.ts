@@ -13,6 +13,7 @@ import {
   decodeOp,
   encodeOp,
   isCoordEntry,
+  type OpBody,
   OpKind,
   opSigningBytes,
 } from "../../src/coord/ops.ts";
@@ -39,6 +40,28 @@ async function raw(url: string) {
   await new Promise((r) => ws.once("open", r));
   await until(() => msgs.length > 0, 5000, "hello");
   return { ws, msgs, next: async (n: number) => until(() => msgs.length >= n, 10_000, `message ${n}`) };
+}
+
+/** A raw connection with a session of its own: sends signed writes the client library never would. */
+async function rawSession(url: string, timeoutMs: number) {
+  const r = await raw(url);
+  const key = generateEd25519KeyPair();
+  const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
+  const sign = (p: Uint8Array) => b64(signEd25519(key.privateKey, opSigningBytes(p)));
+  const open = encodeOp({
+    sessionId: 0,
+    cxid: 0,
+    body: { kind: OpKind.CREATE_SESSION, publicKey: key.publicKey, timeoutMs, nonce: new Uint8Array(8) },
+  });
+  r.ws.send(JSON.stringify({ type: "connect", id: 0, op: b64(open), sig: sign(open) }));
+  await r.next(2);
+  assert.equal(r.msgs[1]?.type, "connected");
+  const sessionId = r.msgs[1]?.sessionId as number;
+  const write = (id: number, cxid: number, body: OpBody) => {
+    const op = encodeOp({ sessionId, cxid, body });
+    r.ws.send(JSON.stringify({ type: "write", id, op: b64(op), sig: sign(op) }));
+  };
+  return { ...r, sessionId, write };
 }
 
 describe("coordination service (3 hybrid replicas in-process)", () => {
@@ -188,34 +211,14 @@ describe("coordination service (3 hybrid replicas in-process)", () => {
     await a.close();
     assert.equal(await b.exists("/eph/closed"), null);
     // A session whose client vanishes (raw connection, no pings): expires after its timeout.
-    const r = await raw(lc.urls[2] as string);
-    const key = generateEd25519KeyPair();
-    const open = encodeOp({
-      sessionId: 0,
-      cxid: 0,
-      body: {
-        kind: OpKind.CREATE_SESSION,
-        publicKey: key.publicKey,
-        timeoutMs: 2000,
-        nonce: new Uint8Array(8),
-      },
+    const r = await rawSession(lc.urls[2] as string, 2000);
+    r.write(2, 1, {
+      kind: OpKind.CREATE,
+      path: "/eph/vanishing",
+      data: new Uint8Array(0),
+      mode: 1,
+      ttlMs: 0,
     });
-    const sign = (p: Uint8Array) =>
-      Buffer.from(signEd25519(key.privateKey, opSigningBytes(p))).toString("base64");
-    r.ws.send(
-      JSON.stringify({ type: "connect", id: 1, op: Buffer.from(open).toString("base64"), sig: sign(open) }),
-    );
-    await r.next(2);
-    const sid = r.msgs[1]?.sessionId as number;
-    assert.equal(r.msgs[1]?.type, "connected");
-    const create = encodeOp({
-      sessionId: sid,
-      cxid: 1,
-      body: { kind: OpKind.CREATE, path: "/eph/vanishing", data: new Uint8Array(0), mode: 1, ttlMs: 0 },
-    });
-    r.ws.send(
-      JSON.stringify({ type: "write", id: 2, op: Buffer.from(create).toString("base64"), sig: sign(create) }),
-    );
     await r.next(3);
     assert.equal(r.msgs[2]?.code, "OK");
     const gone = new Promise<WatchedEvent>((resolve) => void b.exists("/eph/vanishing", { watch: resolve }));
@@ -230,34 +233,16 @@ describe("coordination service (3 hybrid replicas in-process)", () => {
   it("writes whose cxid skips one get one clear error each and enter the chain at most once", async () => {
     // A write that cannot execute (its session's previous cxid never comes) was once proposed again and
     // again, tens of times, and never answered.
-    const r = await raw(lc.urls[1] as string);
-    const key = generateEd25519KeyPair();
-    const sign = (p: Uint8Array) =>
-      Buffer.from(signEd25519(key.privateKey, opSigningBytes(p))).toString("base64");
-    const open = encodeOp({
-      sessionId: 0,
-      cxid: 0,
-      body: {
-        kind: OpKind.CREATE_SESSION,
-        publicKey: key.publicKey,
-        timeoutMs: 30_000,
-        nonce: new Uint8Array(8),
-      },
-    });
-    r.ws.send(
-      JSON.stringify({ type: "connect", id: 0, op: Buffer.from(open).toString("base64"), sig: sign(open) }),
-    );
-    await r.next(2);
-    const sid = r.msgs[1]?.sessionId as number;
-    assert.equal(r.msgs[1]?.type, "connected");
-    const write = (id: number, cxid: number) => {
-      const op = encodeOp({
-        sessionId: sid,
-        cxid,
-        body: { kind: OpKind.CREATE, path: `/gap-${cxid}`, data: new Uint8Array(0), mode: 0, ttlMs: 0 },
+    const r = await rawSession(lc.urls[1] as string, 30_000);
+    const sid = r.sessionId;
+    const write = (id: number, cxid: number) =>
+      r.write(id, cxid, {
+        kind: OpKind.CREATE,
+        path: `/gap-${cxid}`,
+        data: new Uint8Array(0),
+        mode: 0,
+        ttlMs: 0,
       });
-      r.ws.send(JSON.stringify({ type: "write", id, op: Buffer.from(op).toString("base64"), sig: sign(op) }));
-    };
     const height0 = nodes[1]?.ledger.height as number;
     write(1, 1);
     await r.next(3);
