@@ -120,8 +120,10 @@ export abstract class ReplicaCore {
   lastExecuted = 0;
   stateDigest: Uint8Array = GENESIS_STATE_DIGEST;
   protected clients: ClientTable;
-  /** Executed batches from stable.seq - retainBatches on (state transfer source). */
+  /** Executed batches from stable.seq - retainBatches on (state transfer source), in seq order. */
   protected readonly history = new Map<number, Executed>();
+  /** Bytes of the ops in `history` (kept within retainMaxBytes, see onStableCheckpoint). */
+  private historyBytes = 0;
   /** Committed batches waiting for their predecessors. */
   protected readonly committedWaiting = new Map<number, Executed>();
   /** State digest and client table after each executed checkpoint seq not yet stable. */
@@ -380,6 +382,7 @@ export abstract class ReplicaCore {
       this.history.delete(s);
       this.unpersist(seqKey(PREFIX_EXEC, s));
     }
+    this.historyBytes = 0;
     for (const s of [...this.committedWaiting.keys()]) if (s <= cp.seq) this.committedWaiting.delete(s);
     for (const s of [...this.executedCheckpoints.keys()]) if (s <= cp.seq) this.executedCheckpoints.delete(s);
     // Requests this replica waited for were executed or not in the skipped range: clients retransmit.
@@ -445,20 +448,6 @@ export abstract class ReplicaCore {
   protected drop(from: ReplicaId, reason: string): void {
     this.dropped.set(reason, (this.dropped.get(reason) ?? 0) + 1);
     this.event({ kind: "dropped", from, reason });
-  }
-
-  /**
-   * The highest seq at or below `covered` to drop so that the executed batches kept at or below it hold at
-   * most retainMaxBytes of ops (the newest are kept); 0 when they all fit.
-   */
-  private bytesBound(covered: number): number {
-    let bytes = 0;
-    for (let s = covered; ; s--) {
-      const e = this.history.get(s);
-      if (!e) return 0;
-      for (const r of e.batch.requests) bytes += r.op.length;
-      if (bytes > this.limits.retainMaxBytes) return s;
-    }
   }
 
   /** Validates a batch proposed by a peer: size limits and every request authenticated for us. */
@@ -561,13 +550,15 @@ export abstract class ReplicaCore {
       if (s < proof.seq) this.executedCheckpoints.delete(s);
     if (this.myCheckpoint && this.myCheckpoint.seq <= proof.seq) this.myCheckpoint = null;
     // Executed batches stay until a persisted checkpoint covers them (a restart replays from there).
+    // At most retainBatches of them below that, and the oldest go while all hold over retainMaxBytes.
     const covered = Math.min(proof.seq, this.persistedCheckpointSeq);
-    const keepFrom = Math.max(covered - this.limits.retainBatches, this.bytesBound(covered));
-    for (const s of [...this.history.keys()]) {
-      if (s <= keepFrom) {
-        this.history.delete(s);
-        this.unpersist(seqKey(PREFIX_EXEC, s));
-      }
+    let keepFrom = covered - this.limits.retainBatches;
+    for (const [s, e] of this.history) {
+      if (s > covered || (s > keepFrom && this.historyBytes <= this.limits.retainMaxBytes)) break;
+      this.history.delete(s);
+      this.historyBytes -= opBytes(e.batch);
+      this.unpersist(seqKey(PREFIX_EXEC, s));
+      keepFrom = Math.max(keepFrom, s);
     }
     for (const s of [...this.proofs.keys()]) {
       if (s <= keepFrom) {
@@ -761,8 +752,10 @@ export abstract class ReplicaCore {
     for (const key of storage.keys(PREFIX_EXEC)) {
       const seq = Number(key.slice(PREFIX_EXEC.length));
       const e = storage.get(key) as Executed;
-      if (seq <= this.lastExecuted) this.history.set(seq, e);
-      else if (seq === this.lastExecuted + 1) this.execute(seq, e.view, e.batch, true);
+      if (seq <= this.lastExecuted) {
+        this.history.set(seq, e);
+        this.historyBytes += opBytes(e.batch);
+      } else if (seq === this.lastExecuted + 1) this.execute(seq, e.view, e.batch, true);
       else break;
     }
   }
@@ -849,6 +842,7 @@ export abstract class ReplicaCore {
     this.progressDeadline = Number.POSITIVE_INFINITY;
     if (this.leader === this.id && this.nextProposalSeq() - 1 > seq) this.armProgressTimer();
     this.history.set(seq, { view, batch });
+    this.historyBytes += opBytes(batch);
     if (!replay) this.persist(seqKey(PREFIX_EXEC, seq), { view, batch } satisfies Executed);
     this.commitOut.push({ seq, view, batch, batchDigest, executed, stateDigest: this.stateDigest });
     if (seq % this.limits.checkpointInterval === 0) {
@@ -995,26 +989,35 @@ export abstract class ReplicaCore {
    * is beyond the bytes (the peer then gets a snapshot and fetches the blocks itself).
    */
   private serveState(to: ReplicaId, fromSeq: number): "sent" | "none" | "too-large" {
-    const targets: CheckpointProof[] = [];
-    for (const [seq, p] of this.proofs)
-      if (seq >= fromSeq && seq <= this.lastExecuted && seq - fromSeq + 1 <= this.limits.stateChunkBatches)
-        targets.push(p);
-    if (targets.length === 0) return "none";
-    targets.sort((a, b) => a.seq - b.seq);
+    const last = Math.min(this.lastExecuted, fromSeq + this.limits.stateChunkBatches - 1);
     const batches: Batch[] = [];
     let target: CheckpointProof | undefined;
+    let sent = 0;
     let bytes = 0;
-    for (let seq = fromSeq; seq <= (targets[targets.length - 1] as CheckpointProof).seq; seq++) {
+    for (let seq = fromSeq; seq <= last; seq++) {
       const e = this.history.get(seq);
       if (!e) break;
-      for (const r of e.batch.requests) bytes += r.op.length;
-      if (bytes > STATE_CHUNK_BYTES) break;
+      bytes += opBytes(e.batch);
+      if (bytes > STATE_CHUNK_BYTES)
+        return target ? this.sendState(to, target, fromSeq, batches, sent) : "too-large";
       batches.push(e.batch);
-      if (targets.some((t) => t.seq === seq)) target = targets.find((t) => t.seq === seq);
+      const p = this.proofs.get(seq);
+      if (p) {
+        target = p;
+        sent = batches.length;
+      }
     }
-    if (!target) return bytes > STATE_CHUNK_BYTES ? "too-large" : "none";
-    batches.length = target.seq - fromSeq + 1;
-    this.send(to, { type: "state", checkpoint: target, fromSeq, batches });
+    return target ? this.sendState(to, target, fromSeq, batches, sent) : "none";
+  }
+
+  private sendState(
+    to: ReplicaId,
+    checkpoint: CheckpointProof,
+    fromSeq: number,
+    batches: Batch[],
+    count: number,
+  ): "sent" {
+    this.send(to, { type: "state", checkpoint, fromSeq, batches: batches.slice(0, count) });
     return "sent";
   }
 
@@ -1079,4 +1082,11 @@ function validateConfig(id: number, n: number, f: number, l: Limits): void {
  */
 export function batchWithin(l: Limits, requests: number, weight: number, bytes: number): boolean {
   return weight <= l.batchMaxCount && (requests <= 1 || bytes <= l.batchMaxBytes);
+}
+
+/** Bytes of a batch's ops. */
+function opBytes(batch: Batch): number {
+  let n = 0;
+  for (const r of batch.requests) n += r.op.length;
+  return n;
 }

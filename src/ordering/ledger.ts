@@ -137,7 +137,10 @@ export class Ledger {
   private readonly certifiedAhead = new Set<number>();
   /** Peer signatures for blocks we have not built yet. */
   private readonly early = new Map<number, Map<number, { hh: Uint8Array; sig: Uint8Array }>>();
-  private readonly cache = new Map<number, { block: Block; hh: Uint8Array; proofs?: MerkleProof[] }>();
+  private readonly cache = new Map<
+    number,
+    { block: Block; hh: Uint8Array; bytes: number; proofs?: MerkleProof[] }
+  >();
   private cacheBytes = 0;
   /** Merkle trees of the latest blocks built here: receipts' proofs come from them without hashing again. */
   private readonly trees = new Map<number, ReturnType<typeof merkleTree>>();
@@ -671,17 +674,18 @@ export class Ledger {
   }
 
   private remember(n: number, block: Block, hh: Uint8Array): void {
-    const bytes = entriesBytes(block);
+    let bytes = 0;
+    for (const e of block.entries) bytes += e.length;
     if (bytes > BLOCK_CACHE_BYTES / 4) return;
     const old = this.cache.get(n);
-    if (old) this.cacheBytes -= entriesBytes(old.block);
-    this.cache.set(n, { block, hh });
+    if (old) this.cacheBytes -= old.bytes;
+    this.cache.set(n, { block, hh, bytes });
     this.cacheBytes += bytes;
     while (this.cache.size > BLOCK_CACHE_MAX || this.cacheBytes > BLOCK_CACHE_BYTES) {
       const oldest = this.cache.entries().next();
       if (oldest.done) break;
       this.cache.delete(oldest.value[0]);
-      this.cacheBytes -= entriesBytes(oldest.value[1].block);
+      this.cacheBytes -= oldest.value[1].bytes;
     }
   }
 
@@ -787,10 +791,4 @@ function decodeBlock(v: Uint8Array, n: number): Block {
   } catch (err) {
     throw new LedgerError("CORRUPT", `block ${n} does not decode: ${(err as Error).message}`);
   }
-}
-
-function entriesBytes(b: Block): number {
-  let n = 0;
-  for (const e of b.entries) n += e.length;
-  return n;
 }
