@@ -103,11 +103,14 @@ interface SubmitState {
   kind: "submit";
   closed: boolean;
   inFlight: number;
+  /** Messages posted this turn, sent together at its end (`post`). */
+  out: string[] | null;
 }
 interface CoordState {
   kind: "coord";
   closed: boolean;
   conn: CoordConn | null;
+  out: string[] | null;
 }
 type WsState = DeliverState | SubmitState | CoordState;
 
@@ -116,6 +119,32 @@ const hexOf = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.b
 /** The JSON of a block's header and certificate, made once per block (every receipt of the block shares them). */
 const headerJson = new WeakMap<Receipt["header"], Record<string, unknown>>();
 const certificateJson = new WeakMap<Receipt["certificate"], Record<string, unknown>[]>();
+/** The same, as text: a WebSocket receipt is assembled from these without serializing them again. */
+const headerText = new WeakMap<Receipt["header"], string>();
+const certificateText = new WeakMap<Receipt["certificate"], string>();
+
+/**
+ * `JSON.stringify(receiptToJson(r, hash))`, byte for byte, with the parts every receipt of a block
+ * shares (header, certificate) serialized once per block.
+ */
+export function receiptText(r: Receipt, hash: HashFn): string {
+  let header = headerText.get(r.header);
+  let certificate = certificateText.get(r.certificate);
+  if (header === undefined || certificate === undefined) {
+    const j = receiptToJson(r, hash);
+    header = JSON.stringify(j.header);
+    certificate = JSON.stringify(j.certificate);
+    headerText.set(r.header, header);
+    certificateText.set(r.certificate, certificate);
+  }
+  let path = "";
+  for (const h of r.proof.path) path += path === "" ? `"${hexOf(h)}"` : `,"${hexOf(h)}"`;
+  return (
+    `{"txId":${JSON.stringify(r.txId)},"block":${r.block},"position":${r.position},` +
+    `"duplicate":${r.duplicate},"header":${header},` +
+    `"proof":{"index":${r.proof.index},"size":${r.proof.size},"path":[${path}]},"certificate":${certificate}}`
+  );
+}
 
 export function receiptToJson(r: Receipt, hash: HashFn): Record<string, unknown> {
   let header = headerJson.get(r.header);
@@ -153,6 +182,8 @@ export class ApiServer {
   private readonly o: ApiServerOptions;
   private listenSocket: uWS.us_listen_socket | null = null;
   private readonly sockets = new Set<uWS.WebSocket<WsState>>();
+  /** Connections with messages posted this turn. */
+  private outboxes: [uWS.WebSocket<WsState>, SubmitState | CoordState][] = [];
   private app: uWS.TemplatedApp | null = null;
   private boundPort = 0;
   readonly stats = { internalErrors: 0, deliverPauses: 0, deliverDrains: 0 };
@@ -303,7 +334,8 @@ export class ApiServer {
       maxPayloadLength: Math.ceil((bodyMax * 4) / 3) + 4096,
       idleTimeout: 120,
       maxBackpressure: 64 * 1024 * 1024,
-      upgrade: (res, req, ctx) => this.upgrade(res, req, ctx, { kind: "submit", closed: false, inFlight: 0 }),
+      upgrade: (res, req, ctx) =>
+        this.upgrade(res, req, ctx, { kind: "submit", closed: false, inFlight: 0, out: null }),
       open: (ws) => {
         this.sockets.add(ws);
       },
@@ -348,13 +380,14 @@ export class ApiServer {
         maxPayloadLength: Math.ceil((bodyMax * 4) / 3) + 4096,
         idleTimeout: 0,
         maxBackpressure: 64 * 1024 * 1024,
-        upgrade: (res, req, ctx) => this.upgrade(res, req, ctx, { kind: "coord", closed: false, conn: null }),
+        upgrade: (res, req, ctx) =>
+          this.upgrade(res, req, ctx, { kind: "coord", closed: false, conn: null, out: null }),
         open: (ws) => {
           this.sockets.add(ws);
           const s = ws.getUserData() as CoordState;
           s.conn = coord.open(
             {
-              send: (msg) => void this.wsSend(ws, msg),
+              send: (msg) => this.post(ws, s, JSON.stringify(msg)),
               close: (code, reason) => {
                 if (s.closed) return;
                 s.closed = true;
@@ -368,12 +401,8 @@ export class ApiServer {
           const s = ws.getUserData() as CoordState;
           if (!s.conn) return;
           if (isBinary) {
-            this.wsSend(ws, {
-              type: "error",
-              id: null,
-              code: "MARSHALLINGERROR",
-              message: "send text frames",
-            });
+            const reply = { type: "error", id: null, code: "MARSHALLINGERROR", message: "send text frames" };
+            this.post(ws, s, JSON.stringify(reply));
             return;
           }
           coord.message(s.conn, Buffer.from(message).toString("utf8"));
@@ -438,7 +467,10 @@ export class ApiServer {
         if (message.byteLength < 4)
           throw new ApiError("MALFORMED", "a binary submission starts with a 4-byte id");
         id = new DataView(message).getUint32(0);
-        tx = new Uint8Array(message.slice(4));
+        // A copy (uWS reuses the message's memory): small ones go into Node's buffer pool, not each
+        // into an off-heap buffer of its own.
+        const copy = Buffer.from(new Uint8Array(message, 4));
+        tx = new Uint8Array(copy.buffer, copy.byteOffset, copy.byteLength);
       } else {
         const m = JSON.parse(Buffer.from(message).toString("utf8")) as {
           id?: unknown;
@@ -456,27 +488,24 @@ export class ApiServer {
       }
     } catch (err) {
       const e = err instanceof ApiError ? err : new ApiError("MALFORMED", "not a JSON submission");
-      this.wsSend(ws, { id, ok: false, ...e.toJSON() });
+      this.post(ws, s, JSON.stringify({ id, ok: false, ...e.toJSON() }));
       return;
     }
     const max = this.o.wsSubmitInFlightMax ?? 8192;
     if (s.inFlight >= max) {
-      this.wsSend(ws, {
-        id,
-        ok: false,
-        ...new ApiError("OVERLOADED", `${max} submissions in flight on this connection`).toJSON(),
-      });
+      const e = new ApiError("OVERLOADED", `${max} submissions in flight on this connection`);
+      this.post(ws, s, JSON.stringify({ id, ok: false, ...e.toJSON() }));
       return;
     }
     s.inFlight++;
     this.o.gateway.submit(tx).then(
       (r) => {
         s.inFlight--;
-        this.wsSend(ws, { id, ok: true, receipt: receiptToJson(r, this.o.hash) });
+        this.post(ws, s, `{"id":${JSON.stringify(id)},"ok":true,"receipt":${receiptText(r, this.o.hash)}}`);
       },
       (err: unknown) => {
         s.inFlight--;
-        this.wsSend(ws, { id, ok: false, ...this.internal(err).toJSON() });
+        this.post(ws, s, JSON.stringify({ id, ok: false, ...this.internal(err).toJSON() }));
       },
     );
   }
@@ -603,6 +632,42 @@ export class ApiServer {
       ctx,
     );
   }
+
+  /**
+   * Queues a message for the end of this turn. Receipts of one block (and coordination replies of one
+   * apply) are settled in one turn: they leave in one corked write per connection, not one each.
+   */
+  private post(ws: uWS.WebSocket<WsState>, s: SubmitState | CoordState, text: string): void {
+    if (s.closed) return;
+    if (s.out === null) {
+      s.out = [];
+      this.outboxes.push([ws, s]);
+      if (this.outboxes.length === 1) process.nextTick(this.flushOutboxes);
+    }
+    s.out.push(text);
+  }
+
+  private readonly flushOutboxes = (): void => {
+    const list = this.outboxes;
+    this.outboxes = [];
+    for (const [ws, s] of list) {
+      const out = s.out;
+      s.out = null;
+      if (s.closed || out === null) continue;
+      let status = 1;
+      ws.cork(() => {
+        for (const text of out) {
+          status = ws.send(text, false);
+          if (status === 2) return;
+        }
+      });
+      if (status === 2) {
+        // Dropped at maxBackpressure: the peer stopped reading; losing messages silently is not an option.
+        s.closed = true;
+        ws.end(1008, "backpressure limit reached");
+      }
+    }
+  };
 
   /** Sends one JSON message; false when the socket is closed. */
   private wsSend(ws: uWS.WebSocket<WsState>, msg: unknown): boolean {

@@ -21,7 +21,7 @@ import {
 } from "../../src/node/local-cluster.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
 import { toHexStr } from "../../src/ordering/block.ts";
-import { OrderingClient } from "../../src/ordering/client.ts";
+import { OrderingClient, type ReceiptJson, verifyReceipt } from "../../src/ordering/client.ts";
 import { LedgerError } from "../../src/ordering/ledger.ts";
 
 const TX_MAX = 256 * 1024;
@@ -184,6 +184,36 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
     assert.equal(byId.get("t")?.ok, true);
     assert.equal(byId.get(9)?.ok, true);
     assert.equal(byId.get("lenient")?.error?.code, "MALFORMED");
+  });
+
+  it("WebSocket submit: a burst of 300 on one connection gets 300 receipts, each verifiable", async () => {
+    const ws = new WebSocket(`${base.replace("http", "ws")}/v1/submit`);
+    await new Promise((r) => ws.once("open", r));
+    const acks = new Map<number, { ok: boolean; receipt: ReceiptJson }>();
+    const got = new Promise<void>((resolve) => {
+      ws.on("message", (d) => {
+        const m = JSON.parse(String(d)) as { id: number; ok: boolean; receipt: ReceiptJson };
+        acks.set(m.id, m);
+        if (acks.size === 300) resolve();
+      });
+    });
+    const txs = Array.from({ length: 300 }, (_, i) => Buffer.from(`burst-${i}-${Date.now()}`));
+    txs.forEach((tx, i) => {
+      const frame = Buffer.alloc(4 + tx.length);
+      frame.writeUInt32BE(i, 0);
+      tx.copy(frame, 4);
+      ws.send(frame);
+    });
+    await Promise.race([got, sleep(20_000)]);
+    ws.close();
+    assert.equal(acks.size, 300);
+    const o = clientOptions(lc.cluster);
+    const replicaKeys = o.replicaKeys.map((k) => new Uint8Array(Buffer.from(k, "hex")));
+    const policy = { replicaKeys, quorum: o.quorum, hash: sha256, verify: verifyEd25519 };
+    for (const [i, a] of acks) {
+      assert.equal(a.ok, true, `ack ${i}`);
+      verifyReceipt(new Uint8Array(txs[i] as Buffer), a.receipt, policy);
+    }
   });
 
   it("deliver: newest, stop, FAIL_IF_NOT_READY, BLOCK_UNTIL_READY, and a malformed seek that keeps the connection", async () => {
