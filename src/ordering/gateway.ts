@@ -12,7 +12,7 @@ import type { Digests } from "../bft/digests.ts";
 import { RequestError } from "../bft/errors.ts";
 import type { ClientRequest } from "../bft/types.ts";
 import type { StageTrace } from "../node/trace.ts";
-import { type CertSig, type HashFn, type MerkleProof, toHexStr } from "./block.ts";
+import { type CertSig, type HashFn, type MerkleProof, toHexStr, txId } from "./block.ts";
 import { ApiError } from "./errors.ts";
 import type { CertifiedBlock, Ledger } from "./ledger.ts";
 import { encodeTxBatch, txBatchBytes } from "./tx-batch.ts";
@@ -130,7 +130,7 @@ export class Gateway {
         "RESERVED_PREFIX",
         `transactions may not start with the bytes ${toHexStr(rp)} (they mark coordination entries)`,
       );
-    const id = toHexStr(this.o.hash(tx));
+    const id = txId(tx, this.o.hash);
     this.o.trace?.mark("received", id);
     const same = this.waiting.get(id);
     if (same) return same.promise;

@@ -24,7 +24,7 @@ import {
   merkleProofs,
   merkleTree,
   SIGNATURE_BYTES,
-  toHexStr,
+  txId,
   type VerifyFn,
 } from "./block.ts";
 import {
@@ -302,7 +302,7 @@ export class Ledger {
         const es = this.o.entriesOf ? (this.o.entriesOf(r.op, r.clientId) ?? []) : [r.op];
         return es.map((e) => ({
           e,
-          id: toHexStr(this.o.hash(e)),
+          id: txId(e, this.o.hash),
           ok: this.o.acceptEntry?.(e, r.clientId) ?? true,
         }));
       }),
@@ -370,7 +370,7 @@ export class Ledger {
       if (n !== this.heightN)
         throw new LedgerError("GAP", `fetched block ${n} but the chain ends at ${this.heightN - 1}`);
       const hh = headerHash(block.header, this.o.hash);
-      const txIds = block.entries.map((e) => toHexStr(this.o.hash(e)));
+      const txIds = block.entries.map((e) => txId(e, this.o.hash));
       txIds.forEach((id, i) => {
         ops.push({ type: "put", key: TX + id, value: encodeTxLocation(n, i) });
       });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
+import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { ConfigError } from "../../src/bft/errors.ts";
 import {
   ED25519_PUBLIC_KEY_BYTES,
@@ -12,6 +13,7 @@ import {
   KEY_CACHE_MAX,
   keyCacheSizes,
   nodeCrypto,
+  sha256,
   signEd25519,
 } from "../../src/crypto/node-crypto.ts";
 
@@ -53,6 +55,17 @@ describe("sha256", () => {
   it("hashes only the view it is given", () => {
     const big = TEXT.encode("xxabcxx");
     assert.deepEqual(nodeCrypto.sha256(big.subarray(2, 5)), nodeCrypto.sha256(TEXT.encode("abc")));
+  });
+
+  it("digests kept in the shared buffer pool stay intact while thousands more are made; hex agrees", () => {
+    const inputs = Array.from({ length: 5000 }, (_, i) => TEXT.encode(`input ${i}`));
+    const kept = inputs.map((x) => nodeCrypto.sha256(x));
+    for (let i = 0; i < 5000; i++) Buffer.from(`noise ${i}`.repeat(8)); // more pool allocations
+    inputs.forEach((x, i) => {
+      const expected = nobleSha256(x);
+      assert.deepEqual(kept[i], expected);
+      assert.equal(sha256.hex(x), toHex(expected));
+    });
   });
 });
 
