@@ -23,6 +23,24 @@ export type RawOp =
   | { readonly type: "put"; readonly key: string; readonly value: Uint8Array }
   | { readonly type: "del"; readonly key: string };
 
+/**
+ * Writes raw ops in one atomic batch. A chained batch, not `db.batch(array)`: measured here, the
+ * array form costs about 3x the synchronous time per call and 6x per op (each op object is read
+ * property by property on the native side).
+ */
+export function writeBatch(
+  db: Level<string, Uint8Array>,
+  raw: readonly RawOp[],
+  sync: boolean,
+): Promise<void> {
+  const batch = db.batch();
+  for (const r of raw) {
+    if (r.type === "put") batch.put(r.key, r.value);
+    else batch.del(r.key);
+  }
+  return batch.write({ sync });
+}
+
 export interface LevelStoreOptions {
   /** fsync every write batch (default true): a write acknowledged is a write that survives power loss. */
   readonly sync?: boolean;

@@ -13,6 +13,7 @@ import {
   ed25519PublicKeyOf,
   ed25519ReplicaAuthenticator,
   nodeCrypto,
+  rememberingVerifier,
   sha256,
   signEd25519,
   verifyEd25519,
@@ -45,7 +46,7 @@ import {
   validateNode,
 } from "./config.ts";
 import { type HostApp, ReplicaHost } from "./host.ts";
-import { LevelStore } from "./level-store.ts";
+import { LevelStore, writeBatch } from "./level-store.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { healthOf, type MetricsSource, NodeMetrics, viewChangeStuckMs } from "./metrics.ts";
 import type { StageTrace } from "./trace.ts";
@@ -280,7 +281,9 @@ export class OrdererNode {
           (op.length >= 8 && clientId === coordClientId(new DataView(op.buffer, op.byteOffset).getUint32(4))),
       });
       // The znode tree: read back from the store, then replay blocks written after its last save.
-      const tree = new ZTree(treeConfig(cluster), verifyEd25519);
+      // A write verified at intake here is not verified again when it is applied here.
+      const coordVerify = rememberingVerifier();
+      const tree = new ZTree(treeConfig(cluster), coordVerify.again);
       await loadTree(store.db, tree);
       await catchUpTree(tree, ledger, store);
       const digests = new Digests(nodeCrypto);
@@ -294,7 +297,7 @@ export class OrdererNode {
         },
         signRequest: (reqNo, op) =>
           signedRequest(coordClientId(config.id), reqNo, op, digests, (d) => signEd25519(seed, d)),
-        verify: verifyEd25519,
+        verify: coordVerify.first,
         entryMaxBytes: cluster.batch.absoluteMaxBytes,
         clockPeriodMs: config.coordClockPeriodMs,
       });
@@ -496,7 +499,7 @@ async function catchUpTree(tree: ZTree, ledger: Ledger, store: LevelStore): Prom
     tree.applyBlock(n, b.entries.filter(isCoordEntry));
     replayed++;
     if (replayed % 1000 === 0 || n === ledger.height - 1)
-      await store.db.batch(treeWrites(tree, tree.takeChanges()) as never, { sync: store.sync });
+      await writeBatch(store.db, treeWrites(tree, tree.takeChanges()), store.sync);
   }
   return replayed;
 }

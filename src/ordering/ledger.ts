@@ -11,7 +11,7 @@
 import { deserialize, serialize } from "node:v8";
 import type { Level } from "level";
 import type { CommittedBatch } from "../bft/types.ts";
-import type { RawOp } from "../node/level-store.ts";
+import { type RawOp, writeBatch } from "../node/level-store.ts";
 import {
   type Block,
   bytesEq,
@@ -189,13 +189,14 @@ export class Ledger {
     if (head === undefined) {
       const g = genesisBlock(o.genesisConfig, o.hash);
       const hh = headerHash(g.header, o.hash);
-      await o.db.batch(
+      await writeBatch(
+        o.db,
         [
           { type: "put", key: blockKey(0), value: encodeBlock(g) },
           { type: "put", key: HEAD, value: serialize([1, hh]) },
           { type: "put", key: CERTIFIED, value: serialize(0) },
         ],
-        { sync: o.sync ?? true },
+        o.sync ?? true,
       );
       l.heightN = 1;
       l.headHashV = hh;
@@ -710,7 +711,7 @@ export class Ledger {
    * (the next block) makes them durable with it.
    */
   private write(ops: RawOp[]): Promise<void> {
-    const next = this.writes.then(() => this.o.db.batch(ops as never, { sync: false }));
+    const next = this.writes.then(() => writeBatch(this.o.db, ops, false));
     this.writes = next.catch(() => undefined);
     return next;
   }

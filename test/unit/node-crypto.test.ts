@@ -13,6 +13,7 @@ import {
   KEY_CACHE_MAX,
   keyCacheSizes,
   nodeCrypto,
+  rememberingVerifier,
   sha256,
   signEd25519,
 } from "../../src/crypto/node-crypto.ts";
@@ -242,5 +243,52 @@ describe("ed25519ReplicaAuthenticator", () => {
 
   it("refuses a malformed own seed", () => {
     assert.throws(() => ed25519ReplicaAuthenticator(new Uint8Array(16), publicKeys), ConfigError);
+  });
+});
+
+describe("rememberingVerifier", () => {
+  const { publicKey, privateKey: seed } = generateEd25519KeyPair();
+  const msgs = Array.from({ length: 5 }, (_, i) => TEXT.encode(`write ${i}`));
+  const sigs = msgs.map((m) => signEd25519(seed, m));
+
+  function counting(max: number) {
+    let calls = 0;
+    const v = rememberingVerifier(max, (pk, m, s) => {
+      calls++;
+      return nodeCrypto.verifyEd25519(pk, m, s);
+    });
+    return { ...v, calls: () => calls };
+  }
+
+  it("accepts bytes verified by first without verifying them again, once", () => {
+    const v = counting(8);
+    assert.equal(v.first(publicKey, msgs[0]!, sigs[0]!), true);
+    assert.equal(v.calls(), 1);
+    assert.equal(v.again(publicKey, msgs[0]!, sigs[0]!), true);
+    assert.equal(v.calls(), 1);
+    assert.equal(v.again(publicKey, msgs[0]!, sigs[0]!), true);
+    assert.equal(v.calls(), 2);
+  });
+
+  it("never lets a remembered signature vouch for other bytes, another key, or a forgery", () => {
+    const v = counting(8);
+    assert.equal(v.first(publicKey, msgs[0]!, sigs[0]!), true);
+    assert.equal(v.again(publicKey, msgs[1]!, sigs[0]!), false);
+    assert.equal(v.again(generateEd25519KeyPair().publicKey, msgs[0]!, sigs[0]!), false);
+    assert.equal(v.again(publicKey, msgs[0]!, flipped(sigs[0]!, 3)), false);
+    assert.equal(v.first(publicKey, msgs[1]!, flipped(sigs[1]!, 0)), false);
+    assert.equal(v.again(publicKey, msgs[1]!, flipped(sigs[1]!, 0)), false);
+    assert.equal(v.again(publicKey, msgs[2]!, sigs[2]!), true); // never seen: verified in full
+  });
+
+  it("remembers at most max, forgetting the oldest", () => {
+    const v = counting(2);
+    for (let i = 0; i < 3; i++) assert.equal(v.first(publicKey, msgs[i]!, sigs[i]!), true);
+    const before = v.calls();
+    assert.equal(v.again(publicKey, msgs[2]!, sigs[2]!), true);
+    assert.equal(v.again(publicKey, msgs[1]!, sigs[1]!), true);
+    assert.equal(v.calls(), before);
+    assert.equal(v.again(publicKey, msgs[0]!, sigs[0]!), true);
+    assert.equal(v.calls(), before + 1);
   });
 });
