@@ -199,6 +199,9 @@ export class NodeProcess {
         ...(process.env.ORDERER_CPU_PROF
           ? ["--cpu-prof", `--cpu-prof-dir=${process.env.ORDERER_CPU_PROF}`]
           : []),
+        ...(process.env.ORDERER_HEAP_PROF
+          ? ["--heap-prof", `--heap-prof-dir=${process.env.ORDERER_HEAP_PROF}`, "--heap-prof-interval=65536"]
+          : []),
       ],
       env: {
         ...process.env,
