@@ -4,9 +4,11 @@
 // transaction once it is in a certified block, with a receipt the client can check on its own (Merkle
 // proof + header + certificate).
 //
-// A transaction is its bytes; its id is their SHA-256. A transaction already in the chain is not
-// ordered again: submitting it again returns the existing receipt (`duplicate: true`), and the same
-// transaction submitted concurrently (here or through another replica) ends up in the chain once.
+// A transaction is its bytes; its id is their SHA-256. A transaction already in the chain is not put in
+// the chain again: submitting it again returns the existing receipt (`duplicate: true`), and the same
+// transaction submitted concurrently (here or through another replica) ends up in the chain once. The
+// check is the one every replica makes when it builds a block (the tx index): a submission is proposed
+// without a lookup of its own, and one found in the chain then is answered with the existing receipt.
 
 import type { Digests } from "../bft/digests.ts";
 import { RequestError } from "../bft/errors.ts";
@@ -90,6 +92,8 @@ interface Waiter {
   timer: ReturnType<typeof setTimeout>;
   reqNo: number;
   attempts: number;
+  /** The chain's height when the transaction was submitted: found below it, it was a duplicate. */
+  readonly heightAtSubmit: number;
 }
 
 export class Gateway {
@@ -134,13 +138,6 @@ export class Gateway {
     this.o.trace?.mark("received", id);
     const same = this.waiting.get(id);
     if (same) return same.promise;
-    const loc = await this.o.ledger.findTx(id);
-    if (loc) {
-      this.stats.duplicates++;
-      return this.receiptWhenCertified(id, loc.number, loc.position, true);
-    }
-    const again = this.waiting.get(id);
-    if (again) return again.promise;
     if (!this.o.quorumOk())
       throw new ApiError("NO_QUORUM", "this replica cannot reach a commit quorum of peers");
     if (this.waiting.size >= this.o.pendingMax)
@@ -159,6 +156,7 @@ export class Gateway {
       reject,
       reqNo: 0,
       attempts: 0,
+      heightAtSubmit: this.o.ledger.height,
       timer: setTimeout(() => this.expire(w), this.o.timeoutMs),
     };
     this.waiting.set(id, w);
@@ -259,7 +257,9 @@ export class Gateway {
         void this.o.ledger.findTx(id).then((loc) => {
           if (this.waiting.get(id) !== w) return;
           if (loc) {
-            this.settle(w, loc.number, loc.position, false);
+            const duplicate = loc.number < w.heightAtSubmit;
+            if (duplicate) this.stats.duplicates++;
+            this.settle(w, loc.number, loc.position, duplicate);
           } else if (w.attempts < REPROPOSE_MAX) {
             this.stats.reproposed++;
             this.queue.push(w);
