@@ -82,6 +82,8 @@ export const GATEWAY_IN_FLIGHT_MAX = 4;
 const QUEUE_COMPACT_MIN = 64;
 /** Times a request the core did not execute is proposed again with a fresh request number. */
 const REPROPOSE_MAX = 3;
+/** A waiting submission times out at most this late (its deadline is checked by a periodic sweep). */
+const SWEEP_MAX_MS = 100;
 
 interface Waiter {
   readonly id: string;
@@ -89,7 +91,8 @@ interface Waiter {
   readonly promise: Promise<Receipt>;
   resolve(r: Receipt): void;
   reject(e: Error): void;
-  timer: ReturnType<typeof setTimeout>;
+  /** performance.now() after which the submitter gets TIMEOUT. */
+  readonly deadline: number;
   reqNo: number;
   attempts: number;
   /** The chain's height when the transaction was submitted: found below it, it was a duplicate. */
@@ -105,6 +108,7 @@ export class Gateway {
   private queueHead = 0;
   private nextReqNo: number;
   private closed = false;
+  private sweeper: ReturnType<typeof setInterval> | null = null;
   readonly stats = { submitted: 0, duplicates: 0, timeouts: 0, reproposed: 0, requests: 0 };
 
   constructor(o: GatewayOptions) {
@@ -157,9 +161,10 @@ export class Gateway {
       reqNo: 0,
       attempts: 0,
       heightAtSubmit: this.o.ledger.height,
-      timer: setTimeout(() => this.expire(w), this.o.timeoutMs),
+      deadline: performance.now() + this.o.timeoutMs,
     };
     this.waiting.set(id, w);
+    this.sweepSoon();
     this.stats.submitted++;
     this.queue.push(w);
     this.dispatch();
@@ -176,6 +181,8 @@ export class Gateway {
   /** Refuses new submissions and fails the waiting ones. */
   close(): void {
     this.closed = true;
+    if (this.sweeper !== null) clearInterval(this.sweeper);
+    this.sweeper = null;
     for (const w of this.waiting.values())
       this.fail(w, new ApiError("SHUTTING_DOWN", "the node is shutting down"));
     this.queue = [];
@@ -286,7 +293,6 @@ export class Gateway {
       (r) => {
         if (this.waiting.get(w.id) !== w) return;
         this.waiting.delete(w.id);
-        clearTimeout(w.timer);
         this.o.trace?.mark("replied", w.id);
         w.resolve(r);
       },
@@ -320,6 +326,27 @@ export class Gateway {
       throw new ApiError("TIMEOUT", `block ${n} is not certified yet`);
   }
 
+  /**
+   * One timer for every waiting submission, not one each: submissions wait in the order they came
+   * (a Map keeps insertion order) with the same timeout, so a sweep stops at the first one still in time.
+   */
+  private sweepSoon(): void {
+    if (this.sweeper !== null) return;
+    const every = Math.max(10, Math.min(SWEEP_MAX_MS, this.o.timeoutMs / 4));
+    this.sweeper = setInterval(() => {
+      const now = performance.now();
+      for (const w of this.waiting.values()) {
+        if (w.deadline > now) break;
+        this.expire(w);
+      }
+      if (this.waiting.size === 0 && this.sweeper !== null) {
+        clearInterval(this.sweeper);
+        this.sweeper = null;
+      }
+    }, every);
+    this.sweeper.unref?.();
+  }
+
   private expire(w: Waiter): void {
     if (this.waiting.get(w.id) !== w) return;
     this.stats.timeouts++;
@@ -334,7 +361,6 @@ export class Gateway {
 
   private fail(w: Waiter, err: Error): void {
     if (this.waiting.get(w.id) === w) this.waiting.delete(w.id);
-    clearTimeout(w.timer);
     w.reject(err);
   }
 }

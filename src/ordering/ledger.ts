@@ -780,12 +780,20 @@ export class Ledger {
 
 /** A tx index value: block number (u64) and position (u32), big-endian. */
 function encodeTxLocation(n: number, position: number): Uint8Array {
+  // Byte by byte: a DataView would need `.buffer`, which moves this small array off the heap (one per
+  // transaction on every replica).
   const out = new Uint8Array(12);
-  const dv = new DataView(out.buffer);
-  dv.setUint32(0, Math.floor(n / 0x1_0000_0000));
-  dv.setUint32(4, n >>> 0);
-  dv.setUint32(8, position);
+  putU32(out, 0, Math.floor(n / 0x1_0000_0000));
+  putU32(out, 4, n >>> 0);
+  putU32(out, 8, position);
   return out;
+}
+
+function putU32(out: Uint8Array, at: number, v: number): void {
+  out[at] = v >>> 24;
+  out[at + 1] = (v >>> 16) & 0xff;
+  out[at + 2] = (v >>> 8) & 0xff;
+  out[at + 3] = v & 0xff;
 }
 
 /** Reads a tx index value: 12 bytes, or the v8-serialized [number, position] of earlier versions. */
