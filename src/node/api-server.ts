@@ -390,6 +390,7 @@ export class ApiServer {
               send: (msg) => this.post(ws, s, JSON.stringify(msg)),
               close: (code, reason) => {
                 if (s.closed) return;
+                this.flushOutbox(ws, s); // what was posted before the close goes first
                 s.closed = true;
                 ws.end(code, reason);
               },
@@ -650,24 +651,32 @@ export class ApiServer {
   private readonly flushOutboxes = (): void => {
     const list = this.outboxes;
     this.outboxes = [];
-    for (const [ws, s] of list) {
-      const out = s.out;
-      s.out = null;
-      if (s.closed || out === null) continue;
-      let status = 1;
+    for (const [ws, s] of list) this.flushOutbox(ws, s);
+  };
+
+  private flushOutbox(ws: uWS.WebSocket<WsState>, s: SubmitState | CoordState): void {
+    const out = s.out;
+    s.out = null;
+    if (s.closed || out === null) return;
+    let status = 1;
+    try {
       ws.cork(() => {
         for (const text of out) {
           status = ws.send(text, false);
           if (status === 2) return;
         }
       });
-      if (status === 2) {
-        // Dropped at maxBackpressure: the peer stopped reading; losing messages silently is not an option.
-        s.closed = true;
-        ws.end(1008, "backpressure limit reached");
-      }
+    } catch {
+      // uWS throws on a socket it already closed; its close handler may not have run yet.
+      s.closed = true;
+      return;
     }
-  };
+    if (status === 2) {
+      // Dropped at maxBackpressure: the peer stopped reading; losing messages silently is not an option.
+      s.closed = true;
+      ws.end(1008, "backpressure limit reached");
+    }
+  }
 
   /** Sends one JSON message; false when the socket is closed. */
   private wsSend(ws: uWS.WebSocket<WsState>, msg: unknown): boolean {

@@ -657,10 +657,15 @@ export class Ledger {
     if (!Number.isSafeInteger(n) || n < 0 || n >= this.heightN) return undefined;
     const c = this.cache.get(n);
     if (c) return c.block;
+    // Taken before reading: a certificate written (and dropped from freshCerts) during the reads is
+    // then found by one or the other.
+    const fresh = this.freshCerts.get(n);
     const b = await this.readBlock(n);
     if (!b) return undefined;
     const raw = (await this.get(certKey(n))) as [number, Uint8Array][] | undefined;
-    const cert = raw ? raw.map(([replica, sig]) => ({ replica, sig })) : (this.freshCerts.get(n) ?? []);
+    const cert = raw
+      ? raw.map(([replica, sig]) => ({ replica, sig }))
+      : (fresh ?? this.freshCerts.get(n) ?? []);
     const full = withCert(b, cert);
     // Cache only complete blocks: a certificate completing meanwhile must not be hidden by a stale copy.
     const cached = this.cache.get(n);
