@@ -24,7 +24,7 @@ const MODE: Mode = modeArg >= 0 && process.argv[modeArg + 1] === "pbft" ? "pbft"
 /** The stages of the table: [label, from-stage, to-stage]; each `from` is where the previous row ended. */
 const ROWS = [
   ["client → API (WebSocket)", "sent", "received"],
-  ["gateway: duplicate lookup, sign, propose", "received", "proposed"],
+  ["gateway: batch, sign, propose", "received", "proposed"],
   ["leader: batch, certify, send PREPARE", "proposed", "prepare-sent"],
   ["followers: verify, certify, send COMMIT", "prepare-sent", "commit-sent"],
   ["commit quorum at the entry replica", "commit-sent", "committed"],

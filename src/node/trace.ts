@@ -7,7 +7,7 @@
 export const TRACE_STAGES = [
   /** tx: the API handed it to the gateway. */
   "received",
-  /** tx: the gateway handed its request to the core (after the duplicate lookup and signing). */
+  /** tx: the gateway handed its request to the core (after batching and signing). */
   "proposed",
   /** seq: the leader sent its PREPARE (hybrid) or PRE-PREPARE (pbft) for the batch. */
   "prepare-sent",
