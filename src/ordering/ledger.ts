@@ -52,12 +52,6 @@ export const BLOCK_CACHE_BYTES = 16 * 1024 * 1024;
 const TREES_KEPT = 64;
 /** Peer signatures are buffered for blocks at most this far ahead of our chain. */
 export const SIG_AHEAD_MAX = 4096;
-/**
- * A completed certificate is written with the next block's batch; with no block that soon, on its own
- * (unsynced) after this long. Certificates can always be collected again (`open`), so nothing waits
- * for them to be written.
- */
-export const CERT_WRITE_DELAY_MS = 50;
 /** Uncertified blocks re-announced per retransmission round. */
 export const SIG_RETRY_MAX = 256;
 
@@ -151,16 +145,8 @@ export class Ledger {
   /** Merkle trees of the latest blocks built here: receipts' proofs come from them without hashing again. */
   private readonly trees = new Map<number, ReturnType<typeof merkleTree>>();
   private readonly builtInfo = new Map<number, Built>();
-  /** Certificates completed and not yet written (c/ queued or being written): readers must see them. */
+  /** Certificates completed and not yet durable (c/ being written): readers must see them. */
   private readonly freshCerts = new Map<number, CertSig[]>();
-  /** Certificate writes queued for the next block's batch, and the blocks they are for. */
-  private certOps: RawOp[] = [];
-  private certOpBlocks: number[] = [];
-  /** The certified height as last queued for writing. */
-  private certifiedQueued = 0;
-  private certTimer: ReturnType<typeof setTimeout> | null = null;
-  /** Blocks whose certificates went into the batch of the last prepare(), until written() says it is durable. */
-  private certsInBatch: number[] = [];
   private readonly certListeners = new Set<(b: CertifiedBlock) => void>();
   private readonly builtListeners = new Set<(b: Built) => void>();
   private writes: Promise<void> = Promise.resolve();
@@ -229,7 +215,6 @@ export class Ledger {
     }
     const certified = (await l.get(CERTIFIED)) as number | undefined;
     l.certifiedN = typeof certified === "number" ? certified : 0;
-    l.certifiedQueued = l.certifiedN;
     // Blocks written but not certified before a restart: collect signatures again.
     for (let n = l.certifiedN; n < l.heightN; n++) {
       if ((await l.get(certKey(n))) !== undefined) {
@@ -371,10 +356,6 @@ export class Ledger {
         batchClients: c.batch.requests.map((r) => ({ clientId: r.clientId, reqNo: r.reqNo })),
       });
     }
-    // Certificates completed since the last block ride in this block's (synced) batch.
-    const certs = this.takeCertWrites();
-    for (const op of certs.ops) ops.push(op);
-    this.certsInBatch = certs.blocks;
     return { ops, built };
   }
 
@@ -420,8 +401,6 @@ export class Ledger {
 
   /** The writes of prepare() are durable: sign, announce, and collect the peers' signatures. */
   written(built: readonly Built[]): void {
-    for (const n of this.certsInBatch) this.freshCerts.delete(n);
-    this.certsInBatch = [];
     for (const b of built) {
       const n = b.block.header.number;
       this.remember(n, b.block, b.headerHash);
@@ -520,44 +499,12 @@ export class Ledger {
     const info = this.builtInfo.get(n);
     if (info) this.builtInfo.set(n, { ...info, block: withCert(info.block, cert) });
     this.freshCerts.set(n, cert);
-    this.certOps.push({
-      type: "put",
-      key: certKey(n),
-      value: serialize(cert.map((s) => [s.replica, s.sig])),
-    });
-    this.certOpBlocks.push(n);
-    this.scheduleCertWrite();
-    this.certifiedAhead.add(n);
-    this.advanceCertified();
-  }
-
-  /** Queued certificate writes, with the certified height when it moved (below it, every certificate is written or in these ops). */
-  private takeCertWrites(): { ops: RawOp[]; blocks: number[] } {
-    const ops = this.certOps;
-    const blocks = this.certOpBlocks;
-    if (this.certifiedN !== this.certifiedQueued) {
-      ops.push({ type: "put", key: CERTIFIED, value: serialize(this.certifiedN) });
-      this.certifiedQueued = this.certifiedN;
-    }
-    this.certOps = [];
-    this.certOpBlocks = [];
-    return { ops, blocks };
-  }
-
-  private scheduleCertWrite(): void {
-    if (this.certTimer !== null) return;
-    this.certTimer = setTimeout(() => {
-      this.certTimer = null;
-      void this.writeQueuedCerts();
-    }, CERT_WRITE_DELAY_MS);
-    this.certTimer.unref?.();
-  }
-
-  private writeQueuedCerts(): Promise<void> {
-    const { ops, blocks } = this.takeCertWrites();
-    if (ops.length === 0) return this.writes;
-    return this.write(ops).then(() => {
-      for (const n of blocks) this.freshCerts.delete(n);
+    this.write([
+      { type: "put", key: certKey(n), value: serialize(cert.map((s) => [s.replica, s.sig])) },
+    ]).then(() => {
+      this.freshCerts.delete(n);
+      this.certifiedAhead.add(n);
+      this.advanceCertified();
     });
   }
 
@@ -565,7 +512,7 @@ export class Ledger {
     const before = this.certifiedN;
     while (this.certifiedAhead.delete(this.certifiedN)) this.certifiedN++;
     if (this.certifiedN === before) return;
-    this.scheduleCertWrite();
+    void this.write([{ type: "put", key: CERTIFIED, value: serialize(this.certifiedN) }]);
     for (const [n, fns] of this.heightWaiters) {
       if (n >= this.certifiedN) continue;
       this.heightWaiters.delete(n);
@@ -764,9 +711,9 @@ export class Ledger {
   }
 
   /**
-   * Certificates and the certified height when no block came to carry them, in order, without an
-   * fsync of their own: both can be rebuilt (a restart collects the signatures of uncertified blocks
-   * again, `open`), and the next synced batch makes them durable with it.
+   * Certificates and the certified height, in order, without an fsync of their own: both can be rebuilt
+   * (a restart collects the signatures of uncertified blocks again, `open`), and the next synced batch
+   * (the next block) makes them durable with it.
    */
   private write(ops: RawOp[]): Promise<void> {
     const next = this.writes.then(() => writeBatch(this.o.db, ops, false));
@@ -774,11 +721,8 @@ export class Ledger {
     return next;
   }
 
-  /** Writes queued certificates and waits for every certificate write (for a clean shutdown). */
+  /** Waits for pending certificate writes (for a clean shutdown). */
   async flush(): Promise<void> {
-    if (this.certTimer !== null) clearTimeout(this.certTimer);
-    this.certTimer = null;
-    await this.writeQueuedCerts();
     await this.writes;
   }
 }
