@@ -110,7 +110,6 @@ interface CoordState {
   kind: "coord";
   closed: boolean;
   conn: CoordConn | null;
-  out: string[] | null;
 }
 type WsState = DeliverState | SubmitState | CoordState;
 
@@ -183,7 +182,7 @@ export class ApiServer {
   private listenSocket: uWS.us_listen_socket | null = null;
   private readonly sockets = new Set<uWS.WebSocket<WsState>>();
   /** Connections with messages posted this turn. */
-  private outboxes: [uWS.WebSocket<WsState>, SubmitState | CoordState][] = [];
+  private outboxes: [uWS.WebSocket<WsState>, SubmitState][] = [];
   private app: uWS.TemplatedApp | null = null;
   private boundPort = 0;
   readonly stats = { internalErrors: 0, deliverPauses: 0, deliverDrains: 0 };
@@ -380,17 +379,15 @@ export class ApiServer {
         maxPayloadLength: Math.ceil((bodyMax * 4) / 3) + 4096,
         idleTimeout: 0,
         maxBackpressure: 64 * 1024 * 1024,
-        upgrade: (res, req, ctx) =>
-          this.upgrade(res, req, ctx, { kind: "coord", closed: false, conn: null, out: null }),
+        upgrade: (res, req, ctx) => this.upgrade(res, req, ctx, { kind: "coord", closed: false, conn: null }),
         open: (ws) => {
           this.sockets.add(ws);
           const s = ws.getUserData() as CoordState;
           s.conn = coord.open(
             {
-              send: (msg) => this.post(ws, s, JSON.stringify(msg)),
+              send: (msg) => void this.wsSend(ws, msg),
               close: (code, reason) => {
                 if (s.closed) return;
-                this.flushOutbox(ws, s); // what was posted before the close goes first
                 s.closed = true;
                 ws.end(code, reason);
               },
@@ -402,8 +399,12 @@ export class ApiServer {
           const s = ws.getUserData() as CoordState;
           if (!s.conn) return;
           if (isBinary) {
-            const reply = { type: "error", id: null, code: "MARSHALLINGERROR", message: "send text frames" };
-            this.post(ws, s, JSON.stringify(reply));
+            this.wsSend(ws, {
+              type: "error",
+              id: null,
+              code: "MARSHALLINGERROR",
+              message: "send text frames",
+            });
             return;
           }
           coord.message(s.conn, Buffer.from(message).toString("utf8"));
@@ -635,10 +636,11 @@ export class ApiServer {
   }
 
   /**
-   * Queues a message for the end of this turn. Receipts of one block (and coordination replies of one
-   * apply) are settled in one turn: they leave in one corked write per connection, not one each.
+   * Queues a message for the end of this turn. The receipts of one block are settled in one turn: they
+   * leave in one corked write per connection, not one each. (Coordination replies are sent at once:
+   * their order with the connection's close matters, and they are few per turn.)
    */
-  private post(ws: uWS.WebSocket<WsState>, s: SubmitState | CoordState, text: string): void {
+  private post(ws: uWS.WebSocket<WsState>, s: SubmitState, text: string): void {
     if (s.closed) return;
     if (s.out === null) {
       s.out = [];
@@ -654,7 +656,7 @@ export class ApiServer {
     for (const [ws, s] of list) this.flushOutbox(ws, s);
   };
 
-  private flushOutbox(ws: uWS.WebSocket<WsState>, s: SubmitState | CoordState): void {
+  private flushOutbox(ws: uWS.WebSocket<WsState>, s: SubmitState): void {
     const out = s.out;
     s.out = null;
     if (s.closed || out === null) return;
