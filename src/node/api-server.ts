@@ -650,35 +650,34 @@ export class ApiServer {
     s.out.push(text);
   }
 
+  /** Sends each connection's posted messages in one corked write. */
   private readonly flushOutboxes = (): void => {
     const list = this.outboxes;
     this.outboxes = [];
-    for (const [ws, s] of list) this.flushOutbox(ws, s);
+    for (const [ws, s] of list) {
+      const out = s.out;
+      s.out = null;
+      if (s.closed || out === null) continue;
+      let status = 1;
+      try {
+        ws.cork(() => {
+          for (const text of out) {
+            status = ws.send(text, false);
+            if (status === 2) return;
+          }
+        });
+      } catch {
+        // uWS throws on a socket it already closed; its close handler may not have run yet.
+        s.closed = true;
+        continue;
+      }
+      if (status === 2) {
+        // Dropped at maxBackpressure: the peer stopped reading; losing messages silently is not an option.
+        s.closed = true;
+        ws.end(1008, "backpressure limit reached");
+      }
+    }
   };
-
-  private flushOutbox(ws: uWS.WebSocket<WsState>, s: SubmitState): void {
-    const out = s.out;
-    s.out = null;
-    if (s.closed || out === null) return;
-    let status = 1;
-    try {
-      ws.cork(() => {
-        for (const text of out) {
-          status = ws.send(text, false);
-          if (status === 2) return;
-        }
-      });
-    } catch {
-      // uWS throws on a socket it already closed; its close handler may not have run yet.
-      s.closed = true;
-      return;
-    }
-    if (status === 2) {
-      // Dropped at maxBackpressure: the peer stopped reading; losing messages silently is not an option.
-      s.closed = true;
-      ws.end(1008, "backpressure limit reached");
-    }
-  }
 
   /** Sends one JSON message; false when the socket is closed. */
   private wsSend(ws: uWS.WebSocket<WsState>, msg: unknown): boolean {

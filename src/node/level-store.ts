@@ -34,11 +34,15 @@ export function writeBatch(
   sync: boolean,
 ): Promise<void> {
   const batch = db.batch();
+  addRaw(batch, raw);
+  return batch.write({ sync });
+}
+
+function addRaw(batch: ReturnType<Level<string, Uint8Array>["batch"]>, raw: readonly RawOp[]): void {
   for (const r of raw) {
     if (r.type === "put") batch.put(r.key, r.value);
     else batch.del(r.key);
   }
-  return batch.write({ sync });
 }
 
 export interface LevelStoreOptions {
@@ -86,10 +90,7 @@ export class LevelStore {
   /** Applies one Ready's ops and other raw writes atomically. */
   async apply(ops: readonly PersistOp[], raw: readonly RawOp[] = []): Promise<void> {
     const batch = this.db.batch();
-    for (const r of raw) {
-      if (r.type === "put") batch.put(r.key, r.value);
-      else batch.del(r.key);
-    }
+    addRaw(batch, raw);
     for (const op of ops) {
       if (op.op === "put") batch.put(STATE + op.key, serialize(op.value));
       else batch.del(STATE + op.key);
