@@ -60,7 +60,10 @@ export function appendResults(
     suite,
     machine: machine(),
     commit: commit(),
-    settings,
+    // Hybrid mode's counter: its own process (the product), or inside the replica (a baseline only).
+    settings: process.env.ORDERER_BENCH_COUNTER
+      ? { ...settings, counter: process.env.ORDERER_BENCH_COUNTER }
+      : settings,
     rows,
   };
   appendFileSync(file, `${JSON.stringify(line)}\n`);

@@ -24,7 +24,16 @@ const SUITES: Record<string, { file: string; what: string }> = {
   memory: { file: "memory.ts", what: "peak replica memory under 2 MiB transactions and reading every block" },
 };
 
-const [suite, ...rest] = process.argv.slice(2);
+const [suite, ...args] = process.argv.slice(2);
+// --counter in-process: hybrid replicas certify with a counter inside their own process, to measure
+// what the counter process costs (src/counter/in-process.ts; never a configuration to run).
+const counterAt = args.indexOf("--counter");
+const counterKind = counterAt >= 0 ? args[counterAt + 1] : "process";
+if (counterKind !== "process" && counterKind !== "in-process") {
+  console.error('--counter is "process" (default) or "in-process"');
+  process.exit(2);
+}
+const rest = counterAt >= 0 ? args.filter((_, i) => i !== counterAt && i !== counterAt + 1) : args;
 if (suite === "plot") {
   const { PLOTTED_SUITES, renderSuite } = await import("./plots.ts");
   for (const s of PLOTTED_SUITES()) for (const f of await renderSuite(s)) console.log(`plot: ${f}`);
@@ -43,6 +52,7 @@ for (const name of suite === "all" ? Object.keys(SUITES) : [suite]) {
   console.log(`\n=== bench ${name} ===`);
   const r = spawnSync(process.execPath, ["--import", "tsx", join(import.meta.dirname, s.file), ...rest], {
     stdio: "inherit",
+    env: counterKind === "in-process" ? { ...process.env, ORDERER_BENCH_COUNTER: "in-process" } : process.env,
   });
   if (r.status !== 0) {
     console.error(`bench ${name} failed (${r.status ?? r.signal})`);

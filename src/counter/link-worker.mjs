@@ -1,30 +1,54 @@
-// The counter link's I/O thread (plain JavaScript, no loader needed). It owns the Unix socket to the
-// counter process: connects, answers the handshake with the replica's key, and relays request frames
-// that the replica's main thread posts in shared memory, blocking there with Atomics.wait until the
-// reply lands. Framing is a 4-byte big-endian length; see protocol.ts for the frames themselves.
+// The counter link's socket thread (plain JavaScript, no loader needed). It owns the UNIX socket to the
+// counter process: connects, answers the handshake with the replica's key, receives the session (number
+// and key) and publishes it to the main thread in shared memory; it reconnects by itself when the
+// connection drops. It never carries a request: the main thread writes those to the counter's FIFO and
+// blocks reading the reply FIFO (client.ts). This thread is also that read's watchdog: when the reply
+// does not come in time, or the connection is lost meanwhile, it says so in shared memory and writes a
+// NUDGE to the reply FIFO, which ends the blocked read. See protocol.ts for the frames.
 //
-// Shared control words (Int32Array): [0] state: 0 idle, 1 posted by main, 2 taken, 3 answered;
-// [1] length of the bytes in the data buffer; [2] 1 when the answer is a link error (text in data).
+// Shared control words (Int32Array), named in client.ts: C_GEN (this thread's count of sessions
+// published, 0 while the key is being replaced), C_SESSION_NO (the counter's number for it), C_UP, C_BUSY and C_SEQ (the main thread's call in progress), C_WAKE_SEQ and
+// C_WAKE_REASON (why its read was ended), C_TIMEOUT_MS.
 
 import { createPrivateKey, sign } from "node:crypto";
+import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { connect } from "node:net";
 import { parentPort, workerData } from "node:worker_threads";
 
-const { socketPath, subsystem, publicKeyHex, pkcs8, ctrlBuffer, dataBuffer } = workerData;
+const { socketPath, repPath, subsystem, publicKeyHex, pkcs8, ctrlBuffer, keyBuffer } = workerData;
 const ctrl = new Int32Array(ctrlBuffer);
-const data = new Uint8Array(dataBuffer);
+const sessionKey = new Uint8Array(keyBuffer);
+const C_GEN = 0;
+const C_UP = 1;
+const C_BUSY = 2;
+const C_SEQ = 3;
+const C_WAKE_SEQ = 4;
+const C_WAKE_REASON = 5;
+const C_TIMEOUT_MS = 6;
+const C_SESSION_NO = 7;
+const WAKE_LOST = 1;
+const WAKE_TIMEOUT = 2;
+const WATCH_MS = 50;
+
 const key = createPrivateKey({ key: Buffer.from(pkcs8), format: "der", type: "pkcs8" });
+const PROTOCOL_VERSION = 2;
 const T_HELLO = 1;
 const T_AUTH = 2;
-const T_READY = 3;
+const T_LINK = 3;
 const T_ERR = 6;
+const T_NUDGE = 9;
+const SESSION_KEY_BYTES = 32;
 const FRAME_BYTES_MAX = 2048;
 const AUTH_DOMAIN = Buffer.from("orderer-counter-auth-v1");
+const NUDGE = Buffer.from([0, 0, 0, 1, T_NUDGE]);
 
 let sock = null;
 let buffered = Buffer.alloc(0);
-let waiter = null; // (body | Error) => void for the one outstanding frame
+let waiter = null; // (body | Error) => void for the one outstanding handshake frame
 let closed = false;
+let wakeFd = -1; // this thread's own end of the reply FIFO, for NUDGEs
+let oldWakeFd = -1; // the previous session's, in case the main thread still reads that one
+let gen = 0;
 
 function frame(body) {
   const out = Buffer.alloc(4 + body.length);
@@ -82,6 +106,67 @@ function errorText(body) {
   }
 }
 
+/** Ends the main thread's blocked read, if one is in progress, telling it why. */
+function wake(reason, seq) {
+  if (wakeFd < 0) return;
+  Atomics.store(ctrl, C_WAKE_SEQ, seq);
+  Atomics.store(ctrl, C_WAKE_REASON, reason);
+  for (const fd of [wakeFd, oldWakeFd]) {
+    if (fd < 0) continue;
+    try {
+      writeSync(fd, NUDGE);
+    } catch {
+      // nothing more to do: the main thread reads the other one
+    }
+  }
+}
+
+/**
+ * Publishes a new session: C_GEN goes to 0 while its number and key are written, then to the next
+ * generation (a restarted counter numbers its sessions from 1 again; the generation never repeats).
+ */
+function publish(body) {
+  const fd = openSync(repPath, constants.O_RDWR);
+  if (oldWakeFd >= 0) closeSync(oldWakeFd);
+  oldWakeFd = wakeFd;
+  wakeFd = fd;
+  Atomics.store(ctrl, C_GEN, 0);
+  Atomics.store(ctrl, C_SESSION_NO, body.readUInt32BE(1));
+  sessionKey.set(body.subarray(5, 5 + SESSION_KEY_BYTES));
+  gen = gen >= 0x7fff_ffff ? 1 : gen + 1;
+  Atomics.store(ctrl, C_UP, 1);
+  Atomics.store(ctrl, C_GEN, gen);
+  Atomics.notify(ctrl, C_GEN);
+}
+
+function linkLost(s) {
+  if (sock !== s) return;
+  fail(new Error("counter connection closed"));
+  // C_UP first, then C_BUSY (and the main thread sets C_BUSY before it reads C_UP): a call either sees
+  // the link down before it writes, or is woken here.
+  Atomics.store(ctrl, C_UP, 0);
+  if (Atomics.load(ctrl, C_BUSY) === 1) wake(WAKE_LOST, Atomics.load(ctrl, C_SEQ));
+  if (!closed) reconnect();
+}
+
+let reconnecting = false;
+async function reconnect() {
+  if (reconnecting) return;
+  reconnecting = true;
+  let pause = 50;
+  while (!closed && sock === null) {
+    try {
+      const link = await openLink(Date.now() + 10_000);
+      parentPort.postMessage({ type: "ready", body: link });
+    } catch (err) {
+      parentPort.postMessage({ type: "link-error", message: String(err?.message ?? err) });
+      await new Promise((r) => setTimeout(r, pause));
+      pause = Math.min(1000, pause * 2);
+    }
+  }
+  reconnecting = false;
+}
+
 async function openLink(deadline) {
   let lastErr = null;
   while (Date.now() < deadline && !closed) {
@@ -99,12 +184,13 @@ async function openLink(deadline) {
         else drain();
       });
       s.on("error", () => {});
-      s.on("close", () => {
-        if (sock === s) fail(new Error("counter connection closed"));
-      });
+      let linked = false;
+      s.on("close", () => (linked ? linkLost(s) : sock === s && fail(new Error("counter connection closed"))));
       const hello = await withDeadline(nextFrame(), deadline);
       if (hello instanceof Error) throw hello;
       if (hello[0] !== T_HELLO || hello.length !== 70) throw new Error("counter sent no HELLO");
+      if (hello[1] !== PROTOCOL_VERSION)
+        throw new Error(`counter speaks protocol ${hello[1]}, this replica ${PROTOCOL_VERSION}`);
       if (hello.readUInt32BE(2) !== subsystem)
         throw new Error(`counter at ${socketPath} is subsystem ${hello.readUInt32BE(2)}, not ${subsystem}`);
       if (hello.subarray(6, 38).toString("hex") !== publicKeyHex)
@@ -112,16 +198,19 @@ async function openLink(deadline) {
       const nonce = hello.subarray(38, 70);
       const msg = Buffer.concat([u32(AUTH_DOMAIN.length), AUTH_DOMAIN, u32(subsystem), u32(nonce.length), nonce]);
       s.write(frame(Buffer.concat([Buffer.from([T_AUTH]), sign(null, msg, key)])));
-      const ready = await withDeadline(nextFrame(), deadline);
-      if (ready instanceof Error) throw ready;
-      if (ready[0] === T_ERR) throw new Error(`counter refused the handshake: ${errorText(ready)}`);
-      if (ready[0] !== T_READY) throw new Error("counter sent no READY");
-      return ready;
+      const link = await withDeadline(nextFrame(), deadline);
+      if (link instanceof Error) throw link;
+      if (link[0] === T_ERR) throw new Error(`counter refused the handshake: ${errorText(link)}`);
+      if (link[0] !== T_LINK || link.length < 5 + SESSION_KEY_BYTES + 4) throw new Error("counter sent no LINK");
+      if (sock !== s) throw new Error("counter connection closed");
+      publish(link);
+      linked = true;
+      return link;
     } catch (err) {
       lastErr = err;
       if (sock) sock.destroy();
       sock = null;
-      if (/refused the handshake|another key|not \d+$/.test(String(err?.message))) break;
+      if (/refused the handshake|another key|not \d+$|speaks protocol/.test(String(err?.message))) break;
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -138,62 +227,44 @@ function withDeadline(p, deadline) {
   });
 }
 
-function answer(bytes, isError) {
-  const b = Buffer.from(bytes).subarray(0, data.length);
-  data.set(b);
-  Atomics.store(ctrl, 1, b.length);
-  Atomics.store(ctrl, 2, isError ? 1 : 0);
-  Atomics.store(ctrl, 0, 3);
-  Atomics.notify(ctrl, 0);
-}
-
-async function serveRequests() {
-  for (;;) {
-    const state = Atomics.load(ctrl, 0);
-    if (state === 1 && Atomics.compareExchange(ctrl, 0, 1, 2) === 1) {
-      const req = Buffer.from(data.subarray(0, Atomics.load(ctrl, 1)));
-      const timeoutMs = Atomics.load(ctrl, 3);
-      const deadline = Date.now() + timeoutMs;
-      try {
-        // One retry over a fresh connection: the counter answers a repeated request with the same
-        // certificate, so a reply lost with the connection costs nothing.
-        let reply = null;
-        for (let attempt = 0; attempt < 2 && reply === null; attempt++) {
-          if (!sock) {
-            const ready = await openLink(deadline);
-            parentPort.postMessage({ type: "ready", body: ready });
-          }
-          sock.write(frame(req));
-          const r = await withDeadline(nextFrame(), deadline);
-          if (!(r instanceof Error)) reply = r;
-          else if (Date.now() >= deadline) throw r;
-        }
-        if (reply === null) throw new Error("counter link lost twice");
-        answer(reply, false);
-      } catch (err) {
-        answer(Buffer.from(String(err?.message ?? err)), true);
-      }
-      continue;
-    }
-    if (closed) return;
-    const w = Atomics.waitAsync(ctrl, 0, state, 1000);
-    if (w.async) await w.value;
+// The watchdog: a call seen in progress, with the same sequence number, for C_TIMEOUT_MS is ended.
+let watchedSeq = 0;
+let watchedMs = 0;
+let firedSeq = 0;
+setInterval(() => {
+  if (Atomics.load(ctrl, C_BUSY) !== 1) {
+    watchedMs = 0;
+    return;
   }
-}
+  const seq = Atomics.load(ctrl, C_SEQ);
+  if (seq !== watchedSeq) {
+    watchedSeq = seq;
+    watchedMs = 0;
+    return;
+  }
+  watchedMs += WATCH_MS;
+  if (watchedMs >= Atomics.load(ctrl, C_TIMEOUT_MS) && firedSeq !== seq) {
+    firedSeq = seq;
+    wake(WAKE_TIMEOUT, seq);
+  }
+}, WATCH_MS);
 
 parentPort.on("message", async (m) => {
   if (m.type === "connect") {
     try {
-      const ready = await openLink(Date.now() + m.timeoutMs);
-      parentPort.postMessage({ type: "ready", body: ready });
+      const link = await openLink(Date.now() + m.timeoutMs);
+      parentPort.postMessage({ type: "ready", body: link });
     } catch (err) {
       parentPort.postMessage({ type: "error", message: String(err?.message ?? err) });
     }
   } else if (m.type === "close") {
     closed = true;
+    Atomics.store(ctrl, C_UP, 0);
     if (sock) sock.destroy();
+    for (const fd of [wakeFd, oldWakeFd]) if (fd >= 0) closeSync(fd);
+    wakeFd = -1;
+    oldWakeFd = -1;
     parentPort.close();
+    process.exit(0);
   }
 });
-
-serveRequests();

@@ -1,15 +1,21 @@
 // The trusted counter process: one replica's USIG, outside the replica's process. It holds the counter's
 // ed25519 key and values, makes every value durable before it answers (by reserving RESERVE_SLOTS values
-// ahead with one fdatasync, see Reservation), and certifies only for the replica whose key passes the
-// handshake. An attacker who owns the replica's process, config and
-// data directory can ask it to certify (as the replica may), but never one value twice.
+// ahead with one fdatasync, see certifier.ts), and certifies only for the replica whose key passes the
+// handshake. An attacker who owns the replica's process, config and data directory can ask it to
+// certify (as the replica may), but never one value twice.
+//
+// Two threads: this one listens on the UNIX socket, runs handshakes and hands each authenticated
+// connection a session key; the certifying thread (certify-thread.ts) serves requests sealed with that
+// key on the request FIFO, blocking in read(2) so that a request costs one wake-up (protocol.ts).
 
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   chmodSync,
   closeSync,
   constants,
   existsSync,
+  lstatSync,
   openSync,
   readFileSync,
   unlinkSync,
@@ -17,41 +23,36 @@ import {
 } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
-import { bytesEqual } from "../bft/bytes.ts";
-import { CounterError } from "../bft/errors.ts";
-import { type CounterCert, UsigCounter } from "../bft/trusted.ts";
-import { ed25519PublicKeyOf, signEd25519, verifyEd25519 } from "../crypto/node-crypto.ts";
+import { MessageChannel, type MessagePort, type Worker } from "node:worker_threads";
+import type { CounterValue } from "../bft/trusted.ts";
+import { ed25519PublicKeyOf, verifyEd25519 } from "../crypto/node-crypto.ts";
 import { type Logger, silentLogger } from "../node/log.ts";
+import { startWorker } from "../util/worker.ts";
+import type { CertifyThreadData, ControlMessage, ThreadMessage } from "./certify-thread.ts";
 import { CounterLinkError, CounterStoreError } from "./errors.ts";
 import {
   authBytes,
-  decodeRequest,
-  encodeCert,
   encodeError,
   encodeHello,
-  encodeReady,
+  encodeLink,
   FrameReader,
+  fifoPaths,
   NONCE_BYTES,
-  OP_INDEPENDENT,
+  NUDGE_FRAME,
   PROTOCOL_VERSION,
+  SESSION_KEY_BYTES,
   T_AUTH,
-  T_REQ,
 } from "./protocol.ts";
 import { CounterStore } from "./store.ts";
 
-/**
- * Values a counter reserves per fdatasync. What is on disk is always at or above every value certified:
- * a certificate above the reservation first saves a new one, RESERVE_SLOTS slots ahead in its view. A
- * counter that crashes restarts at its reservation (it never certifies a value twice, it skips at most
- * this many); a clean close saves the exact values. Skipped values cost the replica what a crash between
- * certify and persist costs (hybrid.ts canCertify): it sits out those slots and this view's change.
- */
-export const RESERVE_SLOTS = 128;
+export { RESERVE_SLOTS } from "./certifier.ts";
 
 /** Connections served at once (a replica needs one; reconnects overlap briefly). */
 export const CONNECTIONS_MAX = 8;
 /** A connection that has not authenticated by then is closed. */
 export const AUTH_TIMEOUT_MS = 5000;
+/** How long a clean stop waits for the certifying thread to save the exact values. */
+const STOP_TIMEOUT_MS = 5000;
 const LOCK_FILE = "counter.lock";
 
 export interface CounterServerOptions {
@@ -65,73 +66,122 @@ export interface CounterServerOptions {
   readonly logger?: Logger;
 }
 
-/** The last certificate issued per counter, so a request retried after a lost reply gets the same one. */
-interface Issued {
-  readonly op: number;
-  readonly digest: Uint8Array;
-  readonly cert: CounterCert;
-}
+type Counters = [number, CounterValue][];
 
 export class CounterServer {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
-  private readonly issued = new Map<number, Issued>();
   private readonly log: Logger;
+  private session = 0;
+  /** The handshake waiting for the certifying thread to take its session (only the newest counts). */
+  private pendingLink: {
+    readonly session: number;
+    readonly key: Uint8Array;
+    readonly socket: Socket;
+  } | null = null;
+  private readonly stopped: Promise<Extract<ThreadMessage, { type: "closed" }> | null>;
+  private lastBadFrameLog = 0;
+  private closing = false;
   readonly publicKey: Uint8Array;
-  /** Certificates issued since start, and connections refused at the handshake. */
-  readonly stats = { certified: 0, refusedAuth: 0, badFrames: 0 };
+  /** Connections refused at the handshake, frames on the FIFO that were not the session's, sessions. */
+  readonly stats = { refusedAuth: 0, badFrames: 0, sessions: 0 };
 
   private constructor(
     private readonly o: CounterServerOptions,
-    private readonly store: CounterStore,
-    private readonly usig: UsigCounter,
+    private readonly thread: Worker,
+    private readonly port: MessagePort,
+    private readonly reqFd: number,
   ) {
     this.log = o.logger ?? silentLogger;
     this.publicKey = ed25519PublicKeyOf(o.seed);
     this.server = createServer((s) => this.accept(s));
     this.server.maxConnections = CONNECTIONS_MAX;
+    this.stopped = new Promise((resolve) => {
+      thread.on("message", (m: ThreadMessage) => {
+        if (m.type === "closed") resolve(m);
+        else this.fromThread(m);
+      });
+      thread.on("error", (err) => this.log.error({ err }, "counter: the certifying thread failed"));
+      thread.on("exit", () => {
+        resolve(null);
+        if (!this.closing) {
+          this.log.fatal({ subsystem: o.id }, "counter: the certifying thread stopped; stopping");
+          setImmediate(() => process.exit(70));
+        }
+      });
+    });
   }
 
   static async start(o: CounterServerOptions): Promise<CounterServer> {
     lockDir(o.dataDir);
-    let store: CounterStore | undefined;
+    const paths = fifoPaths(o.socketPath);
+    let thread: Worker | undefined;
+    let reqFd = -1;
     try {
-      store = CounterStore.open(o.dataDir, o.id);
-      const st = store;
-      const seed = o.seed.slice();
-      const reserved = new Map(store.loaded);
-      const usig = new UsigCounter({
+      await removeStaleSocket(o.socketPath);
+      makeFifo(paths.req);
+      makeFifo(paths.rep);
+      reqFd = openSync(paths.req, constants.O_RDWR);
+      const { port1, port2 } = new MessageChannel();
+      const data: CertifyThreadData = {
         id: o.id,
-        sign: (bytes) => signEd25519(seed, bytes),
-        counters: store.loaded,
-        onAdvance: (c, v) => {
-          const r = reserved.get(c);
-          if (r && r.view === v.view && v.slot <= r.slot) return;
-          reserved.set(c, { view: v.view, slot: v.slot + RESERVE_SLOTS });
-          try {
-            st.save(reserved);
-          } catch (err) {
-            reserved.delete(c); // not durable: the next advance must try to save again
-            throw err;
-          }
-        },
+        seed: o.seed.slice(),
+        dataDir: o.dataDir,
+        reqPath: paths.req,
+        repPath: paths.rep,
+        port: port2,
+      };
+      thread = startWorker(new URL("./certify-thread.ts", import.meta.url), {
+        workerData: data,
+        transferList: [port2],
       });
-      const srv = new CounterServer(o, store, usig);
+      const counters = await firstMessage(thread);
+      const srv = new CounterServer(o, thread, port1, reqFd);
       await srv.listen();
       srv.log.info(
-        { subsystem: o.id, socket: o.socketPath, counters: Object.fromEntries(usig.counters()) },
+        { subsystem: o.id, socket: o.socketPath, counters: Object.fromEntries(counters) },
         "counter ready",
       );
       return srv;
     } catch (err) {
-      store?.close();
+      await thread?.terminate();
+      if (reqFd >= 0) closeSync(reqFd);
+      removeFifos(o.socketPath);
       unlockDir(o.dataDir);
       throw err;
     }
   }
 
+  private fromThread(m: ThreadMessage): void {
+    if (m.type === "session") {
+      const p = this.pendingLink;
+      if (p === null || p.session !== m.session) return; // a newer handshake took over
+      this.pendingLink = null;
+      this.stats.sessions++;
+      if (!p.socket.destroyed)
+        p.socket.write(encodeLink({ session: p.session, key: p.key, counters: new Map(m.counters) }));
+    } else if (m.type === "bad-frame") {
+      this.stats.badFrames++;
+      const now = Date.now();
+      if (now - this.lastBadFrameLog >= 1000) {
+        this.lastBadFrameLog = now;
+        this.log.warn(
+          { subsystem: this.o.id, reason: m.reason, badFrames: this.stats.badFrames },
+          "counter security event: a frame on the request FIFO that is not the session's",
+        );
+      }
+    } else if (m.type === "fatal" || m.type === "error") {
+      // The value could not be made durable (it stays burnt in the thread), or the thread is gone: stop
+      // rather than certify anything a restart might certify again.
+      this.log.fatal(
+        { subsystem: this.o.id, reason: m.message },
+        "counter state could not be saved; stopping",
+      );
+      setImmediate(() => process.exit(70));
+    }
+  }
+
   private async listen(): Promise<void> {
-    await removeStaleSocket(this.o.socketPath);
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
       this.server.listen(this.o.socketPath, () => {
@@ -174,68 +224,36 @@ export class CounterServer {
       }
       for (const body of bodies) {
         if (s.destroyed) return;
-        if (!authed) {
-          const sig = body.subarray(1);
-          if (
-            body[0] !== T_AUTH ||
-            !verifyEd25519(this.o.replicaPublicKey, authBytes(this.o.id, nonce), sig)
-          ) {
-            this.stats.refusedAuth++;
-            this.refuse(s, "handshake refused: not this counter's replica");
-            return;
-          }
-          authed = true;
-          clearTimeout(timer);
-          s.write(encodeReady(this.usig.counters()));
-          continue;
-        }
-        if (body[0] !== T_REQ) {
+        if (authed) {
+          // Requests go over the FIFOs; the socket only stays open to show the replica is there.
           this.stats.badFrames++;
-          this.refuse(s, `unexpected frame type ${body[0]}`);
+          this.refuse(s, `unexpected frame type ${body[0]} after the handshake`);
           return;
         }
-        s.write(this.serve(body));
+        const sig = body.subarray(1);
+        if (body[0] !== T_AUTH || !verifyEd25519(this.o.replicaPublicKey, authBytes(this.o.id, nonce), sig)) {
+          this.stats.refusedAuth++;
+          this.refuse(s, "handshake refused: not this counter's replica");
+          return;
+        }
+        authed = true;
+        clearTimeout(timer);
+        this.startSession(s);
       }
     });
   }
 
-  /** Answers one REQ body with a CERT or an ERR frame. */
-  private serve(body: Uint8Array): Uint8Array {
-    let reqId = 0;
-    try {
-      const q = decodeRequest(body);
-      reqId = q.reqId;
-      const last = this.issued.get(q.counter);
-      // The same request again (its reply was lost with a connection): the same certificate, not a new one.
-      if (
-        last &&
-        last.op === q.op &&
-        last.cert.value.view === q.value.view &&
-        last.cert.value.slot === q.value.slot &&
-        bytesEqual(last.digest, q.digest)
-      ) {
-        return encodeCert(reqId, last.cert.value, last.cert.prev, last.cert.sig);
-      }
-      const cert =
-        q.op === OP_INDEPENDENT
-          ? this.usig.certifyIndependent(q.counter, q.value, q.digest)
-          : this.usig.certifyContinuing(q.counter, q.value, q.digest);
-      this.issued.set(q.counter, { op: q.op, digest: q.digest.slice(), cert });
-      this.stats.certified++;
-      return encodeCert(reqId, cert.value, cert.prev, cert.sig);
-    } catch (err) {
-      if (err instanceof CounterError || err instanceof CounterLinkError) {
-        return encodeError(reqId, err.code, err.message);
-      }
-      if (err instanceof CounterStoreError || (err as NodeJS.ErrnoException)?.code) {
-        // The value could not be made durable: it stays burnt in memory, and we stop rather than
-        // certify anything a restart might certify again.
-        this.log.fatal({ err }, "counter state could not be saved; stopping");
-        setImmediate(() => process.exit(70));
-        return encodeError(reqId, "STORE_FAILED", String((err as Error).message));
-      }
-      throw err;
-    }
+  /** Gives an authenticated connection a fresh session: the thread takes it first, then the replica. */
+  private startSession(s: Socket): void {
+    this.session = this.session >= 0xffff_ffff ? 1 : this.session + 1;
+    const key = new Uint8Array(randomBytes(SESSION_KEY_BYTES));
+    this.pendingLink = { session: this.session, key, socket: s };
+    this.control({ type: "session", session: this.session, key });
+  }
+
+  private control(m: ControlMessage): void {
+    this.port.postMessage(m);
+    writeSync(this.reqFd, NUDGE_FRAME);
   }
 
   private refuse(s: Socket, reason: string): void {
@@ -245,16 +263,78 @@ export class CounterServer {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     // A clean stop keeps the exact values: the next start skips nothing.
-    try {
-      this.store.save(this.usig.counters());
-    } catch (err) {
-      this.log.error({ err }, "counter: could not save the exact values at close (the reservation stands)");
-    }
-    this.store.close();
+    this.control({ type: "stop" });
+    const timeout = setTimeout(() => void this.thread.terminate(), STOP_TIMEOUT_MS);
+    const closed = await this.stopped;
+    clearTimeout(timeout);
+    if (closed === null)
+      this.log.error({}, "counter: the certifying thread did not stop cleanly (the reservation stands)");
+    else if (closed.error)
+      this.log.error(
+        { err: closed.error },
+        "counter: could not save the exact values at close (the reservation stands)",
+      );
+    await this.thread.terminate();
+    this.port.close();
+    closeSync(this.reqFd);
+    removeFifos(this.o.socketPath);
     unlockDir(this.o.dataDir);
+  }
+}
+
+/** The thread's first word: its counters once the state file is open, or why it could not start. */
+function firstMessage(thread: Worker): Promise<Counters> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: ThreadMessage) => {
+      done();
+      if (m.type === "ready") resolve(m.counters);
+      else if (m.type === "error") reject(new CounterStoreError(m.code, m.message));
+      else reject(new CounterLinkError("BAD_FRAME", `certifying thread said ${m.type} first`));
+    };
+    const onError = (err: Error) => {
+      done();
+      reject(err);
+    };
+    const onExit = (code: number) => {
+      done();
+      reject(new CounterStoreError("OPEN_FAILED", `certifying thread exited (${code})`));
+    };
+    const done = () => {
+      thread.off("message", onMessage);
+      thread.off("error", onError);
+      thread.off("exit", onExit);
+    };
+    thread.on("message", onMessage);
+    thread.on("error", onError);
+    thread.on("exit", onExit);
+  });
+}
+
+/** Creates a fresh FIFO at `path` (owner and group read and write), replacing one left by a past run. */
+function makeFifo(path: string): void {
+  if (existsSync(path)) {
+    if (!lstatSync(path).isFIFO())
+      throw new CounterLinkError("SOCKET_IN_USE", `${path} exists and is not a FIFO`);
+    unlinkSync(path);
+  }
+  try {
+    execFileSync("mkfifo", ["-m", "660", path], { stdio: ["ignore", "ignore", "pipe"] });
+  } catch (err) {
+    throw new CounterLinkError("FIFO_FAILED", `mkfifo ${path}: ${(err as Error).message}`);
+  }
+}
+
+function removeFifos(socketPath: string): void {
+  for (const p of Object.values(fifoPaths(socketPath))) {
+    try {
+      if (lstatSync(p).isFIFO()) unlinkSync(p);
+    } catch {
+      // already gone
+    }
   }
 }
 

@@ -180,8 +180,12 @@ export class NodeProcess {
       readonly env?: Record<string, string>;
     } | null = null,
   ) {
-    this.counter = counter ? new CounterProcess(counter, stdio) : null;
+    // Benchmarks measure the counter process against a counter inside the replica (src/counter/in-process.ts).
+    this.inProcessCounter = process.env.ORDERER_BENCH_COUNTER === "in-process" ? (counter ?? null) : null;
+    this.counter = counter && !this.inProcessCounter ? new CounterProcess(counter, stdio) : null;
   }
+
+  private readonly inProcessCounter: CounterConfig | null;
 
   async start(): Promise<void> {
     // The node waits for its counter's socket (RemoteCounter.open), so both start at once.
@@ -206,6 +210,9 @@ export class NodeProcess {
       env: {
         ...process.env,
         ...this.variant?.env,
+        ...(this.inProcessCounter
+          ? { ORDERER_BENCH_COUNTER_CONFIG: JSON.stringify(this.inProcessCounter) }
+          : {}),
         ORDERER_NODE: JSON.stringify({ cluster: this.cluster, node: this.node }),
       },
       stdio: ["ignore", out, out, "ipc"],

@@ -3,6 +3,7 @@
 // {type: "error", message}; reports catch-up and view-change events as {type: "event", event}; SIGTERM stops it
 // cleanly (exit 0).
 
+import { InProcessCounter } from "../counter/in-process.ts";
 import { createLogger } from "./log.ts";
 import { OrdererNode } from "./orderer-node.ts";
 import { StageTrace } from "./trace.ts";
@@ -29,7 +30,10 @@ async function main(): Promise<void> {
   // Tests: a crash (SIGKILL to itself) at the k-th Ready whose PREPARE/COMMIT went out before it was written.
   const crashAt = Number(process.env.ORDERER_TEST_CRASH_BEFORE_DURABLE ?? 0);
   let splits = 0;
+  // Benchmarks: the in-process counter baseline (local-cluster.ts, ORDERER_BENCH_COUNTER=in-process).
+  const inProcessCounter = process.env.ORDERER_BENCH_COUNTER_CONFIG;
   const n = await OrdererNode.start(cluster, node, {
+    openCounter: inProcessCounter ? () => InProcessCounter.open(JSON.parse(inProcessCounter)) : undefined,
     onSentBeforeDurable:
       crashAt > 0
         ? () => {

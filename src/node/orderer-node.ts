@@ -3,7 +3,7 @@
 
 import { Digests } from "../bft/digests.ts";
 import { type ClientRegistry, createReplica, quorums, staticRegistry } from "../bft/index.ts";
-import { type TrustedSubsystem, trustedSubsystem, UsigChecker } from "../bft/trusted.ts";
+import { type TrustedCounter, type TrustedSubsystem, trustedSubsystem, UsigChecker } from "../bft/trusted.ts";
 import type { ReplicaEvent } from "../bft/types.ts";
 import { COORD_MAGIC, isCoordEntry } from "../coord/ops.ts";
 import { type AppliedBlocks, CoordService, entryHeader } from "../coord/service.ts";
@@ -82,19 +82,28 @@ export async function openTrusted(
   config: NodeConfig,
   seed: Uint8Array,
   onBroken?: (err: Error) => void,
-): Promise<{ trusted: TrustedSubsystem; counter: RemoteCounter } | undefined> {
+  openCounter?: () => Promise<CounterLink>,
+): Promise<{ trusted: TrustedSubsystem; counter: CounterLink } | undefined> {
   if (cluster.mode !== "hybrid") return undefined;
   const counterKeys = cluster.replicas.map((r) => hex(r.counterPublicKey ?? ""));
-  const counter = await RemoteCounter.open({
-    socketPath: config.counterSocket as string,
-    id: config.id,
-    counterPublicKey: counterKeys[config.id] as Uint8Array,
-    replicaSeed: seed,
-    certifyTimeoutMs: config.counterTimeoutMs,
-    onBroken,
-  });
+  const counter = openCounter
+    ? await openCounter()
+    : await RemoteCounter.open({
+        socketPath: config.counterSocket as string,
+        id: config.id,
+        counterPublicKey: counterKeys[config.id] as Uint8Array,
+        replicaSeed: seed,
+        certifyTimeoutMs: config.counterTimeoutMs,
+        onBroken,
+      });
   return { trusted: trustedSubsystem(counter, new UsigChecker(counterKeys, nodeCrypto)), counter };
 }
+
+/** This replica's trusted counter as the node uses it: certify calls, their timings, close. */
+export type CounterLink = TrustedCounter & {
+  readonly stats: { readonly calls: number; readonly totalMs: number };
+  close(): Promise<void>;
+};
 
 /** What a node reports for logs and metrics: the core's events and the ledger's block catch-up. */
 export type NodeEvent =
@@ -112,6 +121,11 @@ export interface NodeHooks {
    * `orderer start` exit with code 70).
    */
   readonly onFatal?: (err: Error) => void;
+  /**
+   * Opens this replica's trusted counter instead of connecting to its counter process (benchmarks:
+   * the in-process baseline of `ORDERER_BENCH_COUNTER=in-process`).
+   */
+  readonly openCounter?: () => Promise<CounterLink>;
   /**
    * Wraps the replica's transport. For fault injection only: the multi-process attack tests run a
    * Byzantine replica as the real node with its messages rewritten here.
@@ -148,7 +162,7 @@ export class OrdererNode {
     readonly api: ApiServer,
     readonly metrics: NodeMetrics,
     readonly log: Logger,
-    readonly counter: RemoteCounter | undefined,
+    readonly counter: CounterLink | undefined,
   ) {}
 
   static async start(
@@ -209,10 +223,16 @@ export class OrdererNode {
       // Replica messages outside the counter's (checkpoints) are signed with the replica's key in both
       // modes; in hybrid mode, ordering messages carry the counter's certificates.
       const auth = ed25519ReplicaAuthenticator(seed, keys);
-      counterLink = await openTrusted(cluster, config, seed, (err) => {
-        log.fatal({ err }, "trusted counter unavailable: this replica cannot certify and must restart");
-        hooks.onFatal?.(err);
-      });
+      counterLink = await openTrusted(
+        cluster,
+        config,
+        seed,
+        (err) => {
+          log.fatal({ err }, "trusted counter unavailable: this replica cannot certify and must restart");
+          hooks.onFatal?.(err);
+        },
+        hooks.openCounter,
+      );
       const trusted = counterLink?.trusted;
       const limits = { ...batchLimits(cluster.batch, tickMs), ...config.limits };
       const gatewayIds = new Set(cluster.replicas.map((r) => gatewayClientId(r.id)));

@@ -5,7 +5,19 @@
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chownSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import {
+  chownSync,
+  closeSync,
+  constants,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +26,16 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { BftError } from "../../src/bft/errors.ts";
 import { type CounterCert, UsigChecker } from "../../src/bft/trusted.ts";
 import { RemoteCounter } from "../../src/counter/client.ts";
+import {
+  encodeCert,
+  encodeRequest,
+  fifoPaths,
+  frame,
+  OP_INDEPENDENT,
+  seal,
+  T_FREPLY,
+  T_FREQ,
+} from "../../src/counter/protocol.ts";
 import { RESERVE_SLOTS } from "../../src/counter/server.ts";
 import { ed25519PublicKeyOf, generateEd25519KeyPair, nodeCrypto } from "../../src/crypto/node-crypto.ts";
 import type { CounterConfig } from "../../src/node/config.ts";
@@ -133,6 +155,44 @@ describe("trusted counter process", () => {
     assert.deepEqual(c.value, { view: 1, slot: 6 });
   });
 
+  it("certifies nothing another process writes to its FIFOs, and the replica skips forged replies", async () => {
+    const { req, rep } = fifoPaths(cfg.socket);
+    const C = 5; // a counter of its own, so the other tests' values are not disturbed
+    const request = (reqId: number, slot: number, d: Uint8Array) =>
+      encodeRequest({ reqId, op: OP_INDEPENDENT, counter: C, value: { view: 3, slot }, digest: d }).subarray(
+        4,
+      );
+    const toCounter = openSync(req, constants.O_RDWR); // read-write: opening never blocks
+    // Requests sealed with keys of the attacker's own, for the first session numbers, a bare request,
+    // and bytes that are not frames at all.
+    for (let session = 1; session <= 4; session++)
+      writeSync(toCounter, seal(T_FREQ, session, request(1, 1, digest(1000)), randomBytes(32)));
+    writeSync(toCounter, frame(request(2, 2, digest(1001))));
+    writeSync(toCounter, Buffer.from("not a frame, only bytes"));
+    closeSync(toCounter);
+    // Replies forged for the replica's next request (reqIds are small: try the next few).
+    const toReplica = openSync(rep, constants.O_RDWR);
+    for (let reqId = 1; reqId <= 200; reqId++)
+      writeSync(
+        toReplica,
+        seal(
+          T_FREPLY,
+          1,
+          encodeCert(reqId, { view: 3, slot: 1 }, undefined, new Uint8Array(64)).subarray(4),
+          randomBytes(32),
+        ),
+      );
+    await sleep(200); // the counter has read and dropped all of it
+    const checker = new UsigChecker([new Uint8Array(32), counterKey], nodeCrypto);
+    // Nothing moved the counter: the replica certifies (3,1) and (3,2) over other digests...
+    const a = rc.certifyIndependent(C, { view: 3, slot: 1 }, digest(1002));
+    const b = rc.certifyIndependent(C, { view: 3, slot: 2 }, digest(1003));
+    // ...and gets the counter's own certificates, not the forged replies waiting in its FIFO.
+    assert.ok(checker.verifyCert(a, digest(1002)), "the reply is the counter's");
+    assert.ok(checker.verifyCert(b, digest(1003)));
+    closeSync(toReplica);
+  });
+
   it("refuses a second counter process on the same data directory", async () => {
     const twin = new CounterProcess({ ...cfg, socket: join(dir, "twin.sock") }, "ignore");
     await assert.rejects(twin.start(), /LOCKED|in use by counter process/);
@@ -237,3 +297,59 @@ describe("trusted counter process under its own Unix user", () => {
     }
   });
 });
+
+describe("trusted counter link: a counter that stops answering", () => {
+  it("fails the call with UNAVAILABLE once counterTimeoutMs has passed (SIGSTOP: the socket stays open)", {
+    timeout: 30_000,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "orderer-counter-stop-"));
+    const counter = generateEd25519KeyPair();
+    const replica = generateEd25519KeyPair();
+    const cfg: CounterConfig = {
+      id: 0,
+      seed: hex(counter.privateKey),
+      replicaPublicKey: hex(replica.publicKey),
+      socket: join(dir, "counter-0.sock"),
+      dataDir: join(dir, "counter-0"),
+      logLevel: "silent",
+    };
+    const proc = new CounterProcess(cfg, "ignore");
+    await proc.start();
+    let broken = 0;
+    const rc = await RemoteCounter.open({
+      socketPath: cfg.socket,
+      id: 0,
+      counterPublicKey: counter.publicKey,
+      replicaSeed: replica.privateKey,
+      certifyTimeoutMs: 1000,
+      onBroken: () => broken++,
+    });
+    try {
+      rc.certifyIndependent(0, { view: 0, slot: 1 }, digest(1));
+      const pid = proc.proc?.pid as number;
+      process.kill(pid, "SIGSTOP");
+      await allThreadsStopped(pid); // the stop reaches each thread in its own time
+      const started = Date.now();
+      assert.throws(() => rc.certifyIndependent(0, { view: 0, slot: 2 }, digest(2)), code("UNAVAILABLE"));
+      const took = Date.now() - started;
+      assert.ok(took >= 900 && took < 3000, `gave up after ${took} ms, the timeout is 1000 ms`);
+      assert.equal(broken, 1);
+      process.kill(pid, "SIGCONT");
+    } finally {
+      await rc.close();
+      await proc.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+async function allThreadsStopped(pid: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const states = readdirSync(`/proc/${pid}/task`).map(
+      (t) => readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8").replace(/^.*\) /s, "")[0],
+    );
+    if (states.every((st) => st === "T" || st === "t")) return;
+    await sleep(10);
+  }
+  throw new Error(`process ${pid} did not stop`);
+}
