@@ -18,6 +18,19 @@ import {
 } from "../bft/trusted.ts";
 import { CounterLinkError } from "./errors.ts";
 import {
+  C_BUSY,
+  C_GEN,
+  C_SEQ,
+  C_SESSION_NO,
+  C_TIMEOUT_MS,
+  C_UP,
+  C_WAKE_REASON,
+  C_WAKE_SEQ,
+  CTRL_WORDS,
+  WAKE_LOST,
+  WAKE_TIMEOUT,
+} from "./link-words.mjs";
+import {
   type CertRequest,
   decodeLink,
   decodeReply,
@@ -35,18 +48,6 @@ import {
   unseal,
 } from "./protocol.ts";
 
-// Shared control words with link-worker.mjs.
-const C_GEN = 0;
-const C_UP = 1;
-const C_BUSY = 2;
-const C_SEQ = 3;
-const C_WAKE_SEQ = 4;
-const C_WAKE_REASON = 5;
-const C_TIMEOUT_MS = 6;
-const C_SESSION_NO = 7;
-const CTRL_WORDS = 8;
-const WAKE_LOST = 1;
-const WAKE_TIMEOUT = 2;
 /** What a call's read returns when the connection was lost meanwhile (the call is tried once more). */
 const LOST = null;
 

@@ -6,28 +6,28 @@
 // does not come in time, or the connection is lost meanwhile, it says so in shared memory and writes a
 // NUDGE to the reply FIFO, which ends the blocked read. See protocol.ts for the frames.
 //
-// Shared control words (Int32Array), named in client.ts: C_GEN (this thread's count of sessions
-// published, 0 while the key is being replaced), C_SESSION_NO (the counter's number for it), C_UP, C_BUSY and C_SEQ (the main thread's call in progress), C_WAKE_SEQ and
-// C_WAKE_REASON (why its read was ended), C_TIMEOUT_MS.
+// Its words of shared memory with the calling thread are in link-words.mjs.
 
 import { createPrivateKey, sign } from "node:crypto";
 import { closeSync, constants, openSync, writeSync } from "node:fs";
 import { connect } from "node:net";
 import { parentPort, workerData } from "node:worker_threads";
+import {
+  C_BUSY,
+  C_GEN,
+  C_SEQ,
+  C_SESSION_NO,
+  C_TIMEOUT_MS,
+  C_UP,
+  C_WAKE_REASON,
+  C_WAKE_SEQ,
+  WAKE_LOST,
+  WAKE_TIMEOUT,
+} from "./link-words.mjs";
 
 const { socketPath, repPath, subsystem, publicKeyHex, pkcs8, ctrlBuffer, keyBuffer } = workerData;
 const ctrl = new Int32Array(ctrlBuffer);
 const sessionKey = new Uint8Array(keyBuffer);
-const C_GEN = 0;
-const C_UP = 1;
-const C_BUSY = 2;
-const C_SEQ = 3;
-const C_WAKE_SEQ = 4;
-const C_WAKE_REASON = 5;
-const C_TIMEOUT_MS = 6;
-const C_SESSION_NO = 7;
-const WAKE_LOST = 1;
-const WAKE_TIMEOUT = 2;
 const WATCH_MS = 50;
 
 const key = createPrivateKey({ key: Buffer.from(pkcs8), format: "der", type: "pkcs8" });

@@ -21,6 +21,8 @@ export interface HostApp<B = unknown> {
   readonly frameTag: number;
   /** Turns committed batches into writes that go into the same atomic batch as the core's state. */
   prepare(commits: readonly CommittedBatch[]): Promise<{ ops: RawOp[]; built: B }>;
+  /** Those writes are issued, not yet durable (optional: work that may overlap the write). */
+  writing?(built: B): void;
   /** Those writes are durable (and the Ready's messages sent). */
   written(built: B): void;
   /** A frame with the app's tag from an authenticated peer; true when the host should run catchUp soon. */
@@ -196,7 +198,11 @@ export class ReplicaHost {
       }
       // The app's writes for these commits go into the same atomic batch as the core's state.
       const app = this.o.app && rd.commit.length > 0 ? await this.o.app.prepare(rd.commit) : undefined;
-      if (rd.persist.length > 0 || (app && app.ops.length > 0)) await store.apply(rd.persist, app?.ops);
+      if (rd.persist.length > 0 || (app && app.ops.length > 0)) {
+        const durable = store.apply(rd.persist, app?.ops);
+        if (app) this.o.app?.writing?.(app.built);
+        await durable;
+      } else if (app) this.o.app?.writing?.(app.built);
       if (trace) for (const c of rd.commit) trace.mark("written", c.seq);
       this.transmit(early.length > 0 ? rd.send.filter((o) => !sentBeforeDurable(o)) : rd.send, trace);
       if (app) this.o.app?.written(app.built);

@@ -338,6 +338,9 @@ export class OrdererNode {
             const writes = l.built.length > 0 ? treeWrites(tree, tree.takeChanges()) : [];
             return { ops: [...l.ops, ...writes], built: { ledger: l.built, coord: applied } };
           },
+          writing(built) {
+            ledger.writing(built.ledger);
+          },
           written(built) {
             ledger.written(built.ledger);
             coord.written(built.coord);

@@ -135,6 +135,8 @@ export class Ledger {
   private readonly pending = new Map<number, Pending & { hh: Uint8Array }>();
   /** Certificates complete but not contiguous with certifiedN yet. */
   private readonly certifiedAhead = new Set<number>();
+  /** Our signatures over blocks being written, sent already (writing()). */
+  private readonly signedAhead = new Map<number, Uint8Array>();
   /** Peer signatures for blocks we have not built yet. */
   private readonly early = new Map<number, Map<number, { hh: Uint8Array; sig: Uint8Array }>>();
   private readonly cache = new Map<
@@ -223,7 +225,8 @@ export class Ledger {
       }
       const b = await l.readBlock(n);
       if (!b) throw new LedgerError("CORRUPT", `block ${n} is missing below the head ${l.heightN}`);
-      l.startCollecting(n, headerHash(b.header, o.hash));
+      const hh = headerHash(b.header, o.hash);
+      l.startCollecting(n, hh, o.sign(hh));
     }
     l.advanceCertified();
     return l;
@@ -399,27 +402,46 @@ export class Ledger {
     this.advanceCertified();
   }
 
-  /** The writes of prepare() are durable: sign, announce, and collect the peers' signatures. */
+  /**
+   * The writes of prepare() are on their way to the disk: sign the blocks and send the signatures now,
+   * so that the peers' signing round overlaps our write. A signature does not make a block count as
+   * certified here: that waits for the write (written()). After a crash before the write, the same
+   * batches build the same headers again (execution is deterministic), so a signature sent stays the
+   * one this replica gives for that height.
+   */
+  writing(built: readonly Built[]): void {
+    for (const b of built) {
+      const n = b.block.header.number;
+      const sig = this.o.sign(b.headerHash);
+      this.signedAhead.set(n, sig);
+      this.o.send("all", sigFrame(SIG, n, b.headerHash, sig));
+    }
+  }
+
+  /** The writes of prepare() are durable: collect the peers' signatures (ours went out at writing()). */
   written(built: readonly Built[]): void {
     for (const b of built) {
       const n = b.block.header.number;
       this.remember(n, b.block, b.headerHash);
       this.builtInfo.set(n, b);
       for (const fn of this.builtListeners) fn(b);
-      const sig = this.startCollecting(n, b.headerHash);
-      this.o.send("all", sigFrame(SIG, n, b.headerHash, sig));
+      let sig = this.signedAhead.get(n);
+      this.signedAhead.delete(n);
+      if (sig === undefined) {
+        sig = this.o.sign(b.headerHash);
+        this.o.send("all", sigFrame(SIG, n, b.headerHash, sig));
+      }
+      this.startCollecting(n, b.headerHash, sig);
     }
   }
 
-  private startCollecting(n: number, hh: Uint8Array): Uint8Array {
-    const sig = this.o.sign(hh);
+  private startCollecting(n: number, hh: Uint8Array, sig: Uint8Array): void {
     const p = { sigs: new Map([[this.o.self, sig]]), builtAtMs: this.now(), hh };
     this.pending.set(n, p);
     const early = this.early.get(n);
     this.early.delete(n);
     if (early) for (const [from, s] of early) this.addSig(n, p, from, s.hh, s.sig);
     this.maybeCertified(n, p);
-    return sig;
   }
 
   // ------------------------------------------------------------------ signatures from peers
@@ -498,14 +520,19 @@ export class Ledger {
     if (c) c.block = withCert(c.block, cert);
     const info = this.builtInfo.get(n);
     if (info) this.builtInfo.set(n, { ...info, block: withCert(info.block, cert) });
+    // The block counts as certified at once, not when its certificate's (unsynced) write lands: readers
+    // find the certificate in freshCerts until then, and the certified height that advanceCertified()
+    // writes queues behind it (this.write keeps order), so the disk never holds a certified height above
+    // the certificates it has.
     this.freshCerts.set(n, cert);
     this.write([
       { type: "put", key: certKey(n), value: serialize(cert.map((s) => [s.replica, s.sig])) },
-    ]).then(() => {
-      this.freshCerts.delete(n);
-      this.certifiedAhead.add(n);
-      this.advanceCertified();
-    });
+    ]).then(
+      () => this.freshCerts.delete(n),
+      () => {}, // kept in freshCerts: readers still see it (a failed write fails the next synced batch too)
+    );
+    this.certifiedAhead.add(n);
+    this.advanceCertified();
   }
 
   private advanceCertified(): void {

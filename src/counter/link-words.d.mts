@@ -1,0 +1,11 @@
+export declare const C_GEN: 0;
+export declare const C_UP: 1;
+export declare const C_BUSY: 2;
+export declare const C_SEQ: 3;
+export declare const C_WAKE_SEQ: 4;
+export declare const C_WAKE_REASON: 5;
+export declare const C_TIMEOUT_MS: 6;
+export declare const C_SESSION_NO: 7;
+export declare const CTRL_WORDS: 8;
+export declare const WAKE_LOST: 1;
+export declare const WAKE_TIMEOUT: 2;
