@@ -17,6 +17,7 @@
 import "../util/polyfill.ts";
 import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
+import { StreamState, YamuxStream } from "@chainsafe/libp2p-yamux/stream";
 import { generateKeyPairFromSeed, publicKeyFromRaw } from "@libp2p/crypto/keys";
 import type { Connection, PeerId, Stream } from "@libp2p/interface";
 import { peerIdFromPublicKey } from "@libp2p/peer-id";
@@ -40,6 +41,47 @@ import {
 } from "./transport.ts";
 
 export const FRAMES_PROTOCOL = "/orderer/frames/1.0.0";
+
+/**
+ * Yamux window updates, counted here. @chainsafe/libp2p-yamux 8 answers every data frame it receives
+ * with a WINDOW_UPDATE frame of its own (it sends one whenever any of the window is used), so each of
+ * our frames cost a second encrypted frame, TCP write and wake-up the other way. Go's yamux, which the
+ * spec follows, waits until half the window is used; so does this module, by wrapping
+ * YamuxStream.sendWindowUpdate once at load (`yamuxWindowUpdates.patched` says whether it could).
+ * The sender still always holds at least half the window, so it never waits for an update it would
+ * not have had.
+ */
+export const yamuxWindowUpdates = { patched: false, sent: 0, skipped: 0, everyFrame: false };
+
+interface YamuxWindow {
+  state: number;
+  recvWindow: number;
+  recvWindowCapacity: number;
+}
+
+{
+  const proto = YamuxStream.prototype as unknown as { sendWindowUpdate?: (this: YamuxWindow) => void };
+  const original = proto.sendWindowUpdate;
+  if (typeof original === "function" && StreamState.SYNReceived !== undefined) {
+    proto.sendWindowUpdate = function (this: YamuxWindow) {
+      const flagsDue = this.state === StreamState.Init || this.state === StreamState.SYNReceived;
+      const used = this.recvWindow - this.recvWindowCapacity;
+      if (
+        !yamuxWindowUpdates.everyFrame &&
+        !flagsDue &&
+        this.state !== StreamState.Paused &&
+        typeof used === "number" &&
+        used < this.recvWindow / 2
+      ) {
+        yamuxWindowUpdates.skipped++;
+        return;
+      }
+      if (flagsDue || used > 0) yamuxWindowUpdates.sent++;
+      original.call(this);
+    };
+    yamuxWindowUpdates.patched = true;
+  }
+}
 
 /** One replica of the cluster as every transport sees it. */
 export interface Libp2pPeerConfig {

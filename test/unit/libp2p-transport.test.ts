@@ -9,6 +9,7 @@ import {
   Libp2pTransport,
   libp2pPeerId,
   TransportConfigError,
+  yamuxWindowUpdates,
 } from "../../src/transport/libp2p.ts";
 import type { TransportLimits } from "../../src/transport/transport.ts";
 import { transportCompliance } from "../compliance/transport.ts";
@@ -135,6 +136,56 @@ describe("libp2p transport specifics", () => {
     assert.ok(!got.includes(2000), "!got.includes(2000)");
     assert.ok(got.includes(300), "frames flow again after the redial");
     await Promise.all([t0.stop(), t1.stop()]);
+  });
+});
+
+describe("libp2p yamux window updates", () => {
+  /** Sends `count` frames of `size` bytes from 1 to 0 one at a time; the window updates sent meanwhile. */
+  async function oneWay(count: number, size: number, everyFrame: boolean): Promise<number> {
+    const c = await testCluster(2);
+    const limits = { frameMaxBytes: 1 << 20, queueMaxFrames: 4096, queueMaxBytes: 64 << 20 };
+    const ts = [0, 1].map(
+      (id) =>
+        new Libp2pTransport({ self: id, seed: c.seeds[id] as Uint8Array, peers: c.peers, limits, ...FAST }),
+    );
+    const [t0, t1] = ts as [Libp2pTransport, Libp2pTransport];
+    let got = 0;
+    let bytes = 0;
+    t0.onFrame((_f, fr) => {
+      got++;
+      bytes += fr.length;
+    });
+    await Promise.all(ts.map((t) => t.start()));
+    t1.send(0, new Uint8Array(8)); // the stream is up (its SYN and ACK carry updates of their own)
+    for (let i = 0; i < 500 && got < 1; i++) await sleep(10);
+    yamuxWindowUpdates.everyFrame = everyFrame;
+    const before = yamuxWindowUpdates.sent;
+    try {
+      for (let i = 0; i < count; i++) {
+        const want = got + 1;
+        t1.send(0, new Uint8Array(size).fill(i & 0xff));
+        for (let k = 0; k < 500 && got < want; k++) await sleep(1);
+      }
+      assert.equal(got, count + 1, "every frame arrived");
+      assert.equal(bytes, 8 + count * size);
+      return yamuxWindowUpdates.sent - before;
+    } finally {
+      yamuxWindowUpdates.everyFrame = false;
+      await Promise.all(ts.map((t) => t.stop()));
+    }
+  }
+
+  it("sends an update once half the window is used, not one per frame received", async () => {
+    assert.ok(yamuxWindowUpdates.patched, "the yamux stream could be patched");
+    const perFrame = await oneWay(200, 100, true); // what @chainsafe/libp2p-yamux 8 does on its own
+    const halfWindow = await oneWay(200, 100, false);
+    assert.ok(perFrame >= 190, `without the change, about one update per frame (${perFrame})`);
+    assert.ok(halfWindow <= 2, `20 KB received: no update needed (${halfWindow})`);
+  });
+
+  it("still opens the window for a peer that sends more than it (8 MiB through a 256 KiB window)", async () => {
+    const updates = await oneWay(32, 256 * 1024, false);
+    assert.ok(updates >= 8, `the window was reopened (${updates} updates for 8 MiB)`);
   });
 });
 
