@@ -204,7 +204,9 @@ export class NodeProcess {
           ? ["--cpu-prof", `--cpu-prof-dir=${process.env.ORDERER_CPU_PROF}`]
           : []),
         // perf(1) can name JavaScript frames (on-CPU profiles: perf record -e cpu-clock -p <pid>).
-        ...(process.env.ORDERER_PERF_MAP ? ["--perf-basic-prof-only-functions", "--interpreted-frames-native-stack"] : []),
+        ...(process.env.ORDERER_PERF_MAP
+          ? ["--perf-basic-prof-only-functions", "--interpreted-frames-native-stack"]
+          : []),
         ...(process.env.ORDERER_HEAP_PROF
           ? ["--heap-prof", `--heap-prof-dir=${process.env.ORDERER_HEAP_PROF}`, "--heap-prof-interval=65536"]
           : []),
