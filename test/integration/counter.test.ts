@@ -189,7 +189,7 @@ describe("trusted counter process", () => {
     const b = rc.certifyIndependent(C, { view: 3, slot: 2 }, digest(1003));
     // ...and gets the counter's own certificates, not the forged replies waiting in its FIFO.
     assert.ok(checker.verifyCert(a, digest(1002)), "the reply is the counter's");
-    assert.ok(checker.verifyCert(b, digest(1003)));
+    assert.ok(checker.verifyCert(b, digest(1003)), "the second reply is the counter's too");
     closeSync(toReplica);
   });
 
