@@ -184,8 +184,11 @@ describe("libp2p yamux window updates", () => {
   });
 
   it("still opens the window for a peer that sends more than it (8 MiB through a 256 KiB window)", async () => {
+    // oneWay checks that all 8 MiB arrived, which the 256 KiB initial window allows only if it was
+    // reopened; yamux also grows the window (up to 16 MiB) when updates come quickly, so the number
+    // of updates is small and depends on timing: at least one, at most one per frame.
     const updates = await oneWay(32, 256 * 1024, false);
-    assert.ok(updates >= 8, `the window was reopened (${updates} updates for 8 MiB)`);
+    assert.ok(updates >= 1 && updates <= 33, `the window was reopened (${updates} updates for 8 MiB)`);
   });
 });
 
