@@ -28,6 +28,8 @@ export async function runCounter(c: CounterConfig, onReady?: () => void): Promis
   await new Promise<void>((resolve) => {
     process.once("SIGINT", () => resolve());
     process.once("SIGTERM", () => resolve());
+    // Started by a parent with an IPC channel (counter-process.ts): stop once that parent is gone.
+    if (process.connected) process.once("disconnect", () => resolve());
   });
   await srv.close();
 }

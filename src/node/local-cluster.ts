@@ -210,6 +210,8 @@ export class NodeProcess {
         ...(process.env.ORDERER_HEAP_PROF
           ? ["--heap-prof", `--heap-prof-dir=${process.env.ORDERER_HEAP_PROF}`, "--heap-prof-interval=65536"]
           : []),
+        // Any other V8/node flags, space-separated (for example --trace-deopt).
+        ...(process.env.ORDERER_NODE_FLAGS?.split(/\s+/).filter((f) => f !== "") ?? []),
       ],
       env: {
         ...process.env,

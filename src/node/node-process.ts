@@ -62,6 +62,9 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  // The parent is gone (killed, or crashed) when its IPC channel closes: stop rather than linger as an
+  // orphan that holds the replica's ports and data directory.
+  process.on("disconnect", stop);
   send({ type: "ready" });
 }
 

@@ -4,10 +4,36 @@
 // leader's death to the first commit in the new view (bench/failover.ts reports medians).
 
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Mode } from "../../src/bft/types.ts";
-import { CliCluster, leaderFailover, orderer } from "../util/cli-cluster.ts";
+import { CliCluster, leaderFailover, ORDERER, orderer } from "../util/cli-cluster.ts";
+
+/** The pids whose parent is `ppid`, and whether each is still alive (not gone, not a zombie). */
+function childrenOf(ppid: number): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = readFileSync(`/proc/${e}/stat`, "utf8");
+      if (Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[1]) === ppid) out.push(Number(e));
+    } catch {} // gone meanwhile
+  }
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return st.slice(st.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
 
 for (const mode of ["hybrid", "pbft"] as Mode[]) {
   describe(`orderer CLI end to end (${mode})`, () => {
@@ -88,6 +114,33 @@ describe("orderer CLI usage", () => {
       assert.match(env.stderr, /--log-level/);
     } finally {
       await c.stop();
+    }
+  });
+});
+
+describe("orderer dev", () => {
+  it("its replicas and counters stop when it is killed (SIGKILL): no orphans holding ports", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "orderer-dev-kill-"));
+    const dev = spawn(process.execPath, [ORDERER, "dev", "--dir", dir], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let children: number[] = [];
+    try {
+      let out = "";
+      dev.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+      });
+      for (let t = 0; t < 600 && !/is up/.test(out); t++) await sleep(100);
+      assert.match(out, /is up/, "the dev cluster started");
+      children = childrenOf(dev.pid as number);
+      assert.equal(children.length, 6, `3 replicas and 3 counters (${children.join(" ")})`);
+      dev.kill("SIGKILL");
+      for (let t = 0; t < 200 && children.some(alive); t++) await sleep(100);
+      assert.deepEqual(children.filter(alive), [], "every child stopped within 20 s of its parent's death");
+    } finally {
+      dev.kill("SIGKILL");
+      for (const p of children.filter(alive)) process.kill(p, "SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
