@@ -32,9 +32,23 @@ export type RequestProblem =
   | "BAD_MAC"
   | "BAD_AUTH";
 
-/** Verifies requests for one replica, caching results by request identity. */
+/** Signatures remembered as valid, by request digest (see RequestVerifier). */
+export const VERIFIED_SIGNATURES_MAX = 4096;
+
+/**
+ * Verifies requests for one replica. Results are cached by request identity (an ordered request is
+ * checked again when it executes), and valid ed25519 signatures by content: the same request met
+ * again in another object (a follower's own request coming back in the leader's PREPARE) costs a hash,
+ * not a signature check. A request signed by this replica itself (`own`) is trusted once its client id
+ * has had one such signature verified: a key that does not match the registry is still refused at
+ * once, and a replica does not check its own signature on every request after that.
+ */
 export class RequestVerifier {
   private readonly cache = new WeakMap<ClientRequest, RequestProblem | null>();
+  /** Request digest (as a latin-1 string) → a signature verified over it; insertion order, at most VERIFIED_SIGNATURES_MAX. */
+  private readonly verified = new Map<string, Uint8Array>();
+  /** Client ids whose own (this replica's) signature was verified once. */
+  private readonly ownChecked = new Set<string>();
 
   constructor(
     private readonly self: ReplicaId,
@@ -48,10 +62,10 @@ export class RequestVerifier {
   ) {}
 
   /** null when the request is well-formed and authenticated for this replica. */
-  check(r: ClientRequest): RequestProblem | null {
+  check(r: ClientRequest, own = false): RequestProblem | null {
     const hit = this.cache.get(r);
     if (hit !== undefined) return hit;
-    const problem = this.compute(r);
+    const problem = this.compute(r, own);
     this.cache.set(r, problem);
     return problem;
   }
@@ -66,7 +80,7 @@ export class RequestVerifier {
     return p === null || p === "BAD_MAC";
   }
 
-  private compute(r: ClientRequest): RequestProblem | null {
+  private compute(r: ClientRequest, own: boolean): RequestProblem | null {
     if (typeof r.clientId !== "string" || r.clientId.length === 0) return "BAD_CLIENT_ID";
     if (
       r.clientId.length > this.limits.clientIdMaxBytes ||
@@ -85,8 +99,21 @@ export class RequestVerifier {
       if (!keys.ed25519PublicKey || !(auth.sig instanceof Uint8Array) || auth.sig.length !== 64) {
         return "BAD_SIGNATURE";
       }
-      const ok = this.crypto.verifyEd25519(keys.ed25519PublicKey, this.digests.request(r), auth.sig);
-      return ok ? null : "BAD_SIGNATURE";
+      const digest = this.digests.request(r);
+      const key = String.fromCharCode.apply(null, digest as unknown as number[]);
+      const seen = this.verified.get(key);
+      if (seen !== undefined && bytesEqual(seen, auth.sig)) return null;
+      const trusted = own && this.ownChecked.has(r.clientId);
+      if (!trusted && !this.crypto.verifyEd25519(keys.ed25519PublicKey, digest, auth.sig)) {
+        return "BAD_SIGNATURE";
+      }
+      if (own) this.ownChecked.add(r.clientId);
+      if (this.verified.size >= VERIFIED_SIGNATURES_MAX) {
+        const oldest = this.verified.keys().next().value as string;
+        this.verified.delete(oldest);
+      }
+      this.verified.set(key, auth.sig);
+      return null;
     }
     if (auth.scheme === "mac") {
       if (!Array.isArray(auth.macs) || auth.macs.length !== this.n) return "BAD_AUTH";

@@ -241,10 +241,14 @@ export abstract class ReplicaCore {
     if (this.haltReason === null) this.haltReason = reason;
   }
 
-  /** A client request arrives at this replica. Throws RequestError when it is refused. */
-  propose(req: ClientRequest): ProposeResult {
+  /**
+   * A client request arrives at this replica. Throws RequestError when it is refused. `own`: the
+   * request was signed by this replica's own key (its gateway or coordination service), so its
+   * signature is checked only once per client id (RequestVerifier).
+   */
+  propose(req: ClientRequest, own = false): ProposeResult {
     if (this.haltReason !== null) throw new RequestError("HALTED", `ordering stopped: ${this.haltReason}`);
-    const problem = this.verifier.check(req);
+    const problem = this.verifier.check(req, own);
     if (problem !== null) throw new RequestError(problem, `request refused: ${problem}`);
     if (this.clients.isExecuted(req.clientId, req.reqNo)) {
       this.event({ kind: "duplicate-request", clientId: req.clientId, reqNo: req.reqNo });

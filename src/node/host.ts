@@ -108,9 +108,12 @@ export class ReplicaHost {
     this.pump();
   }
 
-  /** Hands a client request to the core; returns its verdict (see Replica.propose). */
-  submit(req: ClientRequest): string {
-    const verdict = this.o.core.propose(req);
+  /**
+   * Hands a client request to the core; returns its verdict (see Replica.propose). `own`: signed by this
+   * replica's key (its gateway or coordination service).
+   */
+  submit(req: ClientRequest, own = false): string {
+    const verdict = this.o.core.propose(req, own);
     this.pump();
     return verdict;
   }

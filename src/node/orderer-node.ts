@@ -313,7 +313,7 @@ export class OrdererNode {
         self: config.id,
         propose: (req) => {
           if (!hostRef) throw new Error("not started");
-          hostRef.submit(req);
+          hostRef.submit(req, true);
         },
         signRequest: (reqNo, op) =>
           signedRequest(coordClientId(config.id), reqNo, op, digests, (d) => signEd25519(seed, d)),
@@ -387,7 +387,7 @@ export class OrdererNode {
       let node: OrdererNode | undefined;
       const gateway = new Gateway({
         ledger,
-        propose: (req) => host.submit(req),
+        propose: (req) => host.submit(req, true),
         clientId: gatewayClientId(config.id),
         sign: (d) => signEd25519(seed, d),
         digests,

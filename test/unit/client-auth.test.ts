@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { type ClientKeys, RequestVerifier, staticRegistry } from "../../src/bft/client-auth.ts";
+import {
+  type ClientKeys,
+  RequestVerifier,
+  staticRegistry,
+  VERIFIED_SIGNATURES_MAX,
+} from "../../src/bft/client-auth.ts";
 import { Digests } from "../../src/bft/digests.ts";
 import { type ClientRequest, DEFAULT_LIMITS, type Limits } from "../../src/bft/types.ts";
 import { generateEd25519KeyPair, nodeCrypto, signEd25519 } from "../../src/crypto/node-crypto.ts";
@@ -132,6 +137,72 @@ describe("RequestVerifier, ed25519", () => {
     assert.equal(v.check(good), null);
     assert.equal(v.check(bad), "BAD_SIGNATURE");
     assert.equal(v.check(bad), "BAD_SIGNATURE");
+  });
+});
+
+describe("RequestVerifier, signatures checked once", () => {
+  /** A verifier whose ed25519 checks are counted. */
+  function counted(): { v: RequestVerifier; verifies: () => number } {
+    let count = 0;
+    const crypto = {
+      ...nodeCrypto,
+      verifyEd25519: (pk: Uint8Array, msg: Uint8Array, sig: Uint8Array) => {
+        count++;
+        return nodeCrypto.verifyEd25519(pk, msg, sig);
+      },
+    };
+    const v = new RequestVerifier(0, N, crypto, digests, registryOf(0), DEFAULT_LIMITS);
+    return { v, verifies: () => count };
+  }
+  /** The same request in a new object, as decoding it from another message gives. */
+  const copy = (r: ClientRequest): ClientRequest => structuredClone(r);
+
+  it("verifies a request met again in another object once (a PREPARE carrying a request already seen)", () => {
+    const { v, verifies } = counted();
+    const r = signed(base);
+    assert.equal(v.check(r), null);
+    assert.equal(v.check(copy(r)), null);
+    assert.equal(v.check(copy(r)), null);
+    assert.equal(verifies(), 1, "one signature check for three objects with the same content");
+  });
+
+  it("still checks a copy whose signature differs from the one verified, and refuses a bad one", () => {
+    const { v, verifies } = counted();
+    const r = signed(base);
+    assert.equal(v.check(r), null);
+    const forged = { ...copy(r), auth: { scheme: "ed25519" as const, sig: new Uint8Array(64).fill(7) } };
+    assert.equal(v.check(forged), "BAD_SIGNATURE");
+    const byMallory = signed(base, mallory.privateKey);
+    assert.equal(v.check(byMallory), "BAD_SIGNATURE");
+    assert.equal(verifies(), 3, "every signature not seen before is checked");
+  });
+
+  it("checks a replica's own requests once per client id, a bad first one refused", () => {
+    const { v, verifies } = counted();
+    const bad = signed({ ...base, reqNo: 1 }, mallory.privateKey);
+    assert.equal(v.check(bad, true), "BAD_SIGNATURE", "a key that does not match the registry is refused");
+    assert.equal(v.check(signed({ ...base, reqNo: 2 }), true), null);
+    assert.equal(verifies(), 2);
+    for (let i = 3; i < 10; i++) assert.equal(v.check(signed({ ...base, reqNo: i }), true), null);
+    assert.equal(verifies(), 2, "after one verified own signature, no more checks for that client id");
+    // The same requests from a peer (not own) are checked as usual, unless their content was seen.
+    assert.equal(v.check(copy(signed({ ...base, reqNo: 5 }))), null);
+    assert.equal(verifies(), 2, "reqNo 5 was remembered when it was proposed here");
+    assert.equal(v.check(signed({ ...base, reqNo: 50 })), null);
+    assert.equal(verifies(), 3, "a request from elsewhere is verified");
+  });
+
+  it("remembers at most VERIFIED_SIGNATURES_MAX signatures, the oldest forgotten first", () => {
+    const { v, verifies } = counted();
+    const first = signed({ ...base, reqNo: 1 });
+    assert.equal(v.check(first), null);
+    for (let i = 2; i <= VERIFIED_SIGNATURES_MAX + 1; i++)
+      assert.equal(v.check(signed({ ...base, reqNo: i })), null);
+    const n = verifies();
+    assert.equal(v.check(copy(signed({ ...base, reqNo: VERIFIED_SIGNATURES_MAX + 1 }))), null);
+    assert.equal(verifies(), n, "a recent one is remembered");
+    assert.equal(v.check(copy(first)), null);
+    assert.equal(verifies(), n + 1, "the oldest was forgotten and is checked again");
   });
 });
 
