@@ -440,7 +440,8 @@ export class Ledger {
     this.pending.set(n, p);
     const early = this.early.get(n);
     this.early.delete(n);
-    if (early) for (const [from, s] of early) this.addSig(n, p, from, s.hh, s.sig);
+    // Only until the quorum is in: a signature beyond it would be verified for nothing.
+    if (early) for (const [from, s] of early) if (this.pending.has(n)) this.addSig(n, p, from, s.hh, s.sig);
     this.maybeCertified(n, p);
   }
 
