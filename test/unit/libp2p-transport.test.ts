@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { LengthPrefixedDecoder } from "@libp2p/utils";
 import { generateEd25519KeyPair } from "../../src/crypto/node-crypto.ts";
 import { freePorts } from "../../src/node/ports.ts";
 import {
   FRAMES_PROTOCOL,
   type Libp2pPeerConfig,
   Libp2pTransport,
+  lengthPrefixGuard,
   libp2pPeerId,
   TransportConfigError,
   yamuxWindowUpdates,
@@ -189,6 +191,34 @@ describe("libp2p yamux window updates", () => {
     // of updates is small and depends on timing: at least one, at most one per frame.
     const updates = await oneWay(32, 256 * 1024, false);
     assert.ok(updates >= 1 && updates <= 33, `the window was reopened (${updates} updates for 8 MiB)`);
+  });
+});
+
+describe("noise's frame decoder", () => {
+  it("stops at an empty buffer without asking its length decoder (no RangeError per chunk)", () => {
+    assert.ok(lengthPrefixGuard.patched, "LengthPrefixedDecoder could be wrapped");
+    let emptyAsks = 0;
+    const uint16 = (data: Uint8Array | { byteLength: number; subarray(): Uint8Array }) => {
+      if (data.byteLength === 0) emptyAsks++;
+      if (data.byteLength < 2) throw new RangeError("Could not decode int16BE");
+      const b = data.subarray();
+      return (b[0] as number) * 256 + (b[1] as number);
+    };
+    const d = new LengthPrefixedDecoder({ lengthDecoder: uint16, encodingLength: () => 2 });
+    const frame = (body: number[]) => Uint8Array.from([body.length >> 8, body.length & 0xff, ...body]);
+    const got: number[][] = [];
+    const feed = (chunk: Uint8Array) => {
+      for (const f of d.decode(chunk)) got.push([...f.subarray()]);
+    };
+    const before = lengthPrefixGuard.emptyChecks;
+    feed(Uint8Array.from([...frame([1, 2, 3]), ...frame([4])])); // two whole frames
+    const split = frame([5, 6, 7, 8]);
+    feed(split.subarray(0, 1)); // one byte of a prefix: the length decoder's RangeError, as before
+    feed(split.subarray(1, 4));
+    feed(split.subarray(4));
+    assert.deepEqual(got, [[1, 2, 3], [4], [5, 6, 7, 8]], "every frame decoded, split ones included");
+    assert.equal(emptyAsks, 0, "the length decoder was never asked about an empty buffer");
+    assert.ok(lengthPrefixGuard.emptyChecks - before >= 2, "the guard answered for the empty buffers");
   });
 });
 
