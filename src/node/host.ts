@@ -1,5 +1,8 @@
 // Drives one replica core on real time, a transport and a LevelDB store: frames in → step(); a
-// timer → tick(); each Ready → persist (awaited) → send → commit callbacks, strictly in order.
+// timer → tick(); each Ready → persist (awaited) → send → commit callbacks, strictly in order. Readys
+// are taken from the core as soon as they exist: their hybrid votes go out at once, and everything
+// that waits for the disk queues behind the write in progress; Readys that queued meanwhile are
+// written together, in one batch and one fsync (group commit).
 
 import type { ReplicaCore } from "../bft/replica.ts";
 import type {
@@ -7,6 +10,7 @@ import type {
   CommittedBatch,
   Message,
   Outgoing,
+  Ready,
   ReplicaEvent,
   ReplicaId,
 } from "../bft/types.ts";
@@ -59,9 +63,16 @@ export interface HostOptions {
 /** Messages a Ready may send before it is written: the hybrid votes, whose value the counter pinned. */
 const sentBeforeDurable = (o: Outgoing): boolean => o.msg.type === "h-prepare" || o.msg.type === "h-commit";
 
+/** Readys written in one batch at most (each is bounded by the core's limits). */
+export const GROUP_READYS_MAX = 64;
+
 export class ReplicaHost {
   private readonly o: HostOptions;
   private timer: ReturnType<typeof setInterval> | null = null;
+  /** Readys taken from the core, their early messages sent, waiting for the writer (in order). */
+  private queued: Ready[] = [];
+  /** Batches written, and the Readys they held (more Readys than writes: group commit at work). */
+  readonly stats = { writes: 0, readys: 0 };
   private pumping = false;
   private stopped = false;
   private idle: Promise<void> = Promise.resolve();
@@ -135,16 +146,29 @@ export class ReplicaHost {
   }
 
   private pump(): void {
-    if (this.pumping || this.stopped) return;
+    if (this.stopped) return;
+    // Outside a catch-up, take Readys now: their votes need not wait for the write in progress.
+    if (this.o.core.snapshotOffer === null) {
+      try {
+        this.take();
+      } catch (err) {
+        this.fail(err);
+        return;
+      }
+    }
+    if (this.pumping) return;
     this.pumping = true;
     this.idle = this.drain()
-      .catch((err: unknown) => {
-        this.stopped = true;
-        this.o.onError?.(err instanceof Error ? err : new Error(String(err)));
-      })
+      .catch((err: unknown) => this.fail(err))
       .finally(() => {
         this.pumping = false;
       });
+  }
+
+  /** The pump failed (a write, the app): stop driving the core. */
+  private fail(err: unknown): void {
+    this.stopped = true;
+    this.o.onError?.(err instanceof Error ? err : new Error(String(err)));
   }
 
   private transmit(out: readonly Outgoing[], trace: StageTrace | undefined): void {
@@ -175,43 +199,75 @@ export class ReplicaHost {
     if (reached >= target && core.snapshotOffer === target) core.installSnapshot();
   }
 
-  private async drain(): Promise<void> {
-    const { core, store } = this.o;
-    for (;;) {
-      if (this.stopped) return;
-      await this.catchUp();
-      if (!core.hasReady() || this.stopped) return;
+  /**
+   * Takes every Ready the core holds. A hybrid PREPARE or COMMIT goes out at once, before its Ready (and
+   * any Ready queued before it) is durable. Its certificate is the trusted counter's, which advanced
+   * (durably) before the Ready was made: whether or not the writes happen, this replica can never send
+   * another message with that value, and a crash before them leaves it behind its counter, as a crash
+   * between certify and persist always could (protocol.md §9.3). Everything else waits for the write.
+   * So a replica's votes wait neither for its fsync nor for the block its commits build.
+   */
+  private take(): void {
+    const { core } = this.o;
+    const trace = this.o.trace;
+    while (!this.stopped && core.hasReady()) {
       const rd = core.ready();
-      const trace = this.o.trace;
       if (trace) {
         for (const c of rd.commit) trace.mark("committed", c.seq);
         for (const o of rd.send)
           if (o.msg.type === "h-commit" || o.msg.type === "p-commit") trace.mark("commit-ready", o.msg.seq);
       }
-      // A hybrid PREPARE or COMMIT goes out before this Ready is durable. Its certificate is the trusted
-      // counter's, which advanced (durably) before the Ready was made: whether or not the write below
-      // happens, this replica can never send another message with that value, and a crash before the
-      // write leaves it behind its counter, as a crash between certify and persist always could
-      // (protocol.md §9.3). Everything else waits for the write. So a follower's COMMIT waits neither
-      // for its fsync nor for the block its own commit builds.
       const early = rd.send.filter(sentBeforeDurable);
       if (early.length > 0) {
         this.transmit(early, trace);
         this.o.onSentBeforeDurable?.(early.map((o) => (o.msg as { seq: number }).seq));
+        this.queued.push({ ...rd, send: rd.send.filter((o) => !sentBeforeDurable(o)) });
+      } else {
+        this.queued.push(rd);
       }
+    }
+  }
+
+  /** Writes the queued Readys in order, several at once, until none is left. */
+  private async drain(): Promise<void> {
+    const { core, store } = this.o;
+    for (;;) {
+      if (this.stopped) return;
+      if (this.queued.length === 0) {
+        // Between writes only: the app catches up and the core installs its snapshot.
+        await this.catchUp();
+        this.take();
+        if (this.queued.length === 0 || this.stopped) return;
+      }
+      const group = this.queued.splice(0, GROUP_READYS_MAX);
+      const rd: Ready =
+        group.length === 1
+          ? (group[0] as Ready)
+          : {
+              persist: group.flatMap((r) => r.persist),
+              send: group.flatMap((r) => r.send),
+              commit: group.flatMap((r) => r.commit),
+              events: group.flatMap((r) => r.events),
+            };
+      this.stats.writes++;
+      this.stats.readys += group.length;
+      const trace = this.o.trace;
       // The app's writes for these commits go into the same atomic batch as the core's state.
       const app = this.o.app && rd.commit.length > 0 ? await this.o.app.prepare(rd.commit) : undefined;
+      if (trace) for (const c of rd.commit) trace.mark("prepared", c.seq);
       if (rd.persist.length > 0 || (app && app.ops.length > 0)) {
         const durable = store.apply(rd.persist, app?.ops);
         if (app) this.o.app?.writing?.(app.built);
         await durable;
       } else if (app) this.o.app?.writing?.(app.built);
       if (trace) for (const c of rd.commit) trace.mark("written", c.seq);
-      this.transmit(early.length > 0 ? rd.send.filter((o) => !sentBeforeDurable(o)) : rd.send, trace);
+      this.transmit(rd.send, trace);
       if (app) this.o.app?.written(app.built);
       for (const c of rd.commit) this.o.onCommit?.(c);
       for (const e of rd.events) this.o.onEvent?.(e);
-      core.advance();
+      for (let i = 0; i < group.length; i++) core.advance();
+      // Readys that came while this one was written.
+      if (core.snapshotOffer === null) this.take();
     }
   }
 }
