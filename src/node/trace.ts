@@ -21,6 +21,8 @@ export const TRACE_STAGES = [
   "commit-sent",
   /** seq: the core committed the batch (a Ready holds it; before the block is built). */
   "committed",
+  /** seq: the app built the block's writes (tx ids looked up, Merkle tree); the host's batch starts. */
+  "prepared",
   /** seq: the block and the core's state are durable (the host's batch was written). */
   "written",
   /** seq: the block holds its commit certificate and that is durable. */
