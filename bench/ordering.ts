@@ -6,9 +6,10 @@
 // holding a commit certificate); latency counts from the moment a transaction was due to be sent.
 // Also: Merkle root hashing with node:crypto vs @noble/hashes (the server's choice).
 //
-//   npm run bench -- ordering [--runs 3 --seconds 2 --quick --only hybrid:100]
+//   npm run bench -- ordering [--runs 3 --seconds 2 --system-warmup 10 --quick --only hybrid:100]
 //   ORDERER_CPU_PROF=DIR profiles every replica process (node --cpu-prof)
 
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Mode } from "../src/bft/types.ts";
 import { sha256 } from "../src/crypto/node-crypto.ts";
 import { merkleRoot, nobleHash } from "../src/ordering/block.ts";
@@ -20,6 +21,14 @@ const QUICK = process.argv.includes("--quick");
 const RUNS = numArg("runs", QUICK ? 1 : 3);
 const SECONDS = numArg("seconds", QUICK ? 1 : 2);
 const WARMUP_S = 1;
+/**
+ * Load before the first step of each fresh cluster (at SYSTEM_WARMUP_RATE): V8 keeps optimising the
+ * replicas' hot paths for tens of seconds after they start (measured here with --trace-opt: about 280
+ * functions compiled 10 s after start, 430 at 18 s, 500 at 34 s), and a light-load row measured on a
+ * cold cluster charges that compilation to latency.
+ */
+const SYSTEM_WARMUP_S = numArg("system-warmup", QUICK ? 5 : 10);
+const SYSTEM_WARMUP_RATE = 3000;
 const STREAMS_PER_REPLICA = 2;
 const MAX_MESSAGE_COUNT = 500;
 /** Offered loads, tx/s; a sweep stops one step after the cluster stops keeping up. */
@@ -55,6 +64,12 @@ async function sweep(mode: Mode, f: number, size: number): Promise<Point[]> {
   const points: Point[] = [];
   try {
     s = await Submitter.connect(cluster.urls, STREAMS_PER_REPLICA, size);
+    if (SYSTEM_WARMUP_S > 0) {
+      s.openLoop(SYSTEM_WARMUP_RATE);
+      await sleep(SYSTEM_WARMUP_S * 1000);
+      s.stopLoad();
+      await s.drain(10_000);
+    }
     let saturatedSteps = 0;
     for (const rate of RATES) {
       const shed0 = s.shed;
@@ -109,7 +124,7 @@ async function main(): Promise<void> {
   const only = process.argv.indexOf("--only");
   const configs = CONFIGS.filter((c) => only < 0 || process.argv[only + 1] === `${c.mode}:${c.size}`);
   console.log(
-    `ordering bench: open loop, offered ${RATES.join(", ")} tx/s (a sweep stops one step after committing < ${KEEPS_UP * 100} % of the offer); ${WARMUP_S} s warm-up + ${SECONDS} s measured per step; ${RUNS} run(s), each a fresh cluster, configurations interleaved; ${STREAMS_PER_REPLICA} WebSocket streams per replica; maxMessageCount ${MAX_MESSAGE_COUNT}, batchTimeout 10 ms, fsync on`,
+    `ordering bench: open loop, offered ${RATES.join(", ")} tx/s (a sweep stops one step after committing < ${KEEPS_UP * 100} % of the offer); each fresh cluster first warmed ${SYSTEM_WARMUP_S} s at ${SYSTEM_WARMUP_RATE} tx/s; ${WARMUP_S} s warm-up + ${SECONDS} s measured per step; ${RUNS} run(s), each a fresh cluster, configurations interleaved; ${STREAMS_PER_REPLICA} WebSocket streams per replica; maxMessageCount ${MAX_MESSAGE_COUNT}, batchTimeout 10 ms, fsync on`,
   );
   const hashing = hashingBench();
   const runs = new Map<string, Point[][]>();
@@ -156,6 +171,8 @@ async function main(): Promise<void> {
     runs: RUNS,
     seconds: SECONDS,
     warmupS: WARMUP_S,
+    systemWarmupS: SYSTEM_WARMUP_S,
+    systemWarmupRate: SYSTEM_WARMUP_RATE,
     rates: RATES,
     keepsUp: KEEPS_UP,
     streamsPerReplica: STREAMS_PER_REPLICA,
