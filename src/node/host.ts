@@ -162,6 +162,8 @@ export class ReplicaHost {
       .catch((err: unknown) => this.fail(err))
       .finally(() => {
         this.pumping = false;
+        // A pump that came after drain's last look and before this line found it still running.
+        if (!this.stopped && (this.queued.length > 0 || this.o.core.hasReady())) this.pump();
       });
   }
 
