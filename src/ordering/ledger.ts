@@ -54,6 +54,8 @@ const TREES_KEPT = 64;
 export const SIG_AHEAD_MAX = 4096;
 /** Uncertified blocks re-announced per retransmission round. */
 export const SIG_RETRY_MAX = 256;
+/** Certificate puts wait at most this long for a block's batch to carry them (then they go alone). */
+export const DEFER_MS = 20;
 
 export const APP_FRAME_TAG = 0xb1;
 const SIG = 1;
@@ -152,6 +154,18 @@ export class Ledger {
   private readonly certListeners = new Set<(b: CertifiedBlock) => void>();
   private readonly builtListeners = new Set<(b: Built) => void>();
   private writes: Promise<void> = Promise.resolve();
+  /** Writes of this.write() issued and not finished. */
+  private writesInFlight = 0;
+  /**
+   * Certificate and certified-height puts not written yet. They ride in the next block's batch (the
+   * host's synced write) or, if no block comes within DEFER_MS, go in a write of their own; one LevelDB
+   * write per block instead of three. `deferredCerts`: the blocks whose certificates they hold.
+   */
+  private deferred: RawOp[] = [];
+  private deferredCerts: number[] = [];
+  private deferTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Per prepare() not yet written(), in order: the certificates its batch carries. */
+  private readonly riding: number[][] = [];
   /** Resolvers waiting for a block number to be certified, by number. */
   private readonly heightWaiters = new Map<number, (() => void)[]>();
   private readonly progressListeners = new Set<(certifiedHeight: number) => void>();
@@ -298,7 +312,11 @@ export class Ledger {
     const ops: RawOp[] = [];
     const built: Built[] = [];
     const fresh = commits.filter((c) => c.seq >= this.heightN);
-    if (fresh.length === 0) return { ops, built };
+    if (fresh.length === 0) {
+      this.riding.push([]);
+      return { ops, built };
+    }
+    this.riding.push(this.takeDeferred(ops));
     // Every executed request's entries, with their ids (skipped requests carry none).
     const split = fresh.map((c) =>
       c.batch.requests.map((r, i) => {
@@ -420,6 +438,7 @@ export class Ledger {
 
   /** The writes of prepare() are durable: collect the peers' signatures (ours went out at writing()). */
   written(built: readonly Built[]): void {
+    for (const n of this.riding.shift() ?? []) this.freshCerts.delete(n);
     for (const b of built) {
       const n = b.block.header.number;
       this.remember(n, b.block, b.headerHash);
@@ -526,12 +545,7 @@ export class Ledger {
     // writes queues behind it (this.write keeps order), so the disk never holds a certified height above
     // the certificates it has.
     this.freshCerts.set(n, cert);
-    this.write([
-      { type: "put", key: certKey(n), value: serialize(cert.map((s) => [s.replica, s.sig])) },
-    ]).then(
-      () => this.freshCerts.delete(n),
-      () => {}, // kept in freshCerts: readers still see it (a failed write fails the next synced batch too)
-    );
+    this.defer({ type: "put", key: certKey(n), value: serialize(cert.map((s) => [s.replica, s.sig])) }, n);
     this.certifiedAhead.add(n);
     this.advanceCertified();
   }
@@ -540,7 +554,7 @@ export class Ledger {
     const before = this.certifiedN;
     while (this.certifiedAhead.delete(this.certifiedN)) this.certifiedN++;
     if (this.certifiedN === before) return;
-    void this.write([{ type: "put", key: CERTIFIED, value: serialize(this.certifiedN) }]);
+    this.defer({ type: "put", key: CERTIFIED, value: serialize(this.certifiedN) });
     for (const [n, fns] of this.heightWaiters) {
       if (n >= this.certifiedN) continue;
       this.heightWaiters.delete(n);
@@ -744,13 +758,71 @@ export class Ledger {
    * (the next block) makes them durable with it.
    */
   private write(ops: RawOp[]): Promise<void> {
-    const next = this.writes.then(() => writeBatch(this.o.db, ops, false));
+    this.writesInFlight++;
+    const next = this.writes
+      .then(() => writeBatch(this.o.db, ops, false))
+      .finally(() => {
+        this.writesInFlight--;
+      });
     this.writes = next.catch(() => undefined);
     return next;
   }
 
-  /** Waits for pending certificate writes (for a clean shutdown). */
+  /**
+   * A certificate (of block `n`) or certified-height put, written later (see `deferred`). The disk
+   * must never hold a certified height above the certificates it has, so the puts stay in order and
+   * two writes that hold them are never in flight at once: a block's batch takes them only when no
+   * write of their own is in flight (takeDeferred), and a write of their own waits while a block's
+   * batch that took some is (flushDeferred).
+   */
+  private defer(op: RawOp, n?: number): void {
+    if (op.key === CERTIFIED) {
+      // Only the highest certified height counts: drop an older one still waiting.
+      const i = this.deferred.findIndex((o) => o.key === CERTIFIED);
+      if (i >= 0) this.deferred.splice(i, 1);
+    }
+    this.deferred.push(op);
+    if (n !== undefined) this.deferredCerts.push(n);
+    if (this.deferTimer === null) this.deferTimer = setTimeout(() => this.flushDeferred(), DEFER_MS);
+  }
+
+  /** Moves the deferred puts into a block's batch (`ops`); the certificates they hold. */
+  private takeDeferred(ops: RawOp[]): number[] {
+    if (this.deferred.length === 0 || this.writesInFlight > 0) return [];
+    const certs = this.deferredCerts;
+    ops.push(...this.deferred);
+    this.deferred = [];
+    this.deferredCerts = [];
+    if (this.deferTimer !== null) clearTimeout(this.deferTimer);
+    this.deferTimer = null;
+    return certs;
+  }
+
+  /** No block came to carry the deferred puts: they go in a write of their own. */
+  private flushDeferred(): void {
+    this.deferTimer = null;
+    if (this.deferred.length === 0) return;
+    if (this.riding.some((r) => r.length > 0)) {
+      this.deferTimer = setTimeout(() => this.flushDeferred(), DEFER_MS);
+      return;
+    }
+    const ops = this.deferred;
+    const certs = this.deferredCerts;
+    this.deferred = [];
+    this.deferredCerts = [];
+    this.write(ops).then(
+      () => {
+        for (const n of certs) this.freshCerts.delete(n);
+      },
+      () => {}, // kept in freshCerts: readers still see them (a failed write fails the next synced batch too)
+    );
+  }
+
+  /** Writes what is deferred and waits for pending certificate writes (for a clean shutdown). */
   async flush(): Promise<void> {
+    if (this.deferTimer !== null) clearTimeout(this.deferTimer);
+    this.deferTimer = null;
+    while (this.deferred.length > 0 && !this.riding.some((r) => r.length > 0)) this.flushDeferred();
     await this.writes;
   }
 }

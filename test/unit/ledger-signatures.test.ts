@@ -1,16 +1,19 @@
 // The ledger's signature round on its own (a real LevelDB in a temporary folder): signatures that
-// arrive before the block is written are checked only until the quorum is in.
+// arrive before the block is written are checked only until the quorum is in; a certificate rides in
+// the next block's batch, or is written alone when no block comes.
 
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Level } from "level";
 import type { CommittedBatch } from "../../src/bft/types.ts";
 import { generateEd25519KeyPair, sha256, signEd25519, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
 import { writeBatch } from "../../src/node/level-store.ts";
-import { APP_FRAME_TAG, Ledger } from "../../src/ordering/ledger.ts";
+import { headerHash } from "../../src/ordering/block.ts";
+import { APP_FRAME_TAG, DEFER_MS, Ledger } from "../../src/ordering/ledger.ts";
 
 const keys = [0, 1, 2].map(() => generateEd25519KeyPair());
 
@@ -78,6 +81,54 @@ describe("Ledger signatures", () => {
         [0, 1],
         "block 1 is certified; its certificate holds the quorum: this replica's and the first peer's",
       );
+    } finally {
+      await db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("writes a certificate with the next block's batch, or alone after DEFER_MS without one", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ledger-certs-"));
+    const db = new Level<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view" });
+    try {
+      const ledger = await Ledger.open({
+        db,
+        genesisConfig: new TextEncoder().encode("{}"),
+        self: 0,
+        n: 3,
+        quorum: 2,
+        replicaKeys: keys.map((k) => k.publicKey),
+        hash: sha256,
+        verify: verifyEd25519,
+        sign: (hh) => signEd25519((keys[0] as (typeof keys)[0]).privateKey, hh),
+        send: () => {},
+      });
+      const certify = async (seq: number) => {
+        const { ops, built } = await ledger.prepare([batchAt(seq)]);
+        const b = built[0];
+        assert.ok(b, `block ${seq} built`);
+        await writeBatch(db, ops, true);
+        ledger.written(built);
+        for (const p of [1, 2])
+          ledger.onPeerFrame(
+            p,
+            sigFrame(seq, b.headerHash, signEd25519((keys[p] as (typeof keys)[0]).privateKey, b.headerHash)),
+          );
+        return ops.map((o) => o.key);
+      };
+      // Genesis collects signatures too: certify it so the certified height moves.
+      const g = await ledger.getBlock(0);
+      assert.ok(g, "genesis");
+      const gh = headerHash(g.header, sha256);
+      ledger.onPeerFrame(1, sigFrame(0, gh, signEd25519((keys[1] as (typeof keys)[0]).privateKey, gh)));
+      await certify(1);
+      const keysOf2 = await certify(2);
+      assert.ok(keysOf2.includes("c/0000000000000001"), "block 1's certificate rides in block 2's batch");
+      assert.ok(keysOf2.includes("m/certified"), "so does the certified height");
+      assert.equal(await db.get("c/0000000000000002"), undefined, "block 2's certificate waits for a batch");
+      await sleep(DEFER_MS * 5);
+      assert.ok((await db.get("c/0000000000000002")) !== undefined, "no block came: written alone");
+      assert.ok((await ledger.getBlock(2))?.metadata.certificate.length === 2, "readable all along");
     } finally {
       await db.close();
       rmSync(dir, { recursive: true, force: true });
