@@ -12,7 +12,7 @@ import { Level } from "level";
 import type { CommittedBatch } from "../../src/bft/types.ts";
 import { generateEd25519KeyPair, sha256, signEd25519, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
 import { writeBatch } from "../../src/node/level-store.ts";
-import { headerHash } from "../../src/ordering/block.ts";
+import { headerHash, type VerifyFn } from "../../src/ordering/block.ts";
 import { APP_FRAME_TAG, DEFER_MS, Ledger } from "../../src/ordering/ledger.ts";
 
 const keys = [0, 1, 2].map(() => generateEd25519KeyPair());
@@ -42,26 +42,31 @@ function batchAt(seq: number): CommittedBatch {
   };
 }
 
+/** A ledger of replica 0 (n = 3, quorum 2) over `db`; `verify` defaults to ed25519. */
+function openLedger(db: Level<string, Uint8Array>, verify: VerifyFn = verifyEd25519): Promise<Ledger> {
+  return Ledger.open({
+    db,
+    genesisConfig: new TextEncoder().encode("{}"),
+    self: 0,
+    n: 3,
+    quorum: 2,
+    replicaKeys: keys.map((k) => k.publicKey),
+    hash: sha256,
+    verify,
+    sign: (hh) => signEd25519((keys[0] as (typeof keys)[0]).privateKey, hh),
+    send: () => {},
+  });
+}
+
 describe("Ledger signatures", () => {
   it("checks early signatures only until the quorum is in (n=3, quorum 2: one peer signature)", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ledger-sigs-"));
     const db = new Level<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view" });
     let verifies = 0;
     try {
-      const ledger = await Ledger.open({
-        db,
-        genesisConfig: new TextEncoder().encode("{}"),
-        self: 0,
-        n: 3,
-        quorum: 2,
-        replicaKeys: keys.map((k) => k.publicKey),
-        hash: sha256,
-        verify: (pk, msg, sig) => {
-          verifies++;
-          return verifyEd25519(pk, msg, sig);
-        },
-        sign: (hh) => signEd25519((keys[0] as (typeof keys)[0]).privateKey, hh),
-        send: () => {},
+      const ledger = await openLedger(db, (pk, msg, sig) => {
+        verifies++;
+        return verifyEd25519(pk, msg, sig);
       });
       const { ops, built } = await ledger.prepare([batchAt(1)]);
       const b = built[0];
@@ -91,18 +96,7 @@ describe("Ledger signatures", () => {
     const dir = mkdtempSync(join(tmpdir(), "ledger-certs-"));
     const db = new Level<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view" });
     try {
-      const ledger = await Ledger.open({
-        db,
-        genesisConfig: new TextEncoder().encode("{}"),
-        self: 0,
-        n: 3,
-        quorum: 2,
-        replicaKeys: keys.map((k) => k.publicKey),
-        hash: sha256,
-        verify: verifyEd25519,
-        sign: (hh) => signEd25519((keys[0] as (typeof keys)[0]).privateKey, hh),
-        send: () => {},
-      });
+      const ledger = await openLedger(db);
       const certify = async (seq: number) => {
         const { ops, built } = await ledger.prepare([batchAt(seq)]);
         const b = built[0];
