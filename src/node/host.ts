@@ -219,11 +219,13 @@ export class ReplicaHost {
         for (const o of rd.send)
           if (o.msg.type === "h-commit" || o.msg.type === "p-commit") trace.mark("commit-ready", o.msg.seq);
       }
-      const early = rd.send.filter(sentBeforeDurable);
+      const early: Outgoing[] = [];
+      const later: Outgoing[] = [];
+      for (const o of rd.send) (sentBeforeDurable(o) ? early : later).push(o);
       if (early.length > 0) {
         this.transmit(early, trace);
         this.o.onSentBeforeDurable?.(early.map((o) => (o.msg as { seq: number }).seq));
-        this.queued.push({ ...rd, send: rd.send.filter((o) => !sentBeforeDurable(o)) });
+        this.queued.push({ ...rd, send: later });
       } else {
         this.queued.push(rd);
       }

@@ -540,10 +540,10 @@ export class Ledger {
     if (c) c.block = withCert(c.block, cert);
     const info = this.builtInfo.get(n);
     if (info) this.builtInfo.set(n, { ...info, block: withCert(info.block, cert) });
-    // The block counts as certified at once, not when its certificate's (unsynced) write lands: readers
-    // find the certificate in freshCerts until then, and the certified height that advanceCertified()
-    // writes queues behind it (this.write keeps order), so the disk never holds a certified height above
-    // the certificates it has.
+    // The block counts as certified at once, not when its certificate's write lands: readers find the
+    // certificate in freshCerts until then. The put is deferred (see defer()), and the certified height
+    // that advanceCertified() puts goes after it in the same order, so the disk never holds a certified
+    // height above the certificates it has.
     this.freshCerts.set(n, cert);
     this.defer({ type: "put", key: certKey(n), value: serialize(cert.map((s) => [s.replica, s.sig])) }, n);
     this.certifiedAhead.add(n);
