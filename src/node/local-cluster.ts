@@ -87,6 +87,12 @@ export const NODE_SCRIPT = fileURLToPath(new URL("./node-process.ts", import.met
 const COUNTER_SCRIPT = fileURLToPath(new URL("../counter/counter-process.ts", import.meta.url));
 
 /** A hybrid replica's trusted counter in its own process (as `orderer counter` runs it). */
+/** perf(1) can name JavaScript frames (on-CPU profiles: perf record -e cpu-clock -p <pid>). */
+const perfMapFlags = (): string[] =>
+  process.env.ORDERER_PERF_MAP
+    ? ["--perf-basic-prof-only-functions", "--interpreted-frames-native-stack"]
+    : [];
+
 export class CounterProcess {
   proc: ChildProcess | null = null;
   constructor(
@@ -102,7 +108,7 @@ export class CounterProcess {
     if (this.running) return;
     const out = typeof this.stdio === "object" ? openSync(this.stdio.logFile, "a") : this.stdio;
     const proc = fork(COUNTER_SCRIPT, [], {
-      execArgv: ["--import", TSX],
+      execArgv: ["--import", TSX, ...perfMapFlags()],
       env: { ...process.env, ORDERER_COUNTER: JSON.stringify(this.config) },
       stdio: ["ignore", out, out, "ipc"],
     });
@@ -203,10 +209,7 @@ export class NodeProcess {
         ...(process.env.ORDERER_CPU_PROF
           ? ["--cpu-prof", `--cpu-prof-dir=${process.env.ORDERER_CPU_PROF}`]
           : []),
-        // perf(1) can name JavaScript frames (on-CPU profiles: perf record -e cpu-clock -p <pid>).
-        ...(process.env.ORDERER_PERF_MAP
-          ? ["--perf-basic-prof-only-functions", "--interpreted-frames-native-stack"]
-          : []),
+        ...perfMapFlags(),
         ...(process.env.ORDERER_HEAP_PROF
           ? ["--heap-prof", `--heap-prof-dir=${process.env.ORDERER_HEAP_PROF}`, "--heap-prof-interval=65536"]
           : []),
