@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Socket } from "node:net";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { LengthPrefixedDecoder } from "@libp2p/utils";
@@ -11,6 +12,7 @@ import {
   lengthPrefixGuard,
   libp2pPeerId,
   TransportConfigError,
+  tcpWriteCoalescing,
   yamuxWindowUpdates,
 } from "../../src/transport/libp2p.ts";
 import type { TransportLimits } from "../../src/transport/transport.ts";
@@ -219,6 +221,50 @@ describe("noise's frame decoder", () => {
     assert.deepEqual(got, [[1, 2, 3], [4], [5, 6, 7, 8]], "every frame decoded, split ones included");
     assert.equal(emptyAsks, 0, "the length decoder was never asked about an empty buffer");
     assert.ok(lengthPrefixGuard.emptyChecks - before >= 2, "the guard answered for the empty buffers");
+  });
+});
+
+describe("TCP writes", () => {
+  it("hand each noise message (length and ciphertext) to the kernel in one write", async () => {
+    assert.ok(tcpWriteCoalescing.patched, "the TCP connection's sendData could be wrapped");
+    const c = await testCluster(2);
+    const ts = [0, 1].map(
+      (id) => new Libp2pTransport({ self: id, seed: c.seeds[id] as Uint8Array, peers: c.peers, ...FAST }),
+    );
+    let got = 0;
+    ts[1]?.onFrame(() => got++);
+    await Promise.all(ts.map((t) => t.start()));
+    const proto = Socket.prototype as unknown as Record<"_write" | "_writev", (...a: unknown[]) => void>;
+    const originals = { _write: proto._write, _writev: proto._writev };
+    try {
+      assert.equal(ts[0]?.send(1, new Uint8Array(10)), "queued");
+      for (let i = 0; i < 200 && got < 1; i++) await sleep(10);
+      assert.equal(got, 1, "the link is up");
+      await sleep(50);
+      let writes = 0;
+      for (const k of ["_write", "_writev"] as const) {
+        const original = originals[k];
+        proto[k] = function (this: unknown, ...a: unknown[]) {
+          writes++;
+          return original.apply(this, a);
+        };
+      }
+      const corked = tcpWriteCoalescing.corked;
+      const frames = 20;
+      // One frame at a time, each sent once the previous one arrived: every send is a write of its own.
+      for (let i = 0; i < frames; i++) {
+        assert.equal(ts[0]?.send(1, new Uint8Array(200).fill(i)), "queued");
+        for (let w = 0; w < 200 && got < i + 2; w++) await sleep(5);
+      }
+      assert.equal(got, frames + 1, "every frame arrived");
+      assert.ok(tcpWriteCoalescing.corked - corked >= frames, "each send of two chunks was corked");
+      // Two writes per frame without the wrapper (length, then ciphertext); a few more allowed for
+      // yamux's own frames.
+      assert.ok(writes >= frames && writes <= frames + 4, `${writes} socket writes for ${frames} frames`);
+    } finally {
+      Object.assign(proto, originals);
+      await Promise.all(ts.map((t) => t.stop()));
+    }
   });
 });
 
