@@ -673,7 +673,8 @@ export class Ledger {
   /** The values of `keys`, read in place when they are few (SYNC_LOOKUP_MAX). */
   private lookUp(keys: string[]): (Uint8Array | undefined)[] | Promise<(Uint8Array | undefined)[]> {
     const { db } = this.o;
-    if (keys.length > SYNC_LOOKUP_MAX || !db.supports.getSync) return db.getMany(keys);
+    if (keys.length > SYNC_LOOKUP_MAX || !(db.supports as { getSync?: boolean }).getSync)
+      return db.getMany(keys);
     return keys.map((k) => db.getSync(k));
   }
 
