@@ -154,6 +154,8 @@ export abstract class ReplicaCore {
   protected readonly inFlight = new Set<string>();
   /** Requests this replica forwarded and waits to see executed (oldest first). */
   protected readonly timers = new Map<string, { req: ClientRequest; deadline: number; resent?: boolean }>();
+  /** Bytes of the ops in `timers` (bounded by pendingMaxBytes, as the leader's queueBytes). */
+  private timerBytes = 0;
 
   private draining = false;
   /** Seq of the checkpoint (with client table) a restart resumes from. */
@@ -257,13 +259,14 @@ export abstract class ReplicaCore {
     const key = requestKey(req);
     if (this.queueKeys.has(key) || this.inFlight.has(key) || this.timers.has(key)) return "pending";
     if (this.isLeader && this.protocolReady()) {
-      if (!this.enqueue(req, key)) throw new RequestError("OVERLOADED", "request queue is full");
+      if (!this.enqueue(req, key))
+        throw new RequestError("OVERLOADED", "request queue is full (pendingMax or pendingMaxBytes)");
       this.maybePropose();
       return "accepted";
     }
-    if (this.timers.size >= this.limits.pendingMax)
-      throw new RequestError("OVERLOADED", "too many pending requests");
-    this.timers.set(key, { req, deadline: this.now + this.limits.requestTimeoutTicks });
+    if (!this.timerRoom(req))
+      throw new RequestError("OVERLOADED", "too many pending requests (pendingMax or pendingMaxBytes)");
+    this.setTimer(key, { req, deadline: this.now + this.limits.requestTimeoutTicks });
     if (this.vcTarget === null && this.leader !== this.id)
       this.send(this.leader, { type: "request", request: req });
     return "accepted";
@@ -390,7 +393,7 @@ export abstract class ReplicaCore {
     for (const s of [...this.committedWaiting.keys()]) if (s <= cp.seq) this.committedWaiting.delete(s);
     for (const s of [...this.executedCheckpoints.keys()]) if (s <= cp.seq) this.executedCheckpoints.delete(s);
     // Requests this replica waited for were executed or not in the skipped range: clients retransmit.
-    this.timers.clear();
+    this.clearTimers();
     this.inFlight.clear();
     this.progressDeadline = Number.POSITIVE_INFINITY;
     this.persistCheckpoint(cp, o.clients);
@@ -611,13 +614,13 @@ export abstract class ReplicaCore {
     this.queueBytes = 0;
     this.queueWeight = 0;
     const waiting = [...this.timers.values()].map((t) => t.req).concat(queued);
-    this.timers.clear();
+    this.clearTimers();
     for (const req of waiting) {
       if (this.clients.isExecuted(req.clientId, req.reqNo)) continue;
       const key = requestKey(req);
       if (leaderNow) this.enqueue(req, key);
-      else if (this.timers.size < this.limits.pendingMax) {
-        this.timers.set(key, { req, deadline: this.now + this.limits.requestTimeoutTicks });
+      else if (this.timerRoom(req)) {
+        this.setTimer(key, { req, deadline: this.now + this.limits.requestTimeoutTicks });
         this.send(this.leader, { type: "request", request: req });
       }
     }
@@ -768,12 +771,40 @@ export abstract class ReplicaCore {
 
   private enqueue(req: ClientRequest, key: string): boolean {
     if (this.queue.length - this.queueHead >= this.limits.pendingMax) return false;
+    if (this.queueBytes + req.op.length > this.limits.pendingMaxBytes) return false;
     if (this.queue.length === this.queueHead) this.queueSince = this.now;
     this.queue.push(req);
     this.queueKeys.add(key);
     this.queueBytes += req.op.length;
     this.queueWeight += this.weight(req);
     return true;
+  }
+
+  /** Whether a follower may wait for one more request: pendingMax requests, pendingMaxBytes of ops. */
+  private timerRoom(req: ClientRequest): boolean {
+    return (
+      this.timers.size < this.limits.pendingMax &&
+      this.timerBytes + req.op.length <= this.limits.pendingMaxBytes
+    );
+  }
+
+  private setTimer(key: string, t: { req: ClientRequest; deadline: number; resent?: boolean }): void {
+    const old = this.timers.get(key);
+    if (old) this.timerBytes -= old.req.op.length;
+    this.timers.set(key, t);
+    this.timerBytes += t.req.op.length;
+  }
+
+  private deleteTimer(key: string): void {
+    const t = this.timers.get(key);
+    if (!t) return;
+    this.timers.delete(key);
+    this.timerBytes -= t.req.op.length;
+  }
+
+  private clearTimers(): void {
+    this.timers.clear();
+    this.timerBytes = 0;
   }
 
   private dispatch(from: ReplicaId, msg: Message): void {
@@ -813,10 +844,10 @@ export abstract class ReplicaCore {
     if (this.verifier.check(req) !== null) return this.drop(from, "request-unauthenticated");
     const key = requestKey(req);
     if (this.clients.isExecuted(req.clientId, req.reqNo) || this.timers.has(key)) return;
-    if (this.timers.size >= this.limits.pendingMax) return this.drop(from, "request-queue-full");
+    if (!this.timerRoom(req)) return this.drop(from, "request-queue-full");
     // The relaying peer's timer has half of its time left: so does ours (both suspect the leader together).
     const deadline = this.now + Math.ceil(this.limits.requestTimeoutTicks / 2);
-    this.timers.set(key, { req, deadline, resent: true });
+    this.setTimer(key, { req, deadline, resent: true });
     this.send(this.leader, { type: "request", request: req });
   }
 
@@ -826,7 +857,7 @@ export abstract class ReplicaCore {
     const oldest = this.timers.keys().next().value;
     const executed = batch.requests.map((r) => {
       const key = requestKey(r);
-      this.timers.delete(key);
+      this.deleteTimer(key);
       this.inFlight.delete(key);
       if (!this.verifier.executable(r)) return false;
       if (this.clients.isExecuted(r.clientId, r.reqNo)) return false;
@@ -1075,6 +1106,7 @@ function validateConfig(id: number, n: number, f: number, l: Limits): void {
   if (l.retainBatches < l.checkpointInterval) bad("retainBatches", "must be >= checkpointInterval");
   // requestMaxBytes may exceed batchMaxBytes (Fabric: AbsoluteMaxBytes > PreferredMaxBytes): see batchWithin.
   if (l.stateChunkBatches < l.checkpointInterval) bad("stateChunkBatches", "must be >= checkpointInterval");
+  if (l.pendingMaxBytes < l.requestMaxBytes) bad("pendingMaxBytes", "must be >= requestMaxBytes");
 }
 
 /**

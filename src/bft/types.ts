@@ -276,6 +276,8 @@ export interface Limits {
   readonly clientIdMaxBytes: number;
   /** Requests waiting to be proposed (leader) or to commit (follower timers). */
   readonly pendingMax: number;
+  /** ...and at most this many bytes of their ops, each (the leader's queue, a follower's timers). */
+  readonly pendingMaxBytes: number;
   /** Instances in flight: a seq is proposed only while seq <= stable checkpoint + window. */
   readonly window: number;
   /** A checkpoint every this many seqs; window must be >= 2 * interval. */
@@ -312,6 +314,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   requestMaxBytes: 1 << 20,
   clientIdMaxBytes: 128,
   pendingMax: 100_000,
+  pendingMaxBytes: 256 * 1024 * 1024,
   window: 64,
   checkpointInterval: 16,
   retainBatches: 1024,

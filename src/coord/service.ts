@@ -61,6 +61,8 @@ export interface CoordServiceOptions {
   readonly connWritesMax?: number;
   /** Operations queued for proposal at this replica (default 100 000). */
   readonly queueMax?: number;
+  /** Bytes of the operations queued, in flight or deferred here (default QUEUE_MAX_BYTES_DEFAULT). */
+  readonly queueMaxBytes?: number;
   /** Watches one connection may hold (default 100 000). */
   readonly connWatchesMax?: number;
   /** Connections at once (default 10 000). */
@@ -103,6 +105,8 @@ interface InFlight {
  * answered with an error. Either way it enters the order a bounded number of times.
  */
 const DEFER_ATTEMPTS_MAX = 3;
+/** Bytes of operations a replica holds for proposal (queued, in flight, deferred), by default. */
+export const QUEUE_MAX_BYTES_DEFAULT = 256 * 1024 * 1024;
 const READ_QUEUE_PER_CONN_MAX = 1024;
 const SETWATCHES_MAX = 100_000;
 
@@ -129,6 +133,8 @@ export class CoordService {
   private readonly inFlight = new Map<number, InFlight>();
   /** Operations proposed or queued here, by session:cxid (to retry deferred ones). */
   private readonly proposed = new Map<string, PendingOp>();
+  /** Bytes of the operations in `proposed` (bounded by queueMaxBytes). */
+  private proposedBytes = 0;
   /** The highest cxid queued here per session: a write must follow it or the tree's lastCxid. */
   private readonly highestCxid = new Map<number, number>();
   /** Deferred operations of ours, waiting for their session's previous cxid to be applied. */
@@ -438,7 +444,8 @@ export class CoordService {
     }
     if (
       c.waiting.size >= (this.o.connWritesMax ?? 1024) ||
-      this.queue.length >= (this.o.queueMax ?? 100_000)
+      this.queue.length >= (this.o.queueMax ?? 100_000) ||
+      this.proposedBytes + p.bytes > (this.o.queueMaxBytes ?? QUEUE_MAX_BYTES_DEFAULT)
     ) {
       this.stats.refused++;
       return this.fail(c, id, "THROTTLEDOP", "too many operations waiting; slow down");
@@ -465,10 +472,26 @@ export class CoordService {
   // ------------------------------------------------------------------ proposing
 
   private enqueue(p: PendingOp): void {
-    this.proposed.set(`${p.sessionId}:${p.cxid}`, p);
+    const key = `${p.sessionId}:${p.cxid}`;
+    const old = this.proposed.get(key);
+    if (old) this.proposedBytes -= old.bytes;
+    this.proposed.set(key, p);
+    this.proposedBytes += p.bytes;
     if (p.cxid > (this.highestCxid.get(p.sessionId) ?? 0)) this.highestCxid.set(p.sessionId, p.cxid);
     this.queue.push(p);
     this.scheduleFlush();
+  }
+
+  private unpropose(key: string): void {
+    const p = this.proposed.get(key);
+    if (!p) return;
+    this.proposed.delete(key);
+    this.proposedBytes -= p.bytes;
+  }
+
+  /** Bytes of the operations held for proposal (queued, in flight, deferred). */
+  get queuedBytes(): number {
+    return this.proposedBytes;
   }
 
   private scheduleFlush(): void {
@@ -570,7 +593,7 @@ export class CoordService {
       }
       if (now - sinceMs < timeout && p.attempts < DEFER_ATTEMPTS_MAX) continue;
       this.deferred.delete(key);
-      this.proposed.delete(key);
+      this.unpropose(key);
       this.stats.deferredFailed++;
       const c = this.bySession.get(p.sessionId);
       const id = c?.waiting.get(p.cxid);
@@ -629,7 +652,7 @@ export class CoordService {
           this.send(c, { type: "event", event: e.type, path: e.path, zxid: e.zxid });
         return;
       case "result": {
-        this.proposed.delete(`${e.sessionId}:${e.cxid}`);
+        this.unpropose(`${e.sessionId}:${e.cxid}`);
         if (e.opKind === OpKind.CREATE_SESSION) {
           const c = e.keyHex ? this.connecting.get(e.keyHex) : undefined;
           if (!c?.connect) return;
@@ -666,7 +689,7 @@ export class CoordService {
         return;
       }
       case "closed": {
-        for (const [k, p] of this.proposed) if (p.sessionId === e.sessionId) this.proposed.delete(k);
+        for (const [k, p] of this.proposed) if (p.sessionId === e.sessionId) this.unpropose(k);
         for (const [k, d] of this.deferred) if (d.p.sessionId === e.sessionId) this.deferred.delete(k);
         this.highestCxid.delete(e.sessionId);
         this.pings.delete(e.sessionId);

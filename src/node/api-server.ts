@@ -61,6 +61,8 @@ export interface ApiServerOptions {
   readonly deliverHighWaterBytes?: number;
   /** WebSocket connections at once. */
   readonly wsConnectionsMax?: number;
+  /** Bytes of POST /v1/transactions bodies being received at once (default BODIES_MAX_BYTES_DEFAULT). */
+  readonly bodiesMaxBytes?: number;
   /** The coordination service (WS /v1/coord). */
   readonly coord?: CoordService;
   /** GET /health: the replica's state; `ok` false answers 503. */
@@ -70,6 +72,9 @@ export interface ApiServerOptions {
   /** GET /v1/misbehaviour: proofs this replica holds and whether it stopped ordering. */
   readonly misbehaviour?: () => MisbehaviourReport;
 }
+
+/** Bytes of transaction bodies an API server receives at once, by default; beyond, 503 OVERLOADED. */
+export const BODIES_MAX_BYTES_DEFAULT = 256 * 1024 * 1024;
 
 /** A paused deliver stream re-checks its socket's buffer this often, besides the drain event. */
 const DRAIN_POLL_MS = 100;
@@ -185,6 +190,8 @@ export class ApiServer {
   private outboxes: [uWS.WebSocket<WsState>, SubmitState][] = [];
   private app: uWS.TemplatedApp | null = null;
   private boundPort = 0;
+  /** Bytes of POST bodies being received (bounded by bodiesMaxBytes). */
+  private bodyBytes = 0;
   readonly stats = { internalErrors: 0, deliverPauses: 0, deliverDrains: 0 };
   /** The last unexpected error (logged by the node). */
   onInternalError: (err: unknown) => void = () => {};
@@ -203,12 +210,20 @@ export class ApiServer {
     this.app = app;
     const o = this.o;
     const bodyMax = o.txMaxBytes;
+    const bodiesMax = o.bodiesMaxBytes ?? BODIES_MAX_BYTES_DEFAULT;
     app.post("/v1/transactions", (res, req) => {
       const json = req.getHeader("content-type").toLowerCase().startsWith("application/json");
       const declared = Number(req.getHeader("content-length") || "0");
       const state = { aborted: false };
+      // Bytes of this body counted in bodyBytes, given back when it is complete, refused or aborted.
+      let held = 0;
+      const release = () => {
+        this.bodyBytes -= held;
+        held = 0;
+      };
       res.onAborted(() => {
         state.aborted = true;
+        release();
       });
       if (declared > bodyMax) {
         this.error(
@@ -224,18 +239,23 @@ export class ApiServer {
       res.onData((chunk, isLast) => {
         if (refused) return;
         size += chunk.byteLength;
-        if (size > bodyMax) {
+        const refuse = (err: ApiError) => {
           refused = true;
-          this.error(
-            res,
-            state,
-            new ApiError("TX_TOO_LARGE", `transaction exceeds absoluteMaxBytes ${bodyMax}`),
+          release();
+          this.error(res, state, err);
+        };
+        if (size > bodyMax)
+          return refuse(new ApiError("TX_TOO_LARGE", `transaction exceeds absoluteMaxBytes ${bodyMax}`));
+        if (this.bodyBytes + chunk.byteLength > bodiesMax)
+          return refuse(
+            new ApiError("OVERLOADED", `${this.bodyBytes} bytes of transactions being received; retry later`),
           );
-          return;
-        }
         chunks.push(Buffer.from(chunk.slice(0)));
+        held += chunk.byteLength;
+        this.bodyBytes += chunk.byteLength;
         if (!isLast) return;
         const body = new Uint8Array(Buffer.concat(chunks));
+        release();
         if (json && !isJson(body)) {
           this.error(res, state, new ApiError("MALFORMED", "the body is not valid JSON"));
           return;

@@ -85,12 +85,16 @@ export interface NodeConfig {
   readonly submitTimeoutMs?: number;
   /** Submissions waiting for a receipt at this replica (default 100 000). */
   readonly pendingMax?: number;
+  /** ...and at most this many bytes of their transactions (default 256 MiB, at least absoluteMaxBytes). */
+  readonly pendingMaxBytes?: number;
   /** Core timing and window overrides (in ticks). */
   readonly limits?: Partial<Limits>;
   /** This replica proposes its clock this often while sessions or TTL/container nodes exist (default 250 ms). */
   readonly coordClockPeriodMs?: number;
   /** Structured log level (default "info"). */
   readonly logLevel?: LogLevel;
+  /** false: start even when the memory budget exceeds the machine's memory (memory.ts; default true). */
+  readonly memoryCheck?: boolean;
   /** libp2p listen multiaddr when it differs from replicas[id].p2p (e.g. /ip4/0.0.0.0/tcp/7050 behind a host name). */
   readonly p2pListen?: string;
 }
@@ -195,6 +199,13 @@ export function validateNode(node: NodeConfig, cluster: ClusterConfig): void {
   if (node.tickMs !== undefined) posInt(node.tickMs, "tickMs");
   if (node.submitTimeoutMs !== undefined) posInt(node.submitTimeoutMs, "submitTimeoutMs");
   if (node.pendingMax !== undefined) posInt(node.pendingMax, "pendingMax");
+  if (node.memoryCheck !== undefined && typeof node.memoryCheck !== "boolean")
+    fail("memoryCheck", "must be true or false");
+  if (node.pendingMaxBytes !== undefined) {
+    posInt(node.pendingMaxBytes, "pendingMaxBytes");
+    if (node.pendingMaxBytes < cluster.batch.absoluteMaxBytes)
+      fail("pendingMaxBytes", `must be at least batch.absoluteMaxBytes (${cluster.batch.absoluteMaxBytes})`);
+  }
   if (node.coordClockPeriodMs !== undefined) posInt(node.coordClockPeriodMs, "coordClockPeriodMs");
   if (node.sync !== undefined && typeof node.sync !== "boolean") fail("sync", "must be true or false");
   if (node.p2pListen !== undefined && (typeof node.p2pListen !== "string" || !node.p2pListen.startsWith("/")))

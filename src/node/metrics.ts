@@ -140,6 +140,11 @@ export class NodeMetrics {
       );
     }
     gauge("orderer_gateway_pending", "Submissions waiting for their receipt", () => s.gateway.pending);
+    gauge(
+      "orderer_gateway_pending_bytes",
+      "Bytes of the submissions waiting for their receipt",
+      () => s.gateway.pendingBytes,
+    );
     gauge("orderer_coord_connections", "Coordination WebSocket connections", () => s.coord.connections);
     gauge("orderer_coord_sessions", "Open coordination sessions", () => s.tree.sessionCount);
     gauge("orderer_coord_znodes", "Znodes in the tree", () => s.tree.nodeCount);

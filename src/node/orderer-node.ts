@@ -48,6 +48,7 @@ import {
 import { type HostApp, ReplicaHost } from "./host.ts";
 import { LevelStore, writeBatch } from "./level-store.ts";
 import { type Logger, silentLogger } from "./log.ts";
+import { checkMemoryBudget } from "./memory.ts";
 import { healthOf, type MetricsSource, NodeMetrics, viewChangeStuckMs } from "./metrics.ts";
 import type { StageTrace } from "./trace.ts";
 
@@ -173,6 +174,11 @@ export class OrdererNode {
     validateCluster(cluster);
     validateNode(config, cluster);
     const log = hooks.logger ?? silentLogger;
+    const budget = checkMemoryBudget(cluster, config);
+    log.info(
+      { memoryBudgetMiB: Math.round(budget.totalBytes / 2 ** 20) },
+      "memory budget (docs/operations.md)",
+    );
     let metricsRef: NodeMetrics | undefined;
     const evidence = new Map<number, EquivocationJson>();
     let storeRef: LevelStore | undefined;
@@ -400,6 +406,7 @@ export class OrdererNode {
           cluster.batch.absoluteMaxBytes + TX_BATCH_OVERHEAD_BYTES,
         ),
         pendingMax: config.pendingMax ?? 100_000,
+        ...(config.pendingMaxBytes !== undefined ? { pendingMaxBytes: config.pendingMaxBytes } : {}),
         timeoutMs: config.submitTimeoutMs ?? 30_000,
         quorumOk: () => node?.hasQuorum() ?? false,
         reservedPrefix: COORD_MAGIC,

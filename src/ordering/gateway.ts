@@ -63,6 +63,8 @@ export interface GatewayOptions {
   readonly batchMaxBytes: number;
   /** Submissions waiting for their receipt (in flight plus queued). */
   readonly pendingMax: number;
+  /** ...and at most this many bytes of their transactions (default PENDING_MAX_BYTES_DEFAULT). */
+  readonly pendingMaxBytes?: number;
   /** A submission not certified within this time is answered with TIMEOUT (it may still commit). */
   readonly timeoutMs: number;
   /** Transactions starting with these bytes are refused (the coordination service's entries). */
@@ -78,6 +80,8 @@ export interface GatewayOptions {
  * ordered while the next fills); not many, so that under load each request carries many transactions.
  */
 export const GATEWAY_IN_FLIGHT_MAX = 4;
+/** Bytes of transactions waiting for their receipt at one gateway, by default. */
+export const PENDING_MAX_BYTES_DEFAULT = 256 * 1024 * 1024;
 /** Taken entries of the queue kept before the array is compacted (see dispatch). */
 const QUEUE_COMPACT_MIN = 64;
 /** Times a request the core did not execute is proposed again with a fresh request number. */
@@ -102,6 +106,8 @@ interface Waiter {
 export class Gateway {
   private readonly o: GatewayOptions;
   private readonly waiting = new Map<string, Waiter>();
+  /** Bytes of the transactions in `waiting`. */
+  private waitingBytes = 0;
   /** reqNo -> the ids of its transactions, for requests of ours in the core. */
   private readonly inFlight = new Map<number, string[]>();
   private queue: Waiter[] = [];
@@ -146,6 +152,12 @@ export class Gateway {
       throw new ApiError("NO_QUORUM", "this replica cannot reach a commit quorum of peers");
     if (this.waiting.size >= this.o.pendingMax)
       throw new ApiError("OVERLOADED", `${this.waiting.size} submissions pending; retry later`);
+    const maxBytes = this.o.pendingMaxBytes ?? PENDING_MAX_BYTES_DEFAULT;
+    if (this.waitingBytes + tx.length > maxBytes)
+      throw new ApiError(
+        "OVERLOADED",
+        `${this.waitingBytes} bytes of submissions pending (pendingMaxBytes ${maxBytes}); retry later`,
+      );
     let resolve!: (r: Receipt) => void;
     let reject!: (e: Error) => void;
     const promise = new Promise<Receipt>((res, rej) => {
@@ -164,6 +176,7 @@ export class Gateway {
       deadline: performance.now() + this.o.timeoutMs,
     };
     this.waiting.set(id, w);
+    this.waitingBytes += tx.length;
     this.sweepSoon();
     this.stats.submitted++;
     this.queue.push(w);
@@ -292,7 +305,7 @@ export class Gateway {
     this.receiptWhenCertified(w.id, n, position, duplicate).then(
       (r) => {
         if (this.waiting.get(w.id) !== w) return;
-        this.waiting.delete(w.id);
+        this.forget(w);
         this.o.trace?.mark("replied", w.id);
         w.resolve(r);
       },
@@ -360,7 +373,17 @@ export class Gateway {
   }
 
   private fail(w: Waiter, err: Error): void {
-    if (this.waiting.get(w.id) === w) this.waiting.delete(w.id);
+    if (this.waiting.get(w.id) === w) this.forget(w);
     w.reject(err);
+  }
+
+  private forget(w: Waiter): void {
+    this.waiting.delete(w.id);
+    this.waitingBytes -= w.tx.length;
+  }
+
+  /** Bytes of the transactions waiting for their receipt. */
+  get pendingBytes(): number {
+    return this.waitingBytes;
   }
 }

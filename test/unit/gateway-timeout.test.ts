@@ -15,7 +15,7 @@ const silentLedger = {
   onCertified: () => {},
 } as unknown as Ledger;
 
-function gateway(timeoutMs: number) {
+function gateway(timeoutMs: number, pendingMaxBytes?: number) {
   const proposed: string[] = [];
   const g = new Gateway({
     ledger: silentLedger,
@@ -31,6 +31,7 @@ function gateway(timeoutMs: number) {
     batchMaxCount: 10,
     batchMaxBytes: 4096,
     pendingMax: 100,
+    ...(pendingMaxBytes !== undefined ? { pendingMaxBytes } : {}),
     timeoutMs,
     quorumOk: () => true,
   });
@@ -67,5 +68,25 @@ describe("gateway timeouts", () => {
     });
     assert.equal(g.pending, 0);
     assert.equal(g.stats.timeouts, 3);
+  });
+
+  it("holds at most pendingMaxBytes of submissions; a settled one frees its bytes", async () => {
+    const { g } = gateway(150, 2500);
+    const tx = (i: number) => new TextEncoder().encode(`${i}`.padEnd(1000, "x"));
+    const first = [0, 1].map((i) => g.submit(tx(i)).catch((err: ApiError) => err.code));
+    assert.equal(g.pendingBytes, 2000, "two submissions of 1000 bytes wait");
+    await assert.rejects(
+      g.submit(tx(2)),
+      (err: ApiError) => err.code === "OVERLOADED" && /pendingMaxBytes 2500/.test(err.message),
+      "a third would hold 3000 bytes",
+    );
+    const hold = setInterval(() => {}, 1000);
+    const codes = await Promise.all(first).finally(() => clearInterval(hold));
+    assert.deepEqual(codes, ["TIMEOUT", "TIMEOUT"], "the two time out (never ordered)");
+    assert.equal(g.pendingBytes, 0, "their bytes are given back");
+    const again = g.submit(tx(3)).catch((err: ApiError) => err.code);
+    assert.equal(g.pendingBytes, 1000, "room again");
+    g.close();
+    assert.equal(await again, "SHUTTING_DOWN", "closed");
   });
 });
