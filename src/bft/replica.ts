@@ -316,6 +316,25 @@ export abstract class ReplicaCore {
     this.maybePropose();
   }
 
+  /**
+   * Nothing here waits on time: no request timer, nothing queued, in flight or committed and waiting,
+   * no view change, no checkpoint of ours still short of its proof, nothing for the driver to take. A
+   * driver may then tick less often, running the skipped ticks before its next input (host.ts); what
+   * time still does here (STATUS gossip) is late by at most that period.
+   */
+  quiet(): boolean {
+    if (this.haltReason !== null) return true;
+    return (
+      this.vcTarget === null &&
+      this.timers.size === 0 &&
+      this.inFlight.size === 0 &&
+      this.queueHead === this.queue.length &&
+      this.committedWaiting.size === 0 &&
+      (this.myCheckpoint === null || this.myCheckpoint.seq <= this.stable.seq) &&
+      !this.hasReady()
+    );
+  }
+
   hasReady(): boolean {
     return (
       this.persistOut.length > 0 ||

@@ -105,6 +105,8 @@ interface InFlight {
  * answered with an error. Either way it enters the order a bounded number of times.
  */
 const DEFER_ATTEMPTS_MAX = 3;
+/** The service's timer sleeps at most this long while nothing is connected or in progress. */
+const IDLE_TIMER_MS = 1000;
 /** Bytes of operations a replica holds for proposal (queued, in flight, deferred), by default. */
 export const QUEUE_MAX_BYTES_DEFAULT = 256 * 1024 * 1024;
 const READ_QUEUE_PER_CONN_MAX = 1024;
@@ -144,7 +146,7 @@ export class CoordService {
   private applying = 0;
   private lastProposedMs = 0;
   private flushScheduled = false;
-  private timer: ReturnType<typeof setInterval> | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
   private stopped = false;
   readonly stats = {
     entriesProposed: 0,
@@ -168,13 +170,35 @@ export class CoordService {
   }
 
   start(): void {
+    this.scheduleTimer();
+  }
+
+  /**
+   * The timer runs every half clock period while anything here is in progress or connected; otherwise
+   * it sleeps until the tree's next time deadline (a TTL, a container), at most IDLE_TIMER_MS.
+   */
+  private scheduleTimer(): void {
+    if (this.stopped) return;
     const period = this.o.clockPeriodMs ?? 250;
-    this.timer = setInterval(() => this.onTimer(), Math.max(10, Math.floor(period / 2)));
+    let delay = Math.max(10, Math.floor(period / 2));
+    const busy =
+      this.conns.size > 0 ||
+      this.inFlight.size > 0 ||
+      this.deferred.size > 0 ||
+      this.queue.length > 0 ||
+      this.pings.size > 0 ||
+      this.readWaiters.length > 0;
+    if (!busy) delay = Math.max(delay, Math.min(IDLE_TIMER_MS, this.tree.timeDeadlineMs() - this.now()));
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.onTimer();
+      this.scheduleTimer();
+    }, delay);
   }
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer);
     for (const c of [...this.conns]) this.drop(c, 1001, "the replica is shutting down");
   }
 

@@ -121,6 +121,12 @@ export class RemoteCounter implements TrustedCounter {
         pkcs8,
         ctrlBuffer,
         keyBuffer,
+        // The watchdog looks 20 times per timeout (at least every 50 ms, at most every 250 ms): an idle
+        // replica's link thread wakes 4 times a second, not 20.
+        watchMs: Math.min(
+          250,
+          Math.max(50, Math.floor((o.certifyTimeoutMs ?? CERTIFY_TIMEOUT_MS_DEFAULT) / 20)),
+        ),
       },
       execArgv: [],
     });

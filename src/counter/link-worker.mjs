@@ -25,10 +25,11 @@ import {
   WAKE_TIMEOUT,
 } from "./link-words.mjs";
 
-const { socketPath, repPath, subsystem, publicKeyHex, pkcs8, ctrlBuffer, keyBuffer } = workerData;
+const { socketPath, repPath, subsystem, publicKeyHex, pkcs8, ctrlBuffer, keyBuffer, watchMs } = workerData;
 const ctrl = new Int32Array(ctrlBuffer);
 const sessionKey = new Uint8Array(keyBuffer);
-const WATCH_MS = 50;
+/** How often the watchdog looks at a call in progress (client.ts sets it from the certify timeout). */
+const WATCH_MS = Number.isInteger(watchMs) && watchMs > 0 ? watchMs : 50;
 
 const key = createPrivateKey({ key: Buffer.from(pkcs8), format: "der", type: "pkcs8" });
 const PROTOCOL_VERSION = 2;

@@ -3,11 +3,11 @@
 // written together (group commit), in order, with everything else after its write.
 
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it, mock } from "node:test";
 import type { ReplicaCore } from "../../src/bft/replica.ts";
 import type { CounterCert } from "../../src/bft/trusted.ts";
 import type { HCommit, Message, PersistOp, Ready } from "../../src/bft/types.ts";
-import { ReplicaHost } from "../../src/node/host.ts";
+import { QUIET_TICKS, ReplicaHost } from "../../src/node/host.ts";
 import type { LevelStore } from "../../src/node/level-store.ts";
 import { decodeMessage, encodeMessage } from "../../src/transport/codec.ts";
 import type { FrameHandler, Transport } from "../../src/transport/transport.ts";
@@ -45,6 +45,7 @@ function scriptedCore(): { core: ReplicaCore; offer(r: Partial<Ready>): void } {
     advance: () => {},
     step: () => {},
     tick: () => {},
+    quiet: () => false,
     propose: () => "accepted",
   } as unknown as ReplicaCore;
   return {
@@ -133,6 +134,68 @@ describe("ReplicaHost pipeline", () => {
     } finally {
       for (const f of finish) f();
       await host.stop();
+    }
+  });
+});
+
+describe("ReplicaHost ticks", () => {
+  it("wakes every QUIET_TICKS ticks while the core is quiet, runs the skipped ticks, and every tick when not", async () => {
+    mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_000_000 });
+    let quiet = true;
+    let ticks = 0;
+    const ticksAtStep: number[] = [];
+    const core = {
+      snapshotOffer: null,
+      hasReady: () => false,
+      advance: () => {},
+      step: () => {
+        ticksAtStep.push(ticks);
+      },
+      tick: () => {
+        ticks++;
+      },
+      quiet: () => quiet,
+      propose: () => {
+        quiet = false; // a request waits: its timer needs every tick
+        return "accepted";
+      },
+    } as unknown as ReplicaCore;
+    let deliver: FrameHandler = () => {};
+    const transport = {
+      start: async () => {},
+      stop: async () => {},
+      onFrame: (h: FrameHandler) => {
+        deliver = h;
+      },
+    } as unknown as Transport;
+    const host = new ReplicaHost({ core, transport, store: {} as LevelStore, tickMs: 10 });
+    // Mock time moves 5 ms at a time, so that timers set by timers run within one advance.
+    const advance = (ms: number) => {
+      for (let t = 0; t < ms; t += 5) mock.timers.tick(5);
+    };
+    try {
+      await host.start();
+      mock.timers.tick(0);
+      advance(1000); // one second, quiet
+      assert.equal(host.ticks.wakeups, 1000 / (10 * QUIET_TICKS), "a wake-up every QUIET_TICKS ticks");
+      assert.equal(ticks, 100, "and every tick of the second, caught up");
+      advance(55);
+      deliver(1, encodeMessage(status(0))); // a peer's STATUS: the ticks owed run first
+      assert.deepEqual(ticksAtStep, [105], "the 5 ticks since the last wake-up ran before the step");
+      const quietWakeups = 1000 / (10 * QUIET_TICKS);
+      assert.equal(host.ticks.wakeups, quietWakeups, "the STATUS left the core quiet: no wake-up of its own");
+      host.submit({} as never); // now the core waits on a timer
+      advance(100);
+      assert.equal(host.ticks.wakeups, quietWakeups + 10, "busy: a wake-up per tick (10 in 100 ms)");
+      assert.equal(ticks, 115, "one tick each");
+      quiet = true;
+      advance(10 * QUIET_TICKS + 20); // the next wake-up sees it quiet again: long waits from then on
+      // One more tick at +10 ms, then a long wait: at +10 ms + QUIET_TICKS ticks, the ticks it skipped.
+      assert.equal(host.ticks.wakeups, quietWakeups + 12, "back to one wake-up every QUIET_TICKS ticks");
+      assert.equal(ticks, 115 + 1 + QUIET_TICKS, "one tick, then QUIET_TICKS caught up");
+    } finally {
+      await host.stop();
+      mock.timers.reset();
     }
   });
 });
