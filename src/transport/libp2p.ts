@@ -129,15 +129,17 @@ const GUARDED = Symbol("orderer.lengthGuard");
  * chunks (its 2-byte length, then the ciphertext), and @libp2p/tcp writes every chunk with its own
  * socket.write: two write(2) calls, often two TCP segments and two wake-ups of the reader, per frame.
  * Measured on a follower at one transaction at a time: 12 writes per block, 8 of them for 4 frames.
- * The connection's sendData is wrapped here, once at load, so that a send of several chunks is
- * corked: Node hands them to the kernel in one writev. `patched` says whether the class could be
+ * The connection's sendData is wrapped here, once at load, so that a send of several chunks below the
+ * socket's high-water mark (16 KiB: every vote, signature and small batch) is corked: Node hands them
+ * to the kernel in one writev. Larger sends are written as before (corked, they would wait for a
+ * drain after every chunk). `patched` says whether the class could be
  * reached (its module is not exported: it is found next to the package's entry point), `corked` counts
  * the sends that were coalesced.
  */
 export const tcpWriteCoalescing = { patched: false, corked: 0 };
 
 interface CorkableConnection {
-  socket?: { cork(): void; uncork(): void; writable?: boolean };
+  socket?: { cork(): void; uncork(): void; writableHighWaterMark?: number };
 }
 
 try {
@@ -150,10 +152,21 @@ try {
   const proto = sample ? (Object.getPrototypeOf(sample) as { sendData?: unknown }) : undefined;
   const original = proto?.sendData;
   if (proto && typeof original === "function") {
-    proto.sendData = function (this: CorkableConnection, data: Uint8Array | { bufs?: unknown[] }) {
+    proto.sendData = function (
+      this: CorkableConnection,
+      data: Uint8Array | { bufs?: unknown[]; byteLength: number },
+    ) {
       const socket = this.socket;
       const chunks = data instanceof Uint8Array ? 1 : (data.bufs?.length ?? 1);
-      if (chunks < 2 || !socket || typeof socket.cork !== "function") return original.call(this, data);
+      // Only below the socket's high-water mark: a corked write is buffered, so a larger send would
+      // report "wait for drain" after its first chunk and move one chunk per event-loop turn.
+      if (
+        chunks < 2 ||
+        !socket ||
+        typeof socket.cork !== "function" ||
+        data.byteLength >= (socket.writableHighWaterMark ?? 16_384)
+      )
+        return original.call(this, data);
       tcpWriteCoalescing.corked++;
       socket.cork();
       try {
