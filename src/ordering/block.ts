@@ -474,14 +474,34 @@ export function fromHexStr(s: string): Uint8Array {
   return out;
 }
 
+// With the length a multiple of 4, this is exactly standard padded base64 (and linear: no groups).
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** Standard base64 with padding. Node's Buffer encodes natively (a 1 MiB value costs about a millisecond). */
 export function toBase64(b: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000));
-  return btoa(s);
+  if (NodeBuffer) return NodeBuffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
+  return toBase64Portable(b);
 }
 
+/** Decodes standard base64 (padding required); throws on anything else. */
 export function fromBase64(s: string): Uint8Array {
-  if (typeof s !== "string") throw new Error("bad base64");
+  if (typeof s !== "string" || s.length % 4 !== 0 || !BASE64.test(s)) throw new Error("bad base64");
+  if (NodeBuffer) {
+    const buf = NodeBuffer.from(s, "base64");
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+  return fromBase64Portable(s);
+}
+
+/** toBase64 without Buffer (browsers), by chunks: spreading a chunk into fromCharCode is far slower. */
+export function toBase64Portable(b: Uint8Array): string {
+  const parts: string[] = [];
+  for (let i = 0; i < b.length; i += 0x2000)
+    parts.push(String.fromCharCode.apply(null, b.subarray(i, i + 0x2000) as unknown as number[]));
+  return btoa(parts.join(""));
+}
+
+export function fromBase64Portable(s: string): Uint8Array {
   const bin = atob(s);
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
