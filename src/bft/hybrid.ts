@@ -239,7 +239,8 @@ export class HybridReplica extends ReplicaCore {
     for (let seq = Math.max(s.lastExecuted, this.stable.seq) + 1; seq <= top; seq++) {
       const slot = this.slots.get(seq);
       if (!slot?.prepare) continue;
-      this.send(from, slot.prepare);
+      // A peer whose COMMIT we hold has the PREPARE (and its batch).
+      if (!slot.votes.has(from)) this.send(from, slot.prepare);
       if (slot.myCommit) this.send(from, slot.myCommit);
     }
   }

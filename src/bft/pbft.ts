@@ -31,6 +31,8 @@ interface Slot {
   myPrepare: PPrepare | null;
   myCommit: PCommit | null;
   committed: boolean;
+  /** When this replica last sent the PRE-PREPARE to each peer, and how often it has resent it. */
+  readonly ppSent: Map<ReplicaId, { at: number; resends: number }>;
 }
 
 interface PbftMeta {
@@ -50,6 +52,9 @@ const KEY_NV = "p/nv";
 const PREFIX_SLOT = "p/slot/";
 const PREFIX_PREPARED = "p/prepared/";
 
+/** A PRE-PREPARE or VIEW-CHANGE is resent to a peer after 1, 2, 4, then every 8 retransmission periods. */
+const RESEND_BACKOFF_MAX = 3;
+
 const NULL_BATCH: Batch = Object.freeze({ requests: Object.freeze([]) });
 
 export class PbftReplica extends ReplicaCore {
@@ -59,6 +64,8 @@ export class PbftReplica extends ReplicaCore {
   private nvMsg: PNewView | null = null;
   private nextSeq = 1;
   private myVc: PViewChange | null = null;
+  /** When our VIEW-CHANGE last went to each peer (resends back off: see resendDue). */
+  private readonly vcSent = new Map<ReplicaId, { at: number; resends: number }>();
   private readonly vcs = new Map<ReplicaId, PViewChange>();
 
   constructor(cfg: ReplicaConfig, deps: ReplicaDeps, storage?: StorageReader) {
@@ -82,6 +89,7 @@ export class PbftReplica extends ReplicaCore {
     slot.pp = pp;
     this.nextSeq = seq + 1;
     this.persistSlot(seq, slot);
+    for (let r = 0; r < this.n; r++) if (r !== this.id) slot.ppSent.set(r, { at: this.now, resends: 0 });
     this.broadcast(pp);
   }
 
@@ -104,19 +112,48 @@ export class PbftReplica extends ReplicaCore {
 
   protected retransmit(): void {
     if (this.vcTarget !== null) {
-      if (this.myVc) this.broadcast(this.myVc);
+      for (let r = 0; r < this.n; r++) if (r !== this.id) this.resendViewChange(r);
       return;
     }
     for (const slot of this.slots.values()) {
       if (slot.committed) continue;
-      if (this.leader === this.id && slot.pp) this.broadcast(slot.pp);
-      if (slot.myPrepare) this.broadcast(slot.myPrepare);
+      for (let r = 0; r < this.n; r++) {
+        if (r === this.id || slot.commits.has(r)) continue;
+        // Only to peers that have not shown they hold it: a PRE-PREPARE carries the whole batch.
+        if (this.leader === this.id && slot.pp && !slot.prepares.has(r)) this.resendPrePrepare(r, slot);
+        if (slot.myPrepare) this.send(r, slot.myPrepare);
+      }
       if (slot.myCommit) this.broadcast(slot.myCommit);
     }
   }
 
+  /**
+   * Sends a slot's PRE-PREPARE to a peer again, at most once per retransmission period doubled by each
+   * resend (up to RESEND_BACKOFF_MAX doublings). A peer still working through large batches would
+   * otherwise get each of them again every period, and fall further behind the more it is sent.
+   */
+  private resendPrePrepare(to: ReplicaId, slot: Slot): void {
+    if (slot.pp && this.resendDue(slot.ppSent, to)) this.send(to, slot.pp);
+  }
+
+  /** The same for our VIEW-CHANGE: its prepared certificates carry their batches. */
+  private resendViewChange(to: ReplicaId): void {
+    if (this.myVc && this.resendDue(this.vcSent, to)) this.send(to, this.myVc);
+  }
+
+  /** True (and noted as sent now) when `to` last got the message a backed-off period ago or never. */
+  private resendDue(sent: Map<ReplicaId, { at: number; resends: number }>, to: ReplicaId): boolean {
+    const last = sent.get(to);
+    if (last) {
+      const wait = this.limits.retransmitTicks * 2 ** Math.min(last.resends, RESEND_BACKOFF_MAX);
+      if (this.now - last.at < wait) return false;
+    }
+    sent.set(to, { at: this.now, resends: (last?.resends ?? -1) + 1 });
+    return true;
+  }
+
   protected helpPeer(from: ReplicaId, s: StatusMsg): void {
-    if (this.vcTarget !== null && this.myVc && s.target >= this.vcTarget) this.send(from, this.myVc);
+    if (this.vcTarget !== null && this.myVc && s.target >= this.vcTarget) this.resendViewChange(from);
     if (s.view < this.view) {
       if (this.nvMsg && this.nvMsg.view === this.view && s.target <= this.view) this.send(from, this.nvMsg);
       return;
@@ -127,8 +164,11 @@ export class PbftReplica extends ReplicaCore {
     for (let seq = Math.max(s.lastExecuted, this.stable.seq) + 1; seq <= top; seq++) {
       const slot = this.slots.get(seq);
       if (!slot?.pp) continue;
-      this.send(from, slot.pp);
-      for (const p of slot.prepares.values()) this.send(from, p);
+      // A peer whose PREPARE or COMMIT we hold has the batch; one whose COMMIT we hold is prepared.
+      if (!slot.commits.has(from)) {
+        if (!slot.prepares.has(from)) this.resendPrePrepare(from, slot);
+        for (const p of slot.prepares.values()) this.send(from, p);
+      }
       if (slot.myCommit) this.send(from, slot.myCommit);
     }
   }
@@ -165,6 +205,7 @@ export class PbftReplica extends ReplicaCore {
         myPrepare: null,
         myCommit: null,
         committed: false,
+        ppSent: new Map(),
       };
       this.slots.set(seq, s);
     }
@@ -209,6 +250,9 @@ export class PbftReplica extends ReplicaCore {
     }
     if (!this.inWindow(pp.seq)) return;
     if (this.leader === this.id) return;
+    // A resent PRE-PREPARE (same leader signature) costs no batch digest: the one we hold was checked.
+    const held = this.slots.get(pp.seq)?.pp;
+    if (held && pp.sig instanceof Uint8Array && bytesEqual(held.sig, pp.sig)) return;
     if (!this.prePrepareValid(pp)) return this.drop(from, "pre-prepare-bad-sig");
     const slot = this.slot(pp.seq);
     if (slot.pp) {
@@ -334,6 +378,8 @@ export class PbftReplica extends ReplicaCore {
     const sig = this.auth.sign(this.digests.pViewChange(content));
     const vc: PViewChange = { type: "p-view-change", ...content, sig };
     this.myVc = vc;
+    this.vcSent.clear();
+    for (let r = 0; r < this.n; r++) if (r !== this.id) this.vcSent.set(r, { at: this.now, resends: 0 });
     this.vcTarget = target;
     this.startViewChangeTimer();
     this.persistMeta();
@@ -492,7 +538,10 @@ export class PbftReplica extends ReplicaCore {
     for (const pp of nv.prePrepares) {
       maxSeq = Math.max(maxSeq, pp.seq);
       if (pp.seq <= this.stable.seq) continue;
-      this.acceptPrePrepare(this.slot(pp.seq), pp);
+      const slot = this.slot(pp.seq);
+      // The NEW-VIEW carried it to everyone: the leader's resends of it start from now.
+      for (let r = 0; r < this.n; r++) if (r !== this.id) slot.ppSent.set(r, { at: this.now, resends: 0 });
+      this.acceptPrePrepare(slot, pp);
     }
     this.nextSeq = Math.max(maxSeq, this.stable.seq) + 1;
     this.persist(KEY_NV, nv);

@@ -528,3 +528,47 @@ describe("pbft replica: learning a commit without preparing", () => {
     assert.equal(c.sent("p-commit", (e) => e.from === 3).length, 0);
   });
 });
+
+describe("pbft replica: retransmission of messages that carry batches", () => {
+  const quietLimits = {
+    retransmitTicks: 2,
+    statusTicks: 10_000,
+    requestTimeoutTicks: 10_000,
+    viewChangeTimeoutTicks: 10_000,
+    viewChangeTimeoutMaxTicks: 10_000,
+  };
+
+  it("the leader resends a PRE-PREPARE only to the backup whose PREPARE it lacks, after 1, 2, 4, then every 8 periods", () => {
+    const c = new Cluster({ mode: "pbft", f: 1, limits: quietLimits });
+    // Replica 3 hears nothing; no COMMIT is delivered, so seq 1 stays uncommitted at the leader.
+    c.filter = (e) => (e.to === 3 || e.from === 3 || e.msg.type === "p-commit" ? "drop" : "deliver");
+    c.commitRequest();
+    assert.equal(c.r(0).lastExecuted, 0, "nothing committed");
+    c.tick(64);
+    const pps = (to: number) => c.sent("p-pre-prepare", (e) => e.from === 0 && e.to === to).length;
+    // Sent at tick 0; resent at ticks 2, 6, 14, 30, 46 and 62 (every 16 = 8 periods after the third resend).
+    assert.equal(pps(3), 7, "the original and six resends to replica 3");
+    assert.equal(pps(1), 1, "replica 1 sent its PREPARE: no resend");
+    assert.equal(pps(2), 1, "replica 2 sent its PREPARE: no resend");
+    // Backups resend their (small) PREPAREs to every replica whose COMMIT they lack, every period.
+    assert.ok(
+      c.sent("p-prepare", (e) => e.from === 1 && e.to === 2).length > 20,
+      "PREPAREs are not backed off",
+    );
+  });
+
+  it("a VIEW-CHANGE (it carries prepared batches) is resent with the same backoff", () => {
+    const c = new Cluster({ mode: "pbft", f: 1, limits: { ...quietLimits, requestTimeoutTicks: 4 } });
+    // The leader is cut off and no VIEW-CHANGE arrives anywhere: replica 1 keeps asking for view 1.
+    c.filter = (e) => (e.to === 0 || e.from === 0 || e.msg.type === "p-view-change" ? "drop" : "deliver");
+    c.commitRequest(c.request(), [1]);
+    c.tick(4);
+    assert.equal(c.r(1).vcTarget, 1, "replica 1 started a view change");
+    const before = c.sent("p-view-change", (e) => e.from === 1 && e.to === 2).length;
+    c.tick(64);
+    const after = c.sent("p-view-change", (e) => e.from === 1 && e.to === 2).length;
+    assert.equal(before, 1, "the VIEW-CHANGE went out once when it started");
+    // Resent 2, 6, 14, 30, 46 and 62 ticks after it started (not 32 times, once per period).
+    assert.equal(after - before, 6, `resends to replica 2: ${after - before}`);
+  });
+});
