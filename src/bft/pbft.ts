@@ -8,7 +8,7 @@
 import { bytesEqual } from "./bytes.ts";
 import { assert } from "./errors.ts";
 import { countQuorum, matchingDigestQuorum } from "./quorum.ts";
-import { type ReplicaConfig, ReplicaCore, type ReplicaDeps } from "./replica.ts";
+import { type ReplicaConfig, ReplicaCore, type ReplicaDeps, type SentLog } from "./replica.ts";
 import { type StorageReader, seqKey } from "./storage.ts";
 import type {
   Batch,
@@ -32,7 +32,7 @@ interface Slot {
   myCommit: PCommit | null;
   committed: boolean;
   /** When this replica last sent the PRE-PREPARE to each peer, and how often it has resent it. */
-  readonly ppSent: Map<ReplicaId, { at: number; resends: number }>;
+  readonly ppSent: SentLog;
 }
 
 interface PbftMeta {
@@ -52,9 +52,6 @@ const KEY_NV = "p/nv";
 const PREFIX_SLOT = "p/slot/";
 const PREFIX_PREPARED = "p/prepared/";
 
-/** A PRE-PREPARE or VIEW-CHANGE is resent to a peer after 1, 2, 4, then every 8 retransmission periods. */
-const RESEND_BACKOFF_MAX = 3;
-
 const NULL_BATCH: Batch = Object.freeze({ requests: Object.freeze([]) });
 
 export class PbftReplica extends ReplicaCore {
@@ -64,8 +61,10 @@ export class PbftReplica extends ReplicaCore {
   private nvMsg: PNewView | null = null;
   private nextSeq = 1;
   private myVc: PViewChange | null = null;
-  /** When our VIEW-CHANGE last went to each peer (resends back off: see resendDue). */
-  private readonly vcSent = new Map<ReplicaId, { at: number; resends: number }>();
+  /** When our VIEW-CHANGE last went to each peer. */
+  private readonly vcSent: SentLog = new Map();
+  /** When the NEW-VIEW of our view last went to each peer. */
+  private readonly nvSent: SentLog = new Map();
   private readonly vcs = new Map<ReplicaId, PViewChange>();
 
   constructor(cfg: ReplicaConfig, deps: ReplicaDeps, storage?: StorageReader) {
@@ -89,7 +88,7 @@ export class PbftReplica extends ReplicaCore {
     slot.pp = pp;
     this.nextSeq = seq + 1;
     this.persistSlot(seq, slot);
-    for (let r = 0; r < this.n; r++) if (r !== this.id) slot.ppSent.set(r, { at: this.now, resends: 0 });
+    this.markSent(slot.ppSent);
     this.broadcast(pp);
   }
 
@@ -127,11 +126,7 @@ export class PbftReplica extends ReplicaCore {
     }
   }
 
-  /**
-   * Sends a slot's PRE-PREPARE to a peer again, at most once per retransmission period doubled by each
-   * resend (up to RESEND_BACKOFF_MAX doublings). A peer still working through large batches would
-   * otherwise get each of them again every period, and fall further behind the more it is sent.
-   */
+  /** Sends a slot's PRE-PREPARE to a peer again, backing off (RESEND_BACKOFF_MAX in replica.ts). */
   private resendPrePrepare(to: ReplicaId, slot: Slot): void {
     if (slot.pp && this.resendDue(slot.ppSent, to)) this.send(to, slot.pp);
   }
@@ -141,21 +136,15 @@ export class PbftReplica extends ReplicaCore {
     if (this.myVc && this.resendDue(this.vcSent, to)) this.send(to, this.myVc);
   }
 
-  /** True (and noted as sent now) when `to` last got the message a backed-off period ago or never. */
-  private resendDue(sent: Map<ReplicaId, { at: number; resends: number }>, to: ReplicaId): boolean {
-    const last = sent.get(to);
-    if (last) {
-      const wait = this.limits.retransmitTicks * 2 ** Math.min(last.resends, RESEND_BACKOFF_MAX);
-      if (this.now - last.at < wait) return false;
-    }
-    sent.set(to, { at: this.now, resends: (last?.resends ?? -1) + 1 });
-    return true;
+  /** The same for the NEW-VIEW of our view, to a peer still in an older one: it carries batches too. */
+  private resendNewView(to: ReplicaId): void {
+    if (this.nvMsg?.view === this.view && this.resendDue(this.nvSent, to)) this.send(to, this.nvMsg);
   }
 
   protected helpPeer(from: ReplicaId, s: StatusMsg): void {
     if (this.vcTarget !== null && this.myVc && s.target >= this.vcTarget) this.resendViewChange(from);
     if (s.view < this.view) {
-      if (this.nvMsg && this.nvMsg.view === this.view && s.target <= this.view) this.send(from, this.nvMsg);
+      if (s.target <= this.view) this.resendNewView(from);
       return;
     }
     // Same view, peer behind (even while either of us is changing view): resend what commits its gap.
@@ -378,8 +367,7 @@ export class PbftReplica extends ReplicaCore {
     const sig = this.auth.sign(this.digests.pViewChange(content));
     const vc: PViewChange = { type: "p-view-change", ...content, sig };
     this.myVc = vc;
-    this.vcSent.clear();
-    for (let r = 0; r < this.n; r++) if (r !== this.id) this.vcSent.set(r, { at: this.now, resends: 0 });
+    this.markSent(this.vcSent);
     this.vcTarget = target;
     this.startViewChangeTimer();
     this.persistMeta();
@@ -440,7 +428,7 @@ export class PbftReplica extends ReplicaCore {
     if (vc.replica !== from) return this.drop(from, "vc-wrong-sender");
     if (!Number.isSafeInteger(vc.newView)) return this.drop(from, "vc-bad-view");
     if (vc.newView <= this.view) {
-      if (this.vcTarget === null && this.nvMsg?.view === this.view) this.send(from, this.nvMsg);
+      if (this.vcTarget === null) this.resendNewView(from);
       return;
     }
     const existing = this.vcs.get(from);
@@ -528,6 +516,7 @@ export class PbftReplica extends ReplicaCore {
   private acceptNewView(nv: PNewView, checkpoint: CheckpointProof): void {
     this.view = nv.view;
     this.nvMsg = nv;
+    this.nvSent.clear();
     this.myVc = null;
     for (const [r, vc] of [...this.vcs]) if (vc.newView <= nv.view) this.vcs.delete(r);
     for (const seq of [...this.slots.keys()]) this.unpersist(seqKey(PREFIX_SLOT, seq));
@@ -540,7 +529,7 @@ export class PbftReplica extends ReplicaCore {
       if (pp.seq <= this.stable.seq) continue;
       const slot = this.slot(pp.seq);
       // The NEW-VIEW carried it to everyone: the leader's resends of it start from now.
-      for (let r = 0; r < this.n; r++) if (r !== this.id) slot.ppSent.set(r, { at: this.now, resends: 0 });
+      this.markSent(slot.ppSent);
       this.acceptPrePrepare(slot, pp);
     }
     this.nextSeq = Math.max(maxSeq, this.stable.seq) + 1;

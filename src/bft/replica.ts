@@ -69,6 +69,17 @@ const SNAPSHOT_RESEND_STATUS_PERIODS = 8;
 
 export type ProposeResult = "accepted" | "pending" | "duplicate";
 
+/**
+ * A message that carries batches (a PRE-PREPARE or hybrid PREPARE, a PBFT VIEW-CHANGE or NEW-VIEW) is
+ * resent to a peer after 1, 2, 4, then every 8 retransmission periods since it last went there: a peer
+ * slow to take in large batches would otherwise get each of them again every period, and fall further
+ * behind the more it is sent.
+ */
+export const RESEND_BACKOFF_MAX = 3;
+
+/** When a message last went to each peer, and how often it has been resent. */
+export type SentLog = Map<ReplicaId, { at: number; resends: number }>;
+
 interface Executed {
   readonly view: number;
   readonly batch: Batch;
@@ -453,6 +464,22 @@ export abstract class ReplicaCore {
   // A halted replica sends and commits nothing more, even later in the step that halted it.
   protected send(to: ReplicaId, msg: Message): void {
     if (this.haltReason === null) this.sendOut.push({ to, msg });
+  }
+
+  /** Notes a message as just sent to every peer (its first broadcast). */
+  protected markSent(log: SentLog): void {
+    for (let r = 0; r < this.n; r++) if (r !== this.id) log.set(r, { at: this.now, resends: 0 });
+  }
+
+  /** True, and noted as sent now, when the message last went to `to` a backed-off period ago (or never). */
+  protected resendDue(log: SentLog, to: ReplicaId): boolean {
+    const last = log.get(to);
+    if (last) {
+      const wait = this.limits.retransmitTicks * 2 ** Math.min(last.resends, RESEND_BACKOFF_MAX);
+      if (this.now - last.at < wait) return false;
+    }
+    log.set(to, { at: this.now, resends: (last?.resends ?? -1) + 1 });
+    return true;
   }
 
   protected broadcast(msg: Message): void {
