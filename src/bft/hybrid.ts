@@ -9,7 +9,7 @@
 import { bytesEqual } from "./bytes.ts";
 import { assert } from "./errors.ts";
 import { countQuorum, matchingDigestQuorum } from "./quorum.ts";
-import { type ReplicaConfig, ReplicaCore, type ReplicaDeps, type SentLog } from "./replica.ts";
+import { type ReplicaConfig, ReplicaCore, type ReplicaDeps } from "./replica.ts";
 import { type StorageReader, seqKey } from "./storage.ts";
 import {
   type CertifiedDigest,
@@ -51,8 +51,6 @@ interface Slot {
   readonly votes: Map<ReplicaId, Uint8Array>;
   myCommit: HCommit | null;
   committed: boolean;
-  /** When the PREPARE (it carries the batch) last went to each peer from here. */
-  readonly prepareSent: SentLog;
 }
 
 interface NvState {
@@ -174,7 +172,6 @@ export class HybridReplica extends ReplicaCore {
     slot.votes.set(this.id, bd);
     this.nextCertSeq = seq + 1;
     this.persistSlot(seq, slot);
-    this.markSent(slot.prepareSent);
     this.broadcast(prepare);
     this.checkCommit(seq);
   }
@@ -220,9 +217,7 @@ export class HybridReplica extends ReplicaCore {
     for (const slot of this.slots.values()) {
       if (slot.committed) continue;
       if (this.leader === this.id && slot.prepare) {
-        for (let r = 0; r < this.n; r++)
-          if (r !== this.id && !slot.votes.has(r) && this.resendDue(slot.prepareSent, r))
-            this.send(r, slot.prepare);
+        for (let r = 0; r < this.n; r++) if (r !== this.id && !slot.votes.has(r)) this.send(r, slot.prepare);
       } else if (slot.myCommit) this.broadcast(slot.myCommit);
     }
   }
@@ -244,8 +239,7 @@ export class HybridReplica extends ReplicaCore {
     for (let seq = Math.max(s.lastExecuted, this.stable.seq) + 1; seq <= top; seq++) {
       const slot = this.slots.get(seq);
       if (!slot?.prepare) continue;
-      // A peer whose COMMIT we hold has the PREPARE (and its batch).
-      if (!slot.votes.has(from) && this.resendDue(slot.prepareSent, from)) this.send(from, slot.prepare);
+      this.send(from, slot.prepare);
       if (slot.myCommit) this.send(from, slot.myCommit);
     }
   }
@@ -271,7 +265,7 @@ export class HybridReplica extends ReplicaCore {
   private slot(seq: number): Slot {
     let s = this.slots.get(seq);
     if (!s) {
-      s = { prepare: null, votes: new Map(), myCommit: null, committed: false, prepareSent: new Map() };
+      s = { prepare: null, votes: new Map(), myCommit: null, committed: false };
       this.slots.set(seq, s);
     }
     return s;

@@ -70,10 +70,11 @@ const SNAPSHOT_RESEND_STATUS_PERIODS = 8;
 export type ProposeResult = "accepted" | "pending" | "duplicate";
 
 /**
- * A message that carries batches (a PRE-PREPARE or hybrid PREPARE, a PBFT VIEW-CHANGE or NEW-VIEW) is
- * resent to a peer after 1, 2, 4, then every 8 retransmission periods since it last went there: a peer
- * slow to take in large batches would otherwise get each of them again every period, and fall further
- * behind the more it is sent.
+ * A PBFT message that carries batches (PRE-PREPARE, VIEW-CHANGE, NEW-VIEW) is resent to a peer after 1,
+ * 2, 4, then every 8 retransmission periods since it last went there: a peer slow to take in large
+ * batches would otherwise get each of them again every period, and fall further behind the more it is
+ * sent. (Hybrid mode does not throttle its PREPAREs: their redundancy is how a compromised counter's
+ * equivocation gets seen; see docs/protocol.md §7.7.)
  */
 export const RESEND_BACKOFF_MAX = 3;
 

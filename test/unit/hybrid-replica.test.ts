@@ -1346,23 +1346,3 @@ describe("hybrid replica: a certified batch with an unauthenticated request", ()
     }
   });
 });
-
-describe("hybrid replica: retransmission of PREPAREs (they carry batches)", () => {
-  it("the leader resends a PREPARE to a follower whose COMMIT it lacks after 1, 2, 4, then every 8 periods", () => {
-    const c = new Cluster({
-      mode: "hybrid",
-      f: 1,
-      limits: { retransmitTicks: 2, statusTicks: 10_000, requestTimeoutTicks: 10_000 },
-    });
-    // No COMMIT arrives anywhere, so seq 1 stays uncommitted and neither follower's vote reaches the leader.
-    c.filter = (e) => (e.msg.type === "h-commit" ? "drop" : "deliver");
-    c.commitRequest();
-    assert.equal(c.r(0).lastExecuted, 0, "nothing committed");
-    c.tick(64);
-    for (const to of [1, 2]) {
-      // Sent at tick 0; resent at ticks 2, 6, 14, 30, 46 and 62 (not every 2 ticks).
-      const n = c.sent("h-prepare", (e) => e.from === 0 && e.to === to).length;
-      assert.equal(n, 7, `PREPAREs to replica ${to}: ${n}`);
-    }
-  });
-});
