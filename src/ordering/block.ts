@@ -488,7 +488,11 @@ export function fromBase64(s: string): Uint8Array {
   if (typeof s !== "string" || s.length % 4 !== 0 || !BASE64.test(s)) throw new Error("bad base64");
   if (NodeBuffer) {
     const buf = NodeBuffer.from(s, "base64");
-    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    // A small result is a slice of Node's shared pool: copy it, so that its .buffer is its own (as
+    // the portable path's is); a large one owns its memory already.
+    return buf.byteOffset === 0 && buf.buffer.byteLength === buf.byteLength
+      ? new Uint8Array(buf.buffer)
+      : new Uint8Array(buf);
   }
   return fromBase64Portable(s);
 }

@@ -25,6 +25,8 @@ describe("base64", () => {
       assert.equal(toBase64Portable(b), ref, `toBase64Portable at ${n} bytes`);
       assert.deepEqual(fromBase64(ref), b, `fromBase64 at ${n} bytes`);
       assert.deepEqual(fromBase64Portable(ref), b, `fromBase64Portable at ${n} bytes`);
+      const decoded = fromBase64(ref);
+      assert.equal(decoded.buffer.byteLength, n, `fromBase64 at ${n} bytes owns its whole buffer`);
     }
   });
 
