@@ -15,8 +15,10 @@ import type { CounterStore } from "./store.ts";
  * Values a counter reserves per fdatasync. What is on disk is always at or above every value certified:
  * a certificate above the reservation first saves a new one, RESERVE_SLOTS slots ahead in its view. A
  * counter that crashes restarts at its reservation (it never certifies a value twice, it skips at most
- * this many); a clean close saves the exact values. Skipped values cost the replica what a crash between
- * certify and persist costs (hybrid.ts canCertify): it sits out those slots and this view's change.
+ * this many) unless the exact values it records after each certificate are usable (a restart in the same
+ * boot, store.ts); a clean close saves the exact values. Skipped values cost the replica what a crash
+ * between certify and persist costs (hybrid.ts canCertify): it sits out those slots and cannot prove a
+ * VIEW-CHANGE in this view (with two such replicas of three, no view change completes).
  */
 export const RESERVE_SLOTS = 128;
 
@@ -87,6 +89,8 @@ export class Certifier {
         q.op === OP_INDEPENDENT
           ? this.usig.certifyIndependent(q.counter, q.value, q.digest)
           : this.usig.certifyContinuing(q.counter, q.value, q.digest);
+      // Before the certificate leaves: a restart in this boot resumes here (store.ts, counter.exact).
+      this.store.writeExact(this.usig.counters());
       this.issued.set(q.counter, { op: q.op, digest: q.digest.slice(), cert });
       this.certified++;
       return { reply: encodeCert(reqId, cert.value, cert.prev, cert.sig).subarray(4) };

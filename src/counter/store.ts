@@ -3,6 +3,12 @@
 // write can only damage the slot being written; the other still holds the previous generation, whose
 // value was never exceeded by a certificate. A file that holds no valid slot is refused, never reset:
 // a reset would let the counter certify values twice.
+//
+// Beside it, `counter.exact` holds the exact values after every certificate, written (no fdatasync)
+// before the certificate leaves the process, tagged with the kernel's boot id and the reservation's
+// generation. A process killed and restarted in the same boot reads back every completed write (the page
+// cache survives the process), so it resumes at its last certified value and skips nothing; after a
+// reboot, or when the record is torn, stale or of another generation, it resumes at the reservation.
 
 import { createHash } from "node:crypto";
 import {
@@ -13,6 +19,7 @@ import {
   fsyncSync,
   mkdirSync,
   openSync,
+  readFileSync,
   readSync,
   writeSync,
 } from "node:fs";
@@ -26,6 +33,19 @@ const VERSION = 1;
 /** Bytes per slot: header (4 magic, 1 version, 4 id, 8 generation, 4 count), entries (4 + 8 + 8), sha256. */
 export const SLOT_BYTES = 21 + COUNTERS_MAX * 20 + 32;
 export const STATE_FILE = "counter.state";
+export const EXACT_FILE = "counter.exact";
+const EXACT_MAGIC = 0x4f43_5458; // "OCTX"
+const BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id";
+
+/** This boot's id (16 bytes), or null where the kernel does not tell it (exact values are then unused). */
+export function bootId(path = BOOT_ID_FILE): Uint8Array | null {
+  try {
+    const hex = readFileSync(path, "utf8").trim().replaceAll("-", "");
+    return /^[0-9a-f]{32}$/i.test(hex) ? new Uint8Array(Buffer.from(hex, "hex")) : null;
+  } catch {
+    return null;
+  }
+}
 
 export interface CounterState {
   readonly generation: number;
@@ -35,31 +55,39 @@ export interface CounterState {
 /** Opens (or creates) `dir/counter.state` for subsystem `id`; the caller holds the process lock. */
 export class CounterStore {
   private generation: number;
+  /** The values to resume from: the exact ones when usable (see the file comment), else the reservation. */
+  readonly loaded: ReadonlyMap<number, CounterValue>;
+  /** Whether `loaded` came from the exact record (nothing skipped) rather than the reservation. */
+  readonly resumedExact: boolean;
 
   private constructor(
     private readonly fd: number,
     readonly id: number,
     state: CounterState,
+    private readonly exactFd: number | null,
+    private readonly boot: Uint8Array | null,
   ) {
     this.generation = state.generation;
-    this.loaded = state.counters;
+    const exact = exactFd !== null && boot !== null ? readExact(exactFd, id, boot, state) : null;
+    this.loaded = exact ?? state.counters;
+    this.resumedExact = exact !== null;
   }
-
-  /** The counters as found at open. */
-  readonly loaded: ReadonlyMap<number, CounterValue>;
 
   static ensureDir(dir: string): void {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 
-  static open(dir: string, id: number): CounterStore {
+  static open(dir: string, id: number, boot: Uint8Array | null = bootId()): CounterStore {
     CounterStore.ensureDir(dir);
     const path = join(dir, STATE_FILE);
     const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+    let exactFd: number | null = null;
     try {
+      exactFd =
+        boot === null ? null : openSync(join(dir, EXACT_FILE), constants.O_RDWR | constants.O_CREAT, 0o600);
       const size = fstatSync(fd).size;
       if (size === 0) {
-        const store = new CounterStore(fd, id, { generation: 0, counters: new Map() });
+        const store = new CounterStore(fd, id, { generation: 0, counters: new Map() }, exactFd, boot);
         store.save(new Map());
         syncDir(dir);
         return store;
@@ -84,11 +112,23 @@ export class CounterStore {
           `${path}: neither slot is valid (${slots.join(", ")}); refusing to start from zero`,
         );
       }
-      return new CounterStore(fd, id, best);
+      return new CounterStore(fd, id, best, exactFd, boot);
     } catch (err) {
       closeSync(fd);
+      if (exactFd !== null) closeSync(exactFd);
       throw err;
     }
+  }
+
+  /**
+   * Records the exact values, no fdatasync: call after certifying and before the certificate leaves the
+   * process. A failed write throws (the caller must not release the certificate).
+   */
+  writeExact(counters: ReadonlyMap<number, CounterValue>): void {
+    if (this.exactFd === null || this.boot === null) return;
+    const rec = encodeExact(this.id, this.boot, this.generation, counters);
+    const n = writeSync(this.exactFd, rec, 0, rec.length, 0);
+    if (n !== rec.length) throw new CounterStoreError("SHORT_WRITE", `wrote ${n} of ${rec.length} bytes`);
   }
 
   /** Makes `counters` durable: the next generation's slot, then fdatasync. Throws on any I/O failure. */
@@ -103,6 +143,65 @@ export class CounterStore {
 
   close(): void {
     closeSync(this.fd);
+    if (this.exactFd !== null) closeSync(this.exactFd);
+  }
+}
+
+/** The exact-values record: magic, id, boot id, reservation generation, entries, sha256 of all before. */
+export function encodeExact(
+  id: number,
+  boot: Uint8Array,
+  generation: number,
+  counters: ReadonlyMap<number, CounterValue>,
+): Uint8Array {
+  const w = new ByteWriter(64 + counters.size * 20).u32(EXACT_MAGIC).u32(id).raw(boot).u64(generation);
+  w.u32(counters.size);
+  for (const [c, v] of [...counters].sort(([a], [b]) => a - b)) w.u32(c).u64(v.view).u64(v.slot);
+  const body = w.finish();
+  const out = new Uint8Array(body.length + 32);
+  out.set(body);
+  out.set(createHash("sha256").update(body).digest(), body.length);
+  return out;
+}
+
+/**
+ * The exact values, when the record is whole, of this subsystem, written in this boot under the
+ * reservation's generation, and within the reservation; otherwise null (resume at the reservation).
+ */
+function readExact(
+  fd: number,
+  id: number,
+  boot: Uint8Array,
+  state: CounterState,
+): Map<number, CounterValue> | null {
+  const size = fstatSync(fd).size;
+  if (size < 36 || size > 64 + COUNTERS_MAX * 20 + 32) return null;
+  const buf = new Uint8Array(size);
+  readSync(fd, buf, 0, size, 0);
+  try {
+    const r = new ByteReader(buf, (code, message) => new CounterStoreError(code, message));
+    if (r.u32() !== EXACT_MAGIC || r.u32() !== id) return null;
+    if (!bytesEqual(r.raw(16), boot) || r.u64() !== state.generation) return null;
+    const count = r.u32();
+    if (count > COUNTERS_MAX) return null;
+    const out = new Map<number, CounterValue>();
+    for (let i = 0; i < count; i++) {
+      const c = r.u32();
+      const v = { view: r.u64(), slot: r.u64() };
+      const reserved = state.counters.get(c);
+      if (c >= COUNTERS_MAX || !validValue(v) || out.has(c) || !reserved) return null;
+      if (v.view > reserved.view || (v.view === reserved.view && v.slot > reserved.slot)) return null;
+      out.set(c, v);
+    }
+    const end = r.offset;
+    if (r.left < 32) return null;
+    const sum = createHash("sha256").update(buf.subarray(0, end)).digest();
+    if (!bytesEqual(new Uint8Array(sum), buf.subarray(end, end + 32))) return null;
+    // A counter reserved but absent from the record was never certified in this generation.
+    for (const [c, v] of state.counters) if (!out.has(c)) out.set(c, v);
+    return out;
+  } catch {
+    return null;
   }
 }
 

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { BftError } from "../../src/bft/errors.ts";
 import { UsigCounter } from "../../src/bft/trusted.ts";
+import { Certifier, RESERVE_SLOTS } from "../../src/counter/certifier.ts";
 import {
   decodeReply,
   decodeRequest,
@@ -14,7 +15,7 @@ import {
   FrameReader,
   OP_INDEPENDENT,
 } from "../../src/counter/protocol.ts";
-import { CounterStore, SLOT_BYTES, STATE_FILE } from "../../src/counter/store.ts";
+import { CounterStore, EXACT_FILE, SLOT_BYTES, STATE_FILE } from "../../src/counter/store.ts";
 
 const dirs: string[] = [];
 const fresh = () => {
@@ -118,6 +119,82 @@ describe("CounterStore", () => {
       () => c.certifyIndependent(0, { view: 0, slot: 1 }, new Uint8Array(32)),
       code("NOT_INCREASING"),
     );
+  });
+});
+
+describe("CounterStore: exact values after a crash in the same boot", () => {
+  const bootA = new Uint8Array(16).fill(0xa1);
+  const bootB = new Uint8Array(16).fill(0xb2);
+  const seed = new Uint8Array(32).fill(7);
+  let reqId = 0;
+  /** Certifies (0, slot) through a Certifier as the counter process does; the reply's first byte tells. */
+  const certify = (c: Certifier, slot: number) => {
+    const body = encodeRequest({
+      reqId: ++reqId,
+      op: OP_INDEPENDENT,
+      counter: 0,
+      value: { view: 0, slot },
+      digest: new Uint8Array(32).fill(slot),
+    }).subarray(4);
+    return decodeReply(c.serve(body).reply);
+  };
+
+  it("a process killed and restarted in the same boot resumes at its last certified value, skipping nothing", () => {
+    const dir = fresh();
+    const c = new Certifier(0, seed, CounterStore.open(dir, 0, bootA));
+    for (const slot of [1, 2, 3]) assert.equal(certify(c, slot).type, "cert", `slot ${slot}`);
+    // Killed: no close, the exact values were never fsynced; the same boot reads them back.
+    const s2 = CounterStore.open(dir, 0, bootA);
+    assert.equal(s2.resumedExact, true);
+    assert.deepEqual(s2.loaded.get(0), { view: 0, slot: 3 });
+    const c2 = new Certifier(0, seed, s2);
+    assert.equal(certify(c2, 3).type, "err", "slot 3 is never certified twice");
+    assert.equal(certify(c2, 4).type, "cert", "slot 4 is the next one, nothing skipped");
+  });
+
+  it("after a reboot, or with a damaged or stale record, it resumes at the reservation", () => {
+    const dir = fresh();
+    const c = new Certifier(0, seed, CounterStore.open(dir, 0, bootA));
+    for (const slot of [1, 2, 3]) assert.equal(certify(c, slot).type, "cert");
+    const reservation = { view: 0, slot: 1 + RESERVE_SLOTS };
+    // Another boot: the page cache the exact record lived in may be gone.
+    const rebooted = CounterStore.open(dir, 0, bootB);
+    assert.equal(rebooted.resumedExact, false);
+    assert.deepEqual(rebooted.loaded.get(0), reservation);
+    rebooted.close();
+    // A torn record (any byte): the checksum refuses it.
+    const path = join(dir, EXACT_FILE);
+    const good = readFileSync(path);
+    for (const at of [0, 9, good.length - 40, good.length - 1]) {
+      const torn = Buffer.from(good);
+      torn[at] = (torn[at] as number) ^ 0x10;
+      writeFileSync(path, torn);
+      const s = CounterStore.open(dir, 0, bootA);
+      assert.deepEqual(s.loaded.get(0), reservation, `byte ${at} flipped`);
+      s.close();
+    }
+    writeFileSync(path, good.subarray(0, good.length - 5));
+    const cut = CounterStore.open(dir, 0, bootA);
+    assert.deepEqual(cut.loaded.get(0), reservation, "a truncated record");
+    cut.close();
+    // A record of an older reservation (the process died between a new reservation and its record).
+    writeFileSync(path, good);
+    const s = CounterStore.open(dir, 0, bootA);
+    s.save(new Map([[0, { view: 0, slot: 500 }]]));
+    s.close();
+    const stale = CounterStore.open(dir, 0, bootA);
+    assert.equal(stale.resumedExact, false);
+    assert.deepEqual(stale.loaded.get(0), { view: 0, slot: 500 });
+    stale.close();
+  });
+
+  it("without a boot id (not Linux) it records nothing and resumes at the reservation", () => {
+    const dir = fresh();
+    const c = new Certifier(0, seed, CounterStore.open(dir, 0, null));
+    assert.equal(certify(c, 1).type, "cert");
+    const s = CounterStore.open(dir, 0, null);
+    assert.deepEqual(s.loaded.get(0), { view: 0, slot: 1 + RESERVE_SLOTS });
+    s.close();
   });
 });
 
