@@ -26,6 +26,7 @@ import type {
   Batch,
   ChainLink,
   CheckpointProof,
+  HCerts,
   HCommit,
   HCommitNv,
   HEntry,
@@ -102,10 +103,36 @@ export function certsSeenMax(n: number, window: number): number {
   return n * (2 * window + 8);
 }
 
+/** Most certificates an h-certs message carries: those remembered, the PREPAREs held and committed. */
+export function certsEvidenceMax(n: number, window: number): number {
+  return certsSeenMax(n, window) + window + COMMITTED_CERTS_WINDOWS * window;
+}
+
+/**
+ * The leader certificates of the PREPAREs this replica committed are kept (and persisted) for this many
+ * windows below the stable checkpoint: a fork's evidence outlives the checkpoint that garbage-collects
+ * its slots, and a restart.
+ */
+const COMMITTED_CERTS_WINDOWS = 2;
+
+/** Whether a certificate of the value `seen` certified says the same (digest and previous value). */
+function sameStatement(seen: CertifiedDigest, cert: CounterCert, digest: Uint8Array): boolean {
+  const samePrev =
+    (seen.cert.prev === undefined && cert.prev === undefined) ||
+    (seen.cert.prev !== undefined && cert.prev !== undefined && valuesEqual(seen.cert.prev, cert.prev));
+  return samePrev && bytesEqual(seen.digest, digest);
+}
+
+/** The counter value a certificate certified, as the key of certsSeen. */
+function certKey(cert: CounterCert): string {
+  return `${cert.subsystem}/${cert.counter}/${cert.value.view}/${cert.value.slot}`;
+}
+
 const KEY_META = "h/meta";
 const KEY_NV = "h/nv";
 const KEY_NV_VOTE = "h/nv-vote";
 const PREFIX_SLOT = "h/slot/";
+const PREFIX_COMMITTED_CERT = "h/cc/";
 
 export class HybridReplica extends ReplicaCore {
   private readonly trusted: TrustedSubsystem;
@@ -120,6 +147,8 @@ export class HybridReplica extends ReplicaCore {
   private readonly earlyNvVotes = new Map<ReplicaId, HCommitNv>();
   /** Fresh certificates verified, by (subsystem, counter, value): what each counter certified. */
   private readonly certsSeen = new Map<string, CertifiedDigest>();
+  /** By seq: the leader's certificate of each PREPARE this replica committed in its slot (not its own). */
+  private readonly committedCerts = new Map<number, CertifiedDigest>();
 
   constructor(cfg: ReplicaConfig, deps: ReplicaDeps, storage?: StorageReader) {
     super({ ...cfg, mode: "hybrid" }, deps);
@@ -190,6 +219,8 @@ export class HybridReplica extends ReplicaCore {
         return this.onCommitNv(from, msg);
       case "h-proof":
         return this.onProof(from, msg);
+      case "h-certs":
+        return this.onCerts(from, msg);
       default:
         return this.drop(from, "wrong-mode");
     }
@@ -245,6 +276,13 @@ export class HybridReplica extends ReplicaCore {
   }
 
   protected collectGarbage(seq: number): void {
+    const keepAbove = seq - COMMITTED_CERTS_WINDOWS * this.limits.window;
+    for (const s of [...this.committedCerts.keys()]) {
+      if (s <= keepAbove) {
+        this.committedCerts.delete(s);
+        this.unpersist(seqKey(PREFIX_COMMITTED_CERT, s));
+      }
+    }
     for (const s of [...this.slots.keys()]) {
       if (s <= seq) {
         this.slots.delete(s);
@@ -308,20 +346,29 @@ export class HybridReplica extends ReplicaCore {
   private checkCert(cert: CounterCert, digest: Uint8Array): boolean {
     if (!this.trusted.verifyCert(cert, digest)) return false;
     if (!isFresh(cert)) return true;
-    const key = `${cert.subsystem}/${cert.counter}/${cert.value.view}/${cert.value.slot}`;
-    const seen = this.certsSeen.get(key);
+    const seen = this.certsSeen.get(certKey(cert)) ?? this.committedCert(cert);
     if (seen === undefined) {
-      this.certsSeen.set(key, { cert, digest });
-      const max = certsSeenMax(this.n, this.limits.window);
-      while (this.certsSeen.size > max) this.certsSeen.delete(this.certsSeen.keys().next().value as string);
+      this.remember(cert, digest);
       return true;
     }
-    const samePrev =
-      (seen.cert.prev === undefined && cert.prev === undefined) ||
-      (seen.cert.prev !== undefined && cert.prev !== undefined && valuesEqual(seen.cert.prev, cert.prev));
-    if (bytesEqual(seen.digest, digest) && samePrev) return true;
+    if (sameStatement(seen, cert, digest)) return true;
     this.convict(cert.subsystem, { a: seen, b: { cert, digest } });
     return true;
+  }
+
+  /** The certificate of a PREPARE we committed that has `cert`'s subsystem and value, if we keep one. */
+  private committedCert(cert: CounterCert): CertifiedDigest | undefined {
+    const v = cert.value;
+    if (!v || !Number.isSafeInteger(v.slot) || v.slot < 2) return undefined;
+    const c = this.committedCerts.get(v.slot - 1);
+    return c && c.cert.subsystem === cert.subsystem && valuesEqual(c.cert.value, v) ? c : undefined;
+  }
+
+  /** Adds a verified fresh certificate to certsSeen, forgetting the oldest beyond certsSeenMax. */
+  private remember(cert: CounterCert, digest: Uint8Array): void {
+    this.certsSeen.set(certKey(cert), { cert, digest });
+    const max = certsSeenMax(this.n, this.limits.window);
+    while (this.certsSeen.size > max) this.certsSeen.delete(this.certsSeen.keys().next().value as string);
   }
 
   private convict(culprit: ReplicaId, proof: EquivocationProof): void {
@@ -339,6 +386,56 @@ export class HybridReplica extends ReplicaCore {
       return this.drop(from, "proof-bad-culprit");
     if (checkEquivocation(m.proof, this.trusted) !== null) return this.drop(from, "proof-invalid");
     this.convict(culprit, m.proof);
+  }
+
+  /**
+   * Our state diverged from a stable checkpoint: some seq committed here with another batch than at the
+   * replicas that certified the checkpoint, which only a counter certifying one value twice explains (with
+   * at most f faults). We may hold one side of it and a peer the other: send every peer certificate we
+   * accepted, and those of the PREPAREs we hold (restored after a restart, when certsSeen is empty).
+   */
+  protected override divergenceEvidence(): HCerts {
+    const out = new Map<string, CertifiedDigest>(this.certsSeen);
+    for (const c of this.committedCerts.values()) if (!out.has(certKey(c.cert))) out.set(certKey(c.cert), c);
+    for (const [seq, slot] of this.slots) {
+      const p = slot.prepare;
+      if (!p || p.cert.subsystem === this.id || !isFresh(p.cert) || out.has(certKey(p.cert))) continue;
+      const bd = slot.votes.get(p.cert.subsystem) ?? this.digests.batch(p.batch);
+      out.set(certKey(p.cert), { cert: p.cert, digest: this.digests.hPrepare(p.view, seq, bd) });
+    }
+    const certs = [...out.values()];
+    return {
+      type: "h-certs",
+      certs: certs.slice(certs.length - certsEvidenceMax(this.n, this.limits.window)),
+    };
+  }
+
+  /**
+   * A diverged peer's certificates: one whose value we remember over another digest proves its counter
+   * equivocated (checkCert convicts). Only such a conflict costs a signature check; the rest is lookups.
+   */
+  private onCerts(from: ReplicaId, m: HCerts): void {
+    if (!Array.isArray(m.certs) || m.certs.length > certsEvidenceMax(this.n, this.limits.window))
+      return this.drop(from, "certs-bad");
+    for (const e of m.certs) {
+      const cert = e?.cert;
+      if (
+        !cert ||
+        !Number.isInteger(cert.subsystem) ||
+        cert.subsystem < 0 ||
+        cert.subsystem >= this.n ||
+        cert.counter !== ORDER_COUNTER ||
+        !cert.value ||
+        !(cert.sig instanceof Uint8Array) ||
+        !(e.digest instanceof Uint8Array)
+      )
+        return this.drop(from, "certs-bad");
+      if (cert.subsystem === this.id || !isFresh(cert)) continue;
+      const seen = this.certsSeen.get(certKey(cert)) ?? this.committedCert(cert);
+      if (seen === undefined || sameStatement(seen, cert, e.digest)) continue;
+      if (!this.checkCert(cert, e.digest)) return this.drop(from, "certs-invalid");
+      if (this.halted !== null) return;
+    }
   }
 
   private onPrepare(from: ReplicaId, p: HPrepare): void {
@@ -460,6 +557,12 @@ export class HybridReplica extends ReplicaCore {
     const res = matchingDigestQuorum(this.q.commit)({ digest: bd, include: this.leader }, votes);
     if (!res.done) return;
     slot.committed = true;
+    const pc = slot.prepare.cert;
+    if (pc.subsystem !== this.id && !this.committedCerts.has(seq)) {
+      const cd = { cert: pc, digest: this.digests.hPrepare(slot.prepare.view, seq, bd) };
+      this.committedCerts.set(seq, cd);
+      this.persist(seqKey(PREFIX_COMMITTED_CERT, seq), cd);
+    }
     this.commitBatch(seq, this.view, slot.prepare.batch);
   }
 
@@ -951,6 +1054,10 @@ export class HybridReplica extends ReplicaCore {
         this.nv.certs.set(this.id, vote.cert);
       }
     }
+    for (const key of storage.keys(PREFIX_COMMITTED_CERT)) {
+      const cd = storage.get(key) as CertifiedDigest | undefined;
+      if (cd) this.committedCerts.set(Number(key.slice(PREFIX_COMMITTED_CERT.length)), cd);
+    }
     for (const key of storage.keys(PREFIX_SLOT)) {
       const seq = Number(key.slice(PREFIX_SLOT.length));
       if (seq <= this.stable.seq) continue;
@@ -958,7 +1065,15 @@ export class HybridReplica extends ReplicaCore {
       const slot = this.slot(seq);
       slot.prepare = ps.prepare;
       slot.myCommit = ps.myCommit;
-      if (ps.prepare) slot.votes.set(this.leaderOf(ps.prepare.view), this.digests.batch(ps.prepare.batch));
+      if (ps.prepare) {
+        const bd = this.digests.batch(ps.prepare.batch);
+        slot.votes.set(this.leaderOf(ps.prepare.view), bd);
+        // Verified before it was persisted: what the leader's counter certified is remembered again, so
+        // an equivocation is still caught after a restart (a VIEW-CHANGE entry, an h-certs).
+        const c = ps.prepare.cert;
+        if (c.subsystem !== this.id && isFresh(c) && !this.certsSeen.has(certKey(c)))
+          this.remember(c, this.digests.hPrepare(ps.prepare.view, seq, bd));
+      }
       if (ps.myCommit) slot.votes.set(this.id, ps.myCommit.batchDigest);
     }
     const counter = this.trusted.current(ORDER_COUNTER);

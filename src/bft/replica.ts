@@ -180,12 +180,19 @@ export abstract class ReplicaCore {
   private readonly snapshotSentAt = new Map<ReplicaId, number>();
   /** Leader: when the oldest outstanding proposal must have committed, or +Infinity. */
   private progressDeadline = Number.POSITIVE_INFINITY;
+  /** Since when some peer's latest VIEW-CHANGE asks for a view above ours (null: none does). */
+  private peerAheadSince: number | null = null;
   private persistOut: PersistOp[] = [];
   private sendOut: Outgoing[] = [];
   private commitOut: CommittedBatch[] = [];
   private eventsOut: ReplicaEvent[] = [];
   readonly dropped = new Map<string, number>();
   private haltReason: string | null = null;
+  /** Sent by a replica halted on a diverged state (divergenceEvidence), and when to each peer. */
+  private evidence: Message | null = null;
+  private readonly evidenceSent: SentLog = new Map();
+  /** When each peer that signed another state than ours was last sent our evidence. */
+  private readonly conflictSent: SentLog = new Map();
 
   constructor(cfg: ReplicaConfig, deps: ReplicaDeps) {
     this.id = cfg.id;
@@ -247,7 +254,21 @@ export abstract class ReplicaCore {
    */
   private diverged(seq: number): void {
     this.event({ kind: "state-diverged", seq });
+    // What this replica accepted, for peers to compare with theirs: the fork's cause may be provable
+    // where they stand (hybrid: a counter value certified over two digests). Sent before halting, then
+    // again to a peer that keeps talking to this halted replica (step).
+    const evidence = this.divergenceEvidence();
+    if (evidence !== null) {
+      this.evidence = evidence;
+      this.broadcast(evidence);
+      this.markSent(this.evidenceSent);
+    }
     this.halt(`this replica's state diverged from a stable checkpoint at seq ${seq} (a fork)`);
+  }
+
+  /** What a replica whose state diverged tells its peers (null: nothing that could prove the cause). */
+  protected divergenceEvidence(): Message | null {
+    return null;
   }
 
   /** Stops ordering (also used by a host that restarts with a proof on file). */
@@ -292,6 +313,8 @@ export abstract class ReplicaCore {
     }
     if (this.haltReason !== null) {
       this.drop(from, "halted");
+      if (this.evidence !== null && this.resendDue(this.evidenceSent, from))
+        this.sendOut.push({ to: from, msg: this.evidence });
       return;
     }
     try {
@@ -312,10 +335,13 @@ export abstract class ReplicaCore {
         this.startViewChange(this.view + 1, "request-timeout");
       else if (this.now >= this.progressDeadline && this.leader === this.id) {
         this.startViewChange(this.view + 1, "proposals not committing");
+      } else this.joinLonePeer();
+    } else {
+      this.peerAheadSince = null;
+      if (this.now >= this.vcDeadline) {
+        this.vcTimeout = Math.min(this.vcTimeout * 2, this.limits.viewChangeTimeoutMaxTicks);
+        this.startViewChange(this.vcTarget + 1, "view-change-timeout");
       }
-    } else if (this.now >= this.vcDeadline) {
-      this.vcTimeout = Math.min(this.vcTimeout * 2, this.limits.viewChangeTimeoutMaxTicks);
-      this.startViewChange(this.vcTarget + 1, "view-change-timeout");
     }
     if (this.now % this.limits.retransmitTicks === 0) {
       this.retransmit();
@@ -697,6 +723,28 @@ export abstract class ReplicaCore {
     }
   }
 
+  /**
+   * A peer whose VIEW-CHANGE asks for a view above ours has left our view for good: it cannot vote in it
+   * again (hybrid: its counter is past it; PBFT: it ignores our view's messages), and it waits for a
+   * NEW-VIEW its view change alone cannot produce. When it is still there after requestTimeoutTicks,
+   * join the lowest such view. Otherwise a replica that suspected the leader alone (a partition, a restart
+   * of its peers) stays out until another failure moves everyone, its clients unanswered, and the
+   * rest run with one replica less; and one whose checkpoint needs it never sees it stable. A faulty
+   * replica can use this to force one view change per requestTimeoutTicks, no more.
+   */
+  private joinLonePeer(): void {
+    let lowest = Number.POSITIVE_INFINITY;
+    for (const v of this.viewChangeTargets().values()) if (v > this.view && v < lowest) lowest = v;
+    if (lowest === Number.POSITIVE_INFINITY) {
+      this.peerAheadSince = null;
+      return;
+    }
+    this.peerAheadSince ??= this.now;
+    if (this.now - this.peerAheadSince < this.limits.requestTimeoutTicks) return;
+    this.peerAheadSince = null;
+    this.startViewChange(lowest, "a peer changes view alone");
+  }
+
   protected startViewChangeTimer(): void {
     this.vcDeadline = Number.POSITIVE_INFINITY;
   }
@@ -946,6 +994,12 @@ export abstract class ReplicaCore {
         this.myCheckpoint = { type: "checkpoint", seq, stateDigest: this.stateDigest, clientsDigest, sig };
         if (!replay) this.broadcast(this.myCheckpoint);
         this.recordCheckpointVote(this.id, seq, this.stateDigest, clientsDigest, sig);
+        // Peers' votes that came before we executed it.
+        for (const [r, v] of this.ckptVotes.get(seq) ?? []) {
+          const agrees =
+            bytesEqual(v.stateDigest, this.stateDigest) && bytesEqual(v.clientsDigest, clientsDigest);
+          if (r !== this.id && !agrees) this.checkpointConflict(r);
+        }
       }
     }
   }
@@ -954,7 +1008,7 @@ export abstract class ReplicaCore {
     if (!Number.isSafeInteger(m.seq) || m.seq <= 0 || m.seq % this.limits.checkpointInterval !== 0) {
       return this.drop(from, "checkpoint-bad-seq");
     }
-    if (m.seq <= this.stable.seq) return;
+    if (m.seq < this.stable.seq) return;
     if (m.seq > this.stable.seq + this.limits.window) return this.drop(from, "checkpoint-too-far");
     if (
       !(m.stateDigest instanceof Uint8Array) ||
@@ -963,10 +1017,36 @@ export abstract class ReplicaCore {
       m.clientsDigest.length !== 32
     )
       return this.drop(from, "checkpoint-bad");
+    // Our own state at m.seq, when we executed it (or hold it as the stable checkpoint).
+    const executed = this.executedCheckpoints.get(m.seq);
+    const mine =
+      m.seq === this.stable.seq
+        ? { state: this.stable.stateDigest, clients: this.stable.clientsDigest }
+        : executed && { state: executed.digest, clients: executed.clientsDigest };
+    const agrees =
+      mine !== undefined &&
+      bytesEqual(mine.state, m.stateDigest) &&
+      bytesEqual(mine.clients, m.clientsDigest);
+    if (m.seq === this.stable.seq && agrees) return;
     if (!this.auth.verify(from, this.digests.checkpoint(m.seq, m.stateDigest, m.clientsDigest), m.sig)) {
       return this.drop(from, "checkpoint-bad-sig");
     }
-    this.recordCheckpointVote(from, m.seq, m.stateDigest, m.clientsDigest, m.sig);
+    if (mine !== undefined && !agrees) this.checkpointConflict(from);
+    if (m.seq > this.stable.seq)
+      this.recordCheckpointVote(from, m.seq, m.stateDigest, m.clientsDigest, m.sig);
+  }
+
+  /**
+   * A peer signed another state than ours at a checkpoint we executed. Either it lies, or correct replicas
+   * executed different batches: a fork that no stable checkpoint need reveal, since a faulty replica can
+   * sign each side's. Tell the peer what we accepted (divergenceEvidence, backing off): if it is correct
+   * it holds the other side and may prove the cause.
+   */
+  private checkpointConflict(from: ReplicaId): void {
+    this.drop(from, "checkpoint-conflict");
+    if (!this.resendDue(this.conflictSent, from)) return;
+    const evidence = this.divergenceEvidence();
+    if (evidence !== null) this.send(from, evidence);
   }
 
   private recordCheckpointVote(

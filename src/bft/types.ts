@@ -1,7 +1,7 @@
 // Messages, configuration and the Ready contract of the BFT core.
 
 import type { ClientTableSnapshot } from "./client-table.ts";
-import type { CounterCert, EquivocationProof } from "./trusted.ts";
+import type { CertifiedDigest, CounterCert, EquivocationProof } from "./trusted.ts";
 
 export type ReplicaId = number;
 export type Mode = "hybrid" | "pbft";
@@ -250,7 +250,18 @@ export interface HProof {
   readonly proof: EquivocationProof;
 }
 
-export type HybridMessage = HPrepare | HCommit | HViewChange | HNewView | HCommitNv | HProof;
+/**
+ * The fresh counter certificates of its peers a replica accepted, sent when it finds its executed state
+ * differs from a stable checkpoint (a fork it cannot prove alone): a peer that accepted another digest
+ * under one of these values turns the pair into an h-proof. Sent to all when it halts, then again (backing
+ * off) to a peer that keeps talking to it; at most certsEvidenceMax(n, window) certificates.
+ */
+export interface HCerts {
+  readonly type: "h-certs";
+  readonly certs: readonly CertifiedDigest[];
+}
+
+export type HybridMessage = HPrepare | HCommit | HViewChange | HNewView | HCommitNv | HProof | HCerts;
 export type PbftMessage = PPrePrepare | PPrepare | PCommit | PViewChange | PNewView;
 export type Message =
   | HybridMessage

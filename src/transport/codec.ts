@@ -68,6 +68,7 @@ export const MESSAGE_TYPES = [
   "p-new-view",
   "snapshot",
   "h-proof",
+  "h-certs",
 ] as const satisfies readonly Message["type"][];
 
 const TYPE_TAG = new Map<string, number>(MESSAGE_TYPES.map((t, i) => [t, i + 1]));
@@ -125,6 +126,13 @@ export function encodeMessage(msg: Message): Uint8Array {
       for (const side of [msg.proof.a, msg.proof.b]) {
         writeCert(w, side.cert);
         w.bytes(side.digest);
+      }
+      break;
+    case "h-certs":
+      w.u32(msg.certs.length);
+      for (const e of msg.certs) {
+        writeCert(w, e.cert);
+        w.bytes(e.digest);
       }
       break;
     case "p-pre-prepare":
@@ -326,6 +334,11 @@ function readBody(r: Reader, type: (typeof MESSAGE_TYPES)[number]): Message {
       const bCert = readCert(r);
       return { type, culprit, proof: { a, b: { cert: bCert, digest: r.bytes(64) } } };
     }
+    case "h-certs":
+      return {
+        type,
+        certs: r.list(MIN_CERT + MIN_BYTES, () => ({ cert: readCert(r), digest: r.bytes(64) })),
+      };
     case "p-pre-prepare":
       return readPrePrepare(r);
     case "p-prepare":

@@ -32,5 +32,15 @@ export function collectCorpus(perType = 40): Map<Message["type"], Message[]> {
       ]);
     }
   }
+  // Only a fork makes a replica send h-certs: make some from the PREPAREs' certificates.
+  if (!byType.has("h-certs")) {
+    const certs = (byType.get("h-prepare") ?? []).flatMap((p, i) =>
+      p.type === "h-prepare" ? [{ cert: p.cert, digest: new Uint8Array(32).fill(i) }] : [],
+    );
+    byType.set("h-certs", [
+      { type: "h-certs", certs },
+      { type: "h-certs", certs: [] },
+    ]);
+  }
   return byType;
 }

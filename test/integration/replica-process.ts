@@ -5,6 +5,7 @@
 //                   {type: "error", message}
 
 import "../../src/util/polyfill.ts";
+import { appendFileSync } from "node:fs";
 import { type ClientRequest, createReplica, type Mode, staticRegistry, toHex } from "../../src/bft/index.ts";
 import { trustedSubsystem, UsigChecker } from "../../src/bft/trusted.ts";
 import { RemoteCounter } from "../../src/counter/client.ts";
@@ -94,6 +95,13 @@ async function main(): Promise<void> {
         ops: c.batch.requests.map((r) => Buffer.from(r.op).toString()),
       }),
     onError: (err) => send({ type: "error", message: err.message }),
+    onEvent: (e) => {
+      if (process.env.ORDERER_IT_EVENTS)
+        appendFileSync(
+          process.env.ORDERER_IT_EVENTS,
+          `r${cfg.id} ${Date.now() % 100000} ${JSON.stringify(e).slice(0, 200)}\n`,
+        );
+    },
   });
   process.on("message", (m: { type: string; request: ClientRequest }) => {
     if (m.type === "submit") host.submit(m.request);

@@ -959,6 +959,13 @@ export class Simulation {
         this.transmit(i, peer(), m);
       }
     }
+    if (kind === "forge-certs" && this.cfg.mode === "hybrid" && this.rng.chance(0.01)) {
+      const m = this.fakeCerts();
+      if (m) {
+        this.count("byz-fake-certs");
+        this.transmit(i, peer(), m);
+      }
+    }
     if (kind === "garbage" && this.rng.chance(0.2)) {
       this.count("byz-garbage");
       const junk: unknown[] = [
@@ -1043,6 +1050,28 @@ export class Simulation {
           : { cert: { ...a.cert, sig: this.rng.bytes(64) }, digest: this.rng.bytes(32) };
     const culprit = this.rng.chance(0.9) ? a.cert.subsystem : this.rng.int(0, this.n - 1);
     return { type: "h-proof", culprit, proof: this.rng.chance(0.5) ? { a, b } : { a: b, b: a } };
+  }
+
+  /**
+   * An h-certs of certificates seen on the wire, some of them altered (another digest, with their
+   * signature or a random one): correct replicas must drop the altered ones and accuse no one.
+   */
+  private fakeCerts(): Message | null {
+    const certs: CertifiedDigest[] = [];
+    for (const m of this.recorded) {
+      if (m.type !== "h-prepare" || !this.rng.chance(0.2)) continue;
+      const cert = m.cert;
+      const digest = this.digests.hPrepare(m.view, m.seq, this.digests.batch(m.batch));
+      const pick = this.rng.int(0, 2);
+      certs.push(
+        pick === 0
+          ? { cert, digest }
+          : pick === 1
+            ? { cert, digest: this.rng.bytes(32) }
+            : { cert: { ...cert, sig: this.rng.bytes(64) }, digest: this.rng.bytes(32) },
+      );
+    }
+    return certs.length === 0 ? null : { type: "h-certs", certs };
   }
 
   private fakeCert(i: number, view: number, slot: number) {

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
   type Batch,
+  bytesEqual,
   type ChainLink,
   type ClientRequest,
   type CounterCert,
@@ -485,6 +486,95 @@ describe("hybrid replica: equivocation by a compromised counter", () => {
     assert.notEqual(c.r(0).halted, null);
   });
 
+  /**
+   * The leader's stolen key certifies (0, 5) twice, seq 4 (a checkpoint): batch A to replica 1, B to
+   * replica 2; the COMMITs that would reveal it are held. Replica 2's checkpoint and the attacker's make
+   * f+1 for B's state at replica 1, whose state then diverges.
+   */
+  function forkAtCheckpoint() {
+    const c = hybrid();
+    for (let k = 0; k < 3; k++) c.commitRequest(c.request(), [0]);
+    // The COMMITs that would reveal the equivocation are lost; the checkpoint at seq 4 is ours to deliver.
+    c.filter = holding(["h-commit", "checkpoint", "h-certs"]);
+    const batchA: Batch = { requests: [c.request("A")] };
+    const batchB: Batch = { requests: [c.request("B")] };
+    const digestA = c.digests.hPrepare(0, 4, c.digests.batch(batchA));
+    const digestB = c.digests.hPrepare(0, 4, c.digests.batch(batchB));
+    const value = { view: 0, slot: 5 };
+    const certA = c.subsystem(0).certifyIndependent(ORDER_COUNTER, value, digestA);
+    const certB = c.subsystem(0).certifyIndependent(ORDER_COUNTER, value, digestB);
+    c.step(1, 0, { type: "h-prepare", view: 0, seq: 4, batch: batchA, cert: certA });
+    c.step(2, 0, { type: "h-prepare", view: 0, seq: 4, batch: batchB, cert: certB });
+    c.deliverAll();
+    assert.equal(c.batchDigestHex(c.commitAt(1, 4)?.batch ?? { requests: [] }), c.batchDigestHex(batchA));
+    assert.equal(c.batchDigestHex(c.commitAt(2, 4)?.batch ?? { requests: [] }), c.batchDigestHex(batchB));
+    // Replica 2's checkpoint and the attacker's (its own replica key) make f+1 for B's state at replica 1.
+    const cp2 = c.heldOne("checkpoint", (e) => e.from === 2 && e.to === 1).msg;
+    const sig0 = c.signAs(0, c.digests.checkpoint(4, cp2.stateDigest, cp2.clientsDigest));
+    c.step(1, 0, { ...cp2, sig: sig0 });
+    c.release((e) => e.from === 2 && e.to === 1 && e.msg.type === "checkpoint");
+    return { c, certA, digestA, cp2, sig0 };
+  }
+
+  it("a replica whose state diverged from a stable checkpoint sends what it accepted (h-certs); a peer with the other side proves it", () => {
+    const { c, certA, digestA } = forkAtCheckpoint();
+    assert.ok(
+      c.events[1]?.some((e) => e.kind === "state-diverged" && e.seq === 4),
+      "replica 1 finds its state diverged at 4",
+    );
+    assert.match(c.r(1).halted ?? "", /diverged/);
+    assert.equal(c.equivocations(1).length, 0, "replica 1 holds one side only: it cannot prove it");
+    const ev = c.heldOne("h-certs", (e) => e.from === 1 && e.to === 2).msg;
+    assert.ok(
+      ev.certs.some((e) => bytesEqual(e.cert.sig, certA.sig) && bytesEqual(e.digest, digestA)),
+      "the h-certs carry the leader's certificate of the PREPARE replica 1 committed at 4",
+    );
+    // A forged copy (A's signature flipped) costs replica 2 a signature check and proves nothing.
+    const forged = {
+      ...ev,
+      certs: ev.certs.map((e) =>
+        bytesEqual(e.cert.sig, certA.sig) ? { ...e, cert: { ...e.cert, sig: flipped(e.cert.sig) } } : e,
+      ),
+    };
+    c.step(2, 1, forged);
+    assert.equal(c.dropped(2, "certs-invalid"), 1);
+    c.step(2, 1, { type: "h-certs", certs: "x" as unknown as [] });
+    assert.equal(c.dropped(2, "certs-bad"), 1);
+    assert.equal(c.r(2).halted, null, "neither halts replica 2");
+    c.release((e) => e.from === 1 && e.to === 2 && e.msg.type === "h-certs");
+    const found = c.equivocations(2);
+    assert.equal(found.length, 1, "replica 2 proves the equivocation from replica 1's certificates");
+    assert.equal(found[0]?.culprit, 0);
+    assert.equal(checkEquivocation(found[0]!.proof, new UsigChecker(c.counterPublicKeys, c.crypto)), null);
+    assert.notEqual(c.r(2).halted, null);
+    // Halted, replica 1 answers a peer that keeps talking to it with the certificates again, backing off.
+    const status: Message = { type: "status", view: 0, target: 0, lastExecuted: 4, stableSeq: 4 };
+    const again = (rd: { send: readonly { msg: Message }[] }) =>
+      rd.send.filter((o) => o.msg.type === "h-certs").length;
+    assert.equal(again(c.step(1, 0, status)), 0, "not within a retransmission period of the first");
+    c.tick(TEST_LIMITS.retransmitTicks as number, [1]);
+    assert.equal(again(c.step(1, 0, status)), 1, "a period later, once");
+    assert.equal(again(c.step(1, 0, status)), 0, "then backing off");
+  });
+
+  it("the certificate of a committed PREPARE outlives the checkpoint that collects its slot, and a restart", () => {
+    const { c, certA } = forkAtCheckpoint();
+    // Replica 2's side becomes stable there too (the attacker signs it): its slot 4 is collected ...
+    const cp2 = c.heldOne("checkpoint", (e) => e.from === 2 && e.to === 0).msg;
+    c.step(2, 0, { ...cp2, sig: c.signAs(0, c.digests.checkpoint(4, cp2.stateDigest, cp2.clientsDigest)) });
+    assert.equal(c.r(2).stable.seq, 4);
+    // ... and it restarts, forgetting every certificate it verified.
+    c.restart(2);
+    c.release((e) => e.from === 1 && e.to === 2 && e.msg.type === "h-certs");
+    const found = c.equivocations(2);
+    assert.equal(found.length, 1, "replica 2 still proves it from the certificate of what it committed");
+    assert.ok(
+      [found[0]!.proof.a.cert.sig, found[0]!.proof.b.cert.sig].some((sig) => bytesEqual(sig, certA.sig)),
+      "one side of the proof is replica 1's certificate",
+    );
+    assert.equal(checkEquivocation(found[0]!.proof, new UsigChecker(c.counterPublicKeys, c.crypto)), null);
+  });
+
   it("a COMMIT whose prepareCert is forged or does not fit is dropped and proves nothing", () => {
     const c = hybrid();
     c.filter = holding(["h-commit"]);
@@ -553,6 +643,74 @@ describe("hybrid replica: equivocation by a compromised counter", () => {
 });
 
 describe("hybrid replica: view change", () => {
+  it("a replica alone in a view change is joined after the request timeout, not before, and commits again", () => {
+    // Its VIEW-CHANGE, lost while it was cut off, is retransmitted.
+    const c = new Cluster({ mode: "hybrid", f: 1, limits: { retransmitTicks: 10 } });
+    c.commitRequest();
+    // Replica 2, cut off, suspects the leader alone; its counter leaves view 0 for good.
+    c.filter = isolate(2);
+    const timeout = TEST_LIMITS.requestTimeoutTicks as number;
+    c.propose(2, c.request());
+    c.tick(timeout + 1, [2]);
+    assert.equal(c.r(2).vcTarget, 1, "replica 2 is changing view");
+    // Healed: the others keep committing in view 0 and only join after a request timeout.
+    c.filter = () => "deliver";
+    c.tick(1);
+    assert.equal(c.r(0).view, 0);
+    c.commitRequest();
+    c.tick(timeout - 5);
+    assert.equal(c.r(0).vcTarget, null, "not before a request timeout");
+    assert.equal(c.r(1).vcTarget, null);
+    c.tick(timeout);
+    for (let i = 0; i < 3; i++) {
+      assert.equal(c.r(i).view, 1, `replica ${i} is in view 1`);
+      assert.equal(c.r(i).vcTarget, null, `replica ${i} is not changing view`);
+    }
+    assert.ok(
+      c.events[0]?.some((e) => e.kind === "view-change-started" && /alone/.test(e.reason)),
+      "the leader joined replica 2's view change",
+    );
+    const req = c.commitRequest(c.request(), [2]);
+    for (let i = 0; i < 3; i++)
+      assert.ok(
+        c.commits[i]?.some((cb) => cb.batch.requests.some((r) => r.reqNo === req.reqNo)),
+        `replica ${i} commits a request submitted at replica 2`,
+      );
+  });
+
+  it("a replica with nothing pending joins a peer alone in a view change, which its checkpoint needs", () => {
+    const c = hybrid();
+    // Replica 1 is gone; replica 2's COMMITs never reach the leader: replica 2 executes 1..4, the leader not.
+    const cut: Filter = (e) =>
+      e.from === 1 || e.to === 1 || (e.from === 2 && e.to === 0 && e.msg.type === "h-commit")
+        ? "drop"
+        : "deliver";
+    c.filter = cut;
+    for (let k = 0; k < 4; k++) {
+      c.propose(0, c.request());
+      c.tick(2);
+    }
+    assert.equal(c.r(2).lastExecuted, 4);
+    assert.equal(c.r(0).lastExecuted, 0);
+    // The leader's proposals do not commit: it changes view. Replica 2 has nothing pending (all executed).
+    c.filter = isolate(1);
+    const timeout = TEST_LIMITS.requestTimeoutTicks as number;
+    c.tick(timeout + 1);
+    assert.notEqual(c.r(0).vcTarget, null, "the leader is changing view");
+    c.tick(12 * timeout);
+    for (const i of [0, 2]) {
+      assert.equal(c.r(i).stable.seq, 4, `replica ${i} has checkpoint 4 stable`);
+      assert.equal(c.r(i).vcTarget, null, `replica ${i} is in a view again`);
+    }
+    assert.equal(c.r(0).view, c.r(2).view);
+    assert.ok(
+      c.events[2]?.some(
+        (e) => e.kind === "view-change-started" && /a peer changes view alone/.test(e.reason),
+      ),
+      "replica 2 joined the leader, alone in its view change",
+    );
+  });
+
   it("followers of a silent leader change view; the prepared batch is re-issued; new requests commit", () => {
     const { c, req2 } = silentLeader();
     for (const i of [1, 2]) {
@@ -778,9 +936,21 @@ describe("hybrid replica: checkpoints and state transfer", () => {
     // Properly signed by replica 1, but for a different state: a vote that matches nothing.
     const wrong = c.crypto.sha256(TEXT.encode("wrong state"));
     const sig = c.signAs(1, c.digests.checkpoint(4, wrong, cp1.clientsDigest));
-    c.step(0, 1, { type: "checkpoint", seq: 4, stateDigest: wrong, clientsDigest: cp1.clientsDigest, sig });
+    const rd = c.step(0, 1, {
+      type: "checkpoint",
+      seq: 4,
+      stateDigest: wrong,
+      clientsDigest: cp1.clientsDigest,
+      sig,
+    });
     assert.equal(c.r(0).stable.seq, 0);
-    assert.equal(c.r(0).droppedTotal(), 2);
+    // A signed state other than ours at a seq we executed: counted, and answered with our certificates.
+    assert.equal(c.dropped(0, "checkpoint-conflict"), 1);
+    assert.deepEqual(
+      rd.send.map((o) => [o.to, o.msg.type]),
+      [[1, "h-certs"]],
+    );
+    assert.equal(c.r(0).droppedTotal(), 3);
     c.step(0, 2, cp2);
     assert.equal(c.r(0).stable.seq, 4);
     assert.deepEqual(

@@ -14,7 +14,7 @@ import {
   RequestError,
   toHex,
 } from "../../src/bft/index.ts";
-import { Cluster, type Filter, flipped, holding, isolate } from "./harness.ts";
+import { Cluster, type Filter, flipped, holding, isolate, TEST_LIMITS } from "./harness.ts";
 
 const TEXT = new TextEncoder();
 
@@ -216,6 +216,32 @@ describe("pbft replica: PREPARE and COMMIT validation", () => {
 });
 
 describe("pbft replica: view change", () => {
+  it("a replica alone in a view change is joined after the request timeout, not before, and commits again", () => {
+    const c = new Cluster({ mode: "pbft", f: 1, limits: { retransmitTicks: 10 } });
+    c.commitRequest();
+    c.filter = isolate(3);
+    const timeout = TEST_LIMITS.requestTimeoutTicks as number;
+    c.propose(3, c.request());
+    c.tick(timeout + 1, [3]);
+    assert.equal(c.r(3).vcTarget, 1, "replica 3 is changing view");
+    c.filter = () => "deliver";
+    c.commitRequest();
+    c.tick(timeout - 5);
+    for (const i of [0, 1, 2])
+      assert.equal(c.r(i).vcTarget, null, `replica ${i}: not before a request timeout`);
+    c.tick(timeout);
+    for (let i = 0; i < 4; i++) {
+      assert.equal(c.r(i).view, 1, `replica ${i} is in view 1`);
+      assert.equal(c.r(i).vcTarget, null, `replica ${i} is not changing view`);
+    }
+    const req = c.commitRequest(c.request(), [3]);
+    for (let i = 0; i < 4; i++)
+      assert.ok(
+        c.commits[i]?.some((cb) => cb.batch.requests.some((r) => r.reqNo === req.reqNo)),
+        `replica ${i} commits a request submitted at replica 3`,
+      );
+  });
+
   it("backups of a silent leader change view and commit in view 1", () => {
     const c = pbft();
     c.filter = isolate(0);
