@@ -251,10 +251,11 @@ export interface HProof {
 }
 
 /**
- * The fresh counter certificates of its peers a replica accepted, sent when it finds its executed state
- * differs from a stable checkpoint (a fork it cannot prove alone): a peer that accepted another digest
- * under one of these values turns the pair into an h-proof. Sent to all when it halts, then again (backing
- * off) to a peer that keeps talking to it; at most certsEvidenceMax(n, window) certificates.
+ * The fresh counter certificates of its peers a replica accepted (and of the PREPAREs it committed), the
+ * evidence of a fork it cannot prove alone: a peer that accepted another digest under one of these values
+ * turns the pair into an h-proof. Sent when its executed state differs from a stable checkpoint (to all
+ * as it halts, then again, backing off, to a peer that keeps talking to it), and to the signer of a
+ * CHECKPOINT whose digests differ from ours (backing off per peer). At most certsEvidenceMax(n, window).
  */
 export interface HCerts {
   readonly type: "h-certs";
