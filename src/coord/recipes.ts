@@ -267,6 +267,17 @@ export class Barrier {
  * A double barrier: `enter()` returns once `count` participants entered; `leave()` returns once all of
  * them left. Participants are ephemeral children, so one that dies leaves on its own.
  */
+/** The node the first participant to see the full count creates under a double barrier's directory. */
+export const DOUBLE_BARRIER_READY = "ready";
+
+/**
+ * A double barrier: `count` participants enter (each an ephemeral node under `dir`) and pass together,
+ * then leave and pass once all have left. The participant that sees the full count creates `ready`, and
+ * everyone waits for `ready` rather than for the count itself: a participant that passes and leaves at
+ * once cannot strand one that has not yet looked (it would see the count drop below `count` again). The
+ * last participant to leave removes `ready`. Use a fresh `dir` per round, or start the next round only
+ * once every participant of this one has left.
+ */
 export class DoubleBarrier {
   private node: string | null = null;
 
@@ -275,27 +286,55 @@ export class DoubleBarrier {
     private readonly dir: string,
     private readonly count: number,
     private readonly name: string,
-  ) {}
+  ) {
+    if (name === DOUBLE_BARRIER_READY || name.includes("/") || name === "")
+      throw new CoordError("BADARGUMENTS", `a double barrier participant cannot be called "${name}"`);
+    if (!Number.isSafeInteger(count) || count < 1)
+      throw new CoordError("BADARGUMENTS", "a double barrier needs a count of at least 1");
+  }
+
+  private get readyPath(): string {
+    return `${this.dir}/${DOUBLE_BARRIER_READY}`;
+  }
 
   async enter(): Promise<void> {
     await ensurePath(this.zk, this.dir);
     this.node = await this.zk.create(`${this.dir}/${this.name}`, "", { mode: CreateMode.EPHEMERAL });
-    await this.waitChildren((n) => n >= this.count);
+    await this.until(async (w) => {
+      // The watch goes on `ready` before the count is read, so its creation is never missed.
+      if ((await this.zk.exists(this.readyPath, { watch: w })) !== null) return true;
+      if ((await this.participants()) < this.count) return false;
+      try {
+        await this.zk.create(this.readyPath);
+      } catch (err) {
+        if (!(err instanceof CoordError && err.code === "NODEEXISTS")) throw err;
+      }
+      return true;
+    });
   }
 
   async leave(): Promise<void> {
-    if (this.node) await this.zk.delete(this.node).catch(() => {});
+    if (this.node) {
+      await this.zk.delete(this.node).catch((err) => {
+        if (!(err instanceof CoordError && err.code === "NONODE")) throw err;
+      });
+    }
     this.node = null;
-    await this.waitChildren((n) => n === 0);
+    await this.until(async (w) => (await this.participants(w)) === 0);
+    await this.zk.delete(this.readyPath).catch((err) => {
+      if (!(err instanceof CoordError && err.code === "NONODE")) throw err;
+    });
   }
 
-  private async waitChildren(ok: (n: number) => boolean): Promise<void> {
+  private async participants(w?: (e: WatchedEvent) => void): Promise<number> {
+    const children = await this.zk.getChildren(this.dir, w ? { watch: w } : undefined);
+    return children.filter((c) => c !== DOUBLE_BARRIER_READY).length;
+  }
+
+  /** Checks `passed` (which arms its watch) until it holds, waiting for a watch event in between. */
+  private async until(passed: (w: (e: WatchedEvent) => void) => Promise<boolean>): Promise<void> {
     for (;;) {
-      let n = 0;
-      const r = await eventOrLoss(this.zk, async (w) => {
-        n = (await this.zk.getChildren(this.dir, { watch: w })).length;
-        return !ok(n);
-      });
+      const r = await eventOrLoss(this.zk, async (w) => !(await passed(w)));
       if (r === "gone") {
         if (this.zk.state === "Expired" || this.zk.state === "Closed")
           throw new CoordError("SESSIONEXPIRED", "the session ended while waiting");

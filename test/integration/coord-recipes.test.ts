@@ -103,16 +103,74 @@ describe("coordination recipes (3 hybrid replicas in-process)", () => {
 
     await (zks[0] as CoordClient).create("/db");
     const entered: number[] = [];
+    const left: number[] = [];
     const run = zks.map(async (zk, i) => {
       await sleep(i * 150);
       const d = new DoubleBarrier(zk, "/db/round", 3, `p${i}`);
       await d.enter();
       entered.push(Date.now());
       await d.leave();
+      left.push(Date.now());
     });
     await Promise.all(run);
     assert.equal(entered.length, 3);
-    assert.ok(Math.min(...entered) >= 0, "Math.min(...entered) >= 0");
+    // Nobody passes enter before the last participant arrived (about 300 ms after the first), and nobody
+    // leaves before everyone has entered.
+    assert.ok(Math.min(...left) >= Math.max(...entered), "a participant left before all had entered");
+    assert.equal(
+      await (zks[0] as CoordClient).exists("/db/round/ready"),
+      null,
+      "the last leaver removes ready",
+    );
+  });
+
+  it("double barrier: a participant that passes and leaves at once does not strand slower ones", async () => {
+    const zks = await Promise.all([connect(0), connect(1), connect(2)]);
+    // p0 and p1 learn of changes 400 ms late: by then p2 has entered (completing the count), passed and
+    // left, so the count they read is 2 again. Waiting on the count itself would hang here forever.
+    const slow = (zk: CoordClient): CoordClient => {
+      const late =
+        <A extends unknown[]>(w: ((...a: A) => void) | undefined) =>
+        (...a: A) =>
+          setTimeout(() => w?.(...a), 400);
+      return new Proxy(zk, {
+        get(target, prop, receiver) {
+          if (prop === "exists" || prop === "getChildren")
+            return (path: string, o: { watch?: (e: unknown) => void } = {}) =>
+              (target[prop] as (p: string, o: object) => Promise<unknown>).call(
+                target,
+                path,
+                o.watch ? { ...o, watch: late(o.watch) } : o,
+              );
+          const v = Reflect.get(target, prop, receiver);
+          return typeof v === "function" ? v.bind(target) : v;
+        },
+      });
+    };
+    const order: string[] = [];
+    const participant = async (zk: CoordClient, name: string) => {
+      const d = new DoubleBarrier(zk, "/db2/round", 3, name);
+      await d.enter();
+      order.push(`${name} entered`);
+      await d.leave();
+      order.push(`${name} left`);
+    };
+    const p0 = participant(slow(zks[0] as CoordClient), "p0");
+    const p1 = participant(slow(zks[1] as CoordClient), "p1");
+    await sleep(200);
+    const p2 = participant(zks[2] as CoordClient, "p2");
+    const all = Promise.all([p0, p1, p2]);
+    const outcome = await Promise.race([all.then(() => "done"), sleep(8000).then(() => "stuck")]);
+    assert.equal(outcome, "done", `participants stuck: ${order.join(", ")}`);
+    assert.equal(order.filter((o) => o.endsWith("entered")).length, 3);
+  });
+
+  it("double barrier: a reserved or empty participant name is refused", () => {
+    assert.throws(
+      () => new DoubleBarrier({} as CoordClient, "/db3", 2, "ready"),
+      /BADARGUMENTS|cannot be called/,
+    );
+    assert.throws(() => new DoubleBarrier({} as CoordClient, "/db3", 0, "p"), /count/);
   });
 
   it("shared configuration: concurrent compare-and-set updates lose nothing; watchers see the last value", async () => {
