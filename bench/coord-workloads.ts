@@ -158,6 +158,8 @@ export function ourDriver(zk: CoordClient): CoordDriver {
 export interface SystemUnderTest {
   readonly clients: readonly CoordDriver[];
   readonly pids: () => readonly number[];
+  /** The replicas' HTTP API addresses (ours only: /metrics, /health). */
+  readonly urls?: readonly string[];
   stop(): Promise<void>;
 }
 
@@ -193,6 +195,7 @@ export async function startOurs(): Promise<SystemUnderTest> {
     return {
       clients: drivers,
       pids: () => procs.map((p) => p.proc?.pid ?? 0).filter((p) => p > 0),
+      urls: lc.urls,
       stop,
     };
   } catch (err) {

@@ -17,6 +17,10 @@ import { fromBase64, toBase64 } from "../ordering/block.ts";
 import { loadWebSocket, type WebSocketCtor, type WebSocketLike, wsBase } from "../util/websocket.ts";
 import { CoordError, isZkCode, type ZkCode } from "./errors.ts";
 import {
+  BUNDLE_OPS_MAX,
+  type BundleProof,
+  bundle,
+  bundleSigningBytes,
   CreateMode,
   type CreateModeValue,
   encodeOp,
@@ -73,6 +77,11 @@ export interface CoordClientOptions {
   readonly requestTimeoutMs?: number;
   /** Writes outstanding at once; more wait in the client (default 128, the cluster keeps 128 results). */
   readonly maxOutstandingWrites?: number;
+  /**
+   * Sign the writes issued together (in one turn of the event loop, up to BUNDLE_OPS_MAX) once, over a Merkle root, instead of
+   * one signature each (default true). Replicas then check one signature per bundle, not per write.
+   */
+  readonly bundleWrites?: boolean;
   readonly signer?: Signer;
   readonly WebSocket?: WebSocketCtor;
   /** Called on every state change. */
@@ -104,6 +113,9 @@ interface Pending {
 }
 
 const TEXT = new TextEncoder();
+/** setImmediate where there is one (Node), else a zero timeout (browsers). */
+const afterIo: (f: () => void) => void =
+  typeof globalThis.setImmediate === "function" ? (f) => globalThis.setImmediate(f) : (f) => setTimeout(f, 0);
 const bytesOf = (d: Uint8Array | string | undefined): Uint8Array =>
   d === undefined ? new Uint8Array(0) : typeof d === "string" ? TEXT.encode(d) : d;
 
@@ -131,6 +143,9 @@ export class CoordClient {
   /** Writes beyond maxOutstandingWrites, not sent yet (their cxid is assigned when sent). */
   private readonly backlog: { go: () => void; reject: (e: Error) => void }[] = [];
   private writesOut = 0;
+  /** Writes numbered but not yet signed: signed together at the end of this turn (sealPending). */
+  private unsigned: { payload: Uint8Array; send: (sig: Uint8Array, proof?: BundleProof) => void }[] = [];
+  private sealScheduled = false;
   private readonly oneShot = {
     data: new Map<string, Set<Watcher>>(),
     exist: new Map<string, Set<Watcher>>(),
@@ -336,35 +351,76 @@ export class CoordClient {
         this.writesOut++;
         const cxid = this.nextCxid++;
         const payload = encodeOp({ sessionId: this.sessionIdV, cxid, body });
-        const sig = this.signer.sign(this.key.privateKey, opSigningBytes(payload));
-        const msg = { type: "write", id: this.nextId++, op: toBase64(payload), sig: toBase64(sig) };
         const done = () => {
           this.writesOut--;
           this.backlog.shift()?.go();
         };
-        this.request(
-          msg,
-          (m) => {
+        this.sealLater(payload, (sig, proof) => {
+          if (this.stateV === "Expired" || this.stateV === "Closed") {
             done();
-            const code = m.code as ZkCode;
-            if (code !== "OK") {
-              const e = new CoordError(code, `${code}${path ? ` for ${path}` : ""}`, path) as CoordError & {
-                results?: unknown;
-              };
-              if (m.results) e.results = m.results;
+            reject(new CoordError("SESSIONEXPIRED", "the session ended", path));
+            return;
+          }
+          const msg: Record<string, unknown> = {
+            type: "write",
+            id: this.nextId++,
+            op: toBase64(payload),
+            sig: toBase64(sig),
+          };
+          if (proof) msg.proof = { i: proof.index, path: proof.path.map(toBase64) };
+          this.request(
+            msg,
+            (m) => {
+              done();
+              const code = m.code as ZkCode;
+              if (code !== "OK") {
+                const e = new CoordError(code, `${code}${path ? ` for ${path}` : ""}`, path) as CoordError & {
+                  results?: unknown;
+                };
+                if (m.results) e.results = m.results;
+                reject(e);
+              } else resolve(m);
+            },
+            (e) => {
+              done();
               reject(e);
-            } else resolve(m);
-          },
-          (e) => {
-            done();
-            reject(e);
-          },
-          cxid,
-        );
+            },
+            cxid,
+          );
+        });
       };
       if (this.writesOut < (this.o.maxOutstandingWrites ?? 128)) go();
       else this.backlog.push({ go, reject });
     });
+  }
+
+  /** Queues a numbered write for signing at the end of this turn, with whatever else is issued in it. */
+  private sealLater(payload: Uint8Array, send: (sig: Uint8Array, proof?: BundleProof) => void): void {
+    this.unsigned.push({ payload, send });
+    if (this.sealScheduled) return;
+    this.sealScheduled = true;
+    // After the I/O events of this turn (several answers read together each start a write), not after
+    // the current microtasks: every write issued in this turn goes into one bundle.
+    afterIo(() => this.sealPending());
+  }
+
+  /** Signs the queued writes (in cxid order): alone, or in bundles of up to BUNDLE_OPS_MAX. */
+  private sealPending(): void {
+    this.sealScheduled = false;
+    const all = this.unsigned;
+    this.unsigned = [];
+    const per = this.o.bundleWrites === false ? 1 : BUNDLE_OPS_MAX;
+    for (let i = 0; i < all.length; i += per) {
+      const chunk = all.slice(i, i + per);
+      if (chunk.length === 1) {
+        const w = chunk[0] as (typeof all)[number];
+        w.send(this.signer.sign(this.key.privateKey, opSigningBytes(w.payload)));
+        continue;
+      }
+      const { root, proofs } = bundle(chunk.map((w) => w.payload));
+      const sig = this.signer.sign(this.key.privateKey, bundleSigningBytes(root));
+      for (let j = 0; j < chunk.length; j++) (chunk[j] as (typeof all)[number]).send(sig, proofs[j]);
+    }
   }
 
   /** Refuses locally what would be refused by the cluster without consuming a cxid on bad input. */

@@ -6,12 +6,33 @@
 // coordination entry of the ledger:
 //   MAGIC(4) ‖ u32 proposer ‖ u64 clockMs ‖ u64 entrySeq ‖ u32 count ‖ count × (bytes payload ‖ sig[64])
 // The proposer's wall clock is one input of the tree's agreed time (see tree.ts).
+//
+// Bundles: a client with several writes ready at once signs them together, once: it builds a Merkle tree
+// over their payloads (leaf = H(0x00 ‖ payload), node = H(0x01 ‖ left ‖ right), padded to a power of two
+// with H(0x02)) and signs BUNDLE_DOMAIN ‖ root. Each operation then travels alone with that signature and
+// its proof (its index and the sibling hashes up to the root), so it is checked, ordered, retried and
+// applied exactly like a singly signed one; a replica that has verified the root's signature once finds
+// the others in its cache of valid signatures. Entries holding such operations use COORD_MAGIC_V2:
+//   MAGIC_V2(4) ‖ header as above ‖ count × (bytes payload ‖ sig[64] ‖ u8 depth ‖ [u32 index ‖ depth × 32])
+// where depth 0xff marks an operation signed alone.
 
+import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { ByteReader, ByteWriter } from "../bft/bytes.ts";
 
 /** First bytes of a coordination entry; transactions starting with them are refused at intake. */
 export const COORD_MAGIC = Uint8Array.of(0x00, 0x5a, 0x4b, 0x01);
+/** First bytes of a coordination entry whose operations may carry bundle proofs. */
+export const COORD_MAGIC_V2 = Uint8Array.of(0x00, 0x5a, 0x4b, 0x02);
+/** What both entry formats start with: the gateway refuses transactions that start with it. */
+export const COORD_PREFIX = COORD_MAGIC.subarray(0, 3);
 export const OP_DOMAIN = new TextEncoder().encode("orderer/coord/op/v1\0");
+export const BUNDLE_DOMAIN = new TextEncoder().encode("orderer/coord/bundle/v1\0");
+/** Operations signed together at most (a proof has at most log2 of it sibling hashes). */
+export const BUNDLE_OPS_MAX = 64;
+export const BUNDLE_DEPTH_MAX = 6;
+const HASH_BYTES = 32;
+/** The depth byte of an operation signed alone (no proof) in a COORD_MAGIC_V2 entry. */
+const NO_PROOF = 0xff;
 export const RESUME_DOMAIN = new TextEncoder().encode("orderer/coord/resume/v1\0");
 export const PAYLOAD_VERSION = 1;
 export const SIG_BYTES = 64;
@@ -206,9 +227,111 @@ export function resumeSigningBytes(sessionId: number, nonce: Uint8Array): Uint8A
   return new ByteWriter(64).raw(RESUME_DOMAIN).u64(sessionId).bytes(nonce).finish();
 }
 
+/** Where an operation sits in the bundle its signature covers. */
+export interface BundleProof {
+  readonly index: number;
+  /** Sibling hashes from the leaf up (BUNDLE_DEPTH_MAX at most, 32 bytes each). */
+  readonly path: readonly Uint8Array[];
+}
+
 export interface SignedOp {
   readonly payload: Uint8Array;
   readonly sig: Uint8Array;
+  /** Absent: the signature covers this operation alone (opSigningBytes). */
+  readonly proof?: BundleProof;
+}
+
+export type HashFn = (data: Uint8Array) => Uint8Array;
+const nobleHash: HashFn = (d) => nobleSha256(d);
+const PAD_LEAF = Uint8Array.of(0x02);
+
+function leafHash(payload: Uint8Array, h: HashFn): Uint8Array {
+  const m = new Uint8Array(1 + payload.length);
+  m[0] = 0x00;
+  m.set(payload, 1);
+  return h(m);
+}
+
+function nodeHash(left: Uint8Array, right: Uint8Array, h: HashFn): Uint8Array {
+  const m = new Uint8Array(1 + 2 * HASH_BYTES);
+  m[0] = 0x01;
+  m.set(left, 1);
+  m.set(right, 1 + HASH_BYTES);
+  return h(m);
+}
+
+/** The root a client signs for `payloads` (2..BUNDLE_OPS_MAX of them) and each one's proof. */
+export function bundle(
+  payloads: readonly Uint8Array[],
+  h: HashFn = nobleHash,
+): { root: Uint8Array; proofs: BundleProof[] } {
+  if (payloads.length < 1 || payloads.length > BUNDLE_OPS_MAX)
+    throw new RangeError(`a bundle holds 1 to ${BUNDLE_OPS_MAX} operations`);
+  let width = 1;
+  while (width < payloads.length) width *= 2;
+  const pad = h(PAD_LEAF);
+  let level = Array.from({ length: width }, (_, i) =>
+    i < payloads.length ? leafHash(payloads[i] as Uint8Array, h) : pad,
+  );
+  const paths: Uint8Array[][] = payloads.map(() => []);
+  for (let span = 1; level.length > 1; span *= 2) {
+    for (let i = 0; i < payloads.length; i++) {
+      const at = Math.floor(i / span);
+      (paths[i] as Uint8Array[]).push(level[at ^ 1] as Uint8Array);
+    }
+    const next: Uint8Array[] = [];
+    for (let i = 0; i < level.length; i += 2)
+      next.push(nodeHash(level[i] as Uint8Array, level[i + 1] as Uint8Array, h));
+    level = next;
+  }
+  return { root: level[0] as Uint8Array, proofs: paths.map((path, index) => ({ index, path })) };
+}
+
+/** The message whose signature authenticates `so`: the operation alone, or the root of its bundle. */
+export function signedMessage(so: SignedOp, h: HashFn = nobleHash): Uint8Array | null {
+  if (so.proof === undefined) return opSigningBytes(so.payload);
+  const { index, path } = so.proof;
+  if (
+    path.length > BUNDLE_DEPTH_MAX ||
+    !Number.isSafeInteger(index) ||
+    index < 0 ||
+    index >= 2 ** path.length
+  )
+    return null;
+  let node = leafHash(so.payload, h);
+  for (let d = 0; d < path.length; d++) {
+    const sib = path[d] as Uint8Array;
+    if (!(sib instanceof Uint8Array) || sib.length !== HASH_BYTES) return null;
+    node = (index >> d) & 1 ? nodeHash(sib, node, h) : nodeHash(node, sib, h);
+  }
+  const m = new Uint8Array(BUNDLE_DOMAIN.length + HASH_BYTES);
+  m.set(BUNDLE_DOMAIN);
+  m.set(node, BUNDLE_DOMAIN.length);
+  return m;
+}
+
+/** The bundle root's signing bytes (what a client signs for a bundle). */
+export function bundleSigningBytes(root: Uint8Array): Uint8Array {
+  const m = new Uint8Array(BUNDLE_DOMAIN.length + HASH_BYTES);
+  m.set(BUNDLE_DOMAIN);
+  m.set(root, BUNDLE_DOMAIN.length);
+  return m;
+}
+
+/** Whether `so` is signed by `publicKey` (alone or through its bundle proof). */
+export function verifySignedOp(
+  verify: (publicKey: Uint8Array, message: Uint8Array, sig: Uint8Array) => boolean,
+  publicKey: Uint8Array,
+  so: SignedOp,
+  h: HashFn = nobleHash,
+): boolean {
+  const m = signedMessage(so, h);
+  return m !== null && verify(publicKey, m, so.sig);
+}
+
+/** Bytes a proof adds to an operation in an entry. */
+export function proofBytes(so: SignedOp): number {
+  return so.proof === undefined ? 0 : 4 + HASH_BYTES * so.proof.path.length;
 }
 
 export interface CoordEntry {
@@ -220,20 +343,21 @@ export interface CoordEntry {
 
 export function isCoordEntry(bytes: Uint8Array): boolean {
   if (bytes.length < COORD_MAGIC.length) return false;
-  for (let i = 0; i < COORD_MAGIC.length; i++) if (bytes[i] !== COORD_MAGIC[i]) return false;
-  return true;
+  for (let i = 0; i < COORD_PREFIX.length; i++) if (bytes[i] !== COORD_PREFIX[i]) return false;
+  return bytes[3] === COORD_MAGIC[3] || bytes[3] === COORD_MAGIC_V2[3];
 }
 
-/** Bytes an entry adds per operation besides its payload. */
-export const ENTRY_OP_OVERHEAD = 4 + SIG_BYTES;
+/** Bytes an entry adds per operation besides its payload and proof (proofBytes). */
+export const ENTRY_OP_OVERHEAD = 4 + SIG_BYTES + 1;
 /** Bytes of an entry without operations. */
 export const ENTRY_HEADER_BYTES = COORD_MAGIC.length + 4 + 8 + 8 + 4;
 
 export function encodeEntry(e: CoordEntry): Uint8Array {
+  const v2 = e.ops.some((o) => o.proof !== undefined);
   const w = new ByteWriter(
-    ENTRY_HEADER_BYTES + e.ops.reduce((s, o) => s + o.payload.length + ENTRY_OP_OVERHEAD, 0),
+    ENTRY_HEADER_BYTES + e.ops.reduce((s, o) => s + o.payload.length + ENTRY_OP_OVERHEAD + proofBytes(o), 0),
   );
-  w.raw(COORD_MAGIC)
+  w.raw(v2 ? COORD_MAGIC_V2 : COORD_MAGIC)
     .u32(e.proposer)
     .u64(Math.max(0, Math.floor(e.clockMs)))
     .u64(e.entrySeq)
@@ -241,6 +365,17 @@ export function encodeEntry(e: CoordEntry): Uint8Array {
   for (const o of e.ops) {
     if (o.sig.length !== SIG_BYTES) throw new RangeError("an ed25519 signature is 64 bytes");
     w.bytes(o.payload).raw(o.sig);
+    if (!v2) continue;
+    if (o.proof === undefined) {
+      w.u8(NO_PROOF);
+      continue;
+    }
+    if (o.proof.path.length > BUNDLE_DEPTH_MAX) throw new RangeError("a bundle proof is too deep");
+    w.u8(o.proof.path.length).u32(o.proof.index);
+    for (const p of o.proof.path) {
+      if (p.length !== HASH_BYTES) throw new RangeError("a bundle proof hash is 32 bytes");
+      w.raw(p);
+    }
   }
   return w.finish();
 }
@@ -252,7 +387,18 @@ export function decodeEntry(bytes: Uint8Array): CoordEntry {
   const proposer = r.u32();
   const clockMs = r.u64();
   const entrySeq = r.u64();
-  const ops = r.list(4 + SIG_BYTES, () => ({ payload: r.bytes(), sig: r.raw(SIG_BYTES) }));
+  const v2 = bytes[3] === COORD_MAGIC_V2[3];
+  const ops = r.list(4 + SIG_BYTES + (v2 ? 1 : 0), (): SignedOp => {
+    const payload = r.bytes();
+    const sig = r.raw(SIG_BYTES);
+    if (!v2) return { payload, sig };
+    const depth = r.u8();
+    if (depth === NO_PROOF) return { payload, sig };
+    if (depth > BUNDLE_DEPTH_MAX) throw new OpCodecError("BAD_VALUE", `bundle proof of depth ${depth}`);
+    const index = r.u32();
+    const path = Array.from({ length: depth }, () => r.raw(HASH_BYTES));
+    return { payload, sig, proof: { index, path } };
+  });
   if (r.left !== 0) throw new OpCodecError("TRAILING_BYTES", `${r.left} bytes after the entry`);
   return { proposer, clockMs, entrySeq, ops };
 }

@@ -14,17 +14,21 @@ import { toHex } from "../bft/bytes.ts";
 import type { ClientRequest } from "../bft/types.ts";
 import type { ZkCode } from "./errors.ts";
 import {
+  BUNDLE_DEPTH_MAX,
+  type BundleProof,
   COORD_MAGIC,
   decodeOp,
   ENTRY_HEADER_BYTES,
   ENTRY_OP_OVERHEAD,
   encodeEntry,
+  type HashFn,
   isCoordEntry,
   type Op,
   OpKind,
-  opSigningBytes,
+  proofBytes,
   resumeSigningBytes,
   type SignedOp,
+  verifySignedOp,
 } from "./ops.ts";
 import { pathProblem } from "./path.ts";
 import type { Effect, OpResult, Stat, VerifyFn, ZTree } from "./tree.ts";
@@ -46,6 +50,8 @@ export interface CoordServiceOptions {
   /** Signs a request of this replica's coordination client identity. */
   readonly signRequest: (reqNo: number, op: Uint8Array) => ClientRequest;
   readonly verify: VerifyFn;
+  /** SHA-256 for bundle proofs (default @noble/hashes; replicas pass node:crypto's). */
+  readonly hash?: HashFn;
   /** Largest entry the core accepts (the cluster's absoluteMaxBytes). */
   readonly entryMaxBytes: number;
   readonly now?: () => number;
@@ -373,7 +379,9 @@ export class CoordService {
     const payload = b64(m.op, "op");
     const sig = b64(m.sig, "sig");
     if (sig.length !== 64) throw new Error("sig is 64 bytes");
-    if (ENTRY_HEADER_BYTES + ENTRY_OP_OVERHEAD + payload.length > this.o.entryMaxBytes)
+    const proof = m.proof === undefined ? undefined : bundleProof(m.proof);
+    const signed: SignedOp = proof ? { payload, sig, proof } : { payload, sig };
+    if (ENTRY_HEADER_BYTES + ENTRY_OP_OVERHEAD + proofBytes(signed) + payload.length > this.o.entryMaxBytes)
       throw new Error(`the operation exceeds the largest entry (${this.o.entryMaxBytes} bytes)`);
     let op: Op;
     try {
@@ -381,7 +389,7 @@ export class CoordService {
     } catch (err) {
       throw new Error(`op does not decode: ${(err as Error).message}`);
     }
-    return { op, signed: { payload, sig } };
+    return { op, signed };
   }
 
   private onConnect(c: CoordConn, id: unknown, m: Record<string, unknown>): void {
@@ -391,14 +399,14 @@ export class CoordService {
     const b = op.body;
     if (b.kind !== OpKind.CREATE_SESSION || op.sessionId !== 0)
       return this.fail(c, id, "MARSHALLINGERROR", "connect carries a createSession operation");
-    if (!this.o.verify(b.publicKey, opSigningBytes(signed.payload), signed.sig)) {
+    if (!verifySignedOp(this.o.verify, b.publicKey, signed, this.o.hash)) {
       this.stats.badSignatures++;
       return this.fail(c, id, "AUTHFAILED", "bad signature");
     }
     const keyHex = toHex(b.publicKey);
     c.connect = { keyHex, id };
     this.connecting.set(keyHex, c);
-    this.enqueue({ sessionId: 0, cxid: 0, kind: b.kind, signed, bytes: signed.payload.length, attempts: 0 });
+    this.enqueue({ sessionId: 0, cxid: 0, kind: b.kind, signed, bytes: opBytes(signed), attempts: 0 });
   }
 
   private onResume(c: CoordConn, id: unknown, m: Record<string, unknown>): void {
@@ -449,7 +457,7 @@ export class CoordService {
       return this.fail(c, id, "MARSHALLINGERROR", "wrong operation for this message");
     const s = this.tree.session(c.sessionId);
     if (!s) return this.fail(c, id, "SESSIONEXPIRED", "the session expired");
-    if (!this.o.verify(s.publicKey, opSigningBytes(signed.payload), signed.sig)) {
+    if (!verifySignedOp(this.o.verify, s.publicKey, signed, this.o.hash)) {
       this.stats.badSignatures++;
       return this.fail(c, id, "AUTHFAILED", "bad signature");
     }
@@ -458,7 +466,7 @@ export class CoordService {
       cxid: op.cxid,
       kind,
       signed,
-      bytes: signed.payload.length,
+      bytes: opBytes(signed),
       attempts: 0,
     };
     if (kind === OpKind.PING) {
@@ -879,6 +887,29 @@ export function entryHeader(e: Uint8Array): { proposer: number; entrySeq: number
     ENTRY_HEADER_BYTES - COORD_MAGIC.length,
   );
   return { proposer: dv.getUint32(0), entrySeq: dv.getUint32(12) * 0x1_0000_0000 + dv.getUint32(16) };
+}
+
+/** Bytes an operation takes in an entry besides ENTRY_OP_OVERHEAD: its payload and proof. */
+function opBytes(so: SignedOp): number {
+  return so.payload.length + proofBytes(so);
+}
+
+/** A bundle proof from a message: { i: index, path: [base64 of 32 bytes, ...] }. */
+function bundleProof(v: unknown): BundleProof {
+  const p = v as { i?: unknown; path?: unknown };
+  if (typeof p !== "object" || p === null || !Array.isArray(p.path) || !Number.isSafeInteger(p.i))
+    throw new Error("proof is { i, path }");
+  if (p.path.length > BUNDLE_DEPTH_MAX)
+    throw new Error(`a bundle proof has at most ${BUNDLE_DEPTH_MAX} hashes`);
+  const path = p.path.map((h) => {
+    if (typeof h !== "string") throw new Error("proof hashes are base64 strings");
+    const b = b64(h, "proof");
+    if (b.length !== 32) throw new Error("a proof hash is 32 bytes");
+    return b;
+  });
+  const index = p.i as number;
+  if (index < 0 || index >= 2 ** path.length) throw new Error("proof index out of range");
+  return { index, path };
 }
 
 function b64(s: string, field: string): Uint8Array {

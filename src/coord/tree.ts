@@ -18,14 +18,15 @@ import {
   type CoordEntry,
   decodeEntry,
   decodeOp,
+  type HashFn,
   isEphemeralMode,
   isSequentialMode,
   isTtlMode,
   type OpBody,
   OpKind,
-  opSigningBytes,
   type SignedOp,
   type SubOp,
+  verifySignedOp,
 } from "./ops.ts";
 import { nameOf, parentOf, pathProblem, sequenceSuffix } from "./path.ts";
 
@@ -195,9 +196,13 @@ export class ZTree {
   private dirtyResults: [number, number, boolean][] = [];
   readonly stats = { badEntries: 0, badOps: 0, badSignatures: 0, deferred: 0, duplicates: 0 };
 
-  constructor(cfg: TreeConfig, verify: VerifyFn) {
+  /** SHA-256 for bundle proofs (default @noble/hashes). */
+  private readonly hash: HashFn | undefined;
+
+  constructor(cfg: TreeConfig, verify: VerifyFn, hash?: HashFn) {
     this.cfg = { ...TREE_DEFAULTS, ...cfg };
     this.verify = verify;
+    this.hash = hash;
     this.clocks = new Array<number>(cfg.n).fill(0);
     this.nodes.set("/", newNode(new Uint8Array(0), 0, 0, 0, 0, 0));
   }
@@ -348,7 +353,7 @@ export class ZTree {
     const b = op.body;
     const base = { proposer, sessionId: op.sessionId, cxid: op.cxid, opKind: b.kind, duplicate: false };
     if (b.kind === OpKind.CREATE_SESSION) {
-      if (op.sessionId !== 0 || !this.verify(b.publicKey, opSigningBytes(so.payload), so.sig)) {
+      if (op.sessionId !== 0 || !verifySignedOp(this.verify, b.publicKey, so, this.hash)) {
         this.stats.badSignatures++;
         return;
       }
@@ -400,7 +405,7 @@ export class ZTree {
         fx.push({ kind: "result", ...base, zxid: this.lastZxidV, result: { code: "SESSIONEXPIRED" } });
       return;
     }
-    if (!this.verify(s.publicKey, opSigningBytes(so.payload), so.sig)) {
+    if (!verifySignedOp(this.verify, s.publicKey, so, this.hash)) {
       this.stats.badSignatures++;
       return;
     }

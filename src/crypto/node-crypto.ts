@@ -135,35 +135,27 @@ export function verifyEd25519(publicKey: Uint8Array, message: Uint8Array, signat
 type Ed25519Verify = (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean;
 
 /**
- * Two ed25519 verifiers sharing a memory of valid signatures: `first` verifies and remembers (at most
- * `max`, oldest forgotten first), `again` accepts a remembered signature without the curve arithmetic
- * (and forgets it) and verifies anything else. A coordination write checked at intake is not checked a
- * second time when the same bytes come back ordered, at apply. Verification is a pure function of
- * (key, message, signature), so a remembered verdict is the verdict; entries are keyed by a SHA-256 of
- * all three.
+ * An ed25519 verifier with a memory of valid signatures (at most `max`, the least recently used
+ * forgotten first): a signature it has verified once is accepted again without the curve arithmetic.
+ * A coordination write checked at intake is not checked a second time when the same bytes come back
+ * ordered, and the operations of one bundle (coord/ops.ts) share one signature over their root, checked
+ * once. Verification is a pure function of (key, message, signature), so a remembered verdict is the
+ * verdict; entries are keyed by a SHA-256 of all three, and only valid verdicts are kept.
  */
-export function rememberingVerifier(
-  max = 16_384,
-  verify: Ed25519Verify = verifyEd25519,
-): { first: Ed25519Verify; again: Ed25519Verify } {
+export function cachingVerifier(max = 16_384, verify: Ed25519Verify = verifyEd25519): Ed25519Verify {
   const valid = new Set<string>();
-  const keyOf = (pk: Uint8Array, msg: Uint8Array, sig: Uint8Array): string | undefined =>
-    pk instanceof Uint8Array && msg instanceof Uint8Array && sig instanceof Uint8Array
-      ? sha256.hex(Buffer.concat([pk, sig, msg]))
-      : undefined;
-  return {
-    first: (pk, msg, sig) => {
-      if (!verify(pk, msg, sig)) return false;
-      const k = keyOf(pk, msg, sig) as string;
-      if (valid.size >= max) valid.delete(valid.values().next().value as string);
-      valid.add(k);
+  return (pk, msg, sig) => {
+    if (!(pk instanceof Uint8Array) || !(msg instanceof Uint8Array) || !(sig instanceof Uint8Array))
+      return false;
+    const k = sha256.hex(Buffer.concat([pk, sig, msg]));
+    if (valid.delete(k)) {
+      valid.add(k); // most recently used again
       return true;
-    },
-    again: (pk, msg, sig) => {
-      const k = keyOf(pk, msg, sig);
-      if (k !== undefined && valid.delete(k)) return true;
-      return verify(pk, msg, sig);
-    },
+    }
+    if (!verify(pk, msg, sig)) return false;
+    if (valid.size >= max) valid.delete(valid.values().next().value as string);
+    valid.add(k);
+    return true;
   };
 }
 

@@ -5,15 +5,15 @@ import { Digests } from "../bft/digests.ts";
 import { type ClientRegistry, createReplica, quorums, staticRegistry } from "../bft/index.ts";
 import { type TrustedCounter, type TrustedSubsystem, trustedSubsystem, UsigChecker } from "../bft/trusted.ts";
 import type { ReplicaEvent } from "../bft/types.ts";
-import { COORD_MAGIC, isCoordEntry } from "../coord/ops.ts";
+import { COORD_PREFIX, isCoordEntry } from "../coord/ops.ts";
 import { type AppliedBlocks, CoordService, entryHeader } from "../coord/service.ts";
 import { loadTree, treeWrites } from "../coord/store.ts";
 import { ZTree } from "../coord/tree.ts";
 import {
+  cachingVerifier,
   ed25519PublicKeyOf,
   ed25519ReplicaAuthenticator,
   nodeCrypto,
-  rememberingVerifier,
   sha256,
   signEd25519,
   verifyEd25519,
@@ -308,8 +308,8 @@ export class OrdererNode {
       });
       // The znode tree: read back from the store, then replay blocks written after its last save.
       // A write verified at intake here is not verified again when it is applied here.
-      const coordVerify = rememberingVerifier();
-      const tree = new ZTree(treeConfig(cluster), coordVerify.again);
+      const coordVerify = cachingVerifier();
+      const tree = new ZTree(treeConfig(cluster), coordVerify, sha256);
       await loadTree(store.db, tree);
       await catchUpTree(tree, ledger, store);
       const digests = new Digests(nodeCrypto);
@@ -323,7 +323,8 @@ export class OrdererNode {
         },
         signRequest: (reqNo, op) =>
           signedRequest(coordClientId(config.id), reqNo, op, digests, (d) => signEd25519(seed, d)),
-        verify: coordVerify.first,
+        verify: coordVerify,
+        hash: sha256,
         entryMaxBytes: cluster.batch.absoluteMaxBytes,
         clockPeriodMs: config.coordClockPeriodMs,
       });
@@ -409,7 +410,7 @@ export class OrdererNode {
         ...(config.pendingMaxBytes !== undefined ? { pendingMaxBytes: config.pendingMaxBytes } : {}),
         timeoutMs: config.submitTimeoutMs ?? 30_000,
         quorumOk: () => node?.hasQuorum() ?? false,
-        reservedPrefix: COORD_MAGIC,
+        reservedPrefix: COORD_PREFIX,
         trace: hooks.trace,
       });
       const trace = hooks.trace;

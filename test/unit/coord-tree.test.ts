@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { OpKind } from "../../src/coord/ops.ts";
+import { OpKind, type SignedOp } from "../../src/coord/ops.ts";
 import { pathProblem, sequenceSuffix } from "../../src/coord/path.ts";
 import { type Effect, ZTree, ZXID_PER_BLOCK, zxidOf } from "../../src/coord/tree.ts";
 import { verifyEd25519 } from "../../src/crypto/node-crypto.ts";
@@ -378,6 +378,57 @@ describe("retransmissions, ordering and forgeries", () => {
     assert.equal(t.get("/forged"), undefined);
     assert.equal(t.stats.badSignatures, 2);
     assert.equal(t.session(s.id)?.lastCxid, 0, "no cxid consumed");
+  });
+
+  it("applies bundled operations (one signature over their Merkle root) like singly signed ones", () => {
+    const { h, s, t } = setup();
+    const ops = s.bundle([create("/b1"), create("/b2"), create("/b3")]);
+    assert.equal(new Set(ops.map((o) => o.sig)).size, 1, "one signature for the bundle");
+    assert.deepEqual(
+      h.run(...ops).map((r) => r.code),
+      ["OK", "OK", "OK"],
+    );
+    assert.equal(t.session(s.id)?.lastCxid, 3);
+    // Ordered apart (one per block) they still verify: each carries its own proof.
+    const [a, b] = s.bundle([create("/c1"), create("/c2")]);
+    assert.equal(h.run(a as SignedOp)[0]?.code, "OK");
+    assert.equal(h.run(b as SignedOp)[0]?.code, "OK");
+    assert.equal(t.stats.badSignatures, 0);
+  });
+
+  it("refuses a bundled operation that is forged, altered, moved to another session or replayed", () => {
+    const { h, s, t } = setup();
+    const other = new TestSession();
+    h.open(other);
+    const [a, b] = s.bundle([create("/x1"), create("/x2")]) as [SignedOp, SignedOp];
+    // Altered: another payload under the bundle's signature and a's proof.
+    const altered = { ...a, payload: s.sign(s.id, 1, create("/evil")).payload };
+    // Forged: a proof that points at another index, and one with a bent sibling hash.
+    const wrongIndex = { ...a, proof: { index: 1, path: a.proof?.path ?? [] } };
+    const bentPath = {
+      ...a,
+      proof: { index: 0, path: (a.proof?.path ?? []).map((p) => p.map((x, i) => (i ? x : x ^ 1))) },
+    };
+    // Moved: the same operation, its session id rewritten to another session's.
+    const moved = { ...a, payload: other.sign(other.id, 1, create("/x1")).payload };
+    const fx = h.apply([altered, wrongIndex, bentPath, moved]);
+    assert.deepEqual(fx, []);
+    assert.equal(t.stats.badSignatures, 4);
+    assert.equal(t.get("/evil"), undefined);
+    assert.equal(t.session(s.id)?.lastCxid, 0, "no cxid consumed");
+    assert.equal(t.session(other.id)?.lastCxid, 0);
+    // The genuine pair applies once; replayed, it is answered from the results, not applied again.
+    assert.deepEqual(
+      h.run(a, b).map((r) => r.code),
+      ["OK", "OK"],
+    );
+    const before = t.get("/x1")?.mzxid;
+    const again = h.apply([a, b]).filter((e) => e.kind === "result");
+    assert.ok(
+      again.every((e) => (e as { duplicate?: boolean }).duplicate === true),
+      "a replayed bundled operation is a duplicate",
+    );
+    assert.equal(t.get("/x1")?.mzxid, before);
   });
 
   it("skips garbage entries and operations without failing the block", () => {

@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { ConfigError } from "../../src/bft/errors.ts";
 import {
+  cachingVerifier,
   ED25519_PUBLIC_KEY_BYTES,
   ED25519_SEED_BYTES,
   ED25519_SIGNATURE_BYTES,
@@ -13,7 +14,6 @@ import {
   KEY_CACHE_MAX,
   keyCacheSizes,
   nodeCrypto,
-  rememberingVerifier,
   sha256,
   signEd25519,
 } from "../../src/crypto/node-crypto.ts";
@@ -246,49 +246,54 @@ describe("ed25519ReplicaAuthenticator", () => {
   });
 });
 
-describe("rememberingVerifier", () => {
+describe("cachingVerifier", () => {
   const { publicKey, privateKey: seed } = generateEd25519KeyPair();
   const msgs = Array.from({ length: 5 }, (_, i) => TEXT.encode(`write ${i}`));
   const sigs = msgs.map((m) => signEd25519(seed, m));
 
   function counting(max: number) {
     let calls = 0;
-    const v = rememberingVerifier(max, (pk, m, s) => {
+    const v = cachingVerifier(max, (pk, m, s) => {
       calls++;
       return nodeCrypto.verifyEd25519(pk, m, s);
     });
-    return { ...v, calls: () => calls };
+    return { v, calls: () => calls };
   }
 
-  it("accepts bytes verified by first without verifying them again, once", () => {
-    const v = counting(8);
-    assert.equal(v.first(publicKey, msgs[0]!, sigs[0]!), true);
-    assert.equal(v.calls(), 1);
-    assert.equal(v.again(publicKey, msgs[0]!, sigs[0]!), true);
-    assert.equal(v.calls(), 1);
-    assert.equal(v.again(publicKey, msgs[0]!, sigs[0]!), true);
-    assert.equal(v.calls(), 2);
+  it("accepts bytes it verified before without verifying them again", () => {
+    const { v, calls } = counting(8);
+    assert.equal(v(publicKey, msgs[0]!, sigs[0]!), true);
+    assert.equal(calls(), 1);
+    assert.equal(v(publicKey, msgs[0]!, sigs[0]!), true);
+    assert.equal(v(publicKey, msgs[0]!, sigs[0]!), true);
+    assert.equal(calls(), 1);
   });
 
   it("never lets a remembered signature vouch for other bytes, another key, or a forgery", () => {
-    const v = counting(8);
-    assert.equal(v.first(publicKey, msgs[0]!, sigs[0]!), true);
-    assert.equal(v.again(publicKey, msgs[1]!, sigs[0]!), false);
-    assert.equal(v.again(generateEd25519KeyPair().publicKey, msgs[0]!, sigs[0]!), false);
-    assert.equal(v.again(publicKey, msgs[0]!, flipped(sigs[0]!, 3)), false);
-    assert.equal(v.first(publicKey, msgs[1]!, flipped(sigs[1]!, 0)), false);
-    assert.equal(v.again(publicKey, msgs[1]!, flipped(sigs[1]!, 0)), false);
-    assert.equal(v.again(publicKey, msgs[2]!, sigs[2]!), true); // never seen: verified in full
+    const { v } = counting(8);
+    assert.equal(v(publicKey, msgs[0]!, sigs[0]!), true);
+    assert.equal(v(publicKey, msgs[1]!, sigs[0]!), false);
+    assert.equal(v(generateEd25519KeyPair().publicKey, msgs[0]!, sigs[0]!), false);
+    assert.equal(v(publicKey, msgs[0]!, flipped(sigs[0]!, 3)), false);
+    assert.equal(v(publicKey, msgs[1]!, flipped(sigs[1]!, 0)), false);
+    assert.equal(
+      v(publicKey, msgs[1]!, flipped(sigs[1]!, 0)),
+      false,
+      "an invalid verdict is not remembered as valid",
+    );
+    assert.equal(v(publicKey, msgs[2]!, sigs[2]!), true);
   });
 
-  it("remembers at most max, forgetting the oldest", () => {
-    const v = counting(2);
-    for (let i = 0; i < 3; i++) assert.equal(v.first(publicKey, msgs[i]!, sigs[i]!), true);
-    const before = v.calls();
-    assert.equal(v.again(publicKey, msgs[2]!, sigs[2]!), true);
-    assert.equal(v.again(publicKey, msgs[1]!, sigs[1]!), true);
-    assert.equal(v.calls(), before);
-    assert.equal(v.again(publicKey, msgs[0]!, sigs[0]!), true);
-    assert.equal(v.calls(), before + 1);
+  it("remembers at most max, forgetting the least recently used", () => {
+    const { v, calls } = counting(2);
+    for (let i = 0; i < 3; i++) assert.equal(v(publicKey, msgs[i]!, sigs[i]!), true);
+    const before = calls();
+    assert.equal(v(publicKey, msgs[2]!, sigs[2]!), true);
+    assert.equal(v(publicKey, msgs[1]!, sigs[1]!), true);
+    assert.equal(calls(), before);
+    assert.equal(v(publicKey, msgs[0]!, sigs[0]!), true); // forgotten: verified again (and 2 evicted)
+    assert.equal(calls(), before + 1);
+    assert.equal(v(publicKey, msgs[1]!, sigs[1]!), true); // used most recently before 0: kept
+    assert.equal(calls(), before + 1);
   });
 });

@@ -1,6 +1,8 @@
 // Builds signed coordination operations and entries for tests of the znode tree and service.
 
 import {
+  bundle,
+  bundleSigningBytes,
   encodeEntry,
   encodeOp,
   type OpBody,
@@ -33,6 +35,14 @@ export class TestSession {
       timeoutMs,
       nonce: enc(`n${Math.random()}`),
     });
+  }
+
+  /** The next `bodies.length` ordered operations, signed together as one bundle (as the client does). */
+  bundle(bodies: readonly OpBody[]): SignedOp[] {
+    const payloads = bodies.map((body) => encodeOp({ sessionId: this.id, cxid: ++this.cxid, body }));
+    const { root, proofs } = bundle(payloads);
+    const sig = signEd25519(this.key.privateKey, bundleSigningBytes(root));
+    return payloads.map((payload, i) => ({ payload, sig, proof: proofs[i] }));
   }
 
   /** The next ordered operation (cxid + 1). */
