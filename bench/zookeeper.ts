@@ -3,7 +3,16 @@
 // PID. Driven through node-zookeeper-client, a pure-JavaScript client from npm.
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -45,6 +54,11 @@ function fourLetter(port: number, cmd: string, timeoutMs = 1000): Promise<string
   });
 }
 
+/** A server could not bind its port (taken between choosing and binding). */
+class PortTakenError extends Error {
+  override readonly name = "PortTakenError";
+}
+
 export class ZooKeeperEnsemble {
   private readonly procs: ChildProcess[] = [];
   private constructor(
@@ -52,8 +66,24 @@ export class ZooKeeperEnsemble {
     readonly clientPorts: readonly number[],
   ) {}
 
-  /** Starts three servers and resolves once one leads and two follow. */
+  /**
+   * Starts three servers and resolves once one leads and two follow. The ports are free when chosen but
+   * not reserved: another process's outgoing connection can take one before a JVM binds it (seen here,
+   * a BindException in the third of five rounds), so a start that fails that way is tried again on fresh
+   * ports, up to 3 times.
+   */
   static async start(timeoutMs = 60_000): Promise<ZooKeeperEnsemble> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await ZooKeeperEnsemble.startOnce(timeoutMs);
+      } catch (err) {
+        if (!(err instanceof PortTakenError) || attempt >= 3) throw err;
+        console.error(`  (ZooKeeper: ${err.message}; trying again on other ports)`);
+      }
+    }
+  }
+
+  private static async startOnce(timeoutMs: number): Promise<ZooKeeperEnsemble> {
     ensureZooKeeper();
     const dir = mkdtempSync(join(tmpdir(), "orderer-zk-"));
     const base = await freePortRange(9);
@@ -115,8 +145,13 @@ export class ZooKeeperEnsemble {
         const leaders = modes.filter((m) => /Mode: leader/.test(m)).length;
         const followers = modes.filter((m) => /Mode: follower/.test(m)).length;
         if (leaders === 1 && followers === 2) return zk;
-        for (const p of zk.procs)
-          if (p.exitCode !== null) throw new Error(`a ZooKeeper server exited (${p.exitCode}): see ${dir}`);
+        for (const [i, p] of zk.procs.entries()) {
+          if (p.exitCode === null) continue;
+          const log = readFileSync(join(dir, `zk${i + 1}`, "server.log"), "utf8");
+          if (/BindException/.test(log))
+            throw new PortTakenError(`server ${i + 1}'s port was taken (${dir})`);
+          throw new Error(`a ZooKeeper server exited (${p.exitCode}): see ${dir}`);
+        }
         if (Date.now() > end) throw new Error(`the ZooKeeper ensemble did not elect a leader: see ${dir}`);
         await sleep(100);
       }

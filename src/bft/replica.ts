@@ -182,6 +182,10 @@ export abstract class ReplicaCore {
   private progressDeadline = Number.POSITIVE_INFINITY;
   /** Since when some peer's latest VIEW-CHANGE asks for a view above ours (null: none does). */
   private peerAheadSince: number | null = null;
+  /** Peers whose link the driver reported open at least once (see link()). */
+  private readonly linksSeenOpen = new Set<ReplicaId>();
+  /** Peers whose link is closed, since which tick. */
+  private readonly linkClosedSince = new Map<ReplicaId, number>();
   private persistOut: PersistOp[] = [];
   private sendOut: Outgoing[] = [];
   private commitOut: CommittedBatch[] = [];
@@ -326,6 +330,28 @@ export abstract class ReplicaCore {
     }
   }
 
+  /**
+   * The driver's view of its connection to `peer` (call on every change; repeating a state is fine).
+   * Only a link seen open and then closed counts: one not yet established at start suspects nobody.
+   */
+  link(peer: ReplicaId, open: boolean): void {
+    if (!Number.isInteger(peer) || peer < 0 || peer >= this.n || peer === this.id) return;
+    if (open) {
+      this.linksSeenOpen.add(peer);
+      this.linkClosedSince.delete(peer);
+    } else if (this.linksSeenOpen.has(peer) && !this.linkClosedSince.has(peer)) {
+      this.linkClosedSince.set(peer, this.now);
+    }
+  }
+
+  /** The leader's link closed at least leaderLinkGraceTicks ago (and has not reopened). */
+  private leaderLinkLost(): boolean {
+    const grace = this.limits.leaderLinkGraceTicks;
+    if (grace <= 0 || this.leader === this.id) return false;
+    const since = this.linkClosedSince.get(this.leader);
+    return since !== undefined && this.now - since >= grace;
+  }
+
   tick(): void {
     this.now++;
     if (this.haltReason !== null) return;
@@ -333,7 +359,11 @@ export abstract class ReplicaCore {
       const first = this.timers.values().next();
       if (!first.done && first.value.deadline <= this.now)
         this.startViewChange(this.view + 1, "request-timeout");
-      else if (this.now >= this.progressDeadline && this.leader === this.id) {
+      else if (this.leaderLinkLost()) {
+        // Once per loss: a view change that fails on its own timer is not restarted from here.
+        this.linkClosedSince.delete(this.leader);
+        this.startViewChange(this.view + 1, "the leader's connection closed");
+      } else if (this.now >= this.progressDeadline && this.leader === this.id) {
         this.startViewChange(this.view + 1, "proposals not committing");
       } else this.joinLonePeer();
     } else {
@@ -364,6 +394,7 @@ export abstract class ReplicaCore {
     if (this.haltReason !== null) return true;
     return (
       this.vcTarget === null &&
+      !this.linkClosedSince.has(this.leader) &&
       this.timers.size === 0 &&
       this.inFlight.size === 0 &&
       this.queueHead === this.queue.length &&
@@ -1227,8 +1258,11 @@ function validateConfig(id: number, n: number, f: number, l: Limits): void {
   };
   if (!Number.isInteger(f) || f < 0) bad("f", "must be an integer >= 0");
   if (!Number.isInteger(id) || id < 0 || id >= n) bad("id", `must be in 0..${n - 1}`);
+  /** Limits where 0 turns the mechanism off. */
+  const offAtZero = new Set(["leaderLinkGraceTicks"]);
   for (const [k, v] of Object.entries(l))
-    if (!Number.isSafeInteger(v) || v <= 0) bad(k, "must be a positive integer");
+    if (!Number.isSafeInteger(v) || v < 0 || (v === 0 && !offAtZero.has(k)))
+      bad(k, offAtZero.has(k) ? "must be an integer >= 0" : "must be a positive integer");
   if (l.window < 2 * l.checkpointInterval) bad("window", "must be >= 2 * checkpointInterval");
   if (l.retainBatches < l.checkpointInterval) bad("retainBatches", "must be >= checkpointInterval");
   // requestMaxBytes may exceed batchMaxBytes (Fabric: AbsoluteMaxBytes > PreferredMaxBytes): see batchWithin.

@@ -313,6 +313,12 @@ export interface Limits {
   readonly retransmitTicks: number;
   /** STATUS gossip period. */
   readonly statusTicks: number;
+  /**
+   * A follower whose connection to the leader closed (after having been open in this view) and stays
+   * closed this long starts a view change without waiting for a request to time out: a killed leader's
+   * sockets close at once. 0 turns it off. Drivers report links with Replica.link().
+   */
+  readonly leaderLinkGraceTicks: number;
   /** Links of consecutive view changes a hybrid VIEW-CHANGE may carry. */
   readonly vcChainMax: number;
   /** NEW-VIEWs a hybrid VIEW-CHANGE may carry as proofs of uncertified summaries. */
@@ -339,6 +345,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   viewChangeTimeoutMaxTicks: 6400,
   retransmitTicks: 20,
   statusTicks: 25,
+  leaderLinkGraceTicks: 10,
   vcChainMax: 1024,
   vcProofsMax: 64,
 });

@@ -159,9 +159,18 @@ export class ReplicaHost {
   }
 
   private tick(n: number): void {
+    this.reportLinks();
     for (let i = 0; i < n; i++) this.o.core.tick();
     this.ticks.ticks += n;
     this.lastTickAt = Math.max(this.lastTickAt + n * this.tickMs, Date.now() - this.tickMs);
+  }
+
+  /** Tells the core which peer connections are open (it suspects a leader whose link closed). */
+  private reportLinks(): void {
+    const t = this.o.transport;
+    if (!t.isConnected) return;
+    const core = this.o.core;
+    for (let p = 0; p < core.n; p++) if (p !== core.id) core.link(p, t.isConnected(p));
   }
 
   /** After an input: a core that has something timed to do gets its ticks every tick again. */

@@ -467,6 +467,11 @@ export class Libp2pTransport implements Transport {
     this.flush(link);
   }
 
+  isConnected(peer: ReplicaId): boolean {
+    const s = this.links.get(peer)?.stream;
+    return s !== null && s !== undefined && s.status === "open";
+  }
+
   private detach(link: Link, stream: Stream): void {
     if (link.stream !== stream) return;
     link.stream = null;

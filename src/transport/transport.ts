@@ -66,6 +66,11 @@ export interface Transport {
   onFrame(handler: FrameHandler): void;
   /** Per-peer counters. */
   stats(): ReadonlyMap<ReplicaId, Readonly<PeerStats>>;
+  /**
+   * Whether a connection to `peer` is open now. Optional: a transport without the notion leaves it
+   * out, and its replicas suspect a leader by request timeouts only (limits.leaderLinkGraceTicks).
+   */
+  isConnected?(peer: ReplicaId): boolean;
 }
 
 /** The counters of `peer` in `counters`, created on first use. */
