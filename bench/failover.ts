@@ -42,6 +42,8 @@ interface Round {
   leader: number;
   maxLatencyMs: number;
   errors: number;
+  /** Acknowledged transactions missing from a survivor's chain (at the block their receipt named). */
+  lost: number;
   /** Committed tx/s per bucket, bucket start relative to the kill in ms. */
   timeline: { t: number; txPerSec: number }[];
 }
@@ -54,6 +56,30 @@ function timelineOf(acks: readonly Ack[], tKill: number): { t: number; txPerSec:
     timeline.push({ t, txPerSec: (n * 1000) / BUCKET_MS });
   }
   return timeline;
+}
+
+/**
+ * Acknowledged transactions that a survivor's chain does not hold where their receipt said: every
+ * survivor is asked for every block a receipt named (a transaction's first 4 bytes are its number).
+ */
+async function lostAcks(survivors: readonly string[], acks: readonly Ack[]): Promise<number> {
+  let lost = 0;
+  for (const url of survivors) {
+    const byBlock = new Map<number, Set<number>>();
+    for (const a of acks) {
+      if (!a.ok) continue;
+      let txs = byBlock.get(a.block);
+      if (!txs) {
+        const b = await json<{ entries: string[] }>(`${url}/v1/blocks/${a.block}`).catch(() => ({
+          entries: [],
+        }));
+        txs = new Set(b.entries.map((e) => Buffer.from(e, "base64").readUInt32BE(0)));
+        byBlock.set(a.block, txs);
+      }
+      if (!txs.has(a.tx)) lost++;
+    }
+  }
+  return lost;
 }
 
 const longestWait = (acks: readonly Ack[]) => Math.max(...acks.filter((a) => a.ok).map((a) => a.latency));
@@ -107,12 +133,28 @@ async function round(mode: Mode): Promise<Round> {
       leader: h.leader,
       maxLatencyMs: longestWait(s.acks),
       errors: s.acks.filter((a) => !a.ok).length,
+      lost: await lostAcks(survivors, s.acks),
       timeline: timelineOf(s.acks, tKill),
     };
   } finally {
     s?.close();
     await cluster.stop();
   }
+}
+
+/** Acknowledged creates whose znode a survivor does not have. */
+async function lostZnodes(zk: CoordDriver, acks: readonly Ack[]): Promise<number> {
+  let lost = 0;
+  const ok = acks.filter((a) => a.ok);
+  for (let i = 0; i < ok.length; i += 64)
+    await Promise.all(
+      ok.slice(i, i + 64).map((a) =>
+        zk.getData(`/failover/n${a.tx}`).catch(() => {
+          lost++;
+        }),
+      ),
+    );
+  return lost;
 }
 
 /** The same open-loop load and kill against a 3-server ZooKeeper ensemble. */
@@ -141,9 +183,10 @@ async function zkRound(): Promise<Round> {
         const record = (ok: boolean) => {
           outstanding--;
           const at = performance.now();
-          acks.push({ at, latency: at - dueAt, ok, block: -1, dueAt });
+          acks.push({ tx: n, at, latency: at - dueAt, ok, block: -1, dueAt });
         };
-        (clients[due % ZK_SESSIONS] as CoordDriver).create(`/failover/n${due}`, data).then(
+        const n = due;
+        (clients[due % ZK_SESSIONS] as CoordDriver).create(`/failover/n${n}`, data).then(
           () => record(true),
           () => record(false),
         );
@@ -169,6 +212,7 @@ async function zkRound(): Promise<Round> {
       leader,
       maxLatencyMs: longestWait(acks),
       errors: acks.filter((a) => !a.ok).length,
+      lost: await lostZnodes(clients[0] as CoordDriver, acks),
       timeline: timelineOf(acks, tKill),
     };
   } finally {
@@ -192,14 +236,14 @@ async function main(): Promise<void> {
           ? "first create sent after the kill committed"
           : `first commit in view ${x.newView}`;
       console.log(
-        `  ${sys} round ${r + 1}: leader ${x.leader} killed; ${what} after ${x.killToNewViewCommitMs.toFixed(0)} ms (any commit after ${x.killToAnyCommitMs.toFixed(0)} ms); longest wait ${x.maxLatencyMs.toFixed(0)} ms; ${x.errors} errors`,
+        `  ${sys} round ${r + 1}: leader ${x.leader} killed; ${what} after ${x.killToNewViewCommitMs.toFixed(0)} ms (any commit after ${x.killToAnyCommitMs.toFixed(0)} ms); longest wait ${x.maxLatencyMs.toFixed(0)} ms; ${x.errors} errors; ${x.lost} acknowledged but lost`,
       );
     }
   const rows: Record<string, unknown>[] = [];
   console.log(
-    "\n| system | kill → first commit in the new view, median (min–max) ms | vs ZooKeeper | longest wait of a transaction, median ms | errors (all rounds) |",
+    "\n| system | kill → first commit in the new view, median (min–max) ms | vs ZooKeeper | longest wait of a transaction, median ms | errors (all rounds) | acknowledged but lost (all rounds) |",
   );
-  console.log("|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|");
   const zkTimes = rounds.get("zookeeper")?.map((x) => x.killToNewViewCommitMs);
   const zkMedian = zkTimes ? median(zkTimes) : Number.NaN;
   for (const [mode, xs] of rounds) {
@@ -216,12 +260,13 @@ async function main(): Promise<void> {
       roundsMs: times,
       maxLatencyMs: median(xs.map((x) => x.maxLatencyMs)),
       errors: xs.reduce((a, x) => a + x.errors, 0),
+      lost: xs.reduce((a, x) => a + x.lost, 0),
       // The median round's timeline, for the plot.
       timeline: (xs.find((x) => x.killToNewViewCommitMs === med) ?? xs[0])?.timeline ?? [],
     };
     rows.push(row);
     console.log(
-      `| ${mode} (n=${row.n}) | ${med.toFixed(0)} (${row.minMs.toFixed(0)}–${row.maxMs.toFixed(0)}) | ${Number.isNaN(row.vsZooKeeper) ? "–" : `${row.vsZooKeeper.toFixed(2)}×`} | ${row.maxLatencyMs.toFixed(0)} | ${row.errors} |`,
+      `| ${mode} (n=${row.n}) | ${med.toFixed(0)} (${row.minMs.toFixed(0)}–${row.maxMs.toFixed(0)}) | ${Number.isNaN(row.vsZooKeeper) ? "–" : `${row.vsZooKeeper.toFixed(2)}×`} | ${row.maxLatencyMs.toFixed(0)} | ${row.errors} | ${row.lost} |`,
     );
   }
   const settings = {

@@ -87,6 +87,8 @@ export async function startOrdering(
 
 /** One acknowledgement: when it came (ms, performance.now()), how long after its (intended) send, its block. */
 export interface Ack {
+  /** The transaction's number: its first 4 bytes, big-endian (every transaction of a Submitter differs). */
+  readonly tx: number;
   readonly at: number;
   readonly latency: number;
   readonly ok: boolean;
@@ -128,7 +130,7 @@ export class Submitter {
         if (t === undefined) return;
         this.sentAt.delete(m.id);
         const now = performance.now();
-        this.acks.push({ at: now, latency: now - t, ok: m.ok, block: m.receipt?.block ?? -1 });
+        this.acks.push({ tx: m.id, at: now, latency: now - t, ok: m.ok, block: m.receipt?.block ?? -1 });
         this.onAck?.(ws);
       });
       ws.on("error", () => {});

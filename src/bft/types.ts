@@ -316,7 +316,9 @@ export interface Limits {
   /**
    * A follower whose connection to the leader closed (after having been open in this view) and stays
    * closed this long starts a view change without waiting for a request to time out: a killed leader's
-   * sockets close at once. 0 turns it off. Drivers report links with Replica.link().
+   * sockets close at once, and a live link does not close and reopen by itself (the libp2p transport
+   * aborts a stream only after it stalled for seconds). 0 turns it off. Drivers report links with
+   * Replica.link().
    */
   readonly leaderLinkGraceTicks: number;
   /** Links of consecutive view changes a hybrid VIEW-CHANGE may carry. */
@@ -345,7 +347,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   viewChangeTimeoutMaxTicks: 6400,
   retransmitTicks: 20,
   statusTicks: 25,
-  leaderLinkGraceTicks: 10,
+  leaderLinkGraceTicks: 5,
   vcChainMax: 1024,
   vcProofsMax: 64,
 });
