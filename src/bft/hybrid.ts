@@ -394,7 +394,7 @@ export class HybridReplica extends ReplicaCore {
    * at most f faults). We may hold one side of it and a peer the other: send every peer certificate we
    * accepted, and those of the PREPAREs we hold (restored after a restart, when certsSeen is empty).
    */
-  protected override divergenceEvidence(): HCerts {
+  protected override divergenceEvidence(): HCerts | null {
     const out = new Map<string, CertifiedDigest>(this.certsSeen);
     for (const c of this.committedCerts.values()) if (!out.has(certKey(c.cert))) out.set(certKey(c.cert), c);
     for (const [seq, slot] of this.slots) {
@@ -404,6 +404,7 @@ export class HybridReplica extends ReplicaCore {
       out.set(certKey(p.cert), { cert: p.cert, digest: this.digests.hPrepare(p.view, seq, bd) });
     }
     const certs = [...out.values()];
+    if (certs.length === 0) return null;
     return {
       type: "h-certs",
       certs: certs.slice(certs.length - certsEvidenceMax(this.n, this.limits.window)),

@@ -81,6 +81,9 @@ export const RESEND_BACKOFF_MAX = 3;
 /** When a message last went to each peer, and how often it has been resent. */
 export type SentLog = Map<ReplicaId, { at: number; resends: number }>;
 
+/** Times a replica sends its evidence to each peer after a snapshot jump (installSnapshot). */
+const JUMP_EVIDENCE_SENDS = 4;
+
 interface Executed {
   readonly view: number;
   readonly batch: Batch;
@@ -197,6 +200,13 @@ export abstract class ReplicaCore {
   private readonly evidenceSent: SentLog = new Map();
   /** When each peer that signed another state than ours was last sent our evidence. */
   private readonly conflictSent: SentLog = new Map();
+  /**
+   * What this replica accepted above its stable checkpoint before a snapshot replaced its state (see
+   * installSnapshot), the seq it jumped to, and when each peer was sent it.
+   */
+  private jumpEvidence: Message | null = null;
+  private jumpSeq = 0;
+  private readonly jumpSent: SentLog = new Map();
 
   constructor(cfg: ReplicaConfig, deps: ReplicaDeps) {
     this.id = cfg.id;
@@ -321,6 +331,7 @@ export abstract class ReplicaCore {
         this.sendOut.push({ to: from, msg: this.evidence });
       return;
     }
+    if (this.jumpEvidence !== null) this.resendJumpEvidence(from);
     try {
       this.dispatch(from, msg);
     } catch (err) {
@@ -469,6 +480,23 @@ export abstract class ReplicaCore {
     if (!o || o.proof.seq <= this.lastExecuted) return false;
     const cp = o.proof;
     const fromSeq = this.lastExecuted + 1;
+    // What was executed here since the last checkpoint this replica reached itself is about to be
+    // replaced by a state it cannot compare with its own (it never executes up to cp.seq): if the cluster
+    // forked, this is where the fork would heal silently (the simulator found it: a follower cut off
+    // from the leader by a view change, then brought forward by a snapshot). Tell the peers what was
+    // accepted, so that one holding the other side can prove the cause (hybrid: a counter value
+    // certified over two digests), and tell a peer that was unreachable once it is heard from again
+    // (resendJumpEvidence).
+    {
+      const evidence = this.divergenceEvidence();
+      if (evidence !== null) {
+        this.jumpEvidence = evidence;
+        this.jumpSeq = cp.seq;
+        this.jumpSent.clear();
+        this.broadcast(evidence);
+        this.markSent(this.jumpSent);
+      }
+    }
     this.lastExecuted = cp.seq;
     this.stateDigest = cp.stateDigest;
     this.clients = ClientTable.restore(this.limits.clientsMax, o.clients);
@@ -522,6 +550,21 @@ export abstract class ReplicaCore {
   // A halted replica sends and commits nothing more, even later in the step that halted it.
   protected send(to: ReplicaId, msg: Message): void {
     if (this.haltReason === null) this.sendOut.push({ to, msg });
+  }
+
+  /**
+   * Sends the evidence of the last snapshot jump again to `from`, backing off, at most JUMP_EVIDENCE_SENDS
+   * times per peer, and forgets it once the stable checkpoint is two windows past the jump (the peers no
+   * longer keep the certificates it could conflict with).
+   */
+  private resendJumpEvidence(from: ReplicaId): void {
+    if (this.stable.seq > this.jumpSeq + 2 * this.limits.window) {
+      this.jumpEvidence = null;
+      return;
+    }
+    const sent = this.jumpSent.get(from)?.resends ?? -1;
+    if (sent + 1 >= JUMP_EVIDENCE_SENDS || !this.resendDue(this.jumpSent, from)) return;
+    this.sendOut.push({ to: from, msg: this.jumpEvidence as Message });
   }
 
   /** Notes a message as just sent to every peer (its first broadcast). */

@@ -1056,6 +1056,40 @@ describe("hybrid replica: checkpoints and state transfer", () => {
     assert.equal(toHex(c.r(2).stateDigest), toHex(c.r(0).stateDigest));
   });
 
+  it("a replica that installs a snapshot first tells its peers the leader certificates it accepted", () => {
+    // What it executed is about to be replaced by a state it cannot compare with its own: were the
+    // cluster forked, a peer holding the other side could prove the cause from these (onCerts).
+    const c = new Cluster({ mode: "hybrid", f: 1, limits: { retainBatches: 4, statusTicks: 5 } });
+    c.commitRequest();
+    c.commitRequest();
+    assert.equal(c.r(2).lastExecuted, 2);
+    c.filter = isolate(2);
+    for (let k = 2; k < 16; k++) c.commitRequest();
+    c.filter = (e) => (e.msg.type === "snapshot" ? "hold" : "deliver");
+    c.tick(5);
+    c.step(2, 0, c.heldOne("snapshot", (e) => e.to === 2).msg);
+    assert.ok(c.r(2).installSnapshot(), "installed");
+    const certs = c
+      .drain(2)
+      .send.filter((o) => o.to === "all" && o.msg.type === "h-certs")
+      .flatMap(
+        (o) =>
+          (o.msg as unknown as { certs: { cert: { subsystem: number; value: { slot: number } } }[] }).certs,
+      );
+    for (const slot of [2, 3])
+      assert.ok(
+        certs.some((e) => e.cert.subsystem === 0 && e.cert.value.slot === slot),
+        `the leader's certificate of seq ${slot - 1} is among what replica 2 tells its peers`,
+      );
+    // Its peers hold the same certificates: lookups, no conviction, ordering goes on.
+    c.filter = () => "deliver";
+    c.held.length = 0;
+    c.deliverAll();
+    for (let i = 0; i < 3; i++) assert.equal(c.equivocations(i).length, 0, `replica ${i} convicts nobody`);
+    c.commitRequest();
+    for (let i = 0; i < 3; i++) assert.equal(c.r(i).lastExecuted, 17);
+  });
+
   function lagging() {
     const c = hybrid();
     c.filter = isolate(2);
