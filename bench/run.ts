@@ -19,6 +19,10 @@ const SUITES: Record<string, { file: string; what: string }> = {
   ordering: { file: "ordering.ts", what: "committed tx/s and submit-to-commit latency, hybrid and pbft" },
   scaling: { file: "scaling.ts", what: "throughput, latency and CPU per tx against n and batch size" },
   failover: { file: "failover.ts", what: "leader killed under load → first commit in the new view" },
+  soak: {
+    file: "soak.ts",
+    what: "minutes of saturation with production timeouts: view changes (should be 0)",
+  },
   transport: { file: "transport.ts", what: "TCP, UNIX socket, libp2p, rdma, memory; cluster over rdma" },
   core: { file: "core.ts", what: "the pure BFT core in one process" },
   memory: { file: "memory.ts", what: "peak replica memory under 2 MiB transactions and reading every block" },

@@ -3,6 +3,7 @@
 // Replays one run exactly, or runs a campaign; prints the seed of every failure.
 // --byzantine: random (default), none, or kinds separated by commas (replicas 0, 1, ... get them),
 // e.g. --byzantine compromised-counter (hybrid: a leader whose trusted counter key is stolen).
+// --no-links: the replicas hear nothing of their links (by default the simulator reports them each tick).
 
 import "../../src/util/polyfill.ts";
 import { availableParallelism } from "node:os";
@@ -22,6 +23,7 @@ const { values } = parseArgs({
     workers: { type: "string" },
     byzantine: { type: "string", default: "random" },
     verbose: { type: "boolean", default: false },
+    "no-links": { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
 });
@@ -33,6 +35,7 @@ if (values.help) {
       "npm run sim -- --seeds COUNT [--from K] [--mode both] [--workers W] [--byzantine B]",
       "  --byzantine random | none | KIND[,KIND...] (replica 0 gets the first kind, and so on; at most f)",
       `  kinds: ${BYZANTINE_KINDS.join(", ")}`,
+      "  --no-links: do not report links to the replicas (suspicion by request timeouts only)",
     ].join("\n"),
   );
   process.exit(0);
@@ -49,9 +52,13 @@ function parseByzantine(v: string): SimOverrides["byzantine"] {
   }
   return kinds as ByzantineKind[];
 }
-const overrides: SimOverrides = { byzantine: parseByzantine(values.byzantine) };
+const overrides: SimOverrides = {
+  byzantine: parseByzantine(values.byzantine),
+  ...(values["no-links"] ? { links: false } : {}),
+};
 const replayFlags =
   (values.byzantine !== "random" ? ` --byzantine ${values.byzantine}` : "") +
+  (values["no-links"] ? " --no-links" : "") +
   (values.steps ? ` --steps ${values.steps}` : "");
 
 const steps = values.steps ? Number(values.steps) : DEFAULT_SIM.steps;

@@ -103,6 +103,11 @@ export interface SimConfig {
    * ahead of its persisted state (an amnesia fault that counts against f).
    */
   readonly trustedCounters: "with-ready" | "hardware";
+  /**
+   * Report links to each replica every tick as a host does (Replica.link): open unless the peer is
+   * crashed or on the other side of a partition. A partition closing links at once is harsher than TCP.
+   */
+  readonly links: boolean;
   readonly limits?: Partial<Limits>;
 }
 
@@ -121,6 +126,7 @@ export const DEFAULT_SIM: Omit<SimConfig, "seed" | "mode"> = {
   byzantine: "random",
   authScheme: "mixed",
   trustedCounters: "with-ready",
+  links: true,
 };
 
 /** Chance that a compromised-counter leader equivocates on a PREPARE it broadcasts. */
@@ -435,6 +441,7 @@ export class Simulation {
       const r = this.replicas[i];
       if (!r) continue;
       this.guard(i, () => {
+        if (this.cfg.links) this.reportLinks(i, r);
         r.tick();
         this.byzantineTick(i);
         this.drain(i);
@@ -520,6 +527,15 @@ export class Simulation {
     if (this.verbose) this.log.push(`t${this.now} r${i} snapshot ${target}`);
     r.installSnapshot();
     this.drain(i);
+  }
+
+  /** What a host's transport would say about replica i's connections now. */
+  private reportLinks(i: number, r: ReplicaCore): void {
+    for (let j = 0; j < this.n; j++) {
+      if (j === i) continue;
+      const apart = this.partition !== null && this.partition.has(i) !== this.partition.has(j);
+      r.link(j, this.replicas[j] !== null && !apart);
+    }
   }
 
   private scheduleFaults(): void {

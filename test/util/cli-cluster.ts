@@ -109,7 +109,9 @@ export class CliCluster {
     this.procs[i] = p;
     for (let t = 0; t < 300; t++) {
       if (p.exitCode !== null)
-        throw new Error(`replica ${i} exited with ${p.exitCode}: see ${this.dir}/node-${i}.log`);
+        throw new Error(
+          `replica ${i} exited with ${p.exitCode}; the end of ${this.dir}/node-${i}.log (removed with the cluster):\n${this.logTail(i)}`,
+        );
       try {
         await fetch(`${this.url(i)}/health`, { signal: AbortSignal.timeout(500) });
         return;
@@ -117,7 +119,21 @@ export class CliCluster {
         await sleep(100);
       }
     }
-    throw new Error(`replica ${i} did not come up`);
+    throw new Error(`replica ${i} did not come up; the end of its log:\n${this.logTail(i)}`);
+  }
+
+  /** The last lines of replica i's log (and its counter's), for an error that outlives the directory. */
+  private logTail(i: number, lines = 30): string {
+    const tail = (f: string) => {
+      try {
+        return readFileSync(join(this.dir, f), "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+      } catch (err) {
+        return `(${(err as Error).message})`;
+      }
+    };
+    return this.mode === "hybrid"
+      ? `${tail(`node-${i}.log`)}\n--- counter-${i}.log:\n${tail(`counter-${i}.log`)}`
+      : tail(`node-${i}.log`);
   }
 
   kill(i: number, signal: NodeJS.Signals = "SIGKILL"): Promise<number | null> {
