@@ -201,7 +201,7 @@ export abstract class ReplicaCore {
   /** When each peer that signed another state than ours was last sent our evidence. */
   private readonly conflictSent: SentLog = new Map();
   /**
-   * What this replica accepted above its stable checkpoint before a snapshot replaced its state (see
+   * What this replica had accepted (divergenceEvidence) when a snapshot last replaced its state (see
    * installSnapshot), the seq it jumped to, and when each peer was sent it.
    */
   private jumpEvidence: Message | null = null;
