@@ -367,7 +367,7 @@ export class CoordClient {
             op: toBase64(payload),
             sig: toBase64(sig),
           };
-          if (proof) msg.proof = { i: proof.index, path: proof.path.map(toBase64) };
+          if (proof) msg.proof = { i: proof.index, n: proof.size, path: proof.path.map(toBase64) };
           this.request(
             msg,
             (m) => {

@@ -7,17 +7,19 @@
 //   MAGIC(4) ‖ u32 proposer ‖ u64 clockMs ‖ u64 entrySeq ‖ u32 count ‖ count × (bytes payload ‖ sig[64])
 // The proposer's wall clock is one input of the tree's agreed time (see tree.ts).
 //
-// Bundles: a client with several writes ready at once signs them together, once: it builds a Merkle tree
-// over their payloads (leaf = H(0x00 ‖ payload), node = H(0x01 ‖ left ‖ right), padded to a power of two
-// with H(0x02)) and signs BUNDLE_DOMAIN ‖ root. Each operation then travels alone with that signature and
-// its proof (its index and the sibling hashes up to the root), so it is checked, ordered, retried and
-// applied exactly like a singly signed one; a replica that has verified the root's signature once finds
-// the others in its cache of valid signatures. Entries holding such operations use COORD_MAGIC_V2:
-//   MAGIC_V2(4) ‖ header as above ‖ count × (bytes payload ‖ sig[64] ‖ u8 depth ‖ [u32 index ‖ depth × 32])
+// Bundles: a client with several writes ready at once signs them together, once: it builds the RFC 6962
+// Merkle tree of the ledger's blocks over their payloads (leaf = H(0x00 ‖ payload), node = H(0x01 ‖ left
+// ‖ right), ordering/block.ts) and signs BUNDLE_DOMAIN ‖ root. Each operation then travels alone with that
+// signature and its audit path (its index, the bundle's size, the sibling hashes up to the root), so it is
+// checked, ordered, retried and applied exactly like a singly signed one; a replica that has verified the
+// root's signature once finds the others in its cache of valid signatures. Entries holding such operations use COORD_MAGIC_V2:
+//   MAGIC_V2(4) ‖ header as above ‖ count × (bytes payload ‖ sig[64] ‖ u8 depth ‖ [u32 index ‖ u32 size ‖
+//   depth × 32])
 // where depth 0xff marks an operation signed alone.
 
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { ByteReader, ByteWriter } from "../bft/bytes.ts";
+import { type MerkleProof, merkleTree, rootFromProof } from "../ordering/block.ts";
 
 /** First bytes of a coordination entry; transactions starting with them are refused at intake. */
 export const COORD_MAGIC = Uint8Array.of(0x00, 0x5a, 0x4b, 0x01);
@@ -26,8 +28,8 @@ export const COORD_MAGIC_V2 = Uint8Array.of(0x00, 0x5a, 0x4b, 0x02);
 /** What both entry formats start with: the gateway refuses transactions that start with it. */
 export const COORD_PREFIX = COORD_MAGIC.subarray(0, 3);
 export const OP_DOMAIN = new TextEncoder().encode("orderer/coord/op/v1\0");
-export const BUNDLE_DOMAIN = new TextEncoder().encode("orderer/coord/bundle/v1\0");
-/** Operations signed together at most (a proof has at most log2 of it sibling hashes). */
+export const BUNDLE_DOMAIN = new TextEncoder().encode("orderer/coord/bundle/v2\0");
+/** Operations signed together at most (an audit path then has at most BUNDLE_DEPTH_MAX hashes). */
 export const BUNDLE_OPS_MAX = 64;
 export const BUNDLE_DEPTH_MAX = 6;
 const HASH_BYTES = 32;
@@ -227,12 +229,11 @@ export function resumeSigningBytes(sessionId: number, nonce: Uint8Array): Uint8A
   return new ByteWriter(64).raw(RESUME_DOMAIN).u64(sessionId).bytes(nonce).finish();
 }
 
-/** Where an operation sits in the bundle its signature covers. */
-export interface BundleProof {
-  readonly index: number;
-  /** Sibling hashes from the leaf up (BUNDLE_DEPTH_MAX at most, 32 bytes each). */
-  readonly path: readonly Uint8Array[];
-}
+/**
+ * Where an operation sits in the bundle its signature covers: an RFC 6962 audit path (index, size of
+ * the bundle, sibling hashes from the leaf up), the one the ledger's blocks use (ordering/block.ts).
+ */
+export type BundleProof = MerkleProof;
 
 export interface SignedOp {
   readonly payload: Uint8Array;
@@ -243,71 +244,24 @@ export interface SignedOp {
 
 export type HashFn = (data: Uint8Array) => Uint8Array;
 const nobleHash: HashFn = (d) => nobleSha256(d);
-const PAD_LEAF = Uint8Array.of(0x02);
 
-function leafHash(payload: Uint8Array, h: HashFn): Uint8Array {
-  const m = new Uint8Array(1 + payload.length);
-  m[0] = 0x00;
-  m.set(payload, 1);
-  return h(m);
-}
-
-function nodeHash(left: Uint8Array, right: Uint8Array, h: HashFn): Uint8Array {
-  const m = new Uint8Array(1 + 2 * HASH_BYTES);
-  m[0] = 0x01;
-  m.set(left, 1);
-  m.set(right, 1 + HASH_BYTES);
-  return h(m);
-}
-
-/** The root a client signs for `payloads` (2..BUNDLE_OPS_MAX of them) and each one's proof. */
+/** The root a client signs for `payloads` (1..BUNDLE_OPS_MAX of them) and each one's proof. */
 export function bundle(
   payloads: readonly Uint8Array[],
   h: HashFn = nobleHash,
 ): { root: Uint8Array; proofs: BundleProof[] } {
   if (payloads.length < 1 || payloads.length > BUNDLE_OPS_MAX)
     throw new RangeError(`a bundle holds 1 to ${BUNDLE_OPS_MAX} operations`);
-  let width = 1;
-  while (width < payloads.length) width *= 2;
-  const pad = h(PAD_LEAF);
-  let level = Array.from({ length: width }, (_, i) =>
-    i < payloads.length ? leafHash(payloads[i] as Uint8Array, h) : pad,
-  );
-  const paths: Uint8Array[][] = payloads.map(() => []);
-  for (let span = 1; level.length > 1; span *= 2) {
-    for (let i = 0; i < payloads.length; i++) {
-      const at = Math.floor(i / span);
-      (paths[i] as Uint8Array[]).push(level[at ^ 1] as Uint8Array);
-    }
-    const next: Uint8Array[] = [];
-    for (let i = 0; i < level.length; i += 2)
-      next.push(nodeHash(level[i] as Uint8Array, level[i + 1] as Uint8Array, h));
-    level = next;
-  }
-  return { root: level[0] as Uint8Array, proofs: paths.map((path, index) => ({ index, path })) };
+  const tree = merkleTree(payloads, h);
+  return { root: tree.root, proofs: tree.proofs() };
 }
 
 /** The message whose signature authenticates `so`: the operation alone, or the root of its bundle. */
 export function signedMessage(so: SignedOp, h: HashFn = nobleHash): Uint8Array | null {
   if (so.proof === undefined) return opSigningBytes(so.payload);
-  const { index, path } = so.proof;
-  if (
-    path.length > BUNDLE_DEPTH_MAX ||
-    !Number.isSafeInteger(index) ||
-    index < 0 ||
-    index >= 2 ** path.length
-  )
-    return null;
-  let node = leafHash(so.payload, h);
-  for (let d = 0; d < path.length; d++) {
-    const sib = path[d] as Uint8Array;
-    if (!(sib instanceof Uint8Array) || sib.length !== HASH_BYTES) return null;
-    node = (index >> d) & 1 ? nodeHash(sib, node, h) : nodeHash(node, sib, h);
-  }
-  const m = new Uint8Array(BUNDLE_DOMAIN.length + HASH_BYTES);
-  m.set(BUNDLE_DOMAIN);
-  m.set(node, BUNDLE_DOMAIN.length);
-  return m;
+  if (so.proof.size > BUNDLE_OPS_MAX || so.proof.path.length > BUNDLE_DEPTH_MAX) return null;
+  const root = rootFromProof(so.payload, so.proof, h);
+  return root === null ? null : bundleSigningBytes(root);
 }
 
 /** The bundle root's signing bytes (what a client signs for a bundle). */
@@ -331,7 +285,7 @@ export function verifySignedOp(
 
 /** Bytes a proof adds to an operation in an entry. */
 export function proofBytes(so: SignedOp): number {
-  return so.proof === undefined ? 0 : 4 + HASH_BYTES * so.proof.path.length;
+  return so.proof === undefined ? 0 : 4 + 4 + HASH_BYTES * so.proof.path.length;
 }
 
 export interface CoordEntry {
@@ -371,7 +325,7 @@ export function encodeEntry(e: CoordEntry): Uint8Array {
       continue;
     }
     if (o.proof.path.length > BUNDLE_DEPTH_MAX) throw new RangeError("a bundle proof is too deep");
-    w.u8(o.proof.path.length).u32(o.proof.index);
+    w.u8(o.proof.path.length).u32(o.proof.index).u32(o.proof.size);
     for (const p of o.proof.path) {
       if (p.length !== HASH_BYTES) throw new RangeError("a bundle proof hash is 32 bytes");
       w.raw(p);
@@ -396,8 +350,9 @@ export function decodeEntry(bytes: Uint8Array): CoordEntry {
     if (depth === NO_PROOF) return { payload, sig };
     if (depth > BUNDLE_DEPTH_MAX) throw new OpCodecError("BAD_VALUE", `bundle proof of depth ${depth}`);
     const index = r.u32();
+    const size = r.u32();
     const path = Array.from({ length: depth }, () => r.raw(HASH_BYTES));
-    return { payload, sig, proof: { index, path } };
+    return { payload, sig, proof: { index, size, path } };
   });
   if (r.left !== 0) throw new OpCodecError("TRAILING_BYTES", `${r.left} bytes after the entry`);
   return { proposer, clockMs, entrySeq, ops };

@@ -15,6 +15,7 @@ import type { ClientRequest } from "../bft/types.ts";
 import type { ZkCode } from "./errors.ts";
 import {
   BUNDLE_DEPTH_MAX,
+  BUNDLE_OPS_MAX,
   type BundleProof,
   COORD_MAGIC,
   decodeOp,
@@ -894,11 +895,17 @@ function opBytes(so: SignedOp): number {
   return so.payload.length + proofBytes(so);
 }
 
-/** A bundle proof from a message: { i: index, path: [base64 of 32 bytes, ...] }. */
+/** A bundle proof from a message: { i: index, n: bundle size, path: [base64 of 32 bytes, ...] }. */
 function bundleProof(v: unknown): BundleProof {
-  const p = v as { i?: unknown; path?: unknown };
-  if (typeof p !== "object" || p === null || !Array.isArray(p.path) || !Number.isSafeInteger(p.i))
-    throw new Error("proof is { i, path }");
+  const p = v as { i?: unknown; n?: unknown; path?: unknown };
+  if (
+    typeof p !== "object" ||
+    p === null ||
+    !Array.isArray(p.path) ||
+    !Number.isSafeInteger(p.i) ||
+    !Number.isSafeInteger(p.n)
+  )
+    throw new Error("proof is { i, n, path }");
   if (p.path.length > BUNDLE_DEPTH_MAX)
     throw new Error(`a bundle proof has at most ${BUNDLE_DEPTH_MAX} hashes`);
   const path = p.path.map((h) => {
@@ -908,8 +915,10 @@ function bundleProof(v: unknown): BundleProof {
     return b;
   });
   const index = p.i as number;
-  if (index < 0 || index >= 2 ** path.length) throw new Error("proof index out of range");
-  return { index, path };
+  const size = p.n as number;
+  if (size < 1 || size > BUNDLE_OPS_MAX) throw new Error(`a bundle holds 1 to ${BUNDLE_OPS_MAX} operations`);
+  if (index < 0 || index >= size) throw new Error("proof index out of range");
+  return { index, size, path };
 }
 
 function b64(s: string, field: string): Uint8Array {

@@ -190,21 +190,34 @@ function pathOf(lv: Uint8Array[][], index: number, size: number): MerkleProof {
   return { index, size, path };
 }
 
-/** RFC 9162 §2.1.3.2: recomputes the root from a leaf and its audit path. */
+/** RFC 9162 §2.1.3.2: whether a leaf and its audit path lead to `root`. */
 export function verifyMerkleProof(
   entry: Uint8Array,
   proof: MerkleProof,
   root: Uint8Array,
   hash: HashFn = nobleHash,
 ): boolean {
+  const r = rootFromProof(entry, proof, hash);
+  return r !== null && bytesEq(r, root);
+}
+
+/**
+ * RFC 9162 §2.1.3.2: the root a leaf and its audit path lead to, or null when the path does not fit
+ * the tree its size describes (too short, too long, an index outside it, hashes not 32 bytes).
+ */
+export function rootFromProof(
+  entry: Uint8Array,
+  proof: MerkleProof,
+  hash: HashFn = nobleHash,
+): Uint8Array | null {
   const { index, size, path } = proof;
-  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) return false;
-  if (!Array.isArray(path) || path.length > 64) return false;
+  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) return null;
+  if (!Array.isArray(path) || path.length > 64) return null;
   let fn = index;
   let sn = size - 1;
   let r = leafHash(entry, hash);
   for (const p of path) {
-    if (!(p instanceof Uint8Array) || p.length !== HASH_BYTES || sn === 0) return false;
+    if (!(p instanceof Uint8Array) || p.length !== HASH_BYTES || sn === 0) return null;
     if (fn % 2 === 1 || fn === sn) {
       r = nodeHash(p, r, hash);
       if (fn % 2 === 0) {
@@ -219,7 +232,7 @@ export function verifyMerkleProof(
     fn = Math.floor(fn / 2);
     sn = Math.floor(sn / 2);
   }
-  return sn === 0 && bytesEq(r, root);
+  return sn === 0 ? r : null;
 }
 
 export function headerHash(h: BlockHeader, hash: HashFn = nobleHash): Uint8Array {

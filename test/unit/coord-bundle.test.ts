@@ -7,6 +7,7 @@ import { describe, it } from "node:test";
 import type { ClientRequest } from "../../src/bft/index.ts";
 import {
   BUNDLE_OPS_MAX,
+  type BundleProof,
   bundle,
   COORD_MAGIC,
   COORD_MAGIC_V2,
@@ -22,6 +23,7 @@ import {
 import { CoordService } from "../../src/coord/service.ts";
 import { ZTree } from "../../src/coord/tree.ts";
 import { cachingVerifier, sha256, signEd25519, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
+import { merkleRoot, verifyMerkleProof } from "../../src/ordering/block.ts";
 import { create, TestSession } from "../util/coord-harness.ts";
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
@@ -49,24 +51,49 @@ describe("bundle proofs", () => {
     );
   });
 
-  it("refuses proofs that are too deep, point past their width or carry hashes of the wrong size", () => {
-    const so = (index: number, path: Uint8Array[]): SignedOp => ({
+  it("is the ledger's RFC 6962 tree: the root of a bundle is the Merkle root of a block of its payloads", () => {
+    for (const k of [1, 2, 3, 5, 6, 7, 33, BUNDLE_OPS_MAX]) {
+      const payloads = Array.from({ length: k }, (_, i) => Uint8Array.of(i, k, 7));
+      const { root, proofs } = bundle(payloads);
+      assert.deepEqual(root, merkleRoot(payloads), `root of ${k}`);
+      for (let i = 0; i < k; i++) {
+        assert.equal(proofs[i]?.size, k, `size in proof ${i} of ${k}`);
+        assert.ok(
+          verifyMerkleProof(payloads[i] as Uint8Array, proofs[i] as BundleProof, root),
+          `proof ${i} of ${k}`,
+        );
+      }
+    }
+  });
+
+  it("refuses proofs that are too deep, point past their bundle, misstate its size or carry bad hashes", () => {
+    const so = (index: number, path: Uint8Array[], size = 2 ** path.length): SignedOp => ({
       payload: Uint8Array.of(1),
       sig: new Uint8Array(64),
-      proof: { index, path },
+      proof: { index, size, path },
     });
+    const hashes = (n: number) => Array.from({ length: n }, () => new Uint8Array(32));
+    assert.notEqual(signedMessage(so(0, hashes(6))), null, "a well-formed proof of a full bundle folds");
+    assert.equal(signedMessage(so(0, hashes(7))), null, "deeper than any bundle");
+    assert.equal(signedMessage(so(0, hashes(7), 100)), null, "a bundle larger than BUNDLE_OPS_MAX");
+    assert.equal(signedMessage(so(2, hashes(1))), null, "index past the size");
+    assert.equal(signedMessage(so(-1, hashes(1))), null, "negative index");
+    assert.equal(signedMessage(so(0, [new Uint8Array(31)])), null, "a 31-byte hash");
+    assert.equal(signedMessage(so(0, hashes(3), 3)), null, "a path too long for the size");
+    assert.equal(signedMessage(so(0, hashes(1), 3)), null, "a path too short for the size");
+    // The last of 3 has a path of one hash (its subtree is carried up): folding it as a bundle of 4
+    // (two hashes) or of 2 (index out of range) fails.
+    const payloads = [Uint8Array.of(1), Uint8Array.of(2), Uint8Array.of(3)];
+    const { root, proofs } = bundle(payloads);
+    const last = proofs[2] as BundleProof;
+    assert.equal(last.path.length, 1);
+    const m = signedMessage({ payload: Uint8Array.of(3), sig: new Uint8Array(64), proof: last });
+    assert.deepEqual(m?.subarray(-32), root);
     assert.equal(
-      signedMessage(
-        so(
-          0,
-          Array.from({ length: 7 }, () => new Uint8Array(32)),
-        ),
-      ),
+      signedMessage({ payload: Uint8Array.of(3), sig: new Uint8Array(64), proof: { ...last, size: 4 } }),
       null,
+      "the same path claimed for a bundle of 4",
     );
-    assert.equal(signedMessage(so(2, [new Uint8Array(32)])), null);
-    assert.equal(signedMessage(so(-1, [new Uint8Array(32)])), null);
-    assert.equal(signedMessage(so(0, [new Uint8Array(31)])), null);
   });
 });
 
@@ -163,7 +190,7 @@ describe("bundled writes through two replicas", () => {
         id,
         op: b64(o.payload),
         sig: b64(o.sig),
-        proof: { i: o.proof?.index, path: o.proof?.path.map(b64) },
+        proof: { i: o.proof?.index, n: o.proof?.size, path: o.proof?.path.map(b64) },
       });
     const before = { entry: entry.curve(), other: other.curve() };
     // A forged copy of the first (another path under the bundle's signature and proof) is refused at intake.

@@ -404,10 +404,10 @@ describe("retransmissions, ordering and forgeries", () => {
     // Altered: another payload under the bundle's signature and a's proof.
     const altered = { ...a, payload: s.sign(s.id, 1, create("/evil")).payload };
     // Forged: a proof that points at another index, and one with a bent sibling hash.
-    const wrongIndex = { ...a, proof: { index: 1, path: a.proof?.path ?? [] } };
+    const wrongIndex = { ...a, proof: { index: 1, size: 2, path: a.proof?.path ?? [] } };
     const bentPath = {
       ...a,
-      proof: { index: 0, path: (a.proof?.path ?? []).map((p) => p.map((x, i) => (i ? x : x ^ 1))) },
+      proof: { index: 0, size: 2, path: (a.proof?.path ?? []).map((p) => p.map((x, i) => (i ? x : x ^ 1))) },
     };
     // Moved: the same operation, its session id rewritten to another session's.
     const moved = { ...a, payload: other.sign(other.id, 1, create("/x1")).payload };
