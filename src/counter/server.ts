@@ -27,6 +27,7 @@ import { MessageChannel, type MessagePort, type Worker } from "node:worker_threa
 import type { CounterValue } from "../bft/trusted.ts";
 import { ed25519PublicKeyOf, verifyEd25519 } from "../crypto/node-crypto.ts";
 import { type Logger, silentLogger } from "../node/log.ts";
+import { moduleBeside } from "../util/modules.ts";
 import { startWorker } from "../util/worker.ts";
 import type { CertifyThreadData, ControlMessage, ThreadMessage } from "./certify-thread.ts";
 import { CounterLinkError, CounterStoreError } from "./errors.ts";
@@ -131,7 +132,7 @@ export class CounterServer {
         repPath: paths.rep,
         port: port2,
       };
-      thread = startWorker(new URL("./certify-thread.ts", import.meta.url), {
+      thread = startWorker(moduleBeside(import.meta.url, "./certify-thread"), {
         workerData: data,
         transferList: [port2],
       });

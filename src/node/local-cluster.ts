@@ -7,8 +7,9 @@ import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Mode } from "../../src/bft/types.ts";
-import { ed25519PublicKeyOf } from "../../src/crypto/node-crypto.ts";
+import type { Mode } from "../bft/types.ts";
+import { ed25519PublicKeyOf } from "../crypto/node-crypto.ts";
+import { loaderFlags, moduleBeside } from "../util/modules.ts";
 import {
   type BatchConfig,
   type ClusterConfig,
@@ -16,7 +17,7 @@ import {
   DEFAULT_BATCH,
   type NodeConfig,
   type TransportKind,
-} from "../../src/node/config.ts";
+} from "./config.ts";
 import type { NodeEvent } from "./orderer-node.ts";
 import { freePorts } from "./ports.ts";
 
@@ -81,10 +82,9 @@ export async function localCluster(
 }
 
 const EVENTS_KEPT = 1000;
-const TSX = import.meta.resolve("tsx");
-/** The entry script of a node process (node-process.ts). */
-export const NODE_SCRIPT = fileURLToPath(new URL("./node-process.ts", import.meta.url));
-const COUNTER_SCRIPT = fileURLToPath(new URL("../counter/counter-process.ts", import.meta.url));
+/** The entry script of a node process (node-process.ts, or its build in dist/). */
+export const NODE_SCRIPT = fileURLToPath(moduleBeside(import.meta.url, "./node-process"));
+const COUNTER_SCRIPT = fileURLToPath(moduleBeside(import.meta.url, "../counter/counter-process"));
 
 /** A hybrid replica's trusted counter in its own process (as `orderer counter` runs it). */
 /** perf(1) can name JavaScript frames (on-CPU profiles: perf record -e cpu-clock -p <pid>). */
@@ -108,7 +108,7 @@ export class CounterProcess {
     if (this.running) return;
     const out = typeof this.stdio === "object" ? openSync(this.stdio.logFile, "a") : this.stdio;
     const proc = fork(COUNTER_SCRIPT, [], {
-      execArgv: ["--import", TSX, ...perfMapFlags()],
+      execArgv: [...loaderFlags(COUNTER_SCRIPT), ...perfMapFlags()],
       env: { ...process.env, ORDERER_COUNTER: JSON.stringify(this.config) },
       stdio: ["ignore", out, out, "ipc"],
     });
@@ -202,10 +202,10 @@ export class NodeProcess {
 
   private async startNode(): Promise<void> {
     const out = typeof this.stdio === "object" ? openSync(this.stdio.logFile, "a") : this.stdio;
-    const proc = fork(this.variant?.script ?? NODE_SCRIPT, [], {
+    const script = this.variant?.script ?? NODE_SCRIPT;
+    const proc = fork(script, [], {
       execArgv: [
-        "--import",
-        TSX, // resolved from here: the child may run in any working directory
+        ...loaderFlags(script),
         ...(process.env.ORDERER_CPU_PROF
           ? ["--cpu-prof", `--cpu-prof-dir=${process.env.ORDERER_CPU_PROF}`]
           : []),

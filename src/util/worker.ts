@@ -1,6 +1,7 @@
-// Starts a worker thread from a module of ours. Node 20 does not carry a loader registered at run time
-// (bin/orderer.mjs registers tsx) into worker threads, so a TypeScript module is started through a
-// small bootstrap that registers tsx in the thread first; a JavaScript module starts as it is.
+// Starts a worker thread from a module of ours (util/modules.ts moduleBeside). The build in dist/ starts
+// its JavaScript module as it is. Running the sources (tests, benches), Node 20 does not carry the tsx
+// loader into worker threads, so a TypeScript module is started through a small bootstrap that
+// registers tsx in the thread first.
 
 import { Worker, type WorkerOptions } from "node:worker_threads";
 

@@ -134,6 +134,19 @@ describe("orderer dev", () => {
       assert.match(out, /is up/, "the dev cluster started");
       children = childrenOf(dev.pid as number);
       assert.equal(children.length, 6, `3 replicas and 3 counters (${children.join(" ")})`);
+      // The command and what it starts run the build in dist/ with plain Node: no TypeScript loader.
+      for (const pid of children) {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8")
+          .split("\0")
+          .filter((a) => a !== "");
+        const script = argv.find((a) => a.endsWith(".js") || a.endsWith(".ts")) ?? "";
+        assert.match(
+          script,
+          /\/dist\/(node\/node-process|counter\/counter-process)\.js$/,
+          `child ${argv.join(" ")}`,
+        );
+        assert.ok(!argv.some((a) => /tsx|--import|--loader/.test(a)), `no loader in ${argv.join(" ")}`);
+      }
       dev.kill("SIGKILL");
       for (let t = 0; t < 200 && children.some(alive); t++) await sleep(100);
       assert.deepEqual(children.filter(alive), [], "every child stopped within 20 s of its parent's death");
