@@ -1,6 +1,6 @@
 // Latency breakdown of the write path: one transaction at a time through a real cluster (replica
 // processes, libp2p, LevelDB with fsync, the trusted counter processes in hybrid mode), with every
-// replica marking when the transaction or its batch passes each stage (src/node/trace.ts, on with
+// replica marking when the transaction or its batch passes each stage (src/util/trace.ts, on with
 // ORDERER_TRACE=1). Prints the median and p90 time spent in each stage, for a transaction submitted to
 // the leader and one submitted to a follower, medians over the runs.
 //
@@ -9,7 +9,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
 import type { Mode } from "../src/bft/types.ts";
-import { monotonicUs, type TraceMark } from "../src/node/trace.ts";
+import { monotonicUs, type TraceMark } from "../src/util/trace.ts";
 import { startOrdering } from "./ordering-load.ts";
 import { publish } from "./results.ts";
 import { median, numArg, pct } from "./stats.ts";

@@ -8,7 +8,7 @@
 
 import { deserialize, serialize } from "node:v8";
 import type { Level } from "level";
-import type { RawOp } from "../node/level-store.ts";
+import type { RawOp } from "../storage/level-store.ts";
 import type { OpResult, Session, TreeChanges, TreeMeta, ZNode, ZTree } from "./tree.ts";
 
 const NODE = "z/";

@@ -6,8 +6,8 @@
 
 import { CounterError } from "../bft/errors.ts";
 import { type CounterCert, type CounterValue, type TrustedCounter, ZERO_VALUE } from "../bft/trusted.ts";
-import type { CounterConfig } from "../node/config.ts";
 import { Certifier } from "./certifier.ts";
+import type { CounterConfig } from "./config.ts";
 import { CounterLinkError } from "./errors.ts";
 import { decodeReply, encodeRequest, OP_CONTINUING, OP_INDEPENDENT } from "./protocol.ts";
 import { CounterStore } from "./store.ts";

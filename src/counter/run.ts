@@ -3,8 +3,8 @@
 import { execFileSync } from "node:child_process";
 import { chownSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { type CounterConfig, validateCounter } from "../node/config.ts";
-import { createLogger } from "../node/log.ts";
+import { createLogger } from "../util/log.ts";
+import { type CounterConfig, validateCounter } from "./config.ts";
 import { CounterStoreError } from "./errors.ts";
 import { CounterServer } from "./server.ts";
 import { CounterStore } from "./store.ts";

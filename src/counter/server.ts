@@ -26,7 +26,7 @@ import { join } from "node:path";
 import { MessageChannel, type MessagePort, type Worker } from "node:worker_threads";
 import type { CounterValue } from "../bft/trusted.ts";
 import { ed25519PublicKeyOf, verifyEd25519 } from "../crypto/node-crypto.ts";
-import { type Logger, silentLogger } from "../node/log.ts";
+import { type Logger, silentLogger } from "../util/log.ts";
 import { moduleBeside } from "../util/modules.ts";
 import { startWorker } from "../util/worker.ts";
 import type { CertifyThreadData, ControlMessage, ThreadMessage } from "./certify-thread.ts";

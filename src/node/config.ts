@@ -1,11 +1,15 @@
 // Cluster and node configuration: shapes, defaults, validation (a bad field is named), and the mapping
 // of Fabric's batch settings onto the core's limits.
 
-import { ConfigError } from "../bft/errors.ts";
 import { quorums } from "../bft/quorum.ts";
 import type { Limits, Mode } from "../bft/types.ts";
 import type { TreeConfig } from "../coord/tree.ts";
+import { configFail, isHex, socketPathOk } from "../counter/config.ts";
 import { TX_BATCH_OVERHEAD_BYTES } from "../ordering/tx-batch.ts";
+import { LOG_LEVELS, type LogLevel } from "../util/log.ts";
+
+export { type CounterConfig, validateCounter } from "../counter/config.ts";
+export { LOG_LEVELS, type LogLevel };
 
 /** Fabric's BatchSize / BatchTimeout. */
 export interface BatchConfig {
@@ -99,17 +103,10 @@ export interface NodeConfig {
   readonly p2pListen?: string;
 }
 
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-const fail = (field: string, why: string): never => {
-  throw new ConfigError("BAD_CONFIG", `${field}: ${why}`);
-};
+const fail = configFail;
 const posInt = (v: unknown, field: string) => {
   if (!Number.isSafeInteger(v) || (v as number) <= 0) fail(field, "must be a positive integer");
 };
-const isHex = (v: unknown, bytes: number) =>
-  typeof v === "string" && new RegExp(`^[0-9a-f]{${2 * bytes}}$`).test(v);
 
 export function validateCluster(c: ClusterConfig): void {
   if (!c || typeof c !== "object") fail("cluster", "must be an object");
@@ -217,45 +214,6 @@ export function validateNode(node: NodeConfig, cluster: ClusterConfig): void {
     (typeof node.limits !== "object" || node.limits === null || Array.isArray(node.limits))
   )
     fail("limits", "must be an object of core limits");
-}
-
-const socketPathOk = (p: unknown): boolean => typeof p === "string" && p.startsWith("/") && p.length <= 100;
-
-/**
- * A trusted counter process's settings (`orderer counter --config counter-<i>.jsonc`). Its seed is the
- * counter's signing key: keep this file readable by the counter's user only, never by the replica's.
- */
-export interface CounterConfig {
-  /** The replica (and subsystem) id. */
-  readonly id: number;
-  /** The counter's ed25519 private seed, hex; its public key is replicas[id].counterPublicKey. */
-  readonly seed: string;
-  /** The only replica allowed to use this counter: replicas[id].publicKey. */
-  readonly replicaPublicKey: string;
-  /** Where the counter listens (absolute UNIX socket path); node-<id>.jsonc's counterSocket. */
-  readonly socket: string;
-  /** Where the counter keeps its values (never the replica's dataDir). */
-  readonly dataDir: string;
-  /**
-   * Started as root: the Unix user to run as (its own, not the replica's). The counter reads this file,
-   * hands dataDir to that user, and drops root before it opens anything else.
-   */
-  readonly user?: string;
-  readonly logLevel?: LogLevel;
-}
-
-export function validateCounter(c: CounterConfig): void {
-  if (!c || typeof c !== "object") fail("counter", "must be an object");
-  if (!Number.isInteger(c.id) || c.id < 0) fail("id", "must be an integer >= 0");
-  if (!isHex(c.seed, 32)) fail("seed", "must be 64 hex digits");
-  if (!isHex(c.replicaPublicKey, 32)) fail("replicaPublicKey", "must be 64 hex digits");
-  if (!socketPathOk(c.socket))
-    fail("socket", "must be an absolute UNIX socket path of at most 100 characters");
-  if (typeof c.dataDir !== "string" || c.dataDir.length === 0) fail("dataDir", "must be a path");
-  if (c.user !== undefined && (typeof c.user !== "string" || !/^[a-z_][a-z0-9_-]{0,31}$/.test(c.user)))
-    fail("user", "must be a Unix user name");
-  if (c.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(c.logLevel))
-    fail("logLevel", `must be one of ${LOG_LEVELS.join(", ")}`);
 }
 
 /** The core limits a cluster's batch settings imply (Fabric's names → the leader's batching). */

@@ -14,10 +14,10 @@ import type {
   ReplicaEvent,
   ReplicaId,
 } from "../bft/types.ts";
+import type { LevelStore, RawOp } from "../storage/level-store.ts";
 import { decodeMessage, encodeMessage } from "../transport/codec.ts";
 import type { Transport } from "../transport/transport.ts";
-import type { LevelStore, RawOp } from "./level-store.ts";
-import type { StageTrace } from "./trace.ts";
+import type { StageTrace } from "../util/trace.ts";
 
 /** An application fed by the total order (the ledger), driven in lockstep with the core's Readys. */
 export interface HostApp<B = unknown> {

@@ -4,9 +4,9 @@
 // cleanly (exit 0).
 
 import { InProcessCounter } from "../counter/in-process.ts";
-import { createLogger } from "./log.ts";
+import { createLogger } from "../util/log.ts";
+import { StageTrace } from "../util/trace.ts";
 import { OrdererNode } from "./orderer-node.ts";
-import { StageTrace } from "./trace.ts";
 
 const send = (m: unknown) => process.send?.(m);
 /** Events worth a message to the parent (not the per-message or per-checkpoint ones). */

@@ -33,6 +33,9 @@ import type { Transport } from "../transport/transport.ts";
 import "../util/polyfill.ts";
 import { ConfigError } from "../bft/errors.ts";
 import { RemoteCounter } from "../counter/client.ts";
+import { LevelStore, writeBatch } from "../storage/level-store.ts";
+import { type Logger, silentLogger } from "../util/log.ts";
+import type { StageTrace } from "../util/trace.ts";
 import { ApiServer } from "./api-server.ts";
 import {
   batchLimits,
@@ -46,11 +49,8 @@ import {
   validateNode,
 } from "./config.ts";
 import { type HostApp, ReplicaHost } from "./host.ts";
-import { LevelStore, writeBatch } from "./level-store.ts";
-import { type Logger, silentLogger } from "./log.ts";
 import { checkMemoryBudget } from "./memory.ts";
 import { healthOf, type MetricsSource, NodeMetrics, viewChangeStuckMs } from "./metrics.ts";
-import type { StageTrace } from "./trace.ts";
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
 

@@ -13,7 +13,7 @@
 import type { Digests } from "../bft/digests.ts";
 import { RequestError } from "../bft/errors.ts";
 import type { ClientRequest } from "../bft/types.ts";
-import type { StageTrace } from "../node/trace.ts";
+import type { StageTrace } from "../util/trace.ts";
 import { type CertSig, type HashFn, type MerkleProof, toHexStr, txId } from "./block.ts";
 import { ApiError } from "./errors.ts";
 import type { CertifiedBlock, Ledger } from "./ledger.ts";

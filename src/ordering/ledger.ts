@@ -11,7 +11,7 @@
 import { deserialize, serialize } from "node:v8";
 import type { Level } from "level";
 import type { CommittedBatch } from "../bft/types.ts";
-import { type RawOp, writeBatch } from "../node/level-store.ts";
+import { type RawOp, writeBatch } from "../storage/level-store.ts";
 import {
   type Block,
   bytesEq,

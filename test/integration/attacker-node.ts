@@ -15,13 +15,13 @@ import { type CounterCert, certBytes } from "../../src/bft/trusted.ts";
 import { RemoteCounter } from "../../src/counter/client.ts";
 import { nodeCrypto, signEd25519 } from "../../src/crypto/node-crypto.ts";
 import { gatewayClientId } from "../../src/node/config.ts";
-import { createLogger } from "../../src/node/log.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
 import { signedRequest } from "../../src/ordering/gateway.ts";
 import { APP_FRAME_TAG } from "../../src/ordering/ledger.ts";
 import { encodeTxBatch } from "../../src/ordering/tx-batch.ts";
 import { decodeMessage, encodeMessage } from "../../src/transport/codec.ts";
 import type { Transport } from "../../src/transport/transport.ts";
+import { createLogger } from "../../src/util/log.ts";
 
 const VICTIM = 2;
 const hex = (s: string) => Uint8Array.from(Buffer.from(s, "hex"));

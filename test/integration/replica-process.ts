@@ -11,7 +11,7 @@ import { trustedSubsystem, UsigChecker } from "../../src/bft/trusted.ts";
 import { RemoteCounter } from "../../src/counter/client.ts";
 import { ed25519ReplicaAuthenticator, nodeCrypto } from "../../src/crypto/node-crypto.ts";
 import { ReplicaHost } from "../../src/node/host.ts";
-import { LevelStore } from "../../src/node/level-store.ts";
+import { LevelStore } from "../../src/storage/level-store.ts";
 import { Libp2pTransport } from "../../src/transport/libp2p.ts";
 import { RdmaTransport } from "../../src/transport/rdma.ts";
 

@@ -8,7 +8,7 @@ import type { ReplicaCore } from "../../src/bft/replica.ts";
 import type { CounterCert } from "../../src/bft/trusted.ts";
 import type { HCommit, Message, PersistOp, Ready } from "../../src/bft/types.ts";
 import { QUIET_TICKS, ReplicaHost } from "../../src/node/host.ts";
-import type { LevelStore } from "../../src/node/level-store.ts";
+import type { LevelStore } from "../../src/storage/level-store.ts";
 import { decodeMessage, encodeMessage } from "../../src/transport/codec.ts";
 import type { FrameHandler, Transport } from "../../src/transport/transport.ts";
 

@@ -10,8 +10,8 @@ import { describe, it } from "node:test";
 import { Level } from "level";
 import type { CommittedBatch } from "../../src/bft/types.ts";
 import { generateEd25519KeyPair, sha256, signEd25519, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
-import { writeBatch } from "../../src/node/level-store.ts";
 import { Ledger, SYNC_LOOKUP_MAX } from "../../src/ordering/ledger.ts";
+import { writeBatch } from "../../src/storage/level-store.ts";
 
 const key = generateEd25519KeyPair();
 

@@ -11,9 +11,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Level } from "level";
 import type { CommittedBatch } from "../../src/bft/types.ts";
 import { generateEd25519KeyPair, sha256, signEd25519, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
-import { writeBatch } from "../../src/node/level-store.ts";
 import { headerHash, type VerifyFn } from "../../src/ordering/block.ts";
 import { APP_FRAME_TAG, DEFER_MS, Ledger } from "../../src/ordering/ledger.ts";
+import { writeBatch } from "../../src/storage/level-store.ts";
 
 const keys = [0, 1, 2].map(() => generateEd25519KeyPair());
 

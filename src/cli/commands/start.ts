@@ -1,6 +1,6 @@
 import { Command } from "commander";
-import { createLogger } from "../../node/log.ts";
 import { OrdererNode } from "../../node/orderer-node.ts";
+import { createLogger } from "../../util/log.ts";
 import { envOverrides, isLogLevel, loadNodeConfig } from "../config-files.ts";
 import { CliError } from "../errors.ts";
 import { intArg } from "../output.ts";

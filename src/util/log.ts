@@ -2,9 +2,11 @@
 //   {"level":40,"time":…,"replica":1,"view":3,"reason":"request-timeout","msg":"view change started"}
 
 import { type DestinationStream, type Logger, pino } from "pino";
-import type { LogLevel } from "./config.ts";
 
 export type { Logger };
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** A logger writing JSON lines to `destination` (default stdout). */
 export function createLogger(
