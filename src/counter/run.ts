@@ -3,6 +3,7 @@
 import { execFileSync } from "node:child_process";
 import { chownSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
 import { createLogger } from "../util/log.ts";
 import { type CounterConfig, validateCounter } from "./config.ts";
 import { CounterStoreError } from "./errors.ts";
@@ -11,11 +12,22 @@ import { CounterStore } from "./store.ts";
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
 
+/**
+ * V8 optimises a function once it has run "enough" (its interrupt budget, about 132 KB of bytecode
+ * by default); a counter certifies once per batch, a few hundred times a second at most, so its code
+ * stayed in the baseline tier for most of a run. With this budget it is optimised within the first few
+ * hundred certificates. Measured (coordination creates one at a time, the certifying thread's time per
+ * certificate in situ, medians of three replicas, interleaved fresh clusters): default 380–520 µs,
+ * with it 290–340 µs. Set for this process before the certifying thread starts (counter processes only).
+ */
+export const COUNTER_V8_FLAGS = "--interrupt-budget=4000";
+
 /** Runs the counter until SIGTERM/SIGINT; resolves once it has closed. */
 export async function runCounter(c: CounterConfig, onReady?: () => void): Promise<void> {
   validateCounter(c);
   const logger = createLogger(c.logLevel ?? "info", { counter: c.id });
   if (c.user !== undefined) dropPrivileges(c.user, c.dataDir);
+  setFlagsFromString(COUNTER_V8_FLAGS);
   const srv = await CounterServer.start({
     id: c.id,
     seed: hex(c.seed),
