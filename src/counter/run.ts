@@ -17,7 +17,7 @@ const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
  * by default); a counter certifies once per batch, a few hundred times a second at most, so its code
  * stayed in the baseline tier for most of a run. With this budget it is optimised within the first few
  * hundred certificates. Measured (coordination creates one at a time, the certifying thread's time per
- * certificate in situ, medians of three replicas, interleaved fresh clusters): default 380–520 µs,
+ * certificate in situ, medians of three replicas, interleaved fresh clusters): default 370–530 µs,
  * with it 290–340 µs. Set for this process before the certifying thread starts (counter processes only).
  */
 export const COUNTER_V8_FLAGS = "--interrupt-budget=4000";
