@@ -537,4 +537,4 @@ function opened(ws: WebSocketLike): Promise<void> {
   });
 }
 
-export { bytesEq, headerHash, toHexStr };
+export { bytesEq, fromHexStr, headerHash, toHexStr };

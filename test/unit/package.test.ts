@@ -1,5 +1,5 @@
-// What the package offers users: its exports (orderer/client, orderer/coord-client) are built from
-// modules of src/, and those clients bundle for the browser with no Node built-in.
+// What the package offers users: its exports (orderer/client, orderer/coord-client, orderer/recipes)
+// are built from modules of src/, and each bundles for the browser with no Node built-in.
 
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
@@ -26,7 +26,7 @@ describe("the package", () => {
     const clients = Object.entries(pkg.exports).filter(([k]) => k !== "./package.json");
     assert.deepEqual(
       clients.map(([k]) => k),
-      ["./client", "./coord-client"],
+      ["./client", "./coord-client", "./recipes"],
     );
     for (const [name, target] of clients) {
       assert.equal(typeof target, "object", `${name} names its types and its module`);
