@@ -5,6 +5,7 @@ import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ReplicaId } from "../../src/bft/types.ts";
 import type { Transport, TransportLimits } from "../../src/transport/transport.ts";
+import { waitFor } from "../util/wait.ts";
 
 export interface TransportFactory {
   /** A fresh transport for replica `id` of an n-replica cluster (not started). */
@@ -30,14 +31,6 @@ const frameOf = (k: number, size = 8) => {
 };
 const numberOf = (f: Uint8Array) => new DataView(f.buffer, f.byteOffset, f.byteLength).getUint32(0);
 
-async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
 /** Handles that keep the process alive (a pending setImmediate is not one: it runs once and is gone). */
 function activeHandles(): string[] {
   return process
@@ -58,7 +51,7 @@ export function transportCompliance(name: string, makeFactory: MakeFactory): voi
         for (let k = burst * 200; k < (burst + 1) * 200; k++) assert.equal(a.send(1, frameOf(k)), "queued");
         for (let k = burst * 50; k < (burst + 1) * 50; k++)
           assert.equal(c.send(1, frameOf(100_000 + k)), "queued");
-        await until(() => got.length === (burst + 1) * 250, `burst ${burst}`);
+        await waitFor(`burst ${burst}`, () => got.length === (burst + 1) * 250, { intervalMs: 5 });
       }
       const fromA = got.filter(([f]) => f === 0).map(([, k]) => k);
       const fromC = got.filter(([f]) => f === 2).map(([, k]) => k);
@@ -81,7 +74,7 @@ export function transportCompliance(name: string, makeFactory: MakeFactory): voi
       assert.equal(a.send(1, max), "queued");
       assert.equal(a.send(1, new Uint8Array(COMPLIANCE_LIMITS.frameMaxBytes + 1)), "refused-oversized");
       assert.equal(a.send(1, frameOf(7)), "queued");
-      await until(() => got.length === 2, "two frames");
+      await waitFor("two frames", () => got.length === 2, { intervalMs: 5 });
       assert.deepEqual(got[0], max);
       assert.equal(numberOf(got[1] as Uint8Array), 7);
       assert.equal(a.stats().get(1)?.refusedOversized, 1);
@@ -115,14 +108,14 @@ export function transportCompliance(name: string, makeFactory: MakeFactory): voi
       b.onFrame((_f, fr) => got.push(numberOf(fr)));
       await Promise.all([a.start(), b.start()]);
       a.send(1, frameOf(1));
-      await until(() => got.length === 1, "first frame");
+      await waitFor("first frame", () => got.length === 1, { intervalMs: 5 });
       await b.stop();
       assert.equal(a.send(1, frameOf(2)), "queued", "frames for a restarting peer are queued");
       b = fx.make(1);
       b.onFrame((_f, fr) => got.push(numberOf(fr)));
       await b.start();
       a.send(1, frameOf(3));
-      await until(() => got.includes(3), "frame after restart");
+      await waitFor("frame after restart", () => got.includes(3), { intervalMs: 5 });
       assert.ok(
         got.includes(2) || got.length >= 2,
         "the frame queued during the restart is delivered (or counted dropped)",

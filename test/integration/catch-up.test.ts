@@ -9,7 +9,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { CoordClient } from "../../src/coord/client.ts";
 import { CreateMode } from "../../src/coord/ops.ts";
 import type { Stat } from "../../src/coord/tree.ts";
@@ -20,6 +19,7 @@ import { ChainVerifier, headerHash, toHexStr } from "../../src/ordering/block.ts
 import { OrderingClient } from "../../src/ordering/client.ts";
 import { nodeSigner } from "../util/coord-cluster.ts";
 import { submitWhenReady } from "../util/ordering.ts";
+import { waitForValue } from "../util/wait.ts";
 
 const LAGGARD = 2;
 const LIMITS = {
@@ -32,21 +32,6 @@ const LIMITS = {
   retainBatches: 8,
   stateChunkBatches: 8,
 };
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
-}
 
 /** Every znode under `root` with its data and stat, as read by `c` (after a sync). */
 async function dump(c: CoordClient, root: string): Promise<Map<string, { data: string; stat: Stat }>> {
@@ -128,8 +113,10 @@ describe("a replica far behind catches up through a snapshot (3 hybrid processes
     await Promise.all([procs[0]?.stop(), procs[1]?.stop()]);
     await Promise.all([procs[0]?.start(), procs[1]?.start()]);
     await warmUp(url0);
-    const writer2 = await until("a session after the restart", () =>
-      connect([url0, lc.urls[1] as string], 15_000),
+    const writer2 = await waitForValue(
+      "a session after the restart",
+      () => connect([url0, lc.urls[1] as string], 15_000),
+      { timeoutMs: 60_000, intervalMs: 100 },
     );
     for (let i = 0; i < 5; i++) await writer2.create(`/app/late${i}`, `after the peers restarted ${i}`);
     const moved = (await orderingClient.chain(url0)).height;
@@ -138,14 +125,20 @@ describe("a replica far behind catches up through a snapshot (3 hybrid processes
     // Back up: it must be offered a snapshot (state transfer of batches is impossible) and fetch blocks.
     await procs[LAGGARD]?.start();
     const target = (await orderingClient.chain(url0)).height;
-    await until("the laggard's chain to reach its peers'", async () => {
-      const c = await orderingClient.chain(urlLag);
-      return c.height >= target ? c : undefined;
-    });
+    await waitForValue(
+      "the laggard's chain to reach its peers'",
+      async () => {
+        const c = await orderingClient.chain(urlLag);
+        return c.height >= target ? c : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 100 },
+    );
     const events = procs[LAGGARD]?.events ?? [];
     // The chain can reach the target with fetched blocks before the core installs the snapshot.
-    await until("the laggard's core to jump", async () =>
-      events.some((e) => e.kind === "state-transfer") ? true : undefined,
+    await waitForValue(
+      "the laggard's core to jump",
+      async () => (events.some((e) => e.kind === "state-transfer") ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 100 },
     ).catch(() => {});
     const offered = events.filter((e) => e.kind === "snapshot-offered");
     const fetched = events.filter((e) => e.kind === "blocks-fetched");
@@ -170,19 +163,20 @@ describe("a replica far behind catches up through a snapshot (3 hybrid processes
     }
 
     // The tree, read from the laggard alone, is the one its peers hold (data, versions, zxids, times).
-    const reader = await until("a session on the laggard", () => connect([urlLag], 15_000)).catch(
-      async (err) => {
-        // Diagnostics for a failure: what each replica reports and what the laggard went through.
-        for (const u of lc.urls)
-          console.log(
-            `# ${u} /health: ${await fetch(`${u}/health`)
-              .then((r) => r.text())
-              .catch(() => "down")}`,
-          );
-        console.log(`# laggard events: ${JSON.stringify(events)}`);
-        throw err;
-      },
-    );
+    const reader = await waitForValue("a session on the laggard", () => connect([urlLag], 15_000), {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+    }).catch(async (err) => {
+      // Diagnostics for a failure: what each replica reports and what the laggard went through.
+      for (const u of lc.urls)
+        console.log(
+          `# ${u} /health: ${await fetch(`${u}/health`)
+            .then((r) => r.text())
+            .catch(() => "down")}`,
+        );
+      console.log(`# laggard events: ${JSON.stringify(events)}`);
+      throw err;
+    });
     const expected = await dump(writer2, "/app");
     const actual = await dump(reader, "/app");
     assert.deepEqual([...actual.keys()], [...expected.keys()]);
@@ -193,7 +187,10 @@ describe("a replica far behind catches up through a snapshot (3 hybrid processes
     // It takes part in agreement again: with replica 1 gone, nothing commits without it (if replica 1
     // led, a view change comes first, which the laggard must take part in too).
     await procs[1]?.kill();
-    const late = await until("a session through replica 0", () => connect([url0], 15_000), 60_000);
+    const late = await waitForValue("a session through replica 0", () => connect([url0], 15_000), {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+    });
     await late.create("/app/after", "needs the laggard");
     await reader.sync("/app");
     assert.equal(Buffer.from((await reader.getData("/app/after")).data).toString(), "needs the laggard");

@@ -15,6 +15,7 @@ import { generateEd25519KeyPair, nodeCrypto, signEd25519 } from "../../src/crypt
 import { CounterProcess } from "../../src/node/local-cluster.ts";
 import { freePorts } from "../../src/node/ports.ts";
 import { loadRdmaNative } from "../../src/transport/rdma-native.ts";
+import { waitFor } from "../util/wait.ts";
 import type { ReplicaProcessConfig } from "./replica-process.ts";
 
 const SCRIPT = fileURLToPath(new URL("./replica-process.ts", import.meta.url));
@@ -89,14 +90,6 @@ class Member {
     proc.kill("SIGKILL");
     await exited;
     this.proc = null;
-  }
-}
-
-async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(25);
   }
 }
 
@@ -214,9 +207,10 @@ for (const [transport, mode] of [
       // 1. Everyone up.
       const first = batch("a", 20);
       submitAll(first, members);
-      await until(
-        () => members.every((m) => first.every((op) => m.ops.has(op))),
+      await waitFor(
         "first requests everywhere",
+        () => members.every((m) => first.every((op) => m.ops.has(op))),
+        { timeoutMs: 60_000, intervalMs: 25 },
       );
 
       // 2. The leader of view 0 is killed: the others change view and go on.
@@ -225,15 +219,19 @@ for (const [transport, mode] of [
       const live = members.slice(1);
       const second = batch("b", 20);
       submitAll(second, live);
-      await until(() => live.every((m) => second.every((op) => m.ops.has(op))), "requests after the kill");
+      await waitFor("requests after the kill", () => live.every((m) => second.every((op) => m.ops.has(op))), {
+        timeoutMs: 60_000,
+        intervalMs: 25,
+      });
 
       // 3. It restarts from its LevelDB store and catches up; new requests reach all.
       await victim.start();
       const third = batch("c", 10);
       submitAll(third, members);
-      await until(
-        () => members.every((m) => [...first, ...second, ...third].every((op) => m.ops.has(op))),
+      await waitFor(
         "everything everywhere after the restart",
+        () => members.every((m) => [...first, ...second, ...third].every((op) => m.ops.has(op))),
+        { timeoutMs: 60_000, intervalMs: 25 },
       );
       assertAgreement(members);
       for (const m of members) assert.deepEqual(m.errors, []);
@@ -269,9 +267,10 @@ describe("multi-process cluster over libp2p (hybrid): two of three killed and re
       };
       const first = ops("a", 10);
       submit(first, members);
-      await until(
-        () => members.every((m) => first.every((op) => m.ops.has(op))),
+      await waitFor(
         "first requests everywhere",
+        () => members.every((m) => first.every((op) => m.ops.has(op))),
+        { timeoutMs: 60_000, intervalMs: 25 },
       );
       const [m0, m1, survivor] = members as [Member, Member, Member];
       await Promise.all([m0.kill(), m1.kill()]);
@@ -282,7 +281,10 @@ describe("multi-process cluster over libp2p (hybrid): two of three killed and re
       const restarted = Date.now();
       const after = ops("b", 5);
       submit(after, [survivor]);
-      await until(() => after.every((op) => survivor.ops.has(op)), "the survivor commits again", 20_000);
+      await waitFor("the survivor commits again", () => after.every((op) => survivor.ops.has(op)), {
+        timeoutMs: 20_000,
+        intervalMs: 25,
+      });
       waits.push(Date.now() - restarted);
       assertAgreement(members);
       for (const m of members) assert.deepEqual(m.errors, []);

@@ -21,16 +21,9 @@ import { generateEd25519KeyPair, signEd25519 } from "../../src/crypto/node-crypt
 import type { LocalCluster } from "../../src/node/local-cluster.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
 import { InProcessCluster } from "../util/coord-cluster.ts";
+import { waitFor } from "../util/wait.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
-
-async function until(cond: () => boolean | Promise<boolean>, ms = 10_000, what = "condition"): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** A raw protocol connection (to test what the client library never sends). */
 async function raw(url: string) {
@@ -38,8 +31,13 @@ async function raw(url: string) {
   const msgs: Record<string, unknown>[] = [];
   ws.on("message", (d) => msgs.push(JSON.parse(String(d))));
   await new Promise((r) => ws.once("open", r));
-  await until(() => msgs.length > 0, 5000, "hello");
-  return { ws, msgs, next: async (n: number) => until(() => msgs.length >= n, 10_000, `message ${n}`) };
+  await waitFor("hello", () => msgs.length > 0, { timeoutMs: 5000, intervalMs: 20 });
+  return {
+    ws,
+    msgs,
+    next: async (n: number) =>
+      waitFor(`message ${n}`, () => msgs.length >= n, { timeoutMs: 10_000, intervalMs: 20 }),
+  };
 }
 
 /** A raw connection with a session of its own: sends signed writes the client library never would. */
@@ -165,11 +163,20 @@ describe("coordination service (3 hybrid replicas in-process)", () => {
     const before = a.url;
     a.disconnect();
     await b.setData("/mv1", "changed while moving");
-    await until(() => a.state === "SyncConnected" && a.url !== before, 10_000, "reconnect");
-    await until(() => ev1.length === 1, 5000, "event for the change made during the move");
+    await waitFor("reconnect", () => a.state === "SyncConnected" && a.url !== before, {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+    });
+    await waitFor("event for the change made during the move", () => ev1.length === 1, {
+      timeoutMs: 5000,
+      intervalMs: 20,
+    });
     await b.setData("/mv2", "changed after the move");
     await b.create("/mv3");
-    await until(() => ev2.length === 1 && evc.length === 1, 5000, "events after the move");
+    await waitFor("events after the move", () => ev2.length === 1 && evc.length === 1, {
+      timeoutMs: 5000,
+      intervalMs: 20,
+    });
     await b.setData("/mv1", "again");
     await b.setData("/mv2", "again");
     await sleep(300);
@@ -190,7 +197,7 @@ describe("coordination service (3 hybrid replicas in-process)", () => {
     await b.create("/rec/x/y");
     await b.setData("/rec/x/y", "1");
     await b.delete("/rec/x/y");
-    await until(() => seen.length >= 4, 5000, "events");
+    await waitFor("events", () => seen.length >= 4, { timeoutMs: 5000, intervalMs: 20 });
     assert.deepEqual(seen, [
       "NodeCreated /rec/x",
       "NodeCreated /rec/x/y",
@@ -314,10 +321,10 @@ describe("coordination service (3 hybrid replicas in-process)", () => {
     const zk = await connect(1);
     await zk.create("/durable", "kept");
     await zk.sync();
-    await until(
-      () => nodes.every((n) => n.coord.tree.get("/durable") !== undefined),
-      5000,
+    await waitFor(
       "all replicas applied",
+      () => nodes.every((n) => n.coord.tree.get("/durable") !== undefined),
+      { timeoutMs: 5000, intervalMs: 20 },
     );
     const before = nodes[0]?.coord.tree.dump() as string;
     const node0 = nodes[0] as OrdererNode;
@@ -343,10 +350,10 @@ describe("coordination service (3 hybrid replicas in-process)", () => {
     assert.deepEqual(JSON.parse(strip(after.dump()))[0], JSON.parse(strip(before))[0]);
     // And it keeps applying with the others.
     await zk.setData("/durable", "after restart");
-    await until(
-      () => text(nodes[0]?.coord.tree.get("/durable")?.data ?? new Uint8Array()) === "after restart",
-      10_000,
+    await waitFor(
       "replica 0 caught up",
+      () => text(nodes[0]?.coord.tree.get("/durable")?.data ?? new Uint8Array()) === "after restart",
+      { timeoutMs: 10_000, intervalMs: 20 },
     );
   });
 });

@@ -14,7 +14,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { UsigChecker } from "../../src/bft/trusted.ts";
 import { nodeCrypto, sha256, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
@@ -24,6 +23,7 @@ import { headerHash, toHexStr } from "../../src/ordering/block.ts";
 import { OrderingClient, OrderingClientError } from "../../src/ordering/client.ts";
 import { checkEquivocationJson, type MisbehaviourReport } from "../../src/ordering/misbehaviour.ts";
 import { submitWhenReady } from "../util/ordering.ts";
+import { waitFor } from "../util/wait.ts";
 
 const ATTACKER = fileURLToPath(new URL("./attacker-node.ts", import.meta.url));
 const RUNS = Number(process.env.ATTACK_RUNS ?? 20);
@@ -88,14 +88,6 @@ async function certifiedHeight(url: string): Promise<number> {
   return (await getJson<{ height: number }>(`${url}/v1/chain`)).height;
 }
 
-async function until(cond: () => Promise<boolean>, what: string, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
-
 /** Every certified block both replicas hold, compared by header hash (each verified by the client). */
 async function assertSameChain(r: Run, a: number, b: number): Promise<number> {
   const [ua, ub] = [r.lc.urls[a] as string, r.lc.urls[b] as string];
@@ -141,10 +133,11 @@ describe("hybrid mode under a Byzantine replica 0 (separate processes)", () => {
           codes: ["NO_QUORUM", "TIMEOUT", "UNREACHABLE", "VIEW_CHANGE"],
         });
         phases.push(`carol ${Date.now() - t0} ms`);
-        await until(
+        await waitFor(
+          `run ${run}: both honest replicas certify block ${receipt.block}`,
           async () =>
             (await certifiedHeight(u2)) > receipt.block && (await certifiedHeight(u1)) > receipt.block,
-          `run ${run}: both honest replicas certify block ${receipt.block}`,
+          { timeoutMs: 30_000, intervalMs: 25 },
         );
         const h = await assertSameChain(r, 1, 2);
         assert.ok(h > receipt.block, `run ${run}: compared ${h} blocks`);
@@ -172,9 +165,10 @@ async function stolenKeyRun(): Promise<void> {
     const [u0, u1, u2] = r.lc.urls as [string, string, string];
     const alice = new TextEncoder().encode("transfer 100 to ALICE");
     // Wait until the cluster takes submissions, then time the attack from the submission.
-    await until(
-      async () => (await fetch(`${u0}/health`).then((x) => x.status)) === 200,
+    await waitFor(
       "a quorum at replica 0",
+      async () => (await fetch(`${u0}/health`).then((x) => x.status)) === 200,
+      { timeoutMs: 30_000, intervalMs: 25 },
     );
     const sent = Date.now();
     const pending = r
@@ -182,7 +176,8 @@ async function stolenKeyRun(): Promise<void> {
       .submit(alice, { url: u0 })
       .catch(() => undefined);
     const detectedAt = new Map<string, number>();
-    await until(
+    await waitFor(
+      "both honest replicas to hold a proof",
       async () => {
         for (const u of [u1, u2]) {
           if (detectedAt.has(u)) continue;
@@ -191,8 +186,7 @@ async function stolenKeyRun(): Promise<void> {
         }
         return detectedAt.size === 2;
       },
-      "both honest replicas to hold a proof",
-      5000,
+      { timeoutMs: 5000, intervalMs: 25 },
     );
     await pending;
     console.log(`# detected after ${[...detectedAt.values()].join(" and ")} ms`);

@@ -23,6 +23,7 @@ import { OrdererNode } from "../../src/node/orderer-node.ts";
 import { toHexStr } from "../../src/ordering/block.ts";
 import { OrderingClient, type ReceiptJson, verifyReceipt } from "../../src/ordering/client.ts";
 import { LedgerError } from "../../src/ordering/ledger.ts";
+import { waitFor } from "../util/wait.ts";
 
 const TX_MAX = 256 * 1024;
 
@@ -318,7 +319,12 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
   it("answers 503 NO_QUORUM when the replica cannot reach a commit quorum", async () => {
     await nodes[1]!.stop();
     await nodes[2]!.stop();
-    await sleep(3500);
+    // The replica counts a peer live for a few seconds after it last heard from it.
+    await waitFor(
+      "the replica to report no quorum",
+      async () => ((await (await fetch(`${base}/health`)).json()) as { quorum?: boolean }).quorum === false,
+      { timeoutMs: 15_000, intervalMs: 100 },
+    );
     const r = await call(`${base}/v1/transactions`, { method: "POST", body: "alone" });
     assert.deepEqual([r.status, codeOf(r)], [503, "NO_QUORUM"]);
   });

@@ -20,6 +20,7 @@ import {
   type ShmProvider,
 } from "../../src/transport/rdma-native.ts";
 import { rdmaTestCluster } from "../util/rdma.ts";
+import { waitFor } from "../util/wait.ts";
 
 const native = loadRdmaNative();
 const addon = native.available ? native.addon : (null as unknown as RdmaAddon);
@@ -35,20 +36,18 @@ function endpoint(opts: { closeAfter?: number; banAfter?: number } = {}): Endpoi
   return { p, events };
 }
 
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(2);
-  }
-}
-
 /** Connects `from` to `to`'s socket; resolves to [connection id at `from`, connection id at `to`]. */
 async function link(from: Endpoint, to: Endpoint, path: string): Promise<[number, number]> {
   const before = to.events.filter((e) => e.type === "accepted").length;
   const c = from.p.connect(path);
-  await until(() => from.events.some((e) => e.type === "connected" && e.conn === c), "connected");
-  await until(() => to.events.filter((e) => e.type === "accepted").length > before, "accepted");
+  await waitFor("connected", () => from.events.some((e) => e.type === "connected" && e.conn === c), {
+    timeoutMs: 5_000,
+    intervalMs: 2,
+  });
+  await waitFor("accepted", () => to.events.filter((e) => e.type === "accepted").length > before, {
+    timeoutMs: 5_000,
+    intervalMs: 2,
+  });
   const accepted = to.events.filter((e) => e.type === "accepted");
   return [c, (accepted[accepted.length - 1] as RdmaEvent).conn];
 }
@@ -129,7 +128,11 @@ describe("rdma attacks (shm provider)", { skip: !native.available, timeout: 120_
       "honest.p.postWrite(hConn, 1, kHonest, 100, new Uint8Array([1, 2, 3]), 42)",
     );
     assert.ok(honest.p.postRead(hConn, 2, kHonest, 99, 5), "honest.p.postRead(hConn, 2, kHonest, 99, 5)");
-    await until(() => honest.events.some((e) => e.type === "completion" && e.wrId === 2), "read completion");
+    await waitFor(
+      "read completion",
+      () => honest.events.some((e) => e.type === "completion" && e.wrId === 2),
+      { timeoutMs: 5_000, intervalMs: 2 },
+    );
     const read = honest.events.find((e) => e.type === "completion" && e.wrId === 2);
     assert.deepEqual([...(read?.data ?? [])], [0, 1, 2, 3, 0]);
     const w = victim.events.find((e) => e.type === "write");
@@ -166,7 +169,11 @@ describe("rdma attacks (shm provider)", { skip: !native.available, timeout: 120_
       ["opcode", () => attacker.p.postRaw(aConn, rawSlot(99, 0, 21, kWindow, 0n))],
     ];
     for (const [what, attempt] of attempts) assert.ok(attempt(), `${what} was posted`);
-    await until(() => refusals(attacker, aConn).length === before + attempts.length, "every attempt refused");
+    await waitFor(
+      "every attempt refused",
+      () => refusals(attacker, aConn).length === before + attempts.length,
+      { timeoutMs: 5_000, intervalMs: 2 },
+    );
     // The same answer for every refusal: status 1, no data.
     for (const r of refusals(attacker, aConn).slice(before)) {
       assert.equal(r.status, 1);
@@ -188,7 +195,10 @@ describe("rdma attacks (shm provider)", { skip: !native.available, timeout: 120_
       attacker.p.postWrite(aConn, 22, kWindow, 0, new Uint8Array([7])),
       "attacker.p.postWrite(aConn, 22, kWindow, 0, new Uint8Array([7]))",
     );
-    await until(() => secret.mem[4096] === 7, "the attacker's own window written");
+    await waitFor("the attacker's own window written", () => secret.mem[4096] === 7, {
+      timeoutMs: 5_000,
+      intervalMs: 2,
+    });
     secret.mem[4096] = snapshot[4096] as number;
   });
 
@@ -199,8 +209,11 @@ describe("rdma attacks (shm provider)", { skip: !native.available, timeout: 120_
     honest.p.postWrite(hConn, 30, k, 0, new Uint8Array([9])); // the old key, after rotation
     honest.p.postWrite(hConn, 31, rotated, 1, new Uint8Array([9]));
     // Wait for the refusal itself: an "acked" event left from the first test says nothing about these writes.
-    await until(() => refusals(honest, hConn).some((e) => e.wrId === 30), "the rotated-out key refused");
-    await until(() => honestRegion.mem[1] === 9, "rotated key works");
+    await waitFor("the rotated-out key refused", () => refusals(honest, hConn).some((e) => e.wrId === 30), {
+      timeoutMs: 5_000,
+      intervalMs: 2,
+    });
+    await waitFor("rotated key works", () => honestRegion.mem[1] === 9, { timeoutMs: 5_000, intervalMs: 2 });
     assert.equal(honestRegion.mem[0], 0, "the rotated-out key wrote nothing");
     assert.ok(
       refusals(honest, hConn).some((e) => e.wrId === 30),
@@ -208,7 +221,10 @@ describe("rdma attacks (shm provider)", { skip: !native.available, timeout: 120_
     );
     assert.ok(victim.p.revoke(rotated), "victim.p.revoke(rotated)");
     honest.p.postWrite(hConn, 32, rotated, 2, new Uint8Array([9]));
-    await until(() => refusals(honest, hConn).some((e) => e.wrId === 32), "revoked key refused");
+    await waitFor("revoked key refused", () => refusals(honest, hConn).some((e) => e.wrId === 32), {
+      timeoutMs: 5_000,
+      intervalMs: 2,
+    });
     assert.equal(honestRegion.mem[2], 0);
     assert.ok(
       (victim.p.stats()["refused.revoked-key"] ?? 0) >= 2,
@@ -230,13 +246,17 @@ describe("rdma attacks (shm provider)", { skip: !native.available, timeout: 120_
     const log = region(victim, 8192);
     const kOld = victim.p.exclusiveWriter(log.id, vOfA) as bigint; // the attacker was the leader
     attacker.p.postWrite(aConn, 40, kOld, 0, new Uint8Array([1]));
-    await until(() => log.mem[0] === 1, "the leader writes");
+    await waitFor("the leader writes", () => log.mem[0] === 1, { timeoutMs: 5_000, intervalMs: 2 });
     // The old leader queues writes; the view changes before the victim serves them.
     for (let i = 0; i < 20; i++) attacker.p.postWrite(aConn, 41 + i, kOld, 64 + i, new Uint8Array([0xee]));
     const kNew = victim.p.exclusiveWriter(log.id, vOfH) as bigint;
     honest.p.postWrite(hConn, 70, kNew, 128, new Uint8Array([2]));
-    await until(() => log.mem[128] === 2, "the new leader writes");
-    await until(() => refusals(attacker, aConn).filter((e) => (e.wrId ?? 0) >= 41).length === 20, "fenced");
+    await waitFor("the new leader writes", () => log.mem[128] === 2, { timeoutMs: 5_000, intervalMs: 2 });
+    await waitFor(
+      "fenced",
+      () => refusals(attacker, aConn).filter((e) => (e.wrId ?? 0) >= 41).length === 20,
+      { timeoutMs: 5_000, intervalMs: 2 },
+    );
     assert.ok(
       log.mem.subarray(64, 84).every((b) => b === 0),
       "no write under the old permission landed",
@@ -259,7 +279,7 @@ describe("rdma attacks (shm provider)", { skip: !native.available, timeout: 120_
     };
     const good0 = slot(0, new Uint8Array([1, 1, 1]));
     attacker.p.postWrite(aConn, 80, k, 0, good0, 0);
-    await until(() => inbox.mem[32] === 1, "a valid slot lands");
+    await waitFor("a valid slot lands", () => inbox.mem[32] === 1, { timeoutMs: 5_000, intervalMs: 2 });
     const landed = inbox.mem.slice();
     const before = refusals(attacker, aConn).length;
     attacker.p.postWrite(aConn, 81, k, 0, good0, 0); // replay
@@ -269,7 +289,10 @@ describe("rdma attacks (shm provider)", { skip: !native.available, timeout: 120_
     attacker.p.postWrite(aConn, 83, k, 256, slot(1, new Uint8Array([5]), randomBytes(32)), 1); // wrong key
     attacker.p.postWrite(aConn, 84, k, 3 * 256, slot(3, new Uint8Array([5])), 3); // skips 1 and 2
     attacker.p.postWrite(aConn, 85, k, 2 * 256, slot(1, new Uint8Array([5]), macKey, 512), 1); // seq 1 in slot 2
-    await until(() => refusals(attacker, aConn).length === before + 5, "all refused");
+    await waitFor("all refused", () => refusals(attacker, aConn).length === before + 5, {
+      timeoutMs: 5_000,
+      intervalMs: 2,
+    });
     assert.deepEqual(inbox.mem, landed, "nothing landed");
     const s = victim.p.stats();
     assert.ok((s["refused.slot-replayed"] ?? 0) >= 1, '(s["refused.slot-replayed"] ?? 0) >= 1');
@@ -277,13 +300,16 @@ describe("rdma attacks (shm provider)", { skip: !native.available, timeout: 120_
     assert.ok((s["refused.slot-out-of-order"] ?? 0) >= 2, '(s["refused.slot-out-of-order"] ?? 0) >= 2');
     // The next valid slot still lands.
     attacker.p.postWrite(aConn, 86, k, 256, slot(1, new Uint8Array([4])), 1);
-    await until(() => inbox.mem[256 + 32] === 4, "seq 1 lands");
+    await waitFor("seq 1 lands", () => inbox.mem[256 + 32] === 4, { timeoutMs: 5_000, intervalMs: 2 });
   });
 
   it("a mailbox that is not sealed is refused; a sealed one cannot be truncated", async () => {
     const before = victim.events.filter((e) => e.type === "accepted").length;
     attacker.p.connect(vPath, { unsealed: true });
-    await until(() => securityReasons(victim).includes("mailbox-unsealed"), "unsealed mailbox refused");
+    await waitFor("unsealed mailbox refused", () => securityReasons(victim).includes("mailbox-unsealed"), {
+      timeoutMs: 5_000,
+      intervalMs: 2,
+    });
     assert.equal(victim.events.filter((e) => e.type === "accepted").length, before, "never accepted");
     const fd = attacker.p.mailboxFd(aConn);
     assert.ok(fd >= 0, "fd >= 0");
@@ -307,9 +333,10 @@ describe("rdma attacks (shm provider)", { skip: !native.available, timeout: 120_
       attacker.p.mailboxWrite(c3, cplProd, new Uint8Array([5, 0, 0, 0])),
       "attacker.p.mailboxWrite(c3, cplProd, new Uint8Array([5, 0, 0, 0]))",
     );
-    await until(
-      () => victim.events.filter((e) => e.type === "closed" && (e.conn === v2 || e.conn === v3)).length === 2,
+    await waitFor(
       "both connections closed",
+      () => victim.events.filter((e) => e.type === "closed" && (e.conn === v2 || e.conn === v3)).length === 2,
+      { timeoutMs: 5_000, intervalMs: 2 },
     );
     assert.ok(
       (victim.p.stats()["refused.mailbox-corrupt"] ?? 0) >= 2,
@@ -324,10 +351,16 @@ describe("rdma attacks (shm provider)", { skip: !native.available, timeout: 120_
       g.writeUInt32LE(8, 4);
       attacker.p.postRaw(c4, g);
     }
-    await until(() => refusals(attacker, c4).length === before + 20, "garbage refused");
+    await waitFor("garbage refused", () => refusals(attacker, c4).length === before + 20, {
+      timeoutMs: 5_000,
+      intervalMs: 2,
+    });
     unchanged();
     honest.p.postWrite(hConn, 90, kHonest, 200, new Uint8Array([0x55]));
-    await until(() => honestRegion.mem[200] === 0x55, "the honest peer is still served");
+    await waitFor("the honest peer is still served", () => honestRegion.mem[200] === 0x55, {
+      timeoutMs: 5_000,
+      intervalMs: 2,
+    });
   });
 });
 
@@ -363,7 +396,10 @@ describe("rdma attacks: limits", { skip: !native.available, timeout: 120_000 }, 
       served += posted;
       honest.p.postWrite(hConn, 1000 + sent, kH, 2048 - 1 - (sent % 2048), new Uint8Array([1]));
       sent++;
-      await until(() => victim.events.some((e) => e.type === "closed" && e.conn === v), "flooder cut off");
+      await waitFor("flooder cut off", () => victim.events.some((e) => e.type === "closed" && e.conn === v), {
+        timeoutMs: 5_000,
+        intervalMs: 2,
+      });
     }
     assert.ok(victim.p.isBanned("replica-0"), "banned");
     assert.equal(rounds, 3, "closed after 3 refusals per connection, banned after 9");
@@ -378,18 +414,20 @@ describe("rdma attacks: limits", { skip: !native.available, timeout: 120_000 }, 
     // A banned identity cannot come back.
     const [, v] = await link(attacker, victim, path);
     assert.equal(victim.p.setIdentity(v, "replica-0"), false);
-    await until(
-      () => victim.events.some((e) => e.type === "closed" && e.conn === v),
+    await waitFor(
       "banned identity closed",
+      () => victim.events.some((e) => e.type === "closed" && e.conn === v),
+      { timeoutMs: 5_000, intervalMs: 2 },
     );
     assert.deepEqual(
       secret.subarray(2048),
       snapshot.subarray(2048),
       "zero bytes changed outside the honest window",
     );
-    await until(
-      () => honest.events.filter((e) => e.type === "acked").reduce((a, e) => a + (e.count ?? 0), 0) >= sent,
+    await waitFor(
       "honest acks",
+      () => honest.events.filter((e) => e.type === "acked").reduce((a, e) => a + (e.count ?? 0), 0) >= sent,
+      { timeoutMs: 5_000, intervalMs: 2 },
     );
     honestOk = refusals(honest, hConn).length;
     assert.equal(honestOk, 0, "every honest write was served");
@@ -440,7 +478,7 @@ describe("rdma attacks: limits", { skip: !native.available, timeout: 120_000 }, 
     );
     // Honest traffic from replica 2 all arrived, in order.
     for (let i = 0; i < 50; i++) t2.send(1, new Uint8Array([k++ % 256]));
-    await until(() => got.length === k, "every honest frame", 10_000);
+    await waitFor("every honest frame", () => got.length === k, { timeoutMs: 10_000, intervalMs: 2 });
     assert.deepEqual(
       got,
       Array.from({ length: k }, (_, i) => i % 256),

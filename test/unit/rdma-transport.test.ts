@@ -9,6 +9,7 @@ import { loadRdmaNative } from "../../src/transport/rdma-native.ts";
 import type { TransportLimits } from "../../src/transport/transport.ts";
 import { transportCompliance } from "../compliance/transport.ts";
 import { rdmaTestCluster } from "../util/rdma.ts";
+import { waitFor } from "../util/wait.ts";
 
 const native = loadRdmaNative();
 
@@ -86,14 +87,6 @@ describe("rdma framing", { skip: !native.available, timeout: 60_000 }, () => {
     };
   }
 
-  async function until(cond: () => boolean, what: string, ms = 20_000) {
-    const end = Date.now() + ms;
-    while (!cond()) {
-      if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  }
-
   it("frames of every size cross tiny slots whole and in order, both ways, split and packed", async () => {
     const p = await pair({ inboxSlots: 4, slotBytes: 48 });
     try {
@@ -109,10 +102,16 @@ describe("rdma framing", { skip: !native.available, timeout: 60_000 }, () => {
         }
         if (i % 16 === 0) await new Promise((r) => setImmediate(r));
       }
-      await until(() => p.got[0]?.length === 240 && p.got[1]?.length === 240, "every frame");
+      await waitFor("every frame", () => p.got[0]?.length === 240 && p.got[1]?.length === 240, {
+        timeoutMs: 20_000,
+        intervalMs: 5,
+      });
       assert.deepEqual(p.got[1], sent[0]);
       assert.deepEqual(p.got[0], sent[1]);
-      await until(() => (p.ts[0].stats().get(1)?.queuedFrames ?? -1) === 0, "all confirmed");
+      await waitFor("all confirmed", () => (p.ts[0].stats().get(1)?.queuedFrames ?? -1) === 0, {
+        timeoutMs: 20_000,
+        intervalMs: 5,
+      });
       assert.equal(p.ts[0].stats().get(1)?.sentFrames, 240);
     } finally {
       await p.close();
@@ -123,10 +122,10 @@ describe("rdma framing", { skip: !native.available, timeout: 60_000 }, () => {
     const p = await pair({});
     try {
       p.ts[0].send(1, new Uint8Array([0]));
-      await until(() => p.got[1]?.length === 1, "the link is up");
+      await waitFor("the link is up", () => p.got[1]?.length === 1, { timeoutMs: 20_000, intervalMs: 5 });
       const writes0 = p.ts[1].securityStats()["served.write"] ?? 0;
       for (let i = 1; i <= 2000; i++) p.ts[0].send(1, new Uint8Array(64).fill(i & 255));
-      await until(() => p.got[1]?.length === 2001, "2000 frames");
+      await waitFor("2000 frames", () => p.got[1]?.length === 2001, { timeoutMs: 20_000, intervalMs: 5 });
       const writes = (p.ts[1].securityStats()["served.write"] ?? 0) - writes0;
       assert.ok(writes > 0 && writes <= 20, `2000 frames of 64 B took ${writes} slot writes`);
       assert.ok(

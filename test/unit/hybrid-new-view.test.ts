@@ -1,4 +1,4 @@
-// Regressions and open findings from an independent review of the hybrid core.
+// NEW-VIEW handling in the hybrid core: its state across restarts, and summaries that must be proven.
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
