@@ -31,19 +31,9 @@ import {
 } from "node:crypto";
 import type { ReplicaId } from "../bft/types.ts";
 import { ed25519PublicKeyOf, signEd25519, verifyEd25519 } from "../crypto/node-crypto.ts";
+import { checkClusterConfig, type PeerLink, PeerLinkTransport, type RedialBackoff } from "./peer-links.ts";
 import { PERM_WRITE, type RdmaEvent, requireRdmaNative, type ShmProvider } from "./rdma-native.ts";
-import {
-  admitFrame,
-  DEFAULT_TRANSPORT_LIMITS,
-  enqueueFrame,
-  type FrameHandler,
-  type PeerStats,
-  peerStats,
-  type SendResult,
-  type Transport,
-  TransportConfigError,
-  type TransportLimits,
-} from "./transport.ts";
+import { TransportConfigError, type TransportLimits } from "./transport.ts";
 
 /** One replica as the rdma transport sees it. */
 export interface RdmaPeerConfig {
@@ -63,7 +53,7 @@ export interface RdmaTransportOptions {
   /** Inbox slots per peer (default 64) and slot size in bytes (default 16 320, one mailbox request). */
   readonly inboxSlots?: number;
   readonly slotBytes?: number;
-  /** Redial backoff bounds in ms (default 20 .. 1000). */
+  /** Redial backoff bounds in ms (default 20 .. 1000: RDMA_REDIAL_BACKOFF). */
   readonly redialMinMs?: number;
   readonly redialMaxMs?: number;
   /** An unauthenticated connection is closed after this long (default 5000 ms). */
@@ -74,6 +64,12 @@ export interface RdmaTransportOptions {
   /** Called for every security event the provider raises (refused keys, bans, bad mailboxes). */
   readonly onSecurityEvent?: (e: { peer: ReplicaId | null; reason: string }) => void;
 }
+
+/**
+ * The rdma transport's own redial bounds (20 .. 1000 ms), its defaults from before the shared base:
+ * kept, not DEFAULT_REDIAL_BACKOFF of peer-links.ts (50 .. 2000 ms), so that its timing is unchanged.
+ */
+const RDMA_REDIAL_BACKOFF: RedialBackoff = Object.freeze({ minMs: 20, maxMs: 1000 });
 
 const MSG_HELLO = 1;
 const MSG_AUTH = 2;
@@ -105,12 +101,9 @@ interface Conn {
   readonly timer: ReturnType<typeof setTimeout>;
 }
 
-interface Link {
-  readonly peer: ReplicaId;
+interface Link extends PeerLink {
   conn: number | null;
   // sending: frames[head..cursor) are written but not all confirmed; frames[cursor..] wait
-  readonly frames: Uint8Array[];
-  head: number;
   cursor: number;
   /** Bytes of frames[cursor] already written (its first slot carries the length). */
   sentOfCursor: number;
@@ -120,7 +113,6 @@ interface Link {
   sendMac: Buffer | null;
   nextSeq: number;
   acked: number;
-  flushScheduled: boolean;
   // receiving
   inboxRegion: number;
   inbox: Uint8Array;
@@ -130,28 +122,17 @@ interface Link {
   creditOwed: boolean;
   assembling: Uint8Array | null;
   assembled: number;
-  // dialling
-  dialing: boolean;
-  backoffMs: number;
-  redialTimer: ReturnType<typeof setTimeout> | null;
 }
 
-export class RdmaTransport implements Transport {
-  readonly self: ReplicaId;
+export class RdmaTransport extends PeerLinkTransport<Link> {
   private readonly opts: RdmaTransportOptions;
-  private readonly limits: TransportLimits;
-  private readonly n: number;
   private readonly slots: number;
   private readonly slotBytes: number;
-  private readonly links = new Map<ReplicaId, Link>();
   private readonly conns = new Map<number, Conn>();
   private readonly linkOfConn = new Map<number, Link>();
   /** Per connection, one mark per posted request in order: how many frames the request completes. */
   private readonly posted = new Map<number, { marks: number[]; head: number; failed: boolean }>();
-  private readonly counters = new Map<ReplicaId, PeerStats>();
-  private handler: FrameHandler | null = null;
   private provider: ShmProvider | null = null;
-  private running = false;
   private wr = 1;
   private securityEvents = 0;
   /** Where flush() packs a slot's body before postSlot copies it into the mailbox. */
@@ -159,10 +140,11 @@ export class RdmaTransport implements Transport {
   private readonly scratchView = new DataView(this.scratch.buffer);
 
   constructor(opts: RdmaTransportOptions) {
+    super(opts.self, opts.peers.length, opts.limits, {
+      minMs: opts.redialMinMs ?? RDMA_REDIAL_BACKOFF.minMs,
+      maxMs: opts.redialMaxMs ?? RDMA_REDIAL_BACKOFF.maxMs,
+    });
     this.opts = opts;
-    this.self = opts.self;
-    this.limits = { ...DEFAULT_TRANSPORT_LIMITS, ...opts.limits };
-    this.n = opts.peers.length;
     this.slots = opts.inboxSlots ?? 64;
     this.slotBytes = opts.slotBytes ?? 16_320;
   }
@@ -172,12 +154,7 @@ export class RdmaTransport implements Transport {
   async start(): Promise<void> {
     if (this.running) return;
     const { self, seed, peers } = this.opts;
-    const ids = peers.map((p) => p.id).sort((a, b) => a - b);
-    if (!ids.every((id, i) => id === i)) throw new TransportConfigError("replica ids must be 0..n-1");
-    const me = peers.find((p) => p.id === self);
-    if (!me) throw new TransportConfigError(`replica ${self} is not in the cluster configuration`);
-    if (!(seed instanceof Uint8Array) || seed.length !== 32)
-      throw new TransportConfigError("the ed25519 seed must be 32 bytes");
+    const me = checkClusterConfig(peers, self, seed);
     if (!Buffer.from(ed25519PublicKeyOf(seed)).equals(Buffer.from(me.publicKey)))
       throw new TransportConfigError(`this key is not replica ${self}'s key in the cluster configuration`);
     if (!Number.isInteger(this.slots) || this.slots < 2 || this.slots > 4096)
@@ -214,16 +191,10 @@ export class RdmaTransport implements Transport {
     this.linkOfConn.clear();
     this.posted.clear();
     for (const link of this.links.values()) {
-      if (link.redialTimer) clearTimeout(link.redialTimer);
-      link.redialTimer = null;
       link.conn = null;
-      link.frames.length = 0;
-      link.head = 0;
+      this.dropQueue(link);
       link.cursor = 0;
       link.sentOfCursor = 0;
-      const s = this.stat(link.peer);
-      s.queuedFrames = 0;
-      s.queuedBytes = 0;
     }
     this.links.clear();
     const p = this.provider;
@@ -231,26 +202,7 @@ export class RdmaTransport implements Transport {
     p?.close();
   }
 
-  // ------------------------------------------------------------------ Transport
-
-  onFrame(handler: FrameHandler): void {
-    this.handler = handler;
-  }
-
-  send(to: ReplicaId, frame: Uint8Array): SendResult {
-    const refused = admitFrame(this.running, this.self, this.n, this.limits, (p) => this.stat(p), to, frame);
-    if (refused !== null) return refused;
-    const link = this.link(to);
-    return enqueueFrame(link, this.stat(to), frame, () => this.flush(link));
-  }
-
-  broadcast(frame: Uint8Array): void {
-    for (let p = 0; p < this.n; p++) if (p !== this.self) this.send(p, frame);
-  }
-
-  stats(): ReadonlyMap<ReplicaId, Readonly<PeerStats>> {
-    return this.counters;
-  }
+  // ------------------------------------------------------------------ Transport (the rest: peer-links.ts)
 
   /** The provider's counters: served and refused requests by reason, bans, keys. */
   securityStats(): Record<string, number> {
@@ -265,45 +217,30 @@ export class RdmaTransport implements Transport {
 
   // ------------------------------------------------------------------ connections
 
-  private link(peer: ReplicaId): Link {
-    let l = this.links.get(peer);
-    if (!l) {
-      l = {
-        peer,
-        conn: null,
-        frames: [],
-        head: 0,
-        cursor: 0,
-        sentOfCursor: 0,
-        rkey: null,
-        peerSlots: 0,
-        peerSlotBytes: 0,
-        sendMac: null,
-        nextSeq: 0,
-        acked: 0,
-        flushScheduled: false,
-        inboxRegion: 0,
-        inbox: new Uint8Array(0),
-        recvMac: null,
-        expectSeq: 0,
-        reported: 0,
-        creditOwed: false,
-        assembling: null,
-        assembled: 0,
-        dialing: false,
-        backoffMs: this.opts.redialMinMs ?? 20,
-        redialTimer: null,
-      };
-      this.links.set(peer, l);
-    }
-    return l;
+  protected newLink(common: PeerLink): Link {
+    return {
+      ...common,
+      conn: null,
+      cursor: 0,
+      sentOfCursor: 0,
+      rkey: null,
+      peerSlots: 0,
+      peerSlotBytes: 0,
+      sendMac: null,
+      nextSeq: 0,
+      acked: 0,
+      inboxRegion: 0,
+      inbox: new Uint8Array(0),
+      recvMac: null,
+      expectSeq: 0,
+      reported: 0,
+      creditOwed: false,
+      assembling: null,
+      assembled: 0,
+    };
   }
 
-  private stat(peer: ReplicaId): PeerStats {
-    return peerStats(this.counters, peer);
-  }
-
-  private dial(link: Link): void {
+  protected dial(link: Link): void {
     const p = this.provider;
     if (!this.running || !p || link.conn !== null || link.dialing || link.redialTimer) return;
     const path = this.opts.peers.find((x) => x.id === link.peer)?.path as string;
@@ -311,22 +248,17 @@ export class RdmaTransport implements Transport {
     try {
       id = p.connect(path);
     } catch {
-      this.scheduleRedial(link);
+      this.redialIfDown(link);
       return;
     }
     link.dialing = true;
     this.newConn(id, true, link.peer);
   }
 
-  private scheduleRedial(link: Link): void {
-    if (!this.running || this.self > link.peer || link.redialTimer || link.conn !== null || link.dialing)
-      return;
-    const delay = link.backoffMs;
-    link.backoffMs = Math.min(link.backoffMs * 2, this.opts.redialMaxMs ?? 1000);
-    link.redialTimer = setTimeout(() => {
-      link.redialTimer = null;
-      this.dial(link);
-    }, delay);
+  /** Redials a link with neither a connection nor a dial in flight. */
+  private redialIfDown(link: Link): void {
+    if (!this.running || link.conn !== null || link.dialing) return;
+    this.scheduleRedial(link);
   }
 
   private newConn(id: number, connector: boolean, peer: ReplicaId | null): Conn {
@@ -431,19 +363,13 @@ export class RdmaTransport implements Transport {
     for (let k = 0; k < count && q.head < q.marks.length; k++) {
       let completes = q.marks[q.head++] as number;
       if (q.failed || !link || !s || link.conn !== conn) continue;
-      while (completes-- > 0 && link.head < link.cursor) {
-        const frame = link.frames[link.head] as Uint8Array;
-        link.frames[link.head++] = EMPTY;
-        s.queuedFrames--;
-        s.queuedBytes -= frame.length;
-        s.sentFrames++;
-      }
+      while (completes-- > 0 && link.head < link.cursor) this.frameSent(link, s);
     }
     if (q.head > 4096 && q.head * 2 > q.marks.length) {
       q.marks.splice(0, q.head);
       q.head = 0;
     }
-    if (link) this.compact(link);
+    if (link) link.cursor -= this.compact(link);
   }
 
   private onClosed(id: number): void {
@@ -455,7 +381,7 @@ export class RdmaTransport implements Transport {
       if (c.connector && c.peer !== null) {
         const l = this.link(c.peer);
         l.dialing = false;
-        if (l.conn === null) this.scheduleRedial(l);
+        if (l.conn === null) this.redialIfDown(l);
       }
     }
     const link = this.linkOfConn.get(id);
@@ -471,7 +397,7 @@ export class RdmaTransport implements Transport {
     // Unconfirmed frames are written again, whole, on the next connection.
     link.cursor = link.head;
     link.sentOfCursor = 0;
-    this.scheduleRedial(link);
+    this.redialIfDown(link);
   }
 
   private transcript(c: Conn): Uint8Array {
@@ -556,9 +482,8 @@ export class RdmaTransport implements Transport {
       this.dropConn(old);
     }
     link.dialing = false;
-    link.backoffMs = this.opts.redialMinMs ?? 20;
-    if (link.redialTimer) clearTimeout(link.redialTimer);
-    link.redialTimer = null;
+    this.resetBackoff(link);
+    this.cancelRedial(link);
     const secret = diffieHellman({
       privateKey: c.eph,
       publicKey: createPublicKey({
@@ -598,25 +523,13 @@ export class RdmaTransport implements Transport {
 
   // ------------------------------------------------------------------ data
 
-  private compact(link: Link): void {
-    if (link.head === link.frames.length) {
-      link.frames.length = 0;
-      link.head = 0;
-      link.cursor = 0;
-    } else if (link.head > 1024 && link.head * 2 > link.frames.length) {
-      link.frames.splice(0, link.head);
-      link.cursor -= link.head;
-      link.head = 0;
-    }
-  }
-
   /**
    * Writes queued frames into the peer's inbox while there are credits and mailbox slots. Frames are
    * packed into slots as segments (a small frame shares its slot with the ones queued after it; a large
    * one spans slots): flags u8 (FIRST, LAST), length u32 LE, on a FIRST segment the frame's total length
    * u32 LE, then the bytes.
    */
-  private flush(link: Link): void {
+  protected flush(link: Link): void {
     const p = this.provider;
     const mac = link.sendMac;
     if (!this.running || !p || link.conn === null || link.rkey === null || !mac) return;
@@ -710,12 +623,7 @@ export class RdmaTransport implements Transport {
       }
       if (link.assembled !== buf.length) return this.dropConn(conn);
       link.assembling = null;
-      this.stat(link.peer).receivedFrames++;
-      try {
-        this.handler?.(link.peer, buf);
-      } catch {
-        // A handler's failure is the handler's; the link goes on.
-      }
+      this.deliver(link.peer, buf);
       if (!this.running || link.conn !== conn) return; // the handler stopped us or the link went down
     }
   }
@@ -733,8 +641,6 @@ export class RdmaTransport implements Transport {
     }
   }
 }
-
-const EMPTY = new Uint8Array(0);
 
 /** HMAC-SHA256(key, offset u64 LE || slot[0..16) || slot[32..]), first 16 bytes: what the owner checks. */
 export function slotMac(key: Uint8Array, offset: number, slot: Uint8Array): Uint8Array {
