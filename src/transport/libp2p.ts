@@ -17,169 +17,27 @@
 import "../util/polyfill.ts";
 import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
-import { StreamState, YamuxStream } from "@chainsafe/libp2p-yamux/stream";
 import { generateKeyPairFromSeed, publicKeyFromRaw } from "@libp2p/crypto/keys";
 import type { Connection, PeerId, Stream } from "@libp2p/interface";
 import { peerIdFromPublicKey } from "@libp2p/peer-id";
 import { tcp } from "@libp2p/tcp";
-import { LengthPrefixedDecoder } from "@libp2p/utils";
 import { multiaddr } from "@multiformats/multiaddr";
 import * as lp from "it-length-prefixed";
 import { pipe } from "it-pipe";
 import { createLibp2p, type Libp2p } from "libp2p";
 import type { ReplicaId } from "../bft/types.ts";
 import {
-  admitFrame,
-  DEFAULT_TRANSPORT_LIMITS,
-  enqueueFrame,
-  type FrameHandler,
-  type PeerStats,
-  peerStats,
-  type SendResult,
-  type Transport,
-  TransportConfigError,
-  type TransportLimits,
-} from "./transport.ts";
+  checkClusterConfig,
+  DEFAULT_REDIAL_BACKOFF,
+  type PeerLink,
+  PeerLinkTransport,
+} from "./peer-links.ts";
+import { TransportConfigError, type TransportLimits } from "./transport.ts";
+
+// The load-time patches (and their counters) live in libp2p-patches.ts; importing it applies them.
+export { lengthPrefixGuard, tcpWriteCoalescing, yamuxWindowUpdates } from "./libp2p-patches.ts";
 
 export const FRAMES_PROTOCOL = "/orderer/frames/1.0.0";
-
-/**
- * Yamux window updates, counted here. @chainsafe/libp2p-yamux 8 answers every data frame it receives
- * with a WINDOW_UPDATE frame of its own (it sends one whenever any of the window is used), so each of
- * our frames cost a second encrypted frame, TCP write and wake-up the other way. Go's yamux, which the
- * spec follows, waits until half the window is used; so does this module, by wrapping
- * YamuxStream.sendWindowUpdate once at load (`yamuxWindowUpdates.patched` says whether it could).
- * The sender still always holds at least half the window, so it never waits for an update it would
- * not have had.
- */
-export const yamuxWindowUpdates = { patched: false, sent: 0, skipped: 0, everyFrame: false };
-
-interface YamuxWindow {
-  state: number;
-  recvWindow: number;
-  recvWindowCapacity: number;
-}
-
-{
-  const proto = YamuxStream.prototype as unknown as { sendWindowUpdate?: (this: YamuxWindow) => void };
-  const original = proto.sendWindowUpdate;
-  if (typeof original === "function" && StreamState.SYNReceived !== undefined) {
-    proto.sendWindowUpdate = function (this: YamuxWindow) {
-      const flagsDue = this.state === StreamState.Init || this.state === StreamState.SYNReceived;
-      const used = this.recvWindow - this.recvWindowCapacity;
-      if (
-        !yamuxWindowUpdates.everyFrame &&
-        !flagsDue &&
-        this.state !== StreamState.Paused &&
-        typeof used === "number" &&
-        used < this.recvWindow / 2
-      ) {
-        yamuxWindowUpdates.skipped++;
-        return;
-      }
-      if (flagsDue || used > 0) yamuxWindowUpdates.sent++;
-      original.call(this);
-    };
-    yamuxWindowUpdates.patched = true;
-  }
-}
-
-/**
- * Noise's frame decoder (@libp2p/utils LengthPrefixedDecoder) finds out that its buffer holds no more
- * frames by catching the RangeError its length decoder throws, so every chunk received ends in a new
- * RangeError and its stack trace (about 3 % of a replica's main thread under load, measured here). An
- * empty buffer cannot hold a length prefix: wrapped here at load, the length decoder answers 0 for one
- * without being asked, the decoder's loop sees a frame longer than its buffer and stops the same way.
- * `emptyChecks` counts the throws saved; `patched` says whether the class could be wrapped.
- */
-export const lengthPrefixGuard = { patched: false, emptyChecks: 0 };
-
-interface GuardedDecoder {
-  lengthDecoder: (data: { byteLength: number }) => number;
-  encodingLength: (n: number) => number;
-  [GUARDED]?: true;
-}
-const GUARDED = Symbol("orderer.lengthGuard");
-
-{
-  const proto = LengthPrefixedDecoder.prototype as unknown as {
-    decode?: (this: GuardedDecoder, buf: unknown) => Generator<unknown>;
-  };
-  const original = proto.decode;
-  if (typeof original === "function") {
-    proto.decode = function (this: GuardedDecoder, buf: unknown) {
-      // Only where a 0-byte frame still needs a prefix byte, or the loop would take 0 bytes forever.
-      if (this[GUARDED] !== true && typeof this.lengthDecoder === "function" && this.encodingLength(0) > 0) {
-        const inner = this.lengthDecoder;
-        this.lengthDecoder = (data) => {
-          if (data.byteLength !== 0) return inner(data);
-          lengthPrefixGuard.emptyChecks++;
-          return 0;
-        };
-        this[GUARDED] = true;
-      }
-      return original.call(this, buf);
-    };
-    lengthPrefixGuard.patched = true;
-  }
-}
-
-/**
- * TCP writes, one per noise message. Noise hands the TCP connection each encrypted message as two
- * chunks (its 2-byte length, then the ciphertext), and @libp2p/tcp writes every chunk with its own
- * socket.write: two write(2) calls, often two TCP segments and two wake-ups of the reader, per frame.
- * Measured on a follower at one transaction at a time: 12 writes per block, 8 of them for 4 frames.
- * The connection's sendData is wrapped here, once at load, so that a send of several chunks below the
- * socket's high-water mark (16 KiB: every vote, signature and small batch) is corked: Node hands them
- * to the kernel in one writev. Larger sends are written as before (corked, they would wait for a
- * drain after every chunk). `patched` says whether the class could be
- * reached (its module is not exported: it is found next to the package's entry point), `corked` counts
- * the sends that were coalesced.
- */
-export const tcpWriteCoalescing = { patched: false, corked: 0 };
-
-interface CorkableConnection {
-  socket?: { cork(): void; uncork(): void; writableHighWaterMark?: number };
-}
-
-try {
-  const url = new URL("./socket-to-conn.js", import.meta.resolve("@libp2p/tcp"));
-  const mod = (await import(url.href)) as { toMultiaddrConnection?: (init: unknown) => object };
-  // The class is reached through a throwaway instance over an inert socket (nothing is sent or read).
-  const noop = () => {};
-  const inert = { remoteAddress: "127.0.0.1", remotePort: 1, on: noop, once: noop, setTimeout: noop };
-  const sample = mod.toMultiaddrConnection?.({ socket: inert, log: Object.assign(noop, { trace: noop }) });
-  const proto = sample ? (Object.getPrototypeOf(sample) as { sendData?: unknown }) : undefined;
-  const original = proto?.sendData;
-  if (proto && typeof original === "function") {
-    proto.sendData = function (
-      this: CorkableConnection,
-      data: Uint8Array | { bufs?: unknown[]; byteLength: number },
-    ) {
-      const socket = this.socket;
-      const chunks = data instanceof Uint8Array ? 1 : (data.bufs?.length ?? 1);
-      // Only below the socket's high-water mark: a corked write is buffered, so a larger send would
-      // report "wait for drain" after its first chunk and move one chunk per event-loop turn.
-      if (
-        chunks < 2 ||
-        !socket ||
-        typeof socket.cork !== "function" ||
-        data.byteLength >= (socket.writableHighWaterMark ?? 16_384)
-      )
-        return original.call(this, data);
-      tcpWriteCoalescing.corked++;
-      socket.cork();
-      try {
-        return original.call(this, data);
-      } finally {
-        socket.uncork();
-      }
-    };
-    tcpWriteCoalescing.patched = true;
-  }
-} catch {
-  // Another @libp2p/tcp layout: writes stay as they were (`patched` stays false; a test checks it).
-}
 
 /** One replica of the cluster as every transport sees it. */
 export interface Libp2pPeerConfig {
@@ -199,7 +57,7 @@ export interface Libp2pTransportOptions {
   /** Listen address (default: this replica's `addr`). */
   readonly listen?: string;
   readonly limits?: Partial<TransportLimits>;
-  /** Redial backoff bounds in ms (default 50 .. 2000). */
+  /** Redial backoff bounds in ms (default 50 .. 2000: DEFAULT_REDIAL_BACKOFF of peer-links.ts). */
   readonly redialMinMs?: number;
   readonly redialMaxMs?: number;
   /** Dial timeout in ms (default 5000). */
@@ -215,39 +73,26 @@ export function libp2pPeerId(publicKey: Uint8Array): string {
   return peerIdFromPublicKey(publicKeyFromRaw(publicKey)).toString();
 }
 
-interface Link {
-  readonly peer: ReplicaId;
-  readonly frames: Uint8Array[];
-  head: number;
+interface Link extends PeerLink {
   stream: Stream | null;
   /** Set while waiting for the stream's 'drain' event. */
   drainWaitSince: number | null;
-  flushScheduled: boolean;
-  dialing: boolean;
-  backoffMs: number;
-  redialTimer: ReturnType<typeof setTimeout> | null;
 }
 
-export class Libp2pTransport implements Transport {
-  readonly self: ReplicaId;
+export class Libp2pTransport extends PeerLinkTransport<Link> {
   private readonly opts: Libp2pTransportOptions;
-  private readonly limits: TransportLimits;
-  private readonly n: number;
   private readonly byPeerId = new Map<string, ReplicaId>();
   private readonly peerIds = new Map<ReplicaId, PeerId>();
-  private readonly links = new Map<ReplicaId, Link>();
-  private readonly counters = new Map<ReplicaId, PeerStats>();
-  private handler: FrameHandler | null = null;
   private node: Libp2p | null = null;
-  private running = false;
   private starting: Promise<void> | null = null;
   private watchdog: ReturnType<typeof setInterval> | null = null;
 
   constructor(opts: Libp2pTransportOptions) {
+    super(opts.self, opts.peers.length, opts.limits, {
+      minMs: opts.redialMinMs ?? DEFAULT_REDIAL_BACKOFF.minMs,
+      maxMs: opts.redialMaxMs ?? DEFAULT_REDIAL_BACKOFF.maxMs,
+    });
     this.opts = opts;
-    this.self = opts.self;
-    this.limits = { ...DEFAULT_TRANSPORT_LIMITS, ...opts.limits };
-    this.n = opts.peers.length;
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -262,12 +107,7 @@ export class Libp2pTransport implements Transport {
 
   private async doStart(): Promise<void> {
     const { self, seed, peers } = this.opts;
-    const ids = peers.map((p) => p.id).sort((a, b) => a - b);
-    if (!ids.every((id, i) => id === i)) throw new TransportConfigError("replica ids must be 0..n-1");
-    const me = peers.find((p) => p.id === self);
-    if (!me) throw new TransportConfigError(`replica ${self} is not in the cluster configuration`);
-    if (!(seed instanceof Uint8Array) || seed.length !== 32)
-      throw new TransportConfigError("the ed25519 seed must be 32 bytes");
+    const me = checkClusterConfig(peers, self, seed);
     const privateKey = await generateKeyPairFromSeed("Ed25519", seed);
     for (const p of peers) {
       const pid = peerIdFromPublicKey(publicKeyFromRaw(p.publicKey));
@@ -301,7 +141,7 @@ export class Libp2pTransport implements Transport {
     for (let p = 0; p < this.n; p++) {
       if (p === self) continue;
       const link = this.link(p);
-      link.backoffMs = this.opts.redialMinMs ?? 50;
+      this.resetBackoff(link);
       if (self < p) this.dial(link);
     }
     const stallMs = this.opts.stallMs ?? 10_000;
@@ -316,41 +156,17 @@ export class Libp2pTransport implements Transport {
     if (this.watchdog) clearInterval(this.watchdog);
     this.watchdog = null;
     for (const link of this.links.values()) {
-      if (link.redialTimer) clearTimeout(link.redialTimer);
-      link.redialTimer = null;
+      this.cancelRedial(link);
       link.stream?.abort(new Error("transport stopped"));
       link.stream = null;
-      link.frames.length = 0;
-      link.head = 0;
-      const s = this.stat(link.peer);
-      s.queuedFrames = 0;
-      s.queuedBytes = 0;
+      this.dropQueue(link);
     }
     const node = this.node;
     this.node = null;
     await node?.stop();
   }
 
-  // ------------------------------------------------------------------ Transport
-
-  onFrame(handler: FrameHandler): void {
-    this.handler = handler;
-  }
-
-  send(to: ReplicaId, frame: Uint8Array): SendResult {
-    const refused = admitFrame(this.running, this.self, this.n, this.limits, (p) => this.stat(p), to, frame);
-    if (refused !== null) return refused;
-    const link = this.link(to);
-    return enqueueFrame(link, this.stat(to), frame, () => this.flush(link));
-  }
-
-  broadcast(frame: Uint8Array): void {
-    for (let p = 0; p < this.n; p++) if (p !== this.self) this.send(p, frame);
-  }
-
-  stats(): ReadonlyMap<ReplicaId, Readonly<PeerStats>> {
-    return this.counters;
-  }
+  // ------------------------------------------------------------------ Transport (the rest: peer-links.ts)
 
   /** Addresses this node listens on (useful with port 0). */
   listenAddrs(): string[] {
@@ -359,30 +175,11 @@ export class Libp2pTransport implements Transport {
 
   // ------------------------------------------------------------------ streams
 
-  private link(peer: ReplicaId): Link {
-    let l = this.links.get(peer);
-    if (!l) {
-      l = {
-        peer,
-        frames: [],
-        head: 0,
-        stream: null,
-        drainWaitSince: null,
-        flushScheduled: false,
-        dialing: false,
-        backoffMs: this.opts.redialMinMs ?? 50,
-        redialTimer: null,
-      };
-      this.links.set(peer, l);
-    }
-    return l;
+  protected newLink(common: PeerLink): Link {
+    return { ...common, stream: null, drainWaitSince: null };
   }
 
-  private stat(peer: ReplicaId): PeerStats {
-    return peerStats(this.counters, peer);
-  }
-
-  private dial(link: Link): void {
+  protected dial(link: Link): void {
     const node = this.node;
     if (!this.running || !node || link.dialing || link.stream || link.redialTimer) return;
     const pid = this.peerIds.get(link.peer);
@@ -398,23 +195,19 @@ export class Libp2pTransport implements Transport {
           stream.abort(new Error("transport stopped"));
           return;
         }
-        link.backoffMs = this.opts.redialMinMs ?? 50;
+        this.resetBackoff(link);
         this.attach(link, stream);
       })
       .catch(() => {
         link.dialing = false;
-        this.scheduleRedial(link);
+        this.redialIfDown(link);
       });
   }
 
-  private scheduleRedial(link: Link): void {
-    if (!this.running || this.self > link.peer || link.redialTimer || link.stream) return;
-    const delay = link.backoffMs;
-    link.backoffMs = Math.min(link.backoffMs * 2, this.opts.redialMaxMs ?? 2000);
-    link.redialTimer = setTimeout(() => {
-      link.redialTimer = null;
-      this.dial(link);
-    }, delay);
+  /** Redials a link whose stream is gone (a dial in flight does not hold it back). */
+  private redialIfDown(link: Link): void {
+    if (!this.running || link.stream) return;
+    this.scheduleRedial(link);
   }
 
   private onInbound(stream: Stream, connection: Connection): void {
@@ -453,12 +246,7 @@ export class Libp2pTransport implements Transport {
       async (frames) => {
         for await (const f of frames) {
           if (link.stream !== stream) return;
-          this.stat(peer).receivedFrames++;
-          try {
-            this.handler?.(peer, f.subarray());
-          } catch {
-            // A handler's failure is the handler's; the stream goes on.
-          }
+          this.deliver(peer, f.subarray());
         }
       },
     )
@@ -477,14 +265,14 @@ export class Libp2pTransport implements Transport {
     link.stream = null;
     link.drainWaitSince = null;
     if (stream.status === "open") stream.abort(new Error("stream ended"));
-    this.scheduleRedial(link);
+    this.redialIfDown(link);
   }
 
   /**
    * Moves queued frames onto the stream until it needs a drain. Frames are coalesced into writes of up
    * to COALESCE_BYTES: each stream write costs a yamux frame and a noise message.
    */
-  private flush(link: Link): void {
+  protected flush(link: Link): void {
     const stream = link.stream;
     if (!this.running || !stream || link.drainWaitSince !== null) return;
     const s = this.stat(link.peer);
@@ -507,25 +295,13 @@ export class Libp2pTransport implements Transport {
         this.detach(link, stream);
         return;
       }
-      for (let k = 0; k < taken; k++) {
-        const frame = link.frames[link.head] as Uint8Array;
-        link.frames[link.head++] = EMPTY;
-        s.queuedFrames--;
-        s.queuedBytes -= frame.length;
-        s.sentFrames++;
-      }
+      for (let k = 0; k < taken; k++) this.frameSent(link, s);
       if (!more) {
         link.drainWaitSince = Date.now();
         break;
       }
     }
-    if (link.head > 1024 && link.head * 2 > link.frames.length) {
-      link.frames.splice(0, link.head);
-      link.head = 0;
-    } else if (link.head === link.frames.length) {
-      link.frames.length = 0;
-      link.head = 0;
-    }
+    this.compact(link);
   }
 
   private checkStalls(stallMs: number): void {
@@ -541,7 +317,6 @@ export class Libp2pTransport implements Transport {
   }
 }
 
-const EMPTY = new Uint8Array(0);
 const COALESCE_BYTES = 64 * 1024;
 
 /** Unsigned LEB128, as it-length-prefixed decodes it. */

@@ -20,30 +20,30 @@
 //   it again on the next connection, so frames sent while a peer restarts arrive (or, rarely, twice:
 //   the protocol is idempotent).
 // - Backpressure: the bounded per-peer queue of transport.ts; frames wait while the link is down.
+//
+// This module holds the connections and links; rdma-handshake.ts the HELLO/AUTH exchange and key
+// derivation, rdma-slots.ts the slot format (packing, reassembly, MAC), rdma-credits.ts the delivery
+// marks and credits, peer-links.ts (shared with libp2p) the queues, stats and redial backoff.
 
-import {
-  createHmac,
-  createPublicKey,
-  diffieHellman,
-  generateKeyPairSync,
-  hkdfSync,
-  type KeyObject,
-} from "node:crypto";
 import type { ReplicaId } from "../bft/types.ts";
-import { ed25519PublicKeyOf, signEd25519, verifyEd25519 } from "../crypto/node-crypto.ts";
+import { ed25519PublicKeyOf } from "../crypto/node-crypto.ts";
+import { checkClusterConfig, type PeerLink, PeerLinkTransport, type RedialBackoff } from "./peer-links.ts";
+import { creditDue, creditMessage, MSG_CREDIT, PostedRequests, readCreditMessage } from "./rdma-credits.ts";
+import * as handshake from "./rdma-handshake.ts";
 import { PERM_WRITE, type RdmaEvent, requireRdmaNative, type ShmProvider } from "./rdma-native.ts";
 import {
-  admitFrame,
-  DEFAULT_TRANSPORT_LIMITS,
-  enqueueFrame,
-  type FrameHandler,
-  type PeerStats,
-  peerStats,
-  type SendResult,
-  type Transport,
-  TransportConfigError,
-  type TransportLimits,
-} from "./transport.ts";
+  keyMessage,
+  MAX_SLOT,
+  MIN_SLOT,
+  MSG_KEY,
+  readKeyMessage,
+  readSlot,
+  SLOT_HDR,
+  SlotPacker,
+} from "./rdma-slots.ts";
+import { TransportConfigError, type TransportLimits } from "./transport.ts";
+
+export { slotMac } from "./rdma-slots.ts";
 
 /** One replica as the rdma transport sees it. */
 export interface RdmaPeerConfig {
@@ -63,7 +63,7 @@ export interface RdmaTransportOptions {
   /** Inbox slots per peer (default 64) and slot size in bytes (default 16 320, one mailbox request). */
   readonly inboxSlots?: number;
   readonly slotBytes?: number;
-  /** Redial backoff bounds in ms (default 20 .. 1000). */
+  /** Redial backoff bounds in ms (default 20 .. 1000: RDMA_REDIAL_BACKOFF). */
   readonly redialMinMs?: number;
   readonly redialMaxMs?: number;
   /** An unauthenticated connection is closed after this long (default 5000 ms). */
@@ -75,42 +75,15 @@ export interface RdmaTransportOptions {
   readonly onSecurityEvent?: (e: { peer: ReplicaId | null; reason: string }) => void;
 }
 
-const MSG_HELLO = 1;
-const MSG_AUTH = 2;
-const MSG_KEY = 3;
-const MSG_CREDIT = 4;
-const VERSION = 2;
-const SLOT_HDR = 32;
-/** Segment header in a slot body: flags u8, length u32; a FIRST segment adds the frame's length u32. */
-const SEG_HDR = 5;
-const SEG_FIRST_HDR = 9;
-/** The smallest slot: its header and a FIRST segment with some bytes. */
-const MIN_SLOT = SLOT_HDR + 16;
-const FIRST = 1;
-const LAST = 2;
-const AUTH_LABEL = new TextEncoder().encode("orderer-rdma-auth-v1");
-const X25519_SPKI_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
+/**
+ * The rdma transport's own redial bounds (20 .. 1000 ms), its defaults from before the shared base:
+ * kept, not DEFAULT_REDIAL_BACKOFF of peer-links.ts (50 .. 2000 ms), so that its timing is unchanged.
+ */
+const RDMA_REDIAL_BACKOFF: RedialBackoff = Object.freeze({ minMs: 20, maxMs: 1000 });
 
-/** A connection before (and while) it is bound to a replica. */
-interface Conn {
-  readonly id: number;
-  readonly connector: boolean;
-  /** The replica dialled (connector) or claimed in HELLO (acceptor). */
-  peer: ReplicaId | null;
-  readonly eph: KeyObject;
-  readonly ephPub: Buffer;
-  peerEph: Buffer | null;
-  authSent: boolean;
-  authed: boolean;
-  readonly timer: ReturnType<typeof setTimeout>;
-}
-
-interface Link {
-  readonly peer: ReplicaId;
+interface Link extends PeerLink {
   conn: number | null;
   // sending: frames[head..cursor) are written but not all confirmed; frames[cursor..] wait
-  readonly frames: Uint8Array[];
-  head: number;
   cursor: number;
   /** Bytes of frames[cursor] already written (its first slot carries the length). */
   sentOfCursor: number;
@@ -120,7 +93,6 @@ interface Link {
   sendMac: Buffer | null;
   nextSeq: number;
   acked: number;
-  flushScheduled: boolean;
   // receiving
   inboxRegion: number;
   inbox: Uint8Array;
@@ -130,41 +102,30 @@ interface Link {
   creditOwed: boolean;
   assembling: Uint8Array | null;
   assembled: number;
-  // dialling
-  dialing: boolean;
-  backoffMs: number;
-  redialTimer: ReturnType<typeof setTimeout> | null;
 }
 
-export class RdmaTransport implements Transport {
-  readonly self: ReplicaId;
+export class RdmaTransport extends PeerLinkTransport<Link> {
   private readonly opts: RdmaTransportOptions;
-  private readonly limits: TransportLimits;
-  private readonly n: number;
   private readonly slots: number;
   private readonly slotBytes: number;
-  private readonly links = new Map<ReplicaId, Link>();
-  private readonly conns = new Map<number, Conn>();
+  private readonly conns = new Map<number, handshake.Conn>();
   private readonly linkOfConn = new Map<number, Link>();
   /** Per connection, one mark per posted request in order: how many frames the request completes. */
-  private readonly posted = new Map<number, { marks: number[]; head: number; failed: boolean }>();
-  private readonly counters = new Map<ReplicaId, PeerStats>();
-  private handler: FrameHandler | null = null;
+  private readonly posted = new PostedRequests();
   private provider: ShmProvider | null = null;
-  private running = false;
   private wr = 1;
   private securityEvents = 0;
   /** Where flush() packs a slot's body before postSlot copies it into the mailbox. */
-  private readonly scratch = new Uint8Array(16_320);
-  private readonly scratchView = new DataView(this.scratch.buffer);
+  private readonly packer = new SlotPacker();
 
   constructor(opts: RdmaTransportOptions) {
+    super(opts.self, opts.peers.length, opts.limits, {
+      minMs: opts.redialMinMs ?? RDMA_REDIAL_BACKOFF.minMs,
+      maxMs: opts.redialMaxMs ?? RDMA_REDIAL_BACKOFF.maxMs,
+    });
     this.opts = opts;
-    this.self = opts.self;
-    this.limits = { ...DEFAULT_TRANSPORT_LIMITS, ...opts.limits };
-    this.n = opts.peers.length;
     this.slots = opts.inboxSlots ?? 64;
-    this.slotBytes = opts.slotBytes ?? 16_320;
+    this.slotBytes = opts.slotBytes ?? MAX_SLOT;
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -172,18 +133,13 @@ export class RdmaTransport implements Transport {
   async start(): Promise<void> {
     if (this.running) return;
     const { self, seed, peers } = this.opts;
-    const ids = peers.map((p) => p.id).sort((a, b) => a - b);
-    if (!ids.every((id, i) => id === i)) throw new TransportConfigError("replica ids must be 0..n-1");
-    const me = peers.find((p) => p.id === self);
-    if (!me) throw new TransportConfigError(`replica ${self} is not in the cluster configuration`);
-    if (!(seed instanceof Uint8Array) || seed.length !== 32)
-      throw new TransportConfigError("the ed25519 seed must be 32 bytes");
+    const me = checkClusterConfig(peers, self, seed);
     if (!Buffer.from(ed25519PublicKeyOf(seed)).equals(Buffer.from(me.publicKey)))
       throw new TransportConfigError(`this key is not replica ${self}'s key in the cluster configuration`);
     if (!Number.isInteger(this.slots) || this.slots < 2 || this.slots > 4096)
       throw new TransportConfigError("inboxSlots must be 2..4096");
-    if (!Number.isInteger(this.slotBytes) || this.slotBytes < MIN_SLOT || this.slotBytes > 16_320)
-      throw new TransportConfigError(`slotBytes must be ${MIN_SLOT}..16320`);
+    if (!Number.isInteger(this.slotBytes) || this.slotBytes < MIN_SLOT || this.slotBytes > MAX_SLOT)
+      throw new TransportConfigError(`slotBytes must be ${MIN_SLOT}..${MAX_SLOT}`);
     const addon = requireRdmaNative();
     const provider = new addon.ShmProvider({
       onEvents: (events) => this.onEvents(events),
@@ -214,16 +170,10 @@ export class RdmaTransport implements Transport {
     this.linkOfConn.clear();
     this.posted.clear();
     for (const link of this.links.values()) {
-      if (link.redialTimer) clearTimeout(link.redialTimer);
-      link.redialTimer = null;
       link.conn = null;
-      link.frames.length = 0;
-      link.head = 0;
+      this.dropQueue(link);
       link.cursor = 0;
       link.sentOfCursor = 0;
-      const s = this.stat(link.peer);
-      s.queuedFrames = 0;
-      s.queuedBytes = 0;
     }
     this.links.clear();
     const p = this.provider;
@@ -231,26 +181,7 @@ export class RdmaTransport implements Transport {
     p?.close();
   }
 
-  // ------------------------------------------------------------------ Transport
-
-  onFrame(handler: FrameHandler): void {
-    this.handler = handler;
-  }
-
-  send(to: ReplicaId, frame: Uint8Array): SendResult {
-    const refused = admitFrame(this.running, this.self, this.n, this.limits, (p) => this.stat(p), to, frame);
-    if (refused !== null) return refused;
-    const link = this.link(to);
-    return enqueueFrame(link, this.stat(to), frame, () => this.flush(link));
-  }
-
-  broadcast(frame: Uint8Array): void {
-    for (let p = 0; p < this.n; p++) if (p !== this.self) this.send(p, frame);
-  }
-
-  stats(): ReadonlyMap<ReplicaId, Readonly<PeerStats>> {
-    return this.counters;
-  }
+  // ------------------------------------------------------------------ Transport (the rest: peer-links.ts)
 
   /** The provider's counters: served and refused requests by reason, bans, keys. */
   securityStats(): Record<string, number> {
@@ -265,45 +196,30 @@ export class RdmaTransport implements Transport {
 
   // ------------------------------------------------------------------ connections
 
-  private link(peer: ReplicaId): Link {
-    let l = this.links.get(peer);
-    if (!l) {
-      l = {
-        peer,
-        conn: null,
-        frames: [],
-        head: 0,
-        cursor: 0,
-        sentOfCursor: 0,
-        rkey: null,
-        peerSlots: 0,
-        peerSlotBytes: 0,
-        sendMac: null,
-        nextSeq: 0,
-        acked: 0,
-        flushScheduled: false,
-        inboxRegion: 0,
-        inbox: new Uint8Array(0),
-        recvMac: null,
-        expectSeq: 0,
-        reported: 0,
-        creditOwed: false,
-        assembling: null,
-        assembled: 0,
-        dialing: false,
-        backoffMs: this.opts.redialMinMs ?? 20,
-        redialTimer: null,
-      };
-      this.links.set(peer, l);
-    }
-    return l;
+  protected newLink(common: PeerLink): Link {
+    return {
+      ...common,
+      conn: null,
+      cursor: 0,
+      sentOfCursor: 0,
+      rkey: null,
+      peerSlots: 0,
+      peerSlotBytes: 0,
+      sendMac: null,
+      nextSeq: 0,
+      acked: 0,
+      inboxRegion: 0,
+      inbox: new Uint8Array(0),
+      recvMac: null,
+      expectSeq: 0,
+      reported: 0,
+      creditOwed: false,
+      assembling: null,
+      assembled: 0,
+    };
   }
 
-  private stat(peer: ReplicaId): PeerStats {
-    return peerStats(this.counters, peer);
-  }
-
-  private dial(link: Link): void {
+  protected dial(link: Link): void {
     const p = this.provider;
     if (!this.running || !p || link.conn !== null || link.dialing || link.redialTimer) return;
     const path = this.opts.peers.find((x) => x.id === link.peer)?.path as string;
@@ -311,41 +227,23 @@ export class RdmaTransport implements Transport {
     try {
       id = p.connect(path);
     } catch {
-      this.scheduleRedial(link);
+      this.redialIfDown(link);
       return;
     }
     link.dialing = true;
     this.newConn(id, true, link.peer);
   }
 
-  private scheduleRedial(link: Link): void {
-    if (!this.running || this.self > link.peer || link.redialTimer || link.conn !== null || link.dialing)
-      return;
-    const delay = link.backoffMs;
-    link.backoffMs = Math.min(link.backoffMs * 2, this.opts.redialMaxMs ?? 1000);
-    link.redialTimer = setTimeout(() => {
-      link.redialTimer = null;
-      this.dial(link);
-    }, delay);
+  /** Redials a link with neither a connection nor a dial in flight. */
+  private redialIfDown(link: Link): void {
+    if (!this.running || link.conn !== null || link.dialing) return;
+    this.scheduleRedial(link);
   }
 
-  private newConn(id: number, connector: boolean, peer: ReplicaId | null): Conn {
-    const { privateKey, publicKey } = generateKeyPairSync("x25519");
-    const spki = publicKey.export({ format: "der", type: "spki" });
-    const c: Conn = {
-      id,
-      connector,
-      peer,
-      eph: privateKey,
-      ephPub: spki.subarray(spki.length - 32),
-      peerEph: null,
-      authSent: false,
-      authed: false,
-      timer: setTimeout(() => this.dropConn(id), this.opts.handshakeMs ?? 5000),
-    };
-    c.timer.unref?.();
+  private newConn(id: number, connector: boolean, peer: ReplicaId | null): handshake.Conn {
+    const c = handshake.newConn(id, connector, peer, this.opts.handshakeMs ?? 5000, () => this.dropConn(id));
     this.conns.set(id, c);
-    this.posted.set(id, { marks: [], head: 0, failed: false });
+    this.posted.open(id);
     return c;
   }
 
@@ -380,8 +278,7 @@ export class RdmaTransport implements Transport {
           // A write of ours was refused: our key is stale or the peer thinks we misbehaved. Start over.
           // Nothing more on it counts as delivered (its frames are written again on the next connection).
           if (e.status !== 0) {
-            const q = this.posted.get(e.conn);
-            if (q) q.failed = true;
+            this.posted.fail(e.conn);
             this.dropConn(e.conn);
           }
           break;
@@ -406,48 +303,23 @@ export class RdmaTransport implements Transport {
   private onUp(id: number, accepted: boolean): void {
     const c = accepted ? this.newConn(id, false, null) : this.conns.get(id);
     if (!c) return;
-    const hello = new Uint8Array(1 + 1 + 4 + 32);
-    hello[0] = MSG_HELLO;
-    hello[1] = VERSION;
-    new DataView(hello.buffer).setUint32(2, this.self);
-    hello.set(c.ephPub, 6);
-    this.post(id, 0, () => this.provider?.postSend(id, 0, hello) ?? false);
-  }
-
-  /** Posts one request on `conn`, remembering whether it completes a frame. */
-  private post(conn: number, mark: number, doPost: () => boolean): boolean {
-    const q = this.posted.get(conn);
-    if (!q || !doPost()) return false;
-    q.marks.push(mark);
-    return true;
+    const hello = handshake.helloMessage(this.self, c);
+    this.posted.post(id, 0, () => this.provider?.postSend(id, 0, hello) ?? false);
   }
 
   /** `count` more requests on `conn` completed: frames whose last slot is among them leave the queue. */
   private onAcked(conn: number, count: number): void {
-    const q = this.posted.get(conn);
-    if (!q) return;
     const link = this.linkOfConn.get(conn);
     const s = link ? this.stat(link.peer) : null;
-    for (let k = 0; k < count && q.head < q.marks.length; k++) {
-      let completes = q.marks[q.head++] as number;
-      if (q.failed || !link || !s || link.conn !== conn) continue;
-      while (completes-- > 0 && link.head < link.cursor) {
-        const frame = link.frames[link.head] as Uint8Array;
-        link.frames[link.head++] = EMPTY;
-        s.queuedFrames--;
-        s.queuedBytes -= frame.length;
-        s.sentFrames++;
-      }
-    }
-    if (q.head > 4096 && q.head * 2 > q.marks.length) {
-      q.marks.splice(0, q.head);
-      q.head = 0;
-    }
-    if (link) this.compact(link);
+    const open = this.posted.acked(conn, count, (completes) => {
+      if (!link || !s || link.conn !== conn) return;
+      while (completes-- > 0 && link.head < link.cursor) this.frameSent(link, s);
+    });
+    if (open && link) link.cursor -= this.compact(link);
   }
 
   private onClosed(id: number): void {
-    this.posted.delete(id);
+    this.posted.close(id);
     const c = this.conns.get(id);
     if (c) {
       clearTimeout(c.timer);
@@ -455,7 +327,7 @@ export class RdmaTransport implements Transport {
       if (c.connector && c.peer !== null) {
         const l = this.link(c.peer);
         l.dialing = false;
-        if (l.conn === null) this.scheduleRedial(l);
+        if (l.conn === null) this.redialIfDown(l);
       }
     }
     const link = this.linkOfConn.get(id);
@@ -471,50 +343,22 @@ export class RdmaTransport implements Transport {
     // Unconfirmed frames are written again, whole, on the next connection.
     link.cursor = link.head;
     link.sentOfCursor = 0;
-    this.scheduleRedial(link);
-  }
-
-  private transcript(c: Conn): Uint8Array {
-    const connectorId = c.connector ? this.self : (c.peer as number);
-    const acceptorId = c.connector ? (c.peer as number) : this.self;
-    const ephC = c.connector ? c.ephPub : (c.peerEph as Buffer);
-    const ephA = c.connector ? (c.peerEph as Buffer) : c.ephPub;
-    const t = new Uint8Array(AUTH_LABEL.length + 8 + 64);
-    t.set(AUTH_LABEL, 0);
-    const dv = new DataView(t.buffer);
-    dv.setUint32(AUTH_LABEL.length, connectorId);
-    dv.setUint32(AUTH_LABEL.length + 4, acceptorId);
-    t.set(ephC, AUTH_LABEL.length + 8);
-    t.set(ephA, AUTH_LABEL.length + 40);
-    return t;
+    this.redialIfDown(link);
   }
 
   private onMessage(id: number, m: Buffer): void {
     const c = this.conns.get(id);
     const link = this.linkOfConn.get(id);
     const type = m[0];
-    if (type === MSG_HELLO && c && !c.peerEph) {
-      if (m.length !== 38 || m[1] !== VERSION) return this.dropConn(id);
-      const claimed = m.readUInt32BE(2);
-      if (c.connector ? claimed !== c.peer : !(claimed < this.self)) return this.dropConn(id);
-      c.peer = claimed;
-      c.peerEph = Buffer.from(m.subarray(6, 38));
-      const role = c.connector ? 0 : 1;
-      const sig = signEd25519(this.opts.seed, Buffer.concat([this.transcript(c), Buffer.from([role])]));
-      const auth = new Uint8Array(1 + 64);
-      auth[0] = MSG_AUTH;
-      auth.set(sig, 1);
-      c.authSent = this.post(id, 0, () => this.provider?.postSend(id, 0, auth) ?? false);
+    if (type === handshake.MSG_HELLO && c && !c.peerEph) {
+      if (!handshake.takeHello(this.self, c, m)) return this.dropConn(id);
+      const auth = handshake.authMessage(this.self, this.opts.seed, c);
+      c.authSent = this.posted.post(id, 0, () => this.provider?.postSend(id, 0, auth) ?? false);
       return;
     }
-    if (type === MSG_AUTH && c && c.peerEph && !c.authed && c.peer !== null) {
-      const peerRole = c.connector ? 1 : 0;
+    if (type === handshake.MSG_AUTH && c && c.peerEph && !c.authed && c.peer !== null) {
       const pub = this.opts.peers.find((p) => p.id === c.peer)?.publicKey;
-      const ok =
-        m.length === 65 &&
-        pub !== undefined &&
-        verifyEd25519(pub, Buffer.concat([this.transcript(c), Buffer.from([peerRole])]), m.subarray(1));
-      if (!ok) return this.dropConn(id);
+      if (!handshake.verifyAuth(this.self, c, m, pub)) return this.dropConn(id);
       c.authed = true;
       clearTimeout(c.timer);
       this.bind(c);
@@ -522,19 +366,18 @@ export class RdmaTransport implements Transport {
     }
     if (!link || link.conn !== id) return this.dropConn(id);
     if (type === MSG_KEY && m.length === 17) {
-      const slots = m.readUInt32BE(9);
-      const slotBytes = m.readUInt32BE(13);
-      if (slots < 2 || slotBytes < MIN_SLOT || slotBytes > 16_320) return this.dropConn(id);
-      link.rkey = m.readBigUInt64BE(1);
-      link.peerSlots = slots;
-      link.peerSlotBytes = slotBytes;
+      const key = readKeyMessage(m);
+      if (!key) return this.dropConn(id);
+      link.rkey = key.rkey;
+      link.peerSlots = key.slots;
+      link.peerSlotBytes = key.slotBytes;
       link.nextSeq = 0;
       link.acked = 0;
       this.flush(link);
       return;
     }
     if (type === MSG_CREDIT && m.length === 9) {
-      const upTo = Number(m.readBigUInt64BE(1));
+      const upTo = readCreditMessage(m);
       if (upTo < link.acked || upTo > link.nextSeq) return this.dropConn(id);
       link.acked = upTo;
       this.flush(link);
@@ -544,7 +387,7 @@ export class RdmaTransport implements Transport {
   }
 
   /** An authenticated connection becomes the link's: keys derived, inbox granted. */
-  private bind(c: Conn): void {
+  private bind(c: handshake.Conn): void {
     const p = this.provider;
     const peer = c.peer as ReplicaId;
     if (!p) return;
@@ -556,22 +399,11 @@ export class RdmaTransport implements Transport {
       this.dropConn(old);
     }
     link.dialing = false;
-    link.backoffMs = this.opts.redialMinMs ?? 20;
-    if (link.redialTimer) clearTimeout(link.redialTimer);
-    link.redialTimer = null;
-    const secret = diffieHellman({
-      privateKey: c.eph,
-      publicKey: createPublicKey({
-        key: Buffer.concat([X25519_SPKI_PREFIX, c.peerEph as Buffer]),
-        format: "der",
-        type: "spki",
-      }),
-    });
-    const okm = Buffer.from(hkdfSync("sha256", secret, this.transcript(c), "orderer-rdma-mac", 64));
-    const toAcceptor = okm.subarray(0, 32);
-    const toConnector = okm.subarray(32, 64);
-    link.sendMac = Buffer.from(c.connector ? toAcceptor : toConnector);
-    link.recvMac = Buffer.from(c.connector ? toConnector : toAcceptor);
+    this.resetBackoff(link);
+    this.cancelRedial(link);
+    const { sendMac, recvMac } = handshake.deriveMacKeys(this.self, c);
+    link.sendMac = sendMac;
+    link.recvMac = recvMac;
     link.conn = c.id;
     this.linkOfConn.set(c.id, link);
     this.conns.delete(c.id);
@@ -588,78 +420,35 @@ export class RdmaTransport implements Transport {
       macKey: link.recvMac,
       slotSize: this.slotBytes,
     });
-    const key = Buffer.alloc(17);
-    key[0] = MSG_KEY;
-    key.writeBigUInt64BE(rkey, 1);
-    key.writeUInt32BE(this.slots, 9);
-    key.writeUInt32BE(this.slotBytes, 13);
-    this.post(c.id, 0, () => p.postSend(c.id, 0, key));
+    const key = keyMessage(rkey, this.slots, this.slotBytes);
+    this.posted.post(c.id, 0, () => p.postSend(c.id, 0, key));
   }
 
   // ------------------------------------------------------------------ data
 
-  private compact(link: Link): void {
-    if (link.head === link.frames.length) {
-      link.frames.length = 0;
-      link.head = 0;
-      link.cursor = 0;
-    } else if (link.head > 1024 && link.head * 2 > link.frames.length) {
-      link.frames.splice(0, link.head);
-      link.cursor -= link.head;
-      link.head = 0;
-    }
-  }
-
   /**
-   * Writes queued frames into the peer's inbox while there are credits and mailbox slots. Frames are
-   * packed into slots as segments (a small frame shares its slot with the ones queued after it; a large
-   * one spans slots): flags u8 (FIRST, LAST), length u32 LE, on a FIRST segment the frame's total length
-   * u32 LE, then the bytes.
+   * Writes queued frames into the peer's inbox while there are credits and mailbox slots, packed into
+   * slots as segments (see SlotPacker).
    */
-  private flush(link: Link): void {
+  protected flush(link: Link): void {
     const p = this.provider;
     const mac = link.sendMac;
     if (!this.running || !p || link.conn === null || link.rkey === null || !mac) return;
     const cap = link.peerSlotBytes - SLOT_HDR;
     const conn = link.conn;
     const rkey = link.rkey;
-    const body = this.scratch;
-    const dv = this.scratchView;
+    const packer = this.packer;
     while (link.cursor < link.frames.length && link.nextSeq - link.acked < link.peerSlots) {
-      let used = 0;
-      let completes = 0;
-      let cursor = link.cursor;
-      let sent = link.sentOfCursor;
-      while (cursor < link.frames.length) {
-        const frame = link.frames[cursor] as Uint8Array;
-        const first = sent === 0;
-        const room = cap - used - (first ? SEG_FIRST_HDR : SEG_HDR);
-        const take = Math.min(room, frame.length - sent);
-        if (room < 0 || (take === 0 && frame.length > 0)) break;
-        const flags = (first ? FIRST : 0) | (sent + take === frame.length ? LAST : 0);
-        body[used] = flags;
-        dv.setUint32(used + 1, take, true);
-        used += SEG_HDR;
-        if (first) {
-          dv.setUint32(used, frame.length, true);
-          used += 4;
-        }
-        body.set(frame.subarray(sent, sent + take), used);
-        used += take;
-        sent += take;
-        if (sent < frame.length) break; // the slot is full
-        cursor++;
-        sent = 0;
-        completes++;
-      }
+      const used = packer.pack(link.frames, link.cursor, link.sentOfCursor, cap);
       if (used === 0) return; // cannot happen with slots of MIN_SLOT or more
+      const { cursor, sent, completes } = packer;
       const seq = link.nextSeq;
       const offset = (seq % link.peerSlots) * link.peerSlotBytes;
       const wr = this.wr++;
-      const slot = body.subarray(0, used);
+      const slot = packer.body.subarray(0, used);
       // A full mailbox: the "writable" event resumes.
-      if (!this.post(conn, completes, () => p.postSlot(conn, wr, rkey, offset, mac, seq, slot, seq >>> 0)))
-        return;
+      const post = () => p.postSlot(conn, wr, rkey, offset, mac, seq, slot, seq >>> 0);
+      if (!this.posted.post(conn, completes, post)) return;
       link.nextSeq++;
       link.cursor = cursor;
       link.sentOfCursor = sent;
@@ -678,73 +467,25 @@ export class RdmaTransport implements Transport {
     const len = dv.getUint32(8, true);
     if (seq !== link.expectSeq || len + SLOT_HDR !== e.length) return this.dropConn(conn);
     link.expectSeq++;
-    if (link.expectSeq - link.reported >= this.slots / 4) {
+    if (creditDue(link.expectSeq, link.reported, this.slots)) {
       link.creditOwed = true;
       this.sendCredit(link);
     }
-    const end = SLOT_HDR + len;
-    let at = SLOT_HDR;
-    while (at < end) {
-      if (end - at < SEG_HDR) return this.dropConn(conn);
-      const flags = dv.getUint8(at);
-      const take = dv.getUint32(at + 1, true);
-      at += SEG_HDR;
-      if (flags & FIRST) {
-        if (link.assembling || end - at < 4) return this.dropConn(conn);
-        const total = dv.getUint32(at, true);
-        at += 4;
-        if (total > this.limits.frameMaxBytes || take > total) return this.dropConn(conn);
-        link.assembling = new Uint8Array(total);
-        link.assembled = 0;
-      } else if (!link.assembling) {
-        return this.dropConn(conn);
-      }
-      const buf = link.assembling as Uint8Array;
-      if (take > end - at || link.assembled + take > buf.length) return this.dropConn(conn);
-      buf.set(mem.subarray(off + at, off + at + take), link.assembled);
-      link.assembled += take;
-      at += take;
-      if (!(flags & LAST)) {
-        if (at !== end) return this.dropConn(conn); // only a slot's last segment may continue a frame
-        continue;
-      }
-      if (link.assembled !== buf.length) return this.dropConn(conn);
-      link.assembling = null;
-      this.stat(link.peer).receivedFrames++;
-      try {
-        this.handler?.(link.peer, buf);
-      } catch {
-        // A handler's failure is the handler's; the link goes on.
-      }
-      if (!this.running || link.conn !== conn) return; // the handler stopped us or the link went down
-    }
+    const ok = readSlot(link, mem, off, dv, SLOT_HDR + len, this.limits.frameMaxBytes, (frame) => {
+      this.deliver(link.peer, frame);
+      return this.running && link.conn === conn; // false: the handler stopped us or the link went down
+    });
+    if (!ok) this.dropConn(conn);
   }
 
   private sendCredit(link: Link): void {
     if (!link.creditOwed || link.conn === null || !this.provider) return;
-    const m = Buffer.alloc(9);
-    m[0] = MSG_CREDIT;
-    m.writeBigUInt64BE(BigInt(link.expectSeq), 1);
+    const m = creditMessage(link.expectSeq);
     const p = this.provider;
     const conn = link.conn;
-    if (this.post(conn, 0, () => p.postSend(conn, 0, m))) {
+    if (this.posted.post(conn, 0, () => p.postSend(conn, 0, m))) {
       link.reported = link.expectSeq;
       link.creditOwed = false;
     }
   }
-}
-
-const EMPTY = new Uint8Array(0);
-
-/** HMAC-SHA256(key, offset u64 LE || slot[0..16) || slot[32..]), first 16 bytes: what the owner checks. */
-export function slotMac(key: Uint8Array, offset: number, slot: Uint8Array): Uint8Array {
-  const off = Buffer.alloc(8);
-  off.writeUInt32LE(offset >>> 0, 0);
-  off.writeUInt32LE(Math.floor(offset / 2 ** 32), 4);
-  return createHmac("sha256", key)
-    .update(off)
-    .update(slot.subarray(0, 16))
-    .update(slot.subarray(SLOT_HDR))
-    .digest()
-    .subarray(0, 16);
 }
