@@ -53,6 +53,7 @@ export class ReadServer {
     this.waiters.push({ conn: c, need, deadline: this.now() + (this.readWaitMs ?? 10_000), run: fn });
   }
 
+  /** Runs the waiting reads this replica can now serve (none while a block is half-announced). */
   serve(): void {
     if (this.host.applying() > 0 || this.waiters.length === 0) return;
     const ready = this.waiters.filter((w) => this.tree.appliedZxid >= w.need);
@@ -66,6 +67,7 @@ export class ReadServer {
     }
   }
 
+  /** getData, exists or getChildren, with a one-shot watch when asked. */
   read(c: CoordConn, id: unknown, m: Record<string, unknown>): void {
     const path = m.path;
     const minZxid = m.minZxid ?? 0;
@@ -145,6 +147,7 @@ export class ReadServer {
     });
   }
 
+  /** addWatch: a persistent or recursive watch. */
   addWatch(c: CoordConn, id: unknown, m: Record<string, unknown>): void {
     const path = m.path;
     const mode = m.mode;
@@ -160,6 +163,7 @@ export class ReadServer {
     this.host.send(c, { type: "result", id, zxid: this.tree.appliedZxid, code: ok ? "OK" : "THROTTLEDOP" });
   }
 
+  /** removeWatches: the connection's watches of a path, of one kind or all. */
   removeWatches(c: CoordConn, id: unknown, m: Record<string, unknown>): void {
     const path = m.path;
     const kind = m.kind ?? "any";

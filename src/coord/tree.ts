@@ -11,6 +11,9 @@
 // back on its own. Session expiry runs on a session clock that follows the tree's time but advances at
 // most `clockStepMaxMs` per block, so a cluster that could not order anything for a while (a view
 // change, an outage) does not expire every session the moment it resumes.
+//
+// Beside this file: tree-types.ts (the data, configuration and zxids), tree-nodes.ts (the znodes and the
+// operations on them, TTL nodes and containers).
 
 import { toHex } from "../bft/bytes.ts";
 import {
