@@ -11,187 +11,77 @@
 // back on its own. Session expiry runs on a session clock that follows the tree's time but advances at
 // most `clockStepMaxMs` per block, so a cluster that could not order anything for a while (a view
 // change, an outage) does not expire every session the moment it resumes.
+//
+// Beside this file: tree-types.ts (the data, configuration and zxids), tree-nodes.ts (the znodes and the
+// operations on them, TTL nodes and containers).
 
 import { toHex } from "../bft/bytes.ts";
-import type { ZkCode } from "./errors.ts";
 import {
   type CoordEntry,
   decodeEntry,
   decodeOp,
   type HashFn,
-  isEphemeralMode,
-  isSequentialMode,
   isTtlMode,
+  type Op,
   type OpBody,
   OpKind,
   type SignedOp,
-  type SubOp,
   verifySignedOp,
 } from "./ops.ts";
-import { nameOf, parentOf, pathProblem, sequenceSuffix } from "./path.ts";
+import { nameOf, parentOf, pathProblem } from "./path.ts";
+import { newNode, statOf, ZNodes } from "./tree-nodes.ts";
+import {
+  type Effect,
+  type OpResult,
+  type Session,
+  type TreeChanges,
+  type TreeConfig,
+  type TreeMeta,
+  type VerifyFn,
+  type ZNode,
+  ZXID_PER_BLOCK,
+  zxidOf,
+} from "./tree-types.ts";
 
-export const ZXID_PER_BLOCK = 2 ** 21;
-/** ZooKeeper's largest TTL (2^40 - 1 ms). */
-export const TTL_MAX_MS = 2 ** 40 - 1;
+export { statOf } from "./tree-nodes.ts";
+export {
+  blockOfZxid,
+  type Effect,
+  type OpResult,
+  type Session,
+  type Stat,
+  TREE_DEFAULTS,
+  type TreeChanges,
+  type TreeConfig,
+  type TreeMeta,
+  TTL_MAX_MS,
+  type VerifyFn,
+  type WatchEventType,
+  type ZNode,
+  ZXID_PER_BLOCK,
+  zxidOf,
+} from "./tree-types.ts";
 
-export const zxidOf = (block: number, index: number): number => block * ZXID_PER_BLOCK + index;
-export const blockOfZxid = (zxid: number): number => Math.floor(zxid / ZXID_PER_BLOCK);
+/** The fields every result effect of one operation shares. */
+type ResultBase = {
+  readonly proposer: number;
+  readonly sessionId: number;
+  readonly cxid: number;
+  readonly opKind: number;
+  readonly duplicate: boolean;
+};
 
-export interface TreeConfig {
-  /** Replicas and tolerated faults: time is the (f+1)-th highest replica clock. */
-  readonly n: number;
-  readonly f: number;
-  /** Largest data of one znode (ZooKeeper's jute.maxbuffer default: 1 MiB). */
-  readonly dataMaxBytes?: number;
-  readonly nodesMax?: number;
-  readonly sessionsMax?: number;
-  readonly sessionTimeoutMinMs?: number;
-  readonly sessionTimeoutMaxMs?: number;
-  /** The session clock advances at most this much per block. */
-  readonly clockStepMaxMs?: number;
-  /** Expiry, TTL and container checks run when the session clock moved this far since the last. */
-  readonly scanIntervalMs?: number;
-  /** Results kept per session for retransmitted operations (a client's outstanding writes must fit). */
-  readonly resultsKept?: number;
-}
-
-export const TREE_DEFAULTS = {
-  dataMaxBytes: 1024 * 1024,
-  nodesMax: 2_000_000,
-  sessionsMax: 10_000,
-  sessionTimeoutMinMs: 2_000,
-  sessionTimeoutMaxMs: 120_000,
-  clockStepMaxMs: 1_000,
-  scanIntervalMs: 100,
-  resultsKept: 128,
-} as const;
-
-export interface Stat {
-  readonly czxid: number;
-  readonly mzxid: number;
-  readonly pzxid: number;
-  readonly ctime: number;
-  readonly mtime: number;
-  readonly version: number;
-  readonly cversion: number;
-  readonly aversion: number;
-  readonly ephemeralOwner: number;
-  readonly dataLength: number;
-  readonly numChildren: number;
-}
-
-export interface ZNode {
-  data: Uint8Array;
-  czxid: number;
-  mzxid: number;
-  pzxid: number;
-  ctime: number;
-  mtime: number;
-  version: number;
-  cversion: number;
-  ephemeralOwner: number;
-  /** CreateMode value. */
-  mode: number;
-  ttlMs: number;
-  readonly children: Set<string>;
-}
-
-export interface Session {
-  readonly id: number;
-  readonly publicKey: Uint8Array;
-  readonly timeoutMs: number;
-  lastCxid: number;
-  pingSeq: number;
-  /** Session-clock time after which the session expires. */
-  deadline: number;
-  readonly ephemerals: Set<string>;
-  /** Results of the latest operations, by cxid (answers to retransmissions). */
-  readonly results: Map<number, OpResult>;
-}
-
-export interface OpResult {
-  readonly code: ZkCode;
-  /** create: the created path (with its sequence suffix); sync: the path. */
-  readonly path?: string;
-  readonly stat?: Stat;
-  /** multi: one result per operation. */
-  readonly results?: readonly OpResult[];
-  /** createSession */
-  readonly sessionId?: number;
-  readonly timeoutMs?: number;
-}
-
-export type WatchEventType = "NodeCreated" | "NodeDeleted" | "NodeDataChanged" | "NodeChildrenChanged";
-
-export type Effect =
-  /** A watch trigger, in order with the results. */
-  | { readonly kind: "watch"; readonly zxid: number; readonly type: WatchEventType; readonly path: string }
-  /** The outcome of a session's operation (duplicate: a retransmission answered from the kept result). */
-  | {
-      readonly kind: "result";
-      readonly zxid: number;
-      readonly proposer: number;
-      readonly sessionId: number;
-      readonly cxid: number;
-      readonly opKind: number;
-      readonly result: OpResult;
-      readonly duplicate: boolean;
-      /** createSession: the session key (hex), which is how the proposer finds the waiting client. */
-      readonly keyHex?: string;
-    }
-  /** An operation that arrived before an earlier one of its session: its proposer proposes it again. */
-  | {
-      readonly kind: "deferred";
-      readonly proposer: number;
-      readonly sessionId: number;
-      readonly cxid: number;
-    }
-  | {
-      readonly kind: "closed";
-      readonly zxid: number;
-      readonly sessionId: number;
-      readonly reason: "closed" | "expired";
-    };
-
-/** What changed since the last takeChanges(), for the store. */
-export interface TreeChanges {
-  readonly nodes: ReadonlySet<string>;
-  readonly sessions: ReadonlySet<number>;
-  /** [sessionId, cxid, kept] — kept false: delete the result. */
-  readonly results: readonly (readonly [number, number, boolean])[];
-}
-
-export type VerifyFn = (publicKey: Uint8Array, message: Uint8Array, sig: Uint8Array) => boolean;
-
-type Undo = (() => void)[];
-
-/** Persisted form of the tree's scalar state. */
-export interface TreeMeta {
-  readonly appliedBlock: number;
-  readonly timeMs: number;
-  readonly sessionClockMs: number;
-  readonly lastScanMs: number;
-  readonly clocks: readonly number[];
-  readonly lastZxid: number;
-}
-
-export class ZTree {
-  readonly cfg: Required<TreeConfig>;
+/** The replicated state machine: blocks, the agreed clock, sessions and persistence, over ZNodes (tree-nodes.ts). */
+export class ZTree extends ZNodes {
   private readonly verify: VerifyFn;
-  private readonly nodes = new Map<string, ZNode>();
-  private readonly sessions = new Map<number, Session>();
   private readonly sessionByKey = new Map<string, number>();
-  private readonly ttlNodes = new Set<string>();
-  private readonly containers = new Set<string>();
   private clocks: number[];
-  private timeMsV = 0;
   private sessionClockMs = 0;
   private lastScanMs = 0;
   private appliedBlockV = 0;
   private lastZxidV = 0;
   private block = 0;
   private index = 0;
-  private dirtyNodes = new Set<string>();
   private dirtySessions = new Set<number>();
   private dirtyResults: [number, number, boolean][] = [];
   readonly stats = { badEntries: 0, badOps: 0, badSignatures: 0, deferred: 0, duplicates: 0 };
@@ -200,11 +90,10 @@ export class ZTree {
   private readonly hash: HashFn | undefined;
 
   constructor(cfg: TreeConfig, verify: VerifyFn, hash?: HashFn) {
-    this.cfg = { ...TREE_DEFAULTS, ...cfg };
+    super(cfg);
     this.verify = verify;
     this.hash = hash;
     this.clocks = new Array<number>(cfg.n).fill(0);
-    this.nodes.set("/", newNode(new Uint8Array(0), 0, 0, 0, 0, 0));
   }
 
   // ------------------------------------------------------------------ reading
@@ -229,10 +118,6 @@ export class ZTree {
     return this.timeMsV;
   }
 
-  get nodeCount(): number {
-    return this.nodes.size;
-  }
-
   get sessionCount(): number {
     return this.sessions.size;
   }
@@ -245,38 +130,12 @@ export class ZTree {
    */
   timeDeadlineMs(): number {
     if (this.deadlineCache?.block === this.appliedBlockV) return this.deadlineCache.at;
-    let at = Number.POSITIVE_INFINITY;
-    if (this.sessions.size > 0) at = this.timeMsV;
-    else {
-      for (const p of this.containers) {
-        const n = this.nodes.get(p) as ZNode;
-        if (n.cversion > 0 && n.children.size === 0) at = Math.min(at, this.timeMsV);
-      }
-      for (const p of this.ttlNodes) {
-        const n = this.nodes.get(p) as ZNode;
-        if (n.children.size === 0) at = Math.min(at, n.mtime + n.ttlMs + 1);
-      }
-    }
+    const at = this.sessions.size > 0 ? this.timeMsV : this.nodesDeadlineMs();
     this.deadlineCache = { block: this.appliedBlockV, at };
     return at;
   }
 
   private deadlineCache: { block: number; at: number } | null = null;
-
-  get(path: string): ZNode | undefined {
-    return this.nodes.get(path);
-  }
-
-  stat(path: string): Stat | undefined {
-    const n = this.nodes.get(path);
-    return n ? statOf(n) : undefined;
-  }
-
-  /** Children names, sorted. */
-  children(path: string): string[] | undefined {
-    const n = this.nodes.get(path);
-    return n ? [...n.children].sort() : undefined;
-  }
 
   session(id: number): Session | undefined {
     return this.sessions.get(id);
@@ -353,49 +212,7 @@ export class ZTree {
     const b = op.body;
     const base = { proposer, sessionId: op.sessionId, cxid: op.cxid, opKind: b.kind, duplicate: false };
     if (b.kind === OpKind.CREATE_SESSION) {
-      if (op.sessionId !== 0 || !verifySignedOp(this.verify, b.publicKey, so, this.hash)) {
-        this.stats.badSignatures++;
-        return;
-      }
-      const keyHex = toHex(b.publicKey);
-      const existing = this.sessionByKey.get(keyHex);
-      const known = existing === undefined ? undefined : this.sessions.get(existing);
-      if (known) {
-        this.touch(known);
-        fx.push({
-          kind: "result",
-          ...base,
-          zxid: this.lastZxidV,
-          keyHex,
-          duplicate: true,
-          result: { code: "OK", sessionId: known.id, timeoutMs: known.timeoutMs },
-        });
-        return;
-      }
-      if (this.sessions.size >= this.cfg.sessionsMax) {
-        fx.push({ kind: "result", ...base, zxid: this.lastZxidV, keyHex, result: { code: "THROTTLEDOP" } });
-        return;
-      }
-      const zxid = this.nextZxid();
-      if (zxid === undefined) return;
-      const timeoutMs = Math.min(
-        Math.max(b.timeoutMs, this.cfg.sessionTimeoutMinMs),
-        this.cfg.sessionTimeoutMaxMs,
-      );
-      const s: Session = {
-        id: zxid,
-        publicKey: b.publicKey,
-        timeoutMs,
-        lastCxid: 0,
-        pingSeq: 0,
-        deadline: 0,
-        ephemerals: new Set(),
-        results: new Map(),
-      };
-      this.sessions.set(zxid, s);
-      this.sessionByKey.set(keyHex, zxid);
-      this.touch(s);
-      fx.push({ kind: "result", ...base, zxid, keyHex, result: { code: "OK", sessionId: zxid, timeoutMs } });
+      this.applyCreateSession(so, op, b, base, fx);
       return;
     }
     const s = this.sessions.get(op.sessionId);
@@ -447,6 +264,59 @@ export class ZTree {
     if (b.kind === OpKind.CLOSE_SESSION) fx.push({ kind: "closed", zxid, sessionId: s.id, reason: "closed" });
   }
 
+  /** A createSession: a new session, or the existing one of the same key (a retransmission). */
+  private applyCreateSession(
+    so: SignedOp,
+    op: Op,
+    b: Extract<OpBody, { kind: 1 }>,
+    base: ResultBase,
+    fx: Effect[],
+  ): void {
+    if (op.sessionId !== 0 || !verifySignedOp(this.verify, b.publicKey, so, this.hash)) {
+      this.stats.badSignatures++;
+      return;
+    }
+    const keyHex = toHex(b.publicKey);
+    const existing = this.sessionByKey.get(keyHex);
+    const known = existing === undefined ? undefined : this.sessions.get(existing);
+    if (known) {
+      this.touch(known);
+      fx.push({
+        kind: "result",
+        ...base,
+        zxid: this.lastZxidV,
+        keyHex,
+        duplicate: true,
+        result: { code: "OK", sessionId: known.id, timeoutMs: known.timeoutMs },
+      });
+      return;
+    }
+    if (this.sessions.size >= this.cfg.sessionsMax) {
+      fx.push({ kind: "result", ...base, zxid: this.lastZxidV, keyHex, result: { code: "THROTTLEDOP" } });
+      return;
+    }
+    const zxid = this.nextZxid();
+    if (zxid === undefined) return;
+    const timeoutMs = Math.min(
+      Math.max(b.timeoutMs, this.cfg.sessionTimeoutMinMs),
+      this.cfg.sessionTimeoutMaxMs,
+    );
+    const s: Session = {
+      id: zxid,
+      publicKey: b.publicKey,
+      timeoutMs,
+      lastCxid: 0,
+      pingSeq: 0,
+      deadline: 0,
+      ephemerals: new Set(),
+      results: new Map(),
+    };
+    this.sessions.set(zxid, s);
+    this.sessionByKey.set(keyHex, zxid);
+    this.touch(s);
+    fx.push({ kind: "result", ...base, zxid, keyHex, result: { code: "OK", sessionId: zxid, timeoutMs } });
+  }
+
   private keepResult(s: Session, cxid: number, r: OpResult): void {
     s.results.set(cxid, r);
     this.dirtyResults.push([s.id, cxid, true]);
@@ -469,28 +339,8 @@ export class ZTree {
         const bad = pathProblem(b.path);
         return bad ? { code: "BADARGUMENTS" } : { code: "OK", path: b.path };
       }
-      case OpKind.MULTI: {
-        const undo: Undo = [];
-        const local: Effect[] = [];
-        const results: OpResult[] = [];
-        let failed: ZkCode | null = null;
-        for (const sub of b.ops) {
-          if (failed) {
-            results.push({ code: "RUNTIMEINCONSISTENCY" });
-            continue;
-          }
-          const r = this.applySub(s, sub, zxid, undo, local);
-          if (r.code !== "OK") {
-            failed = r.code;
-            for (let i = undo.length - 1; i >= 0; i--) (undo[i] as () => void)();
-            for (let i = 0; i < results.length; i++) results[i] = { code: "OK" };
-          }
-          results.push(r);
-        }
-        if (failed) return { code: failed, results };
-        fx.push(...local);
-        return { code: "OK", results };
-      }
+      case OpKind.MULTI:
+        return this.applyMulti(s, b.ops, zxid, fx);
       case OpKind.CREATE:
       case OpKind.DELETE:
       case OpKind.SET_DATA:
@@ -499,117 +349,6 @@ export class ZTree {
       default:
         return { code: "UNIMPLEMENTED" };
     }
-  }
-
-  private applySub(s: Session, op: SubOp, zxid: number, undo: Undo | null, fx: Effect[]): OpResult {
-    switch (op.kind) {
-      case OpKind.CREATE:
-        return this.create(s, op, zxid, undo, fx);
-      case OpKind.DELETE: {
-        if (pathProblem(op.path) || op.path === "/") return { code: "BADARGUMENTS" };
-        const n = this.nodes.get(op.path);
-        if (!n) return { code: "NONODE" };
-        if (op.version !== -1 && op.version !== n.version) return { code: "BADVERSION" };
-        if (n.children.size > 0) return { code: "NOTEMPTY" };
-        this.removeNode(op.path, zxid, undo, fx);
-        return { code: "OK" };
-      }
-      case OpKind.SET_DATA: {
-        if (pathProblem(op.path)) return { code: "BADARGUMENTS" };
-        if (op.data.length > this.cfg.dataMaxBytes) return { code: "BADARGUMENTS" };
-        const n = this.nodes.get(op.path);
-        if (!n) return { code: "NONODE" };
-        if (op.version !== -1 && op.version !== n.version) return { code: "BADVERSION" };
-        const before = { data: n.data, version: n.version, mzxid: n.mzxid, mtime: n.mtime };
-        n.data = op.data;
-        n.version++;
-        n.mzxid = zxid;
-        n.mtime = this.timeMsV;
-        this.dirtyNodes.add(op.path);
-        undo?.push(() => Object.assign(n, before));
-        fx.push({ kind: "watch", zxid, type: "NodeDataChanged", path: op.path });
-        return { code: "OK", stat: statOf(n) };
-      }
-      case OpKind.CHECK: {
-        if (pathProblem(op.path)) return { code: "BADARGUMENTS" };
-        const n = this.nodes.get(op.path);
-        if (!n) return { code: "NONODE" };
-        if (op.version !== -1 && op.version !== n.version) return { code: "BADVERSION" };
-        return { code: "OK" };
-      }
-    }
-  }
-
-  private create(
-    s: Session,
-    op: Extract<SubOp, { kind: 4 }>,
-    zxid: number,
-    undo: Undo | null,
-    fx: Effect[],
-  ): OpResult {
-    const sequential = isSequentialMode(op.mode);
-    if (pathProblem(op.path, sequential)) return { code: "BADARGUMENTS" };
-    if (isTtlMode(op.mode) ? op.ttlMs <= 0 || op.ttlMs > TTL_MAX_MS : op.ttlMs !== 0)
-      return { code: "BADARGUMENTS" };
-    if (op.data.length > this.cfg.dataMaxBytes) return { code: "BADARGUMENTS" };
-    if (op.path === "/") return { code: "NODEEXISTS" };
-    const parentPath = parentOf(sequential ? `${op.path}1` : op.path);
-    const parent = this.nodes.get(parentPath);
-    if (!parent) return { code: "NONODE" };
-    if (parent.ephemeralOwner !== 0) return { code: "NOCHILDRENFOREPHEMERALS" };
-    const path = sequential ? op.path + sequenceSuffix(parent.cversion) : op.path;
-    if (this.nodes.has(path)) return { code: "NODEEXISTS" };
-    if (this.nodes.size >= this.cfg.nodesMax) return { code: "QUOTAEXCEEDED" };
-    const owner = isEphemeralMode(op.mode) ? s.id : 0;
-    const n = newNode(op.data, zxid, this.timeMsV, owner, op.mode, op.ttlMs);
-    this.nodes.set(path, n);
-    const before = { cversion: parent.cversion, pzxid: parent.pzxid };
-    parent.children.add(nameOf(path));
-    parent.cversion++;
-    parent.pzxid = zxid;
-    if (owner !== 0) s.ephemerals.add(path);
-    if (isTtlMode(op.mode)) this.ttlNodes.add(path);
-    if (op.mode === 4) this.containers.add(path);
-    this.dirtyNodes.add(path);
-    this.dirtyNodes.add(parentPath);
-    undo?.push(() => {
-      this.nodes.delete(path);
-      parent.children.delete(nameOf(path));
-      Object.assign(parent, before);
-      s.ephemerals.delete(path);
-      this.ttlNodes.delete(path);
-      this.containers.delete(path);
-    });
-    fx.push({ kind: "watch", zxid, type: "NodeCreated", path });
-    fx.push({ kind: "watch", zxid, type: "NodeChildrenChanged", path: parentPath });
-    return { code: "OK", path, stat: statOf(n) };
-  }
-
-  private removeNode(path: string, zxid: number, undo: Undo | null, fx: Effect[]): void {
-    const n = this.nodes.get(path) as ZNode;
-    const parentPath = parentOf(path);
-    const parent = this.nodes.get(parentPath) as ZNode;
-    const before = { cversion: parent.cversion, pzxid: parent.pzxid };
-    this.nodes.delete(path);
-    parent.children.delete(nameOf(path));
-    parent.cversion++;
-    parent.pzxid = zxid;
-    const owner = n.ephemeralOwner !== 0 ? this.sessions.get(n.ephemeralOwner) : undefined;
-    owner?.ephemerals.delete(path);
-    const wasTtl = this.ttlNodes.delete(path);
-    const wasContainer = this.containers.delete(path);
-    this.dirtyNodes.add(path);
-    this.dirtyNodes.add(parentPath);
-    undo?.push(() => {
-      this.nodes.set(path, n);
-      parent.children.add(nameOf(path));
-      Object.assign(parent, before);
-      owner?.ephemerals.add(path);
-      if (wasTtl) this.ttlNodes.add(path);
-      if (wasContainer) this.containers.add(path);
-    });
-    fx.push({ kind: "watch", zxid, type: "NodeDeleted", path });
-    fx.push({ kind: "watch", zxid, type: "NodeChildrenChanged", path: parentPath });
   }
 
   /** One zxid for the whole close (as ZooKeeper's closeSession txn): every ephemeral goes with it. */
@@ -638,16 +377,7 @@ export class ZTree {
       if (zxid === undefined) return;
       this.closeSession(s, zxid, "expired", fx);
     }
-    const doomed: string[] = [];
-    for (const p of this.containers) {
-      const n = this.nodes.get(p) as ZNode;
-      if (n.cversion > 0 && n.children.size === 0) doomed.push(p);
-    }
-    for (const p of this.ttlNodes) {
-      const n = this.nodes.get(p) as ZNode;
-      if (n.children.size === 0 && this.timeMsV - n.mtime > n.ttlMs) doomed.push(p);
-    }
-    for (const p of doomed.sort()) {
+    for (const p of this.doomedNodes()) {
       const zxid = this.nextZxid();
       if (zxid === undefined) return;
       this.removeNode(p, zxid, null, fx);
@@ -725,44 +455,4 @@ export class ZTree {
       .map((s) => [s.id, toHex(s.publicKey), s.timeoutMs, s.lastCxid, s.pingSeq, s.deadline]);
     return JSON.stringify({ meta: this.meta(), nodes, sessions });
   }
-}
-
-function newNode(
-  data: Uint8Array,
-  zxid: number,
-  time: number,
-  owner: number,
-  mode: number,
-  ttlMs: number,
-): ZNode {
-  return {
-    data,
-    czxid: zxid,
-    mzxid: zxid,
-    pzxid: zxid,
-    ctime: time,
-    mtime: time,
-    version: 0,
-    cversion: 0,
-    ephemeralOwner: owner,
-    mode,
-    ttlMs,
-    children: new Set(),
-  };
-}
-
-export function statOf(n: ZNode): Stat {
-  return {
-    czxid: n.czxid,
-    mzxid: n.mzxid,
-    pzxid: n.pzxid,
-    ctime: n.ctime,
-    mtime: n.mtime,
-    version: n.version,
-    cversion: n.cversion,
-    aversion: 0,
-    ephemeralOwner: n.ephemeralOwner,
-    dataLength: n.data.length,
-    numChildren: n.children.size,
-  };
 }

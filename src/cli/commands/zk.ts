@@ -43,6 +43,9 @@ function statLines(path: string, s: Stat): string {
 
 const text = (b: Uint8Array) => Buffer.from(b).toString("utf8");
 
+/** Adds one subcommand to `zk` with the target options and --json. */
+type Sub = (name: string, desc: string) => Command;
+
 export function zkCommand(): Command {
   const zk = new Command("zk")
     .description("the coordination service (znode tree) from the shell")
@@ -59,12 +62,21 @@ Examples:
   orderer zk watch /app --recursive     # prints events until Ctrl-C
   orderer zk rm /app --recursive`,
     );
-  const sub = (name: string, desc: string) => {
+  const sub: Sub = (name, desc) => {
     const c = targetOptions(new Command(name).description(desc)).option("--json", "print JSON");
     zk.addCommand(c);
     return c;
   };
 
+  createCommand(sub);
+  readCommands(sub);
+  removeCommand(sub);
+  watchCommand(sub);
+  return zk;
+}
+
+/** `zk create`, with --mode and --parents. */
+function createCommand(sub: Sub): void {
   sub("create", "create a znode")
     .argument("<path>")
     .argument("[data]", "its data as text", "")
@@ -85,7 +97,10 @@ Examples:
       });
       print(o.json, { path: created }, () => `created ${created}`);
     });
+}
 
+/** `zk get`, `zk set`, `zk ls` and `zk stat` (in the order of the help). */
+function readCommands(sub: Sub): void {
   sub("get", "print a znode's data")
     .argument("<path>")
     .action(async (path: string, o) => {
@@ -117,7 +132,10 @@ Examples:
       if (!stat) throw new CliError("FAILED", `NONODE: ${path} does not exist`);
       print(o.json, { path, stat: statJson(stat) }, () => statLines(path, stat));
     });
+}
 
+/** `zk rm`, with --recursive. */
+function removeCommand(sub: Sub): void {
   sub("rm", "delete a znode")
     .argument("<path>")
     .option("--version <n>", "only if the node is at this version", intArg("--version"))
@@ -137,7 +155,10 @@ Examples:
       });
       print(o.json, { removed }, () => removed.map((p) => `deleted ${p}`).join("\n"));
     });
+}
 
+/** `zk watch`: persistent (or recursive) watch printing events until Ctrl-C. */
+function watchCommand(sub: Sub): void {
   sub("watch", "print the events of a znode (and its subtree with --recursive) until Ctrl-C")
     .argument("<path>")
     .option("--recursive", "the whole subtree")
@@ -153,6 +174,4 @@ Examples:
         });
       });
     });
-
-  return zk;
 }
