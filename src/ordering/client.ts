@@ -2,29 +2,32 @@
 // (Merkle proof + header + certificate) and every streamed block (hash chain, Merkle root, certificate)
 // is verified against the cluster's replica keys, and a replica that serves something that does not
 // verify is reported with the reason and skipped for the next one.
+// Receipt verification is in receipt.ts, the WebSocket streams in client-streams.ts (re-exported here).
 
 import { UsigChecker } from "../bft/trusted.ts";
-import { loadWebSocket, type WebSocketCtor, type WebSocketLike, wsBase } from "../util/websocket.ts";
+import { loadWebSocket, type WebSocketCtor, wsBase } from "../util/websocket.ts";
 import {
   type Block,
   BlockVerificationError,
   blockFromJson,
   bytesEq,
-  type CertSig,
   ChainVerifier,
   fromHexStr,
   type HashFn,
   headerHash,
-  type MerkleProof,
   nobleHash,
   nobleVerify,
-  toBase64,
   toHexStr,
   type VerifyFn,
-  verifyCertificate,
-  verifyMerkleProof,
 } from "./block.ts";
+import { deliverStream, opened, type Seek, SubmitStream } from "./client-streams.ts";
 import { checkEquivocationJson, type MisbehaviourReport } from "./misbehaviour.ts";
+import { OrderingClientError, type ReceiptJson, type VerifiedReceipt, verifyReceipt } from "./receipt.ts";
+
+export type { Seek } from "./client-streams.ts";
+export { SubmitStream } from "./client-streams.ts";
+export type { ReceiptJson, VerifiedReceipt } from "./receipt.ts";
+export { OrderingClientError, verifyReceipt } from "./receipt.ts";
 
 export interface ClientOptions {
   /** Base URLs of the replicas' APIs (http://host:port). */
@@ -53,92 +56,6 @@ export interface ClientOptions {
   readonly counterKeys?: readonly (Uint8Array | string)[];
   /** How long a replica behind the block may take to catch up before another is asked (default 3 s). */
   readonly confirmWaitMs?: number;
-}
-
-export class OrderingClientError extends Error {
-  override readonly name = "OrderingClientError";
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly status?: number,
-  ) {
-    super(message);
-  }
-}
-
-export interface VerifiedReceipt {
-  readonly txId: string;
-  readonly block: number;
-  readonly position: number;
-  readonly duplicate: boolean;
-  readonly headerHash: Uint8Array;
-  readonly header: { number: number; previousHash: Uint8Array; dataHash: Uint8Array };
-  readonly proof: MerkleProof;
-  readonly certificate: readonly CertSig[];
-}
-
-export interface ReceiptJson {
-  txId: string;
-  block: number;
-  position: number;
-  duplicate: boolean;
-  header: { number: number; previousHash: string; dataHash: string; headerHash: string };
-  proof: { index: number; size: number; path: string[] };
-  certificate: { replica: number; sig: string }[];
-}
-
-export interface Seek {
-  readonly start?: "oldest" | "newest" | number;
-  readonly stop?: "newest" | number;
-  readonly behavior?: "BLOCK_UNTIL_READY" | "FAIL_IF_NOT_READY";
-}
-
-/** Blocks buffered by a block stream before it pauses the socket (when the WebSocket can pause). */
-const STREAM_BUFFER_MAX = 64;
-
-/**
- * Checks a receipt against the transaction it is for: the transaction hashes to the receipt's id, its
- * Merkle proof leads to the header's dataHash, and the header hash carries a valid certificate.
- */
-export function verifyReceipt(
-  tx: Uint8Array,
-  r: ReceiptJson,
-  policy: { replicaKeys: readonly Uint8Array[]; quorum: number; hash?: HashFn; verify?: VerifyFn },
-): VerifiedReceipt {
-  const hash = policy.hash ?? nobleHash;
-  const bad = (why: string): never => {
-    throw new OrderingClientError("BAD_RECEIPT", `receipt for ${r?.txId}: ${why}`);
-  };
-  try {
-    if (toHexStr(hash(tx)) !== r.txId) bad("the transaction does not hash to its id");
-    const header = {
-      number: r.header.number,
-      previousHash: fromHexStr(r.header.previousHash),
-      dataHash: fromHexStr(r.header.dataHash),
-    };
-    if (header.number !== r.block) bad("block number mismatch");
-    const proof = { index: r.proof.index, size: r.proof.size, path: r.proof.path.map(fromHexStr) };
-    if (proof.index !== r.position) bad("position mismatch");
-    if (!verifyMerkleProof(tx, proof, header.dataHash, hash))
-      bad("the Merkle proof does not lead to dataHash");
-    const hh = headerHash(header, hash);
-    const certificate = r.certificate.map((s) => ({ replica: s.replica, sig: fromHexStr(s.sig) }));
-    verifyCertificate(hh, certificate, { ...policy, hash }, header.number);
-    return {
-      txId: r.txId,
-      block: r.block,
-      position: r.position,
-      duplicate: r.duplicate === true,
-      headerHash: hh,
-      header,
-      proof,
-      certificate,
-    };
-  } catch (err) {
-    if (err instanceof OrderingClientError) throw err;
-    if (err instanceof BlockVerificationError) bad(err.message);
-    return bad(`malformed (${(err as Error).message})`);
-  }
 }
 
 export class OrderingClient {
@@ -389,152 +306,8 @@ export class OrderingClient {
   }
 
   private async *deliverFrom(url: string, seek: Seek): AsyncGenerator<Block> {
-    const Ctor = await this.webSocketCtor();
-    const ws = new Ctor(`${wsBase(url)}/v1/deliver`);
-    await opened(ws);
-    const queue: unknown[] = [];
-    let wake: (() => void) | null = null;
-    let closed: Error | null = null;
-    let paused = false;
-    ws.onmessage = (ev) => {
-      try {
-        queue.push(
-          JSON.parse(
-            typeof ev.data === "string" ? ev.data : new TextDecoder().decode(ev.data as ArrayBuffer),
-          ),
-        );
-      } catch {
-        queue.push({ type: "garbage" });
-      }
-      if (queue.length >= STREAM_BUFFER_MAX && ws.pause && !paused) {
-        paused = true;
-        ws.pause();
-      }
-      wake?.();
-    };
-    ws.onclose = () => {
-      closed ??= new OrderingClientError("DISCONNECTED", `${url}: deliver stream closed`);
-      wake?.();
-    };
-    ws.onerror = () => {
-      closed ??= new OrderingClientError("DISCONNECTED", `${url}: deliver stream failed`);
-      wake?.();
-    };
-    try {
-      ws.send(JSON.stringify({ start: seek.start ?? "oldest", stop: seek.stop, behavior: seek.behavior }));
-      for (;;) {
-        if (queue.length === 0) {
-          if (closed) throw closed;
-          await new Promise<void>((r) => {
-            wake = r;
-          });
-          wake = null;
-          continue;
-        }
-        const m = queue.shift() as {
-          type?: string;
-          status?: string;
-          block?: unknown;
-          error?: { code: string; message: string };
-        };
-        if (paused && queue.length < STREAM_BUFFER_MAX / 2 && ws.resume) {
-          paused = false;
-          ws.resume();
-        }
-        if (m.type === "block") yield blockFromJson(m.block);
-        else if (m.type === "status") {
-          if (m.status === "SUCCESS") return;
-          const code = m.error?.code ?? m.status ?? "ERROR";
-          throw new OrderingClientError(code, `${url}: ${m.error?.message ?? m.status}`);
-        } else throw new OrderingClientError("BAD_RESPONSE", `${url}: unexpected deliver message`);
-      }
-    } finally {
-      ws.onclose = null;
-      ws.onmessage = null;
-      try {
-        ws.close();
-      } catch {
-        // already closed
-      }
-    }
+    yield* deliverStream(await this.webSocketCtor(), url, seek);
   }
-}
-
-/** Pipelined submissions over one WebSocket: every submit() resolves with its verified receipt. */
-export class SubmitStream {
-  private nextId = 1;
-  private readonly waiting = new Map<
-    number,
-    { tx: Uint8Array; resolve: (r: VerifiedReceipt) => void; reject: (e: Error) => void }
-  >();
-  private closedErr: Error | null = null;
-
-  constructor(
-    private readonly ws: WebSocketLike,
-    private readonly policy: {
-      replicaKeys: readonly Uint8Array[];
-      quorum: number;
-      hash?: HashFn;
-      verify?: VerifyFn;
-    },
-  ) {
-    ws.onmessage = (ev) => this.onMessage(ev.data);
-    ws.onclose = () => this.fail(new OrderingClientError("DISCONNECTED", "submit stream closed"));
-    ws.onerror = () => this.fail(new OrderingClientError("DISCONNECTED", "submit stream failed"));
-  }
-
-  get pending(): number {
-    return this.waiting.size;
-  }
-
-  submit(tx: Uint8Array): Promise<VerifiedReceipt> {
-    if (this.closedErr) return Promise.reject(this.closedErr);
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, { tx, resolve, reject });
-      this.ws.send(JSON.stringify({ id, tx: toBase64(tx) }));
-    });
-  }
-
-  close(): void {
-    this.ws.close();
-    this.fail(new OrderingClientError("CLOSED", "submit stream closed by the client"));
-  }
-
-  private onMessage(data: unknown): void {
-    let m: { id?: number; ok?: boolean; receipt?: ReceiptJson; error?: { code: string; message: string } };
-    try {
-      m = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data as ArrayBuffer));
-    } catch {
-      return;
-    }
-    const w = typeof m.id === "number" ? this.waiting.get(m.id) : undefined;
-    if (!w || m.id === undefined) return;
-    this.waiting.delete(m.id);
-    if (!m.ok || !m.receipt) {
-      w.reject(new OrderingClientError(m.error?.code ?? "ERROR", m.error?.message ?? "submission failed"));
-      return;
-    }
-    try {
-      w.resolve(verifyReceipt(w.tx, m.receipt, this.policy));
-    } catch (err) {
-      w.reject(err as Error);
-    }
-  }
-
-  private fail(err: Error): void {
-    this.closedErr ??= err;
-    for (const w of this.waiting.values()) w.reject(err);
-    this.waiting.clear();
-  }
-}
-
-function opened(ws: WebSocketLike): Promise<void> {
-  return new Promise((resolve, reject) => {
-    ws.onopen = () => resolve();
-    ws.onerror = () => reject(new OrderingClientError("UNREACHABLE", "WebSocket connection failed"));
-    ws.onclose = () => reject(new OrderingClientError("UNREACHABLE", "WebSocket closed before opening"));
-  });
 }
 
 export { bytesEq, fromHexStr, headerHash, toHexStr };
