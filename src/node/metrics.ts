@@ -90,155 +90,9 @@ export class NodeMetrics {
     // The event-loop lag histogram samples with a timer: prom-client's default (every 10 ms) alone woke
     // an idle replica 100 times a second. Every 250 ms still catches any stall longer than that.
     collectDefaultMetrics({ register: r, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
-    const gauge = (name: string, help: string, read: () => number) =>
-      new Gauge({
-        name,
-        help,
-        registers: [r],
-        collect() {
-          this.set(read());
-        },
-      });
-    gauge("orderer_view", "Current view of the BFT core", () => s.core.view);
-    gauge("orderer_leader", "Leader of the current view (replica id)", () => s.core.leader);
-    gauge("orderer_view_changing", "1 while a view change is in progress", () =>
-      s.core.vcTarget === null ? 0 : 1,
-    );
-    gauge("orderer_last_executed_seq", "Highest executed sequence number", () => s.core.lastExecuted);
-    gauge(
-      "orderer_stable_checkpoint_seq",
-      "Sequence number of the stable checkpoint",
-      () => s.core.stable.seq,
-    );
-    gauge("orderer_ledger_height", "Blocks written (next block number)", () => s.ledger.height);
-    gauge(
-      "orderer_ledger_certified_height",
-      "Blocks with a commit certificate, from 0 up",
-      () => s.ledger.certifiedHeight,
-    );
-    gauge("orderer_peers_live", "Peers heard from within the liveness window", s.livePeers);
-    gauge("orderer_quorum", "1 when this replica reaches a commit quorum with live peers", () =>
-      s.hasQuorum() ? 1 : 0,
-    );
-    gauge("orderer_halted", "1 when this replica stopped ordering on a proof of misbehaviour", () =>
-      s.core.halted === null ? 0 : 1,
-    );
-    gauge(
-      "orderer_misbehaviour_proofs",
-      "Proofs of misbehaviour held (a replica's counter certified two messages with one value)",
-      () => s.misbehaviourProofs?.() ?? 0,
-    );
-    if (s.counterStats) {
-      const stats = s.counterStats;
-      gauge(
-        "orderer_counter_certifications",
-        "Certificates asked of the trusted counter process",
-        () => stats().calls,
-      );
-      gauge(
-        "orderer_counter_seconds",
-        "Time spent waiting for the trusted counter process (round trip and its fsync)",
-        () => stats().totalMs / 1000,
-      );
-    }
-    gauge("orderer_gateway_pending", "Submissions waiting for their receipt", () => s.gateway.pending);
-    gauge(
-      "orderer_gateway_pending_bytes",
-      "Bytes of the submissions waiting for their receipt",
-      () => s.gateway.pendingBytes,
-    );
-    gauge("orderer_coord_connections", "Coordination WebSocket connections", () => s.coord.connections);
-    gauge("orderer_coord_sessions", "Open coordination sessions", () => s.tree.sessionCount);
-    gauge("orderer_coord_znodes", "Znodes in the tree", () => s.tree.nodeCount);
-    gauge("orderer_coord_queued", "Coordination operations waiting to be proposed", () => s.coord.queued);
-    const totals = (name: string, help: string, read: () => number) =>
-      new Counter({
-        name,
-        help,
-        registers: [r],
-        collect() {
-          this.reset();
-          this.inc(read());
-        },
-      });
-    totals(
-      "orderer_gateway_submitted_total",
-      "Transactions submitted through this replica",
-      () => s.gateway.stats.submitted,
-    );
-    totals(
-      "orderer_gateway_timeouts_total",
-      "Submissions answered with TIMEOUT",
-      () => s.gateway.stats.timeouts,
-    );
-    totals(
-      "orderer_ledger_bad_signatures_total",
-      "Peer block signatures refused",
-      () => s.ledger.stats.badSigs,
-    );
-    totals(
-      "orderer_blocks_served_total",
-      "Certified blocks sent to catching-up peers",
-      () => s.ledger.stats.blocksServed,
-    );
-    totals(
-      "orderer_blocks_fetched_total",
-      "Certified blocks fetched from peers",
-      () => s.ledger.sync.stats.blocks,
-    );
-    totals(
-      "orderer_coord_entries_proposed_total",
-      "Coordination entries proposed",
-      () => s.coord.stats.entriesProposed,
-    );
-    new Counter({
-      name: "orderer_messages_dropped_total",
-      help: "Peer messages the core dropped, by reason",
-      labelNames: ["reason"],
-      registers: [r],
-      collect() {
-        this.reset();
-        for (const [reason, n] of s.core.dropped) this.inc({ reason }, n);
-      },
-    });
-    const peer = (
-      name: string,
-      help: string,
-      read: (p: {
-        queuedFrames: number;
-        sentFrames: number;
-        receivedFrames: number;
-        droppedFull: number;
-      }) => number,
-      counter: boolean,
-    ) => {
-      const opts = { name, help, labelNames: ["peer"] as const, registers: [r] };
-      if (counter)
-        new Counter({
-          ...opts,
-          collect() {
-            this.reset();
-            for (const [p, st] of s.transport.stats()) this.inc({ peer: String(p) }, read(st));
-          },
-        });
-      else
-        new Gauge({
-          ...opts,
-          collect() {
-            this.reset();
-            for (const [p, st] of s.transport.stats()) this.set({ peer: String(p) }, read(st));
-          },
-        });
-    };
-    peer("orderer_peer_queued_frames", "Frames queued for a peer", (p) => p.queuedFrames, false);
-    peer("orderer_peer_sent_frames_total", "Frames sent to a peer", (p) => p.sentFrames, true);
-    peer("orderer_peer_received_frames_total", "Frames received from a peer", (p) => p.receivedFrames, true);
-    peer(
-      "orderer_peer_dropped_frames_total",
-      "Frames dropped because a peer's queue was full",
-      (p) => p.droppedFull,
-      true,
-    );
+    coreMetrics(r, s);
+    gatewayAndCoordMetrics(r, s);
+    peerMetrics(r, s);
     if (s.rdmaStats) rdmaMetrics(r, s.rdmaStats);
     this.events = new Counter({
       name: "orderer_events_total",
@@ -255,6 +109,177 @@ export class NodeMetrics {
   async expose(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
+}
+
+/** A gauge read from the live components at scrape time. */
+function gauge(r: Registry, name: string, help: string, read: () => number): void {
+  new Gauge({
+    name,
+    help,
+    registers: [r],
+    collect() {
+      this.set(read());
+    },
+  });
+}
+
+/** A running total read from the live components at scrape time. */
+function total(r: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [r],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+/** The BFT core and the ledger: view, sequence numbers, heights, quorum, halts, the trusted counter. */
+function coreMetrics(r: Registry, s: MetricsSource): void {
+  gauge(r, "orderer_view", "Current view of the BFT core", () => s.core.view);
+  gauge(r, "orderer_leader", "Leader of the current view (replica id)", () => s.core.leader);
+  gauge(r, "orderer_view_changing", "1 while a view change is in progress", () =>
+    s.core.vcTarget === null ? 0 : 1,
+  );
+  gauge(r, "orderer_last_executed_seq", "Highest executed sequence number", () => s.core.lastExecuted);
+  gauge(
+    r,
+    "orderer_stable_checkpoint_seq",
+    "Sequence number of the stable checkpoint",
+    () => s.core.stable.seq,
+  );
+  gauge(r, "orderer_ledger_height", "Blocks written (next block number)", () => s.ledger.height);
+  gauge(
+    r,
+    "orderer_ledger_certified_height",
+    "Blocks with a commit certificate, from 0 up",
+    () => s.ledger.certifiedHeight,
+  );
+  gauge(r, "orderer_peers_live", "Peers heard from within the liveness window", s.livePeers);
+  gauge(r, "orderer_quorum", "1 when this replica reaches a commit quorum with live peers", () =>
+    s.hasQuorum() ? 1 : 0,
+  );
+  gauge(r, "orderer_halted", "1 when this replica stopped ordering on a proof of misbehaviour", () =>
+    s.core.halted === null ? 0 : 1,
+  );
+  gauge(
+    r,
+    "orderer_misbehaviour_proofs",
+    "Proofs of misbehaviour held (a replica's counter certified two messages with one value)",
+    () => s.misbehaviourProofs?.() ?? 0,
+  );
+  if (s.counterStats) {
+    const stats = s.counterStats;
+    gauge(
+      r,
+      "orderer_counter_certifications",
+      "Certificates asked of the trusted counter process",
+      () => stats().calls,
+    );
+    gauge(
+      r,
+      "orderer_counter_seconds",
+      "Time spent waiting for the trusted counter process (round trip and its fsync)",
+      () => stats().totalMs / 1000,
+    );
+  }
+}
+
+/** The gateway's submissions and the coordination service, then the running totals of both and the ledger. */
+function gatewayAndCoordMetrics(r: Registry, s: MetricsSource): void {
+  gauge(r, "orderer_gateway_pending", "Submissions waiting for their receipt", () => s.gateway.pending);
+  gauge(
+    r,
+    "orderer_gateway_pending_bytes",
+    "Bytes of the submissions waiting for their receipt",
+    () => s.gateway.pendingBytes,
+  );
+  gauge(r, "orderer_coord_connections", "Coordination WebSocket connections", () => s.coord.connections);
+  gauge(r, "orderer_coord_sessions", "Open coordination sessions", () => s.tree.sessionCount);
+  gauge(r, "orderer_coord_znodes", "Znodes in the tree", () => s.tree.nodeCount);
+  gauge(r, "orderer_coord_queued", "Coordination operations waiting to be proposed", () => s.coord.queued);
+  total(
+    r,
+    "orderer_gateway_submitted_total",
+    "Transactions submitted through this replica",
+    () => s.gateway.stats.submitted,
+  );
+  total(
+    r,
+    "orderer_gateway_timeouts_total",
+    "Submissions answered with TIMEOUT",
+    () => s.gateway.stats.timeouts,
+  );
+  total(
+    r,
+    "orderer_ledger_bad_signatures_total",
+    "Peer block signatures refused",
+    () => s.ledger.stats.badSigs,
+  );
+  total(
+    r,
+    "orderer_blocks_served_total",
+    "Certified blocks sent to catching-up peers",
+    () => s.ledger.stats.blocksServed,
+  );
+  total(
+    r,
+    "orderer_blocks_fetched_total",
+    "Certified blocks fetched from peers",
+    () => s.ledger.sync.stats.blocks,
+  );
+  total(
+    r,
+    "orderer_coord_entries_proposed_total",
+    "Coordination entries proposed",
+    () => s.coord.stats.entriesProposed,
+  );
+}
+
+type PeerStats = { queuedFrames: number; sentFrames: number; receivedFrames: number; droppedFull: number };
+
+/** Messages the core dropped, and the transport's frames per peer. */
+function peerMetrics(r: Registry, s: MetricsSource): void {
+  new Counter({
+    name: "orderer_messages_dropped_total",
+    help: "Peer messages the core dropped, by reason",
+    labelNames: ["reason"],
+    registers: [r],
+    collect() {
+      this.reset();
+      for (const [reason, n] of s.core.dropped) this.inc({ reason }, n);
+    },
+  });
+  const peer = (name: string, help: string, read: (p: PeerStats) => number, counter: boolean) => {
+    const opts = { name, help, labelNames: ["peer"] as const, registers: [r] };
+    if (counter)
+      new Counter({
+        ...opts,
+        collect() {
+          this.reset();
+          for (const [p, st] of s.transport.stats()) this.inc({ peer: String(p) }, read(st));
+        },
+      });
+    else
+      new Gauge({
+        ...opts,
+        collect() {
+          this.reset();
+          for (const [p, st] of s.transport.stats()) this.set({ peer: String(p) }, read(st));
+        },
+      });
+  };
+  peer("orderer_peer_queued_frames", "Frames queued for a peer", (p) => p.queuedFrames, false);
+  peer("orderer_peer_sent_frames_total", "Frames sent to a peer", (p) => p.sentFrames, true);
+  peer("orderer_peer_received_frames_total", "Frames received from a peer", (p) => p.receivedFrames, true);
+  peer(
+    "orderer_peer_dropped_frames_total",
+    "Frames dropped because a peer's queue was full",
+    (p) => p.droppedFull,
+    true,
+  );
 }
 
 /**

@@ -1,0 +1,38 @@
+// What an API server is given: where to listen, the parts it serves (ledger, gateway, coordination
+// service, health, metrics, misbehaviour) and its bounds.
+
+import type { CoordService } from "../../coord/service.ts";
+import type { HashFn } from "../../ordering/block.ts";
+import type { Gateway } from "../../ordering/gateway.ts";
+import type { Ledger } from "../../ordering/ledger.ts";
+import type { MisbehaviourReport } from "../../ordering/misbehaviour.ts";
+
+export interface ApiServerOptions {
+  readonly host: string;
+  /** 0 picks a free port (see `port` after start). */
+  readonly port: number;
+  readonly ledger: Ledger;
+  readonly gateway: Gateway;
+  readonly hash: HashFn;
+  /** AbsoluteMaxBytes; an HTTP body or WebSocket message above it (plus framing) is refused. */
+  readonly txMaxBytes: number;
+  /** Submissions one /v1/submit connection may have waiting for their ack. */
+  readonly wsSubmitInFlightMax?: number;
+  /** A deliver stream pauses while this many bytes wait in the socket's send buffer. */
+  readonly deliverHighWaterBytes?: number;
+  /** WebSocket connections at once. */
+  readonly wsConnectionsMax?: number;
+  /** Bytes of POST /v1/transactions bodies being received at once (default BODIES_MAX_BYTES_DEFAULT). */
+  readonly bodiesMaxBytes?: number;
+  /** The coordination service (WS /v1/coord). */
+  readonly coord?: CoordService;
+  /** GET /health: the replica's state; `ok` false answers 503. */
+  readonly health?: () => { ok: boolean } & Record<string, unknown>;
+  /** GET /metrics: Prometheus exposition. */
+  readonly metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** GET /v1/misbehaviour: proofs this replica holds and whether it stopped ordering. */
+  readonly misbehaviour?: () => MisbehaviourReport;
+}
+
+/** Bytes of transaction bodies an API server receives at once, by default; beyond, 503 OVERLOADED. */
+export const BODIES_MAX_BYTES_DEFAULT = 256 * 1024 * 1024;
