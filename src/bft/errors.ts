@@ -1,13 +1,8 @@
 // Typed errors of the core. Expected failures carry a stable `code`; bugs are assertions.
 
-export class BftError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.code = code;
-    this.name = new.target.name;
-  }
-}
+import { OrdererError } from "../util/errors.ts";
+
+export class BftError extends OrdererError {}
 
 /** The trusted subsystem refused to certify (a value would be certified twice or go backwards). */
 export class CounterError extends BftError {}
@@ -19,8 +14,10 @@ export class ConfigError extends BftError {}
 export class RequestError extends BftError {}
 
 /** An internal invariant did not hold: a bug, never caused by input. */
-export class AssertionFailed extends Error {
-  readonly code = "ASSERTION_FAILED";
+export class AssertionFailed extends OrdererError<"ASSERTION_FAILED"> {
+  constructor(message: string) {
+    super("ASSERTION_FAILED", message);
+  }
 }
 
 export function assert(cond: unknown, message: string): asserts cond {

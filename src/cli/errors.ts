@@ -1,5 +1,7 @@
 // Errors of the `orderer` command: a stable code and a one-line message; the exit code says what failed.
 
+import { OrdererError } from "../util/errors.ts";
+
 export type CliErrorCode =
   | "BAD_ARGUMENT"
   | "CONFIG_NOT_FOUND"
@@ -8,14 +10,14 @@ export type CliErrorCode =
   | "UNREACHABLE"
   | "FAILED";
 
-export class CliError extends Error {
+export class CliError extends OrdererError<CliErrorCode> {
   override readonly name = "CliError";
   constructor(
-    readonly code: CliErrorCode,
+    code: CliErrorCode,
     message: string,
     /** Process exit code: 2 for bad usage or configuration, 1 otherwise. */
     readonly exitCode = code === "BAD_ARGUMENT" || code.startsWith("CONFIG") || code === "EXISTS" ? 2 : 1,
   ) {
-    super(message);
+    super(code, message);
   }
 }

@@ -2,12 +2,8 @@
 // usage or configuration, 1 for everything else; --verbose adds the stack.
 
 import { Command, CommanderError } from "commander";
-import { BftError } from "../bft/errors.ts";
-import { CoordError } from "../coord/errors.ts";
-import { OrderingClientError } from "../ordering/client.ts";
-import { ApiError } from "../ordering/errors.ts";
-import { LedgerError } from "../ordering/ledger.ts";
 import "../util/polyfill.ts";
+import { errorCode } from "../util/errors.ts";
 import { blocksCommand } from "./commands/blocks.ts";
 import { counterCommand } from "./commands/counter.ts";
 import { devCommand } from "./commands/dev.ts";
@@ -45,17 +41,7 @@ export function program(): Command {
 }
 
 function codeOf(err: unknown): string {
-  if (
-    err instanceof CliError ||
-    err instanceof BftError ||
-    err instanceof ApiError ||
-    err instanceof LedgerError ||
-    err instanceof OrderingClientError ||
-    err instanceof CoordError
-  )
-    return err.code;
-  const sys = (err as NodeJS.ErrnoException)?.code;
-  return typeof sys === "string" ? sys : "ERROR";
+  return errorCode(err) ?? "ERROR";
 }
 
 export async function main(argv: readonly string[]): Promise<number> {

@@ -2,6 +2,8 @@
 // clients recognise them. Expected outcomes of an operation are results carrying one of these codes,
 // never exceptions.
 
+import { OrdererError } from "../util/errors.ts";
+
 export const ZK_CODES = {
   OK: 0,
   SYSTEMERROR: -1,
@@ -34,14 +36,14 @@ export type ZkCode = keyof typeof ZK_CODES;
 export const isZkCode = (s: unknown): s is ZkCode => typeof s === "string" && s in ZK_CODES;
 
 /** A failed coordination call on the client side: `code` is a ZooKeeper code, `path` the znode if any. */
-export class CoordError extends Error {
+export class CoordError extends OrdererError<ZkCode> {
   override readonly name = "CoordError";
   constructor(
-    readonly code: ZkCode,
+    code: ZkCode,
     message: string,
     readonly path?: string,
   ) {
-    super(message);
+    super(code, message);
   }
 
   /** ZooKeeper's numeric value of the code. */

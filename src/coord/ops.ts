@@ -20,6 +20,7 @@
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { ByteReader, ByteWriter } from "../bft/bytes.ts";
 import { type MerkleProof, merkleTree, rootFromProof } from "../ordering/block.ts";
+import { OrdererError } from "../util/errors.ts";
 
 /** First bytes of a coordination entry; transactions starting with them are refused at intake. */
 export const COORD_MAGIC = Uint8Array.of(0x00, 0x5a, 0x4b, 0x01);
@@ -104,14 +105,10 @@ export interface Op {
   readonly body: OpBody;
 }
 
-export class OpCodecError extends Error {
+export class OpCodecError extends OrdererError<
+  "TRUNCATED" | "BAD_LENGTH" | "BAD_VALUE" | "TRAILING_BYTES" | "NOT_COORD"
+> {
   override readonly name = "OpCodecError";
-  constructor(
-    readonly code: "TRUNCATED" | "BAD_LENGTH" | "BAD_VALUE" | "TRAILING_BYTES" | "NOT_COORD",
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 const i32 = (v: number): number => {

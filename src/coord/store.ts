@@ -9,6 +9,7 @@
 import { deserialize, serialize } from "node:v8";
 import type { Level } from "level";
 import type { RawOp } from "../storage/level-store.ts";
+import { OrdererError } from "../util/errors.ts";
 import type { OpResult, Session, TreeChanges, TreeMeta, ZNode, ZTree } from "./tree.ts";
 
 const NODE = "z/";
@@ -16,9 +17,11 @@ const SESSION = "q/";
 const RESULT = "r/";
 const META = "k/tree";
 
-export class CoordStoreError extends Error {
+export class CoordStoreError extends OrdererError<"CORRUPT"> {
   override readonly name = "CoordStoreError";
-  readonly code = "CORRUPT";
+  constructor(message: string) {
+    super("CORRUPT", message);
+  }
 }
 
 const pad = (n: number, w: number) => n.toString().padStart(w, "0");

@@ -13,6 +13,7 @@
 // The routes live in api/, one file per family, and share an ApiContext (api/context.ts).
 
 import uWS from "uWebSockets.js";
+import { OrdererError } from "../util/errors.ts";
 import { adminRoutes, fallbackRoute } from "./api/admin-routes.ts";
 import { ApiContext, type Ws } from "./api/context.ts";
 import { coordSocket } from "./api/coord-socket.ts";
@@ -25,14 +26,8 @@ export type { DeliverBehavior, SeekRequest } from "./api/deliver-socket.ts";
 export { type ApiServerOptions, BODIES_MAX_BYTES_DEFAULT } from "./api/options.ts";
 export { receiptText, receiptToJson } from "./api/receipts.ts";
 
-export class ApiServerError extends Error {
+export class ApiServerError extends OrdererError<"NATIVE_UWS_MISSING" | "LISTEN_FAILED"> {
   override readonly name = "ApiServerError";
-  constructor(
-    readonly code: "NATIVE_UWS_MISSING" | "LISTEN_FAILED",
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 /**

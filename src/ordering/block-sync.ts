@@ -12,6 +12,7 @@
 // Byte strings are u32-length-prefixed.
 
 import { ByteReader, ByteWriter } from "../bft/bytes.ts";
+import { OrdererError } from "../util/errors.ts";
 import { type Block, BlockVerificationError, ChainVerifier, type VerifyOptions } from "./block.ts";
 
 export const BLOCKS_REQ = 3;
@@ -23,14 +24,8 @@ export const SYNC_REPLY_BYTES = 8 * 1024 * 1024;
 /** A peer that does not answer within this time is replaced by the next one. */
 export const SYNC_TIMEOUT_MS = 3000;
 
-export class SyncFrameError extends Error {
+export class SyncFrameError extends OrdererError {
   override readonly name = "SyncFrameError";
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 // ------------------------------------------------------------------ wire format

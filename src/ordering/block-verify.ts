@@ -1,6 +1,7 @@
 // The block verifier clients run: one block on its own terms (shape, Merkle root, certificate) and a
 // stream of blocks as a hash chain. Pure and browser-safe.
 
+import { OrdererError } from "../util/errors.ts";
 import type { Block, CertSig } from "./block.ts";
 import {
   HASH_BYTES,
@@ -26,14 +27,14 @@ export type BlockProblem =
   | "UNKNOWN_SIGNER"
   | "INSUFFICIENT_SIGNATURES";
 
-export class BlockVerificationError extends Error {
+export class BlockVerificationError extends OrdererError<BlockProblem> {
   override readonly name = "BlockVerificationError";
   constructor(
-    readonly code: BlockProblem,
+    code: BlockProblem,
     readonly blockNumber: number,
     message: string,
   ) {
-    super(`block ${blockNumber}: ${message}`);
+    super(code, `block ${blockNumber}: ${message}`);
   }
 }
 

@@ -1,4 +1,7 @@
-// Errors the ordering API returns: a stable code, an HTTP status and a message (never a stack trace).
+// Errors the ordering API returns: a stable code and a message (never a stack trace). The HTTP status of
+// each code is the API layer's (src/node/api/statuses.ts).
+
+import { OrdererError } from "../util/errors.ts";
 
 export type ApiErrorCode =
   | "MALFORMED"
@@ -18,35 +21,8 @@ export type ApiErrorCode =
   | "HALTED"
   | "INTERNAL";
 
-export const API_ERROR_STATUS: Readonly<Record<ApiErrorCode, number>> = Object.freeze({
-  MALFORMED: 400,
-  EMPTY_TX: 400,
-  RESERVED_PREFIX: 400,
-  TX_TOO_LARGE: 413,
-  BLOCK_NOT_FOUND: 404,
-  TX_NOT_FOUND: 404,
-  NOT_FOUND: 404,
-  NOT_READY: 404,
-  METHOD_NOT_ALLOWED: 405,
-  NO_QUORUM: 503,
-  OVERLOADED: 503,
-  SHUTTING_DOWN: 503,
-  HALTED: 503,
-  NOT_EXECUTED: 500,
-  TIMEOUT: 504,
-  INTERNAL: 500,
-});
-
-export class ApiError extends Error {
+export class ApiError extends OrdererError<ApiErrorCode> {
   override readonly name = "ApiError";
-  readonly status: number;
-  constructor(
-    readonly code: ApiErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.status = API_ERROR_STATUS[code];
-  }
 
   toJSON(): { error: { code: ApiErrorCode; message: string } } {
     return { error: { code: this.code, message: this.message } };

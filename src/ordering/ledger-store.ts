@@ -6,6 +6,7 @@
 
 import { deserialize, serialize } from "node:v8";
 import type { Level } from "level";
+import { OrdererError } from "../util/errors.ts";
 import type { Block, CertSig } from "./block.ts";
 
 const BLOCK = "b/";
@@ -13,14 +14,8 @@ const CERT = "c/";
 export const HEAD = "m/head";
 export const CERTIFIED = "m/certified";
 
-export class LedgerError extends Error {
+export class LedgerError extends OrdererError<"GENESIS_MISMATCH" | "CORRUPT" | "GAP"> {
   override readonly name = "LedgerError";
-  constructor(
-    readonly code: "GENESIS_MISMATCH" | "CORRUPT" | "GAP",
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 export const blockKey = (n: number): string => BLOCK + n.toString().padStart(16, "0");

@@ -2,6 +2,7 @@
 // to the receipt's id, its Merkle proof leads to the header's dataHash, and the header hash carries a
 // valid certificate. Also OrderingClientError, which every check of the client throws. Browser-safe.
 
+import { OrdererError } from "../util/errors.ts";
 import {
   BlockVerificationError,
   type CertSig,
@@ -16,14 +17,15 @@ import {
   verifyMerkleProof,
 } from "./block.ts";
 
-export class OrderingClientError extends Error {
+export class OrderingClientError extends OrdererError {
   override readonly name = "OrderingClientError";
   constructor(
-    readonly code: string,
+    code: string,
     message: string,
+    /** The HTTP status the server answered with, when the error is its answer. */
     readonly status?: number,
   ) {
-    super(message);
+    super(code, message);
   }
 }
 

@@ -6,11 +6,15 @@ import { deserialize, serialize } from "node:v8";
 import { Level } from "level";
 import { MemoryStorage } from "../bft/storage.ts";
 import type { PersistOp } from "../bft/types.ts";
+import { OrdererError } from "../util/errors.ts";
 
 const STATE = "s/";
 
-export class StoreError extends Error {
+export class StoreError extends OrdererError<"STORE_FAILED"> {
   override readonly name = "StoreError";
+  constructor(message: string, options?: { readonly cause?: unknown }) {
+    super("STORE_FAILED", message, options);
+  }
 }
 
 export interface LoadedState {
@@ -65,7 +69,9 @@ export class LevelStore {
     try {
       await db.open();
     } catch (err) {
-      throw new StoreError(`cannot open the replica store at ${dir}: ${(err as Error).message}`);
+      throw new StoreError(`cannot open the replica store at ${dir}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     return new LevelStore(db, opts.sync ?? true);
   }
@@ -79,7 +85,7 @@ export class LevelStore {
       try {
         decoded = deserialize(value);
       } catch (err) {
-        throw new StoreError(`corrupt value at ${key}: ${(err as Error).message}`);
+        throw new StoreError(`corrupt value at ${key}: ${(err as Error).message}`, { cause: err });
       }
       if (key.startsWith(STATE)) ops.push({ op: "put", key: key.slice(STATE.length), value: decoded });
     }

@@ -23,6 +23,7 @@ import type {
   PViewChange,
   ReplicaSig,
 } from "../bft/types.ts";
+import { OrdererError } from "../util/errors.ts";
 
 export const WIRE_VERSION = 4;
 /** Default largest frame a peer may send (a NEW-VIEW with full batches is the biggest message). */
@@ -37,13 +38,8 @@ export type CodecErrorCode =
   | "BAD_VALUE"
   | "TRAILING_BYTES";
 
-export class CodecError extends Error {
-  readonly code: CodecErrorCode;
-  constructor(code: CodecErrorCode, message: string) {
-    super(message);
-    this.code = code;
-    this.name = "CodecError";
-  }
+export class CodecError extends OrdererError<CodecErrorCode> {
+  override readonly name = "CodecError";
 }
 
 export type DecodeResult =

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import { OrdererError } from "../util/errors.ts";
 
 /** What the owner's event loop reports, in batches. */
 export interface RdmaEvent {
@@ -143,9 +144,11 @@ export type RdmaNative =
   | { readonly available: false; readonly reason: string };
 
 /** The rdma transport cannot run here (the addon is not built or does not load). */
-export class RdmaUnavailableError extends Error {
+export class RdmaUnavailableError extends OrdererError<"RDMA_UNAVAILABLE"> {
   override readonly name = "RdmaUnavailableError";
-  readonly code = "RDMA_UNAVAILABLE";
+  constructor(message: string) {
+    super("RDMA_UNAVAILABLE", message);
+  }
 }
 
 const ADDON = fileURLToPath(new URL("../../native-rdma/build/Release/orderer_rdma.node", import.meta.url));

@@ -2,6 +2,7 @@
 // them (libp2p, RDMA, memory). The BFT core never sees a transport; the node's driver does.
 
 import type { ReplicaId } from "../bft/types.ts";
+import { OrdererError } from "../util/errors.ts";
 
 /** What became of one frame handed to send(). */
 export type SendResult =
@@ -45,8 +46,11 @@ export interface PeerStats {
 }
 
 /** A transport's configuration is unusable (ids, keys, addresses): start() rejects with it. */
-export class TransportConfigError extends Error {
+export class TransportConfigError extends OrdererError<"TRANSPORT_CONFIG"> {
   override readonly name = "TransportConfigError";
+  constructor(message: string) {
+    super("TRANSPORT_CONFIG", message);
+  }
 }
 
 export type FrameHandler = (from: ReplicaId, frame: Uint8Array) => void;

@@ -6,6 +6,7 @@ import type uWS from "uWebSockets.js";
 import type { CoordConn } from "../../coord/service.ts";
 import { ApiError } from "../../ordering/errors.ts";
 import type { ApiServerOptions } from "./options.ts";
+import { API_ERROR_STATUS } from "./statuses.ts";
 
 const STATUS_TEXT: Record<number, string> = {
   200: "200 OK",
@@ -125,7 +126,7 @@ export class ApiContext {
 
   error(res: uWS.HttpResponse, state: ResponseState, err: unknown): void {
     const e = this.internal(err);
-    this.json(res, state, e.status, e.toJSON());
+    this.json(res, state, API_ERROR_STATUS[e.code], e.toJSON());
   }
 }
 
