@@ -156,7 +156,8 @@ export class Simulation {
     return this.ctx.now;
   }
 
-  private log1(i: number, what: string): void {
+  /** Adds a line about replica i to the log of a verbose run. */
+  private note(i: number, what: string): void {
     if (this.ctx.verbose) this.ctx.log.push(`t${this.now} r${i} ${what}`);
   }
 
@@ -280,7 +281,7 @@ export class Simulation {
       if (err instanceof Violation) throw err;
       this.ctx.rep(i).core = null;
       this.ctx.count("byzantine-halted");
-      this.log1(i, `halted: ${(err as Error).message}`);
+      this.note(i, `halted: ${(err as Error).message}`);
     }
   }
 
@@ -292,7 +293,7 @@ export class Simulation {
   private installSnapshot(i: number, r: ReplicaCore, target: number): void {
     this.checks.copySnapshot(i, target);
     this.ctx.count("snapshot-install");
-    this.log1(i, `snapshot ${target}`);
+    this.note(i, `snapshot ${target}`);
     r.installSnapshot();
     this.drain(i);
   }
@@ -306,7 +307,7 @@ export class Simulation {
     if (reason !== undefined) r.halt(reason);
     this.ctx.rep(i).core = r;
     this.ctx.count("restart");
-    this.log1(i, "restart");
+    this.note(i, "restart");
     this.drain(i);
   }
 
@@ -329,7 +330,7 @@ export class Simulation {
       // hardware counters keep whatever was certified meanwhile.
       this.net.crash(i);
       ctx.count("crash-before-persist");
-      this.log1(i, "crash before persist");
+      this.note(i, "crash before persist");
       if (this.cfg.trustedCounters === "with-ready") {
         rep.counter = this.makeCounter(i, rep.counterSecret, rep.trustedSaved);
         rep.deps = this.makeDeps(i, rep.counter, rep.auth, rep.registry);
@@ -364,7 +365,7 @@ export class Simulation {
         e.kind !== "checkpoint-stable" &&
         e.kind !== "duplicate-request"
       )
-        this.log1(i, JSON.stringify(e));
+        this.note(i, JSON.stringify(e));
     }
     r.advance();
     if (offer !== null) this.installSnapshot(i, r, offer);
