@@ -179,6 +179,12 @@ describe("simulator checkers can fail", () => {
     accuse(i: number, culprit: number, proof: EquivocationProof) {
       this.onEquivocation(i, culprit, proof);
     }
+    diverge(i: number, seq: number) {
+      this.onDiverged(i, seq);
+    }
+    found() {
+      return this.violationsSoFar;
+    }
   }
   const cfg = { ...DEFAULT_SIM, seed: 1, mode: "hybrid" as const, byzantine: "none" as const };
 
@@ -217,6 +223,17 @@ describe("simulator checkers can fail", () => {
     assert.throws(() => p.accuse(1, 0, forged), /false proof.*bad-signature/);
     // A valid proof whose replica keeps ordering.
     assert.throws(() => p.accuse(1, 0, bad), /did not stop ordering/);
+  });
+
+  it("a correct replica whose state diverged without any equivocation is a violation the run reports", () => {
+    const p = new Probe(cfg);
+    assert.throws(() => p.diverge(1, 10), /state diverged at checkpoint 10 without any equivocation/);
+    assert.equal(p.found().length, 1, `recorded: ${p.found().join("; ")}`);
+    // After a counter equivocated, the same finding is the fork's doing: no violation (yet).
+    const q = new Probe({ ...cfg, byzantine: ["compromised-counter"] });
+    q.attack();
+    q.diverge(1, 10);
+    assert.deepEqual(q.found(), []);
   });
 
   it("validity: a request no client sent is executed", () => {

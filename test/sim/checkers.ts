@@ -105,8 +105,9 @@ export class Checkers {
    * one it is a fork, and a correct replica must still raise the proof by the end of the run.
    */
   onDiverged(i: number, seq: number): void {
+    // Through violate(), so that the run reports it (a bare throw ended the run with no violation).
     if (this.firstConflictAt === null)
-      throw new Violation(`r${i}: state diverged at checkpoint ${seq} without any equivocation`);
+      this.violate(`r${i}: state diverged at checkpoint ${seq} without any equivocation`);
     this.stoppedOnFork.add(i);
     this.count("fork-state-diverged");
     if (this.forkedAt === null) this.forkedAt = { seq: this.ctx.rep(i).app.appliedSeq, tick: this.now };

@@ -184,6 +184,15 @@ export class Simulation {
     this.checks.checkForks();
   }
 
+  protected onDiverged(i: number, seq: number): void {
+    this.checks.onDiverged(i, seq);
+  }
+
+  /** What the run has found so far (its result's `violations`). */
+  protected get violationsSoFar(): readonly string[] {
+    return this.checks.violations;
+  }
+
   /** An order-counter certificate made with replica i's counter key directly, bypassing its counter. */
   protected certifyWithStolenKey(i: number, value: CounterValue, digest: Uint8Array): CounterCert {
     return this.byzantine.certifyWithStolenKey(i, value, digest);
@@ -358,7 +367,7 @@ export class Simulation {
       }
       if (e.kind === "state-transfer") ctx.count("state-transfer");
       if (e.kind === "equivocation") this.onEquivocation(i, e.culprit, e.proof);
-      if (e.kind === "state-diverged" && ctx.isCorrect(i)) this.checks.onDiverged(i, e.seq);
+      if (e.kind === "state-diverged" && ctx.isCorrect(i)) this.onDiverged(i, e.seq);
       if (
         ctx.verbose &&
         e.kind !== "dropped" &&
