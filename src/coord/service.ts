@@ -29,6 +29,9 @@ import {
 import { b64, entryHeader, opBytes, resultJson, signedOpOf } from "./service-wire.ts";
 import type { Effect, ZTree } from "./tree.ts";
 
+/** How often a replica proposes its clock while sessions or TTL/container nodes exist (ms). */
+export const CLOCK_PERIOD_MS_DEFAULT = 250;
+
 export {
   type AppliedBlocks,
   COORD_PROTOCOL,
@@ -97,7 +100,7 @@ export class CoordService {
    */
   private scheduleTimer(): void {
     if (this.stopped) return;
-    const period = this.o.clockPeriodMs ?? 250;
+    const period = this.o.clockPeriodMs ?? CLOCK_PERIOD_MS_DEFAULT;
     let delay = Math.max(10, Math.floor(period / 2));
     const busy = this.conns.size > 0 || this.proposer.busy || this.reads.waiting > 0;
     if (!busy) delay = Math.max(delay, Math.min(IDLE_TIMER_MS, this.tree.timeDeadlineMs() - this.now()));
@@ -419,7 +422,7 @@ export class CoordService {
   private onTimer(): void {
     if (this.stopped) return;
     const now = this.now();
-    this.proposer.onTimer(now, this.o.clockPeriodMs ?? 250);
+    this.proposer.onTimer(now, this.o.clockPeriodMs ?? CLOCK_PERIOD_MS_DEFAULT);
     // A client silent for its whole session timeout is gone from this replica's point of view.
     for (const c of [...this.conns]) {
       const limit = c.sessionId ? c.timeoutMs : 30_000;

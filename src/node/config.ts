@@ -3,8 +3,11 @@
 
 import { quorums } from "../bft/quorum.ts";
 import type { Limits, Mode } from "../bft/types.ts";
+import { CLOCK_PERIOD_MS_DEFAULT } from "../coord/service.ts";
 import type { TreeConfig } from "../coord/tree.ts";
+import { CERTIFY_TIMEOUT_MS_DEFAULT } from "../counter/client.ts";
 import { configFail, isHex, socketPathOk } from "../counter/config.ts";
+import { PENDING_MAX_BYTES_DEFAULT } from "../ordering/gateway.ts";
 import { TX_BATCH_OVERHEAD_BYTES } from "../ordering/tx-batch.ts";
 import { LOG_LEVELS, type LogLevel } from "../util/log.ts";
 
@@ -101,6 +104,47 @@ export interface NodeConfig {
   readonly memoryCheck?: boolean;
   /** libp2p listen multiaddr when it differs from replicas[id].p2p (e.g. /ip4/0.0.0.0/tcp/7050 behind a host name). */
   readonly p2pListen?: string;
+}
+
+/** The defaults of a replica's own settings: the one place they are written (resolveNodeConfig). */
+export const NODE_DEFAULTS = Object.freeze({
+  counterTimeoutMs: CERTIFY_TIMEOUT_MS_DEFAULT,
+  sync: true,
+  tickMs: 10,
+  submitTimeoutMs: 30_000,
+  pendingMax: 100_000,
+  /** At least batch.absoluteMaxBytes when that is larger (withNodeDefaults). */
+  pendingMaxBytes: PENDING_MAX_BYTES_DEFAULT,
+  coordClockPeriodMs: CLOCK_PERIOD_MS_DEFAULT,
+  logLevel: "info" as LogLevel,
+  memoryCheck: true,
+});
+
+/** A NodeConfig with every default filled in: what a replica runs with. */
+export type ResolvedNodeConfig = NodeConfig & {
+  readonly [K in keyof typeof NODE_DEFAULTS]-?: (typeof NODE_DEFAULTS)[K];
+} & { readonly limits: Partial<Limits> };
+
+/** `node` with its unset settings at their defaults (no validation: see resolveNodeConfig). */
+export function withNodeDefaults(node: NodeConfig, cluster: ClusterConfig): ResolvedNodeConfig {
+  const set = Object.fromEntries(Object.entries(node).filter(([, v]) => v !== undefined)) as NodeConfig;
+  return {
+    ...NODE_DEFAULTS,
+    pendingMaxBytes: Math.max(NODE_DEFAULTS.pendingMaxBytes, cluster.batch.absoluteMaxBytes),
+    ...set,
+    limits: { ...set.limits },
+  } as ResolvedNodeConfig;
+}
+
+/**
+ * Checks a cluster and one replica's settings and fills every default: what `orderer start`, forked
+ * replica processes and tests all start a replica from (OrdererNode.start calls it). Throws
+ * ConfigError naming the first bad field.
+ */
+export function resolveNodeConfig(cluster: ClusterConfig, node: NodeConfig): ResolvedNodeConfig {
+  validateCluster(cluster);
+  validateNode(node, cluster);
+  return withNodeDefaults(node, cluster);
 }
 
 const fail = configFail;

@@ -9,11 +9,10 @@ import { totalmem } from "node:os";
 import { ConfigError } from "../bft/errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "../bft/types.ts";
 import { QUEUE_MAX_BYTES_DEFAULT } from "../coord/service.ts";
-import { PENDING_MAX_BYTES_DEFAULT } from "../ordering/gateway.ts";
 import { BLOCK_CACHE_BYTES } from "../ordering/ledger.ts";
 import { DEFAULT_TRANSPORT_LIMITS } from "../transport/transport.ts";
 import { BODIES_MAX_BYTES_DEFAULT } from "./api-server.ts";
-import { batchLimits, type ClusterConfig, type NodeConfig } from "./config.ts";
+import { batchLimits, type ClusterConfig, type NodeConfig, withNodeDefaults } from "./config.ts";
 
 const MiB = 1024 * 1024;
 
@@ -45,7 +44,8 @@ export interface MemoryBudget {
 
 /** The budget of replica `node` of `cluster` (its core limits as the node would start them). */
 export function memoryBudget(cluster: ClusterConfig, node: NodeConfig): MemoryBudget {
-  const l: Limits = { ...DEFAULT_LIMITS, ...batchLimits(cluster.batch, node.tickMs ?? 10), ...node.limits };
+  const c = withNodeDefaults(node, cluster);
+  const l: Limits = { ...DEFAULT_LIMITS, ...batchLimits(cluster.batch, c.tickMs), ...c.limits };
   const peers = cluster.replicas.length - 1;
   // A batch above batchMaxBytes is a single request (batchWithin), of at most requestMaxBytes.
   const largestBatch = Math.max(l.batchMaxBytes, l.requestMaxBytes);
@@ -70,7 +70,7 @@ export function memoryBudget(cluster: ClusterConfig, node: NodeConfig): MemoryBu
     },
     {
       name: "submissions waiting at the gateway",
-      bytes: node.pendingMaxBytes ?? PENDING_MAX_BYTES_DEFAULT,
+      bytes: c.pendingMaxBytes,
       formula: "pendingMaxBytes",
     },
     {

@@ -6,6 +6,7 @@
 import { InProcessCounter } from "../counter/in-process.ts";
 import { createLogger } from "../util/log.ts";
 import { StageTrace } from "../util/trace.ts";
+import { resolveNodeConfig } from "./config.ts";
 import { OrdererNode } from "./orderer-node.ts";
 
 const send = (m: unknown) => process.send?.(m);
@@ -20,7 +21,8 @@ const REPORTED = new Set([
 ]);
 
 async function main(): Promise<void> {
-  const { cluster, node } = JSON.parse(process.env.ORDERER_NODE ?? "{}");
+  const { cluster, node: settings } = JSON.parse(process.env.ORDERER_NODE ?? "{}");
+  const node = resolveNodeConfig(cluster, settings);
   // The latency breakdown bench: stage marks, handed to the parent on {type: "trace"}.
   const trace = process.env.ORDERER_TRACE === "1" ? new StageTrace() : undefined;
   if (trace)
@@ -40,7 +42,7 @@ async function main(): Promise<void> {
             if (++splits === crashAt) process.kill(process.pid, "SIGKILL");
           }
         : undefined,
-    logger: createLogger(node.logLevel ?? "info", { replica: node.id }),
+    logger: createLogger(node.logLevel, { replica: node.id }),
     onError: (err) => send({ type: "log", message: err.message }),
     onFatal: () => setImmediate(() => process.exit(70)),
     trace,

@@ -26,7 +26,13 @@ import { type ReplicaKeys, replicaKeys } from "./compose/keys.ts";
 import { createGateway, openLedger } from "./compose/ordering-app.ts";
 import { createCore } from "./compose/replica-core.ts";
 import { createTransport } from "./compose/transport.ts";
-import { batchLimits, type ClusterConfig, type NodeConfig, validateCluster, validateNode } from "./config.ts";
+import {
+  batchLimits,
+  type ClusterConfig,
+  type NodeConfig,
+  type ResolvedNodeConfig,
+  resolveNodeConfig,
+} from "./config.ts";
 import { type HostApp, ReplicaHost } from "./host.ts";
 import { checkMemoryBudget } from "./memory.ts";
 import { healthOf, type MetricsSource, NodeMetrics, viewChangeStuckMs } from "./metrics.ts";
@@ -72,7 +78,7 @@ export class OrdererNode {
 
   private constructor(
     readonly cluster: ClusterConfig,
-    readonly config: NodeConfig,
+    readonly config: ResolvedNodeConfig,
     readonly store: LevelStore,
     readonly host: ReplicaHost,
     readonly ledger: Ledger,
@@ -87,11 +93,10 @@ export class OrdererNode {
   /** Checks the configs, opens the store and the trusted counter, composes the replica and starts it. */
   static async start(
     cluster: ClusterConfig,
-    config: NodeConfig,
+    settings: NodeConfig,
     hooks: NodeHooks = {},
   ): Promise<OrdererNode> {
-    validateCluster(cluster);
-    validateNode(config, cluster);
+    const config = resolveNodeConfig(cluster, settings);
     const log = hooks.logger ?? silentLogger;
     const budget = checkMemoryBudget(cluster, config);
     log.info(
@@ -99,7 +104,7 @@ export class OrdererNode {
       "memory budget (docs/operations.md)",
     );
     const keys = replicaKeys(cluster, config);
-    const store = await LevelStore.open(config.dataDir, { sync: config.sync ?? true });
+    const store = await LevelStore.open(config.dataDir, { sync: config.sync });
     let counterLink: Awaited<ReturnType<typeof openTrusted>>;
     try {
       const loaded = await store.load();
@@ -187,7 +192,7 @@ export class OrdererNode {
 /** What every part of a replica is built from. */
 interface Setup {
   readonly cluster: ClusterConfig;
-  readonly config: NodeConfig;
+  readonly config: ResolvedNodeConfig;
   readonly hooks: NodeHooks;
   readonly log: Logger;
   readonly keys: ReplicaKeys;
@@ -209,8 +214,7 @@ async function composeReplica(
   counterLink: { trusted: TrustedSubsystem; counter: CounterLink } | undefined,
 ) {
   const { cluster, config, hooks, keys, store } = s;
-  const tickMs = config.tickMs ?? 10;
-  const limits = { ...batchLimits(cluster.batch, tickMs), ...config.limits };
+  const limits = { ...batchLimits(cluster.batch, config.tickMs), ...config.limits };
   const events = new NodeEvents(store, s.log, hooks);
   const core = createCore(cluster, config, keys, limits, storage, counterLink?.trusted);
   await events.haltOnSavedProofs(core);
@@ -232,7 +236,7 @@ async function composeReplica(
     core,
     transport,
     store,
-    tickMs,
+    tickMs: config.tickMs,
     app: blocksApp({ self: config.id, ledger, coord, tree, store, onEvent }) as HostApp,
     trace: hooks.trace,
     onSentBeforeDurable: hooks.onSentBeforeDurable,
@@ -260,7 +264,7 @@ async function composeReplica(
     host,
     hasQuorum,
     events,
-    viewChangeStuckMs: viewChangeStuckMs(limits, tickMs),
+    viewChangeStuckMs: viewChangeStuckMs(limits, config.tickMs),
     counter: counterLink?.counter,
   });
   return { host, ledger, gateway, coord, api, metrics };

@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { resolveNodeConfig } from "../../node/config.ts";
 import { OrdererNode } from "../../node/orderer-node.ts";
 import { createLogger } from "../../util/log.ts";
 import { envOverrides, isLogLevel, loadNodeConfig } from "../config-files.ts";
@@ -29,14 +30,15 @@ Examples:
         throw new CliError("BAD_ARGUMENT", "--fsync: on or off");
       if (o.logLevel !== undefined && !isLogLevel(o.logLevel))
         throw new CliError("BAD_ARGUMENT", "--log-level: fatal, error, warn, info, debug, trace or silent");
-      const { cluster, node } = loadNodeConfig(o.config, envOverrides(process.env), {
+      const { cluster, node: settings } = loadNodeConfig(o.config, envOverrides(process.env), {
         dataDir: o.dataDir,
         apiHost: o.apiHost,
         apiPort: o.apiPort,
         sync: o.fsync === undefined ? undefined : o.fsync === "on",
         logLevel: o.logLevel,
       });
-      const logger = createLogger(node.logLevel ?? "info", { replica: node.id });
+      const node = resolveNodeConfig(cluster, settings);
+      const logger = createLogger(node.logLevel, { replica: node.id });
       const replica = await OrdererNode.start(cluster, node, {
         logger,
         onFatal: () => setImmediate(() => process.exit(70)),

@@ -12,7 +12,7 @@ import { type cachingVerifier, sha256, signEd25519 } from "../../crypto/node-cry
 import { signedRequest } from "../../ordering/gateway.ts";
 import { type Ledger, LedgerError } from "../../ordering/ledger.ts";
 import { type LevelStore, writeBatch } from "../../storage/level-store.ts";
-import { type ClusterConfig, coordClientId, type NodeConfig, treeConfig } from "../config.ts";
+import { type ClusterConfig, coordClientId, type ResolvedNodeConfig, treeConfig } from "../config.ts";
 
 /** Verifies signed coordination writes; a write verified at intake is not verified again when applied. */
 export type CoordVerifier = ReturnType<typeof cachingVerifier>;
@@ -41,7 +41,7 @@ export interface CoordLinks {
 /** The coordination service of this replica: its entries are requests signed with the replica's key. */
 export function createCoordService(
   cluster: ClusterConfig,
-  config: NodeConfig,
+  config: ResolvedNodeConfig,
   seed: Uint8Array,
   links: CoordLinks,
 ): CoordService {

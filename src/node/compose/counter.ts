@@ -9,7 +9,7 @@ import {
 } from "../../bft/trusted.ts";
 import { RemoteCounter } from "../../counter/client.ts";
 import { nodeCrypto } from "../../crypto/node-crypto.ts";
-import type { ClusterConfig, NodeConfig } from "../config.ts";
+import type { ClusterConfig, ResolvedNodeConfig } from "../config.ts";
 import { hex } from "./keys.ts";
 
 /** This replica's trusted counter as the node uses it: certify calls, their timings, close. */
@@ -24,7 +24,7 @@ export type CounterLink = TrustedCounter & {
  */
 export async function openTrusted(
   cluster: ClusterConfig,
-  config: NodeConfig,
+  config: ResolvedNodeConfig,
   seed: Uint8Array,
   onBroken?: (err: Error) => void,
   openCounter?: () => Promise<CounterLink>,

@@ -17,7 +17,7 @@ import {
   canonicalJson,
   coordClientId,
   gatewayClientId,
-  type NodeConfig,
+  type ResolvedNodeConfig,
 } from "../config.ts";
 import type { ReplicaKeys } from "./keys.ts";
 
@@ -29,7 +29,7 @@ export function gatewayIdsOf(cluster: ClusterConfig): Set<string> {
 /** The ledger, read back from the store; it exchanges block signatures with its peers over `transport`. */
 export function openLedger(
   cluster: ClusterConfig,
-  config: NodeConfig,
+  config: ResolvedNodeConfig,
   { seed, keys }: ReplicaKeys,
   quorum: { readonly n: number; readonly commit: number },
   store: LevelStore,
@@ -47,7 +47,7 @@ export function openLedger(
     verify: verifyEd25519,
     sign: (hh) => signEd25519(seed, hh),
     send: (to, frame) => (to === "all" ? transport.broadcast(frame) : void transport.send(to, frame)),
-    sync: config.sync ?? true,
+    sync: config.sync,
     // A gateway's request carries a batch of transactions; any other request is one entry.
     entriesOf: (op, clientId) =>
       gatewayIds.has(clientId) ? decodeTxBatch(op, cluster.batch.maxMessageCount) : [op],
@@ -69,7 +69,7 @@ export interface GatewayLinks {
 /** The gateway: batches submitted transactions into requests signed by this replica, proposes them. */
 export function createGateway(
   cluster: ClusterConfig,
-  config: NodeConfig,
+  config: ResolvedNodeConfig,
   seed: Uint8Array,
   digests: Digests,
   ledger: Ledger,
@@ -89,9 +89,9 @@ export function createGateway(
       cluster.batch.preferredMaxBytes,
       cluster.batch.absoluteMaxBytes + TX_BATCH_OVERHEAD_BYTES,
     ),
-    pendingMax: config.pendingMax ?? 100_000,
-    ...(config.pendingMaxBytes !== undefined ? { pendingMaxBytes: config.pendingMaxBytes } : {}),
-    timeoutMs: config.submitTimeoutMs ?? 30_000,
+    pendingMax: config.pendingMax,
+    pendingMaxBytes: config.pendingMaxBytes,
+    timeoutMs: config.submitTimeoutMs,
     quorumOk: links.quorumOk,
     reservedPrefix: COORD_PREFIX,
     trace: links.trace,

@@ -12,13 +12,13 @@ import {
 import type { TrustedSubsystem } from "../../bft/trusted.ts";
 import { ed25519ReplicaAuthenticator, nodeCrypto } from "../../crypto/node-crypto.ts";
 import { txBatchCount } from "../../ordering/tx-batch.ts";
-import { type ClusterConfig, coordClientId, gatewayClientId, type NodeConfig } from "../config.ts";
+import { type ClusterConfig, coordClientId, gatewayClientId, type ResolvedNodeConfig } from "../config.ts";
 import type { ReplicaKeys } from "./keys.ts";
 import { gatewayIdsOf } from "./ordering-app.ts";
 
 export function createCore(
   cluster: ClusterConfig,
-  config: NodeConfig,
+  config: ResolvedNodeConfig,
   { seed, keys }: ReplicaKeys,
   limits: Partial<Limits>,
   storage: StorageReader,

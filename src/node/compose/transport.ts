@@ -4,13 +4,13 @@
 import { Libp2pTransport } from "../../transport/libp2p.ts";
 import { RdmaTransport } from "../../transport/rdma.ts";
 import type { Logger } from "../../util/log.ts";
-import type { ClusterConfig, NodeConfig } from "../config.ts";
+import type { ClusterConfig, ResolvedNodeConfig } from "../config.ts";
 import type { ReplicaKeys } from "./keys.ts";
 
 /** The transport the cluster's config names (not yet started: the host starts it). */
 export function createTransport(
   cluster: ClusterConfig,
-  config: NodeConfig,
+  config: ResolvedNodeConfig,
   { seed, keys }: ReplicaKeys,
   log: Logger,
 ): RdmaTransport | Libp2pTransport {
