@@ -8,14 +8,15 @@
 
 import { deserialize, serialize } from "node:v8";
 import type { Level } from "level";
+import { KEYSPACE } from "../storage/keyspace.ts";
 import type { RawOp } from "../storage/level-store.ts";
 import { OrdererError } from "../util/errors.ts";
 import type { OpResult, Session, TreeChanges, TreeMeta, ZNode, ZTree } from "./tree.ts";
 
-const NODE = "z/";
-const SESSION = "q/";
-const RESULT = "r/";
-const META = "k/tree";
+const NODE = KEYSPACE.znode;
+const SESSION = KEYSPACE.session;
+const RESULT = KEYSPACE.result;
+const META = KEYSPACE.treeMeta;
 
 export class CoordStoreError extends OrdererError<"CORRUPT"> {
   override readonly name = "CoordStoreError";

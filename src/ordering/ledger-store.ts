@@ -1,4 +1,4 @@
-// The ledger's keys and values in LevelDB (sharing the replica's database; the core keeps "s/" and "t/"):
+// The ledger's keys and values in LevelDB (sharing the replica's database; every prefix is in storage/keyspace.ts):
 //   b/<number>  block (header, entries, view/seq/time)     c/<number>  its certificate
 //   x/<tx id>   [block number, position] (tx-index.ts)      m/head      [height, head hash]
 //   m/certified the height up to which every block is certified (contiguous)
@@ -6,13 +6,14 @@
 
 import { deserialize, serialize } from "node:v8";
 import type { Level } from "level";
+import { KEYSPACE } from "../storage/keyspace.ts";
 import { OrdererError } from "../util/errors.ts";
 import type { Block, CertSig } from "./block.ts";
 
-const BLOCK = "b/";
-const CERT = "c/";
-export const HEAD = "m/head";
-export const CERTIFIED = "m/certified";
+const BLOCK = KEYSPACE.block;
+const CERT = KEYSPACE.blockCert;
+export const HEAD = KEYSPACE.ledgerHead;
+export const CERTIFIED = KEYSPACE.ledgerCertified;
 
 export class LedgerError extends OrdererError<"GENESIS_MISMATCH" | "CORRUPT" | "GAP"> {
   override readonly name = "LedgerError";

@@ -3,9 +3,10 @@
 
 import { deserialize } from "node:v8";
 import type { Level } from "level";
+import { KEYSPACE } from "../storage/keyspace.ts";
 import { LedgerError } from "./ledger-store.ts";
 
-const TX = "x/";
+const TX = KEYSPACE.tx;
 
 /**
  * Up to this many transaction ids, a block's duplicate check reads the database in place (getSync: the

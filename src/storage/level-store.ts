@@ -7,8 +7,9 @@ import { Level } from "level";
 import { MemoryStorage } from "../bft/storage.ts";
 import type { PersistOp } from "../bft/types.ts";
 import { OrdererError } from "../util/errors.ts";
+import { KEYSPACE } from "./keyspace.ts";
 
-const STATE = "s/";
+const STATE = KEYSPACE.coreState;
 
 export class StoreError extends OrdererError<"STORE_FAILED"> {
   override readonly name = "StoreError";
@@ -55,7 +56,7 @@ export interface LevelStoreOptions {
 }
 
 export class LevelStore {
-  /** The database, shared with the ledger (which keeps its keys outside "s/" and "t/"). */
+  /** The database, shared with the ledger and the znode tree (each under its own KEYSPACE prefixes). */
   readonly db: Level<string, Uint8Array>;
   readonly sync: boolean;
 

@@ -10,6 +10,7 @@ import {
   equivocationToJson,
   type MisbehaviourReport,
 } from "../../ordering/misbehaviour.ts";
+import { KEYSPACE } from "../../storage/keyspace.ts";
 import type { LevelStore } from "../../storage/level-store.ts";
 import type { Logger } from "../../util/log.ts";
 
@@ -19,7 +20,7 @@ export type NodeEvent =
   | { readonly kind: "blocks-fetched"; readonly from: number; readonly count: number };
 
 /** Where proofs of misbehaviour are kept (one per culprit), in the replica's database. */
-const EVIDENCE = "e/equivocation/";
+const EVIDENCE = KEYSPACE.evidence;
 
 /** Events worth a log line (the others are counted in metrics only). */
 const LOGGED: Partial<Record<NodeEvent["kind"], "info" | "warn" | "error">> = {
