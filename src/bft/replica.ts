@@ -4,23 +4,21 @@
 // The bookkeeping of each concern lives in a helper this class owns (effects, request-intake,
 // checkpoints, state-transfer, view-triggers, divergence); here it is wired together in one order.
 
-import { bytesEqual } from "./bytes.ts";
-import { CheckpointTracker, GENESIS_CHECKPOINT, GENESIS_STATE_DIGEST } from "./checkpoints.ts";
 import { RequestVerifier } from "./client-auth.ts";
-import { ClientTable } from "./client-table.ts";
+import type { ClientTable } from "./client-table.ts";
 import type { CoreCrypto, ReplicaAuthenticator } from "./crypto.ts";
 import { Digests } from "./digests.ts";
 import { DivergenceNotices } from "./divergence.ts";
 import { Effects, markSent, resendDue, type SentLog } from "./effects.ts";
-import { AssertionFailed, assert, RequestError } from "./errors.ts";
+import { AssertionFailed, RequestError } from "./errors.ts";
+import { Execution, type ExecutionHooks } from "./execution.ts";
 import { joinViewQuorum, type Quorums, quorums } from "./quorum.ts";
 import { type ReplicaConfig, type ReplicaDeps, validateConfig } from "./replica-config.ts";
 import { batchProblem, batchShapeOk, RequestIntake, requestKey } from "./request-intake.ts";
-import { type Executed, StateTransfer } from "./state-transfer.ts";
+import type { Executed } from "./state-transfer.ts";
 import type { StorageReader } from "./storage.ts";
 import {
   type Batch,
-  type CheckpointMsg,
   type CheckpointProof,
   type ClientRequest,
   DEFAULT_LIMITS,
@@ -30,8 +28,6 @@ import {
   type Ready,
   type ReplicaEvent,
   type ReplicaId,
-  type SnapshotMsg,
-  type StateMsg,
   type StatusMsg,
 } from "./types.ts";
 import { ViewTriggers } from "./view-triggers.ts";
@@ -47,8 +43,6 @@ export { batchWithin, QUEUE_COMPACT_MIN, requestKey } from "./request-intake.ts"
 export { STATE_CHUNK_BYTES } from "./state-transfer.ts";
 
 export type ProposeResult = "accepted" | "pending" | "duplicate";
-
-const KEY_STABLE = "stable";
 
 export abstract class ReplicaCore {
   readonly id: ReplicaId;
@@ -69,20 +63,11 @@ export abstract class ReplicaCore {
   /** The view this replica is changing to, or null when it is active in `view`. */
   vcTarget: number | null = null;
 
-  stable: CheckpointProof = GENESIS_CHECKPOINT;
-  lastExecuted = 0;
-  stateDigest: Uint8Array = GENESIS_STATE_DIGEST;
-  protected clients: ClientTable;
-  /** Committed batches waiting for their predecessors. */
-  protected readonly committedWaiting = new Map<number, Executed>();
-  private draining = false;
-
   /** What the driver takes from ready(); also the halt gate and the drop counts. */
   private readonly out = new Effects();
   readonly dropped = this.out.dropped;
   private readonly intake: RequestIntake;
-  private readonly checkpoints: CheckpointTracker;
-  private readonly transfer: StateTransfer;
+  private readonly exec: Execution;
   private readonly triggers: ViewTriggers;
   private readonly notices: DivergenceNotices;
 
@@ -108,15 +93,71 @@ export abstract class ReplicaCore {
       this.limits,
       this.weight,
     );
-    this.clients = new ClientTable(this.limits.clientsMax);
     this.intake = new RequestIntake(this.limits, this.weight);
-    this.checkpoints = new CheckpointTracker(this.n, this.q, this.limits, this.digests, this.auth, this.out);
-    this.transfer = new StateTransfer(this.limits, this.digests, this.out);
+    this.exec = new Execution(
+      this.limits,
+      this.q,
+      this.n,
+      this.id,
+      this.digests,
+      this.auth,
+      this.verifier,
+      this.out,
+      this.executionHooks(),
+    );
     this.triggers = new ViewTriggers(this.limits);
     this.notices = new DivergenceNotices(this.id, this.n, this.limits, this.out);
   }
 
+  /** How execution reaches back into the replica (see ExecutionHooks). */
+  private executionHooks(): ExecutionHooks {
+    return {
+      executed: (seq, batch) => {
+        this.intake.settle(batch.requests, this.now);
+        this.triggers.clearProgress();
+        if (this.leader === this.id && this.nextProposalSeq() - 1 > seq) this.armProgressTimer();
+      },
+      diverged: (seq) => this.diverged(seq),
+      conflict: (from) => this.checkpointConflict(from),
+      // See installSnapshot.
+      jumping: (seq) => this.notices.jumping(this.divergenceEvidence(), seq, this.now),
+      jumped: () => {
+        // Requests this replica waited for were executed or not in the skipped range: clients retransmit.
+        this.intake.clearWaiting();
+        this.triggers.clearProgress();
+      },
+      stableAt: (seq) => {
+        this.collectGarbage(seq);
+        this.maybePropose();
+      },
+      transferred: () => this.onStateTransferred(),
+      drained: () => this.maybePropose(),
+      status: () => this.statusMsg(),
+      view: () => this.view,
+      now: () => this.now,
+    };
+  }
+
   // ------------------------------------------------------------------ public API
+
+  /** The latest stable checkpoint (its proof). */
+  get stable(): CheckpointProof {
+    return this.exec.stable;
+  }
+
+  /** The seq of the last batch executed here. */
+  get lastExecuted(): number {
+    return this.exec.lastExecuted;
+  }
+
+  /** The state digest after lastExecuted. */
+  get stateDigest(): Uint8Array {
+    return this.exec.stateDigest;
+  }
+
+  protected get clients(): ClientTable {
+    return this.exec.clients;
+  }
 
   leaderOf(view: number): ReplicaId {
     return view % this.n;
@@ -244,8 +285,8 @@ export abstract class ReplicaCore {
     if (this.now % this.limits.retransmitTicks === 0) {
       this.retransmit();
       this.reforwardRequests();
-      const mine = this.checkpoints.mine;
-      if (mine && mine.seq > this.stable.seq) this.broadcast(mine);
+      const mine = this.exec.unprovenCheckpoint();
+      if (mine) this.broadcast(mine);
     }
     if (this.now % this.limits.statusTicks === 0) {
       this.broadcast(this.statusMsg());
@@ -261,13 +302,11 @@ export abstract class ReplicaCore {
    */
   quiet(): boolean {
     if (this.halted !== null) return true;
-    const mine = this.checkpoints.mine;
     return (
       this.vcTarget === null &&
       !this.triggers.linkClosed(this.leader) &&
       this.intake.idle() &&
-      this.committedWaiting.size === 0 &&
-      (mine === null || mine.seq <= this.stable.seq) &&
+      this.exec.settled() &&
       !this.hasReady()
     );
   }
@@ -309,7 +348,7 @@ export abstract class ReplicaCore {
    * ledger fetches the certified blocks) and then call installSnapshot().
    */
   get snapshotOffer(): number | null {
-    return this.transfer.offerAhead(this.lastExecuted);
+    return this.exec.transfer.offerAhead(this.lastExecuted);
   }
 
   /**
@@ -317,36 +356,14 @@ export abstract class ReplicaCore {
    * (the application already holds the state at that seq). Returns false when there is nothing to install.
    */
   installSnapshot(): boolean {
-    const o = this.transfer.takeOffer();
-    if (!o || o.proof.seq <= this.lastExecuted) return false;
-    const cp = o.proof;
-    const fromSeq = this.lastExecuted + 1;
     // What was executed here since the last checkpoint this replica reached itself is about to be
-    // replaced by a state it cannot compare with its own (it never executes up to cp.seq): if the cluster
-    // forked, this is where the fork would heal silently (the simulator found it: a follower cut off
-    // from the leader by a view change, then brought forward by a snapshot). Tell the peers what was
-    // accepted, so that one holding the other side can prove the cause (hybrid: a counter value
-    // certified over two digests), and tell a peer that was unreachable once it is heard from again
-    // (DivergenceNotices.toPeer).
-    this.notices.jumping(this.divergenceEvidence(), cp.seq, this.now);
-    this.lastExecuted = cp.seq;
-    this.stateDigest = cp.stateDigest;
-    this.clients = ClientTable.restore(this.limits.clientsMax, o.clients);
-    // The batches before the jump can no longer be served (the history must be contiguous).
-    this.transfer.dropHistory();
-    for (const s of [...this.committedWaiting.keys()]) if (s <= cp.seq) this.committedWaiting.delete(s);
-    this.checkpoints.jumpedTo(cp.seq);
-    // Requests this replica waited for were executed or not in the skipped range: clients retransmit.
-    this.intake.clearWaiting();
-    this.triggers.clearProgress();
-    this.transfer.persistCheckpoint(cp, o.clients);
-    if (cp.seq > this.stable.seq) this.adoptCheckpoint(cp);
-    else this.checkpoints.keepProof(cp);
-    this.event({ kind: "state-transfer", fromSeq, toSeq: cp.seq });
-    this.onStateTransferred();
-    this.drainCommitted();
-    if (this.lastExecuted < this.stable.seq) this.broadcast(this.statusMsg());
-    return true;
+    // replaced by a state it cannot compare with its own (it never executes up to the snapshot's seq): if
+    // the cluster forked, this is where the fork would heal silently (the simulator found it: a follower
+    // cut off from the leader by a view change, then brought forward by a snapshot). The peers are told
+    // what was accepted (the jumping hook), so that one holding the other side can prove the cause
+    // (hybrid: a counter value certified over two digests), and a peer that was unreachable is told once
+    // it is heard from again (DivergenceNotices.toPeer).
+    return this.exec.installSnapshot();
   }
 
   /** Counts of dropped peer messages by reason. */
@@ -421,59 +438,21 @@ export abstract class ReplicaCore {
   /** A batch committed at `seq`: executes it and any successors that were waiting. */
   protected commitBatch(seq: number, view: number, batch: Batch): void {
     if (this.halted !== null) return;
-    if (seq <= this.lastExecuted || this.committedWaiting.has(seq)) return;
-    this.committedWaiting.set(seq, { view, batch });
-    this.drainCommitted();
-  }
-
-  private drainCommitted(): void {
-    if (this.draining) return; // re-entered from a checkpoint that became stable while executing
-    this.draining = true;
-    try {
-      for (;;) {
-        const next = this.committedWaiting.get(this.lastExecuted + 1);
-        if (!next) break;
-        this.committedWaiting.delete(this.lastExecuted + 1);
-        this.execute(this.lastExecuted + 1, next.view, next.batch);
-      }
-    } finally {
-      this.draining = false;
-    }
-    this.maybePropose();
+    this.exec.commit(seq, view, batch);
   }
 
   /** The seqs committed but not yet executed (for subclasses that track instances). */
   protected isCommittedOrExecuted(seq: number): boolean {
-    return seq <= this.lastExecuted || this.committedWaiting.has(seq);
+    return this.exec.isCommittedOrExecuted(seq);
   }
 
   protected verifyCheckpointProof(p: CheckpointProof): boolean {
-    return this.checkpoints.verify(p);
+    return this.exec.checkpoints.verify(p);
   }
 
   /** Adopts a verified stable checkpoint that may be ahead of execution (state transfer follows). */
   protected adoptCheckpoint(proof: CheckpointProof): void {
-    if (proof.seq <= this.stable.seq) return;
-    this.stable = proof;
-    this.checkpoints.keepProof(proof);
-    this.persist(KEY_STABLE, proof);
-    this.event({ kind: "checkpoint-stable", seq: proof.seq });
-    const mine = this.checkpoints.executed.get(proof.seq);
-    if (this.lastExecuted >= proof.seq) {
-      if (
-        mine &&
-        (!bytesEqual(mine.digest, proof.stateDigest) || !bytesEqual(mine.clientsDigest, proof.clientsDigest))
-      ) {
-        return this.diverged(proof.seq);
-      }
-      if (mine) this.transfer.persistCheckpoint(proof, mine.clients);
-    }
-    this.checkpoints.stableAt(proof.seq);
-    this.checkpoints.dropProofs(this.transfer.prune(proof.seq));
-    for (const s of [...this.committedWaiting.keys()])
-      if (s <= proof.seq && s <= this.lastExecuted) this.committedWaiting.delete(s);
-    this.collectGarbage(proof.seq);
-    this.maybePropose();
+    this.exec.adopt(proof);
   }
 
   /** Puts requests of a batch that could not be proposed back into the queue. */
@@ -563,28 +542,14 @@ export abstract class ReplicaCore {
 
   /** The executed batches kept for state transfer (tests check what is retained). */
   protected get history(): ReadonlyMap<number, Executed> {
-    return this.transfer.history;
+    return this.exec.transfer.history;
   }
 
   // ------------------------------------------------------------------ restore
 
   /** Rebuilds the common state from storage and replays executed batches after the checkpoint. */
   protected restoreCommon(storage: StorageReader): void {
-    const ck = this.transfer.restoreCheckpoint(storage);
-    if (ck) {
-      this.stable = ck.proof;
-      this.lastExecuted = ck.proof.seq;
-      this.stateDigest = ck.proof.stateDigest;
-      this.clients = ClientTable.restore(this.limits.clientsMax, ck.clients);
-    }
-    const ahead = storage.get(KEY_STABLE) as CheckpointProof | undefined;
-    if (ahead && ahead.seq > this.stable.seq) this.stable = ahead;
-    this.checkpoints.restore(storage, this.stable);
-    this.transfer.restoreHistory(
-      storage,
-      () => this.lastExecuted,
-      (seq, e) => this.execute(seq, e.view, e.batch, true),
-    );
+    this.exec.restore(storage);
   }
 
   // ------------------------------------------------------------------ internals
@@ -594,13 +559,13 @@ export abstract class ReplicaCore {
       case "request":
         return this.onRequest(from, msg.request);
       case "checkpoint":
-        return this.onCheckpoint(from, msg);
+        return this.exec.onCheckpoint(from, msg);
       case "status":
         return this.onStatus(from, msg);
       case "state":
-        return this.onState(from, msg);
+        return this.exec.onState(from, msg);
       case "snapshot":
-        return this.onSnapshot(from, msg);
+        return this.exec.onSnapshot(from, msg);
       default:
         return this.dispatchProtocol(from, msg);
     }
@@ -632,60 +597,6 @@ export abstract class ReplicaCore {
     this.send(this.leader, { type: "request", request: req });
   }
 
-  private execute(seq: number, view: number, batch: Batch, replay = false): void {
-    assert(seq === this.lastExecuted + 1, `execute ${seq} after ${this.lastExecuted}`);
-    const batchDigest = this.digests.batch(batch);
-    this.intake.settle(batch.requests, this.now);
-    const executed = batch.requests.map((r) => {
-      if (!this.verifier.executable(r)) return false;
-      if (this.clients.isExecuted(r.clientId, r.reqNo)) return false;
-      this.clients.record(r.clientId, r.reqNo, seq);
-      return true;
-    });
-    this.stateDigest = this.digests.nextState(this.stateDigest, seq, batchDigest);
-    this.lastExecuted = seq;
-    this.triggers.clearProgress();
-    if (this.leader === this.id && this.nextProposalSeq() - 1 > seq) this.armProgressTimer();
-    this.transfer.record(seq, view, batch, replay);
-    this.out.commit({ seq, view, batch, batchDigest, executed, stateDigest: this.stateDigest });
-    if (seq % this.limits.checkpointInterval === 0) this.reachedCheckpoint(seq, replay);
-  }
-
-  /** Executed a checkpoint seq: checks it against the stable checkpoint, or signs and votes for it. */
-  private reachedCheckpoint(seq: number, replay: boolean): void {
-    const clients = this.clients.snapshot();
-    const clientsDigest = this.digests.clients(clients);
-    this.checkpoints.executed.set(seq, { digest: this.stateDigest, clientsDigest, clients });
-    if (seq === this.stable.seq) {
-      // Reached a checkpoint that became stable before we executed it (state transfer or replay).
-      if (
-        !bytesEqual(this.stateDigest, this.stable.stateDigest) ||
-        !bytesEqual(clientsDigest, this.stable.clientsDigest)
-      ) {
-        return this.diverged(seq);
-      }
-      if (!replay) this.transfer.persistCheckpoint(this.stable, clients);
-      else this.transfer.replayedCheckpoint(this.stable, clients);
-    } else if (seq > this.stable.seq) {
-      const mine = this.checkpoints.sign(seq, this.stateDigest, clientsDigest);
-      if (!replay) this.broadcast(mine);
-      this.recordCheckpointVote(this.id, seq, this.stateDigest, clientsDigest, mine.sig);
-      // Peers' votes that came before we executed it.
-      for (const [r, v] of this.checkpoints.votesAt(seq)) {
-        const agrees =
-          bytesEqual(v.stateDigest, this.stateDigest) && bytesEqual(v.clientsDigest, clientsDigest);
-        if (r !== this.id && !agrees) this.checkpointConflict(r);
-      }
-    }
-  }
-
-  private onCheckpoint(from: ReplicaId, m: CheckpointMsg): void {
-    const r = this.checkpoints.receive(from, m, this.stable);
-    if (r === null) return;
-    if (r.conflict) this.checkpointConflict(from);
-    if (r.vote) this.recordCheckpointVote(from, m.seq, m.stateDigest, m.clientsDigest, m.sig);
-  }
-
   /**
    * A peer signed another state than ours at a checkpoint we executed. Either it lies, or correct replicas
    * executed different batches: a fork that no stable checkpoint need reveal, since a faulty replica can
@@ -695,22 +606,6 @@ export abstract class ReplicaCore {
   private checkpointConflict(from: ReplicaId): void {
     this.drop(from, "checkpoint-conflict");
     this.notices.conflict(from, this.now, () => this.divergenceEvidence());
-  }
-
-  private recordCheckpointVote(
-    from: ReplicaId,
-    seq: number,
-    stateDigest: Uint8Array,
-    clientsDigest: Uint8Array,
-    sig: Uint8Array,
-  ): void {
-    const agreed = this.checkpoints.recordVote(from, seq, stateDigest, clientsDigest, sig);
-    if (agreed === null) return;
-    this.adoptCheckpoint(agreed.proof);
-    if (this.lastExecuted < seq) {
-      // We are behind a stable checkpoint: ask its signers for the batches.
-      for (const r of agreed.voters) if (r !== this.id) this.send(r, this.statusMsg());
-    }
   }
 
   private statusMsg(): StatusMsg {
@@ -733,54 +628,7 @@ export abstract class ReplicaCore {
     ) {
       return this.drop(from, "status-bad");
     }
-    if (s.lastExecuted < this.stable.seq && s.lastExecuted >= 0) {
-      const state = this.transfer.stateFor(s.lastExecuted + 1, this.lastExecuted, (seq) =>
-        this.checkpoints.proofAt(seq),
-      );
-      if (typeof state === "object") this.send(from, state);
-      else {
-        // The peer is behind the batches we keep (or they are too large for one STATE message).
-        const snapshot = this.transfer.snapshotFor(
-          from,
-          s.lastExecuted,
-          state === "too-large",
-          this.stable.seq,
-          this.now,
-        );
-        if (snapshot !== null) this.send(from, snapshot);
-      }
-    }
+    if (s.lastExecuted < this.stable.seq && s.lastExecuted >= 0) this.exec.serve(from, s.lastExecuted);
     this.helpPeer(from, s);
-  }
-
-  private onSnapshot(from: ReplicaId, m: SnapshotMsg): void {
-    const cp = this.transfer.receiveSnapshot(from, m, this.lastExecuted, (p) =>
-      this.verifyCheckpointProof(p),
-    );
-    if (cp === null) return;
-    if (cp.seq > this.stable.seq) this.adoptCheckpoint(cp);
-    this.event({ kind: "snapshot-offered", from, seq: cp.seq });
-  }
-
-  private onState(from: ReplicaId, m: StateMsg): void {
-    const verify = (p: CheckpointProof) => this.verifyCheckpointProof(p);
-    if (!this.transfer.checkState(from, m, this.lastExecuted, this.stateDigest, verify)) return;
-    const cp = m.checkpoint;
-    this.event({ kind: "state-transfer", fromSeq: m.fromSeq, toSeq: cp.seq });
-    this.draining = true;
-    try {
-      for (let i = 0; i < m.batches.length; i++) {
-        const seq = m.fromSeq + i;
-        this.committedWaiting.delete(seq);
-        this.execute(seq, this.view, m.batches[i] as Batch);
-      }
-    } finally {
-      this.draining = false;
-    }
-    if (cp.seq > this.stable.seq) this.adoptCheckpoint(cp);
-    else this.checkpoints.keepProof(cp);
-    this.onStateTransferred();
-    this.drainCommitted();
-    if (this.lastExecuted < this.stable.seq) this.send(from, this.statusMsg()); // next chunk
   }
 }
