@@ -29,12 +29,22 @@ export class DivergenceNotices {
     private readonly out: Effects,
   ) {}
 
-  /** The replica is about to halt on a diverged state: broadcasts `evidence`, to be resent on contact. */
-  halting(evidence: Message | null, now: number): void {
-    if (evidence === null) return;
-    this.evidence = evidence;
-    this.out.broadcast(evidence);
-    markSent(this.evidenceSent, this.n, this.id, now);
+  /**
+   * A stable checkpoint (f+1 or 2f+1 signatures) disagrees with the state this replica executed: with
+   * at most f faults impossible, so more than f replicas, or a trusted counter, were compromised (a
+   * fork). Stop rather than crash or go on: the operator decides which history to keep.
+   */
+  diverged(seq: number, evidence: Message | null, now: number): void {
+    this.out.event({ kind: "state-diverged", seq });
+    // What this replica accepted, for peers to compare with theirs: the fork's cause may be provable
+    // where they stand (hybrid: a counter value certified over two digests). Sent before halting, then
+    // again to a peer that keeps talking to this halted replica (toHaltedPeer).
+    if (evidence !== null) {
+      this.evidence = evidence;
+      this.out.broadcast(evidence);
+      markSent(this.evidenceSent, this.n, this.id, now);
+    }
+    this.out.halt(`this replica's state diverged from a stable checkpoint at seq ${seq} (a fork)`);
   }
 
   /** A halted replica heard from `from`: sends it the evidence again, backing off. */
@@ -43,14 +53,27 @@ export class DivergenceNotices {
       this.out.sendAnyway(from, this.evidence);
   }
 
-  /** `from` signed another state than ours at a checkpoint: sends it `evidence()` (backing off). */
+  /**
+   * A peer signed another state than ours at a checkpoint we executed. Either it lies, or correct replicas
+   * executed different batches: a fork that no stable checkpoint need reveal, since a faulty replica can
+   * sign each side's. Tell the peer what we accepted (`evidence()`, backing off): if it is correct it
+   * holds the other side and may prove the cause.
+   */
   conflict(from: ReplicaId, now: number, evidence: () => Message | null): void {
+    this.out.drop(from, "checkpoint-conflict");
     if (!resendDue(this.conflictSent, from, now, this.limits.retransmitTicks)) return;
     const e = evidence();
     if (e !== null) this.out.send(from, e);
   }
 
-  /** A snapshot is about to replace this replica's state by the one at `seq`: broadcasts `evidence`. */
+  /**
+   * A snapshot is about to replace this replica's state by the one at `seq`. What was executed since the
+   * last checkpoint it reached itself is replaced by a state it cannot compare with its own: if the
+   * cluster forked, this is where the fork would heal silently (the simulator found it: a follower cut off
+   * from the leader by a view change, then brought forward by a snapshot). So the peers are told what was
+   * accepted (`evidence`), that one holding the other side may prove the cause (hybrid: a counter value
+   * certified over two digests); a peer that was unreachable is told once heard from again (toPeer).
+   */
   jumping(evidence: Message | null, seq: number, now: number): void {
     if (evidence === null) return;
     this.jumpEvidence = evidence;

@@ -50,6 +50,11 @@ export class Effects {
   /** Why the replica stopped ordering, or null (see ReplicaCore.halted). */
   haltReason: string | null = null;
 
+  /** Stops ordering (the first reason stays). */
+  halt(reason: string): void {
+    if (this.haltReason === null) this.haltReason = reason;
+  }
+
   // A halted replica sends and commits nothing more, even later in the step that halted it.
   send(to: ReplicaId, msg: Message): void {
     if (this.haltReason === null) this.sendOut.push({ to, msg });

@@ -8,6 +8,7 @@ import type { RequestVerifier } from "./client-auth.ts";
 import { ClientTable } from "./client-table.ts";
 import type { ReplicaAuthenticator } from "./crypto.ts";
 import type { Digests } from "./digests.ts";
+import type { DivergenceNotices } from "./divergence.ts";
 import type { Effects } from "./effects.ts";
 import { assert } from "./errors.ts";
 import type { Quorums } from "./quorum.ts";
@@ -18,6 +19,7 @@ import type {
   CheckpointMsg,
   CheckpointProof,
   Limits,
+  Message,
   ReplicaId,
   SnapshotMsg,
   StateMsg,
@@ -26,16 +28,25 @@ import type {
 
 const KEY_STABLE = "stable";
 
+/** The replica's parameters and the helpers execution shares with it. */
+export interface ExecutionParts {
+  readonly limits: Limits;
+  readonly q: Quorums;
+  readonly n: number;
+  readonly id: ReplicaId;
+  readonly digests: Digests;
+  readonly auth: ReplicaAuthenticator;
+  readonly verifier: RequestVerifier;
+  readonly out: Effects;
+  readonly notices: DivergenceNotices;
+}
+
 /** What execution needs from the rest of the replica, called at the points the names say. */
 export interface ExecutionHooks {
   /** A batch was executed at `seq` (lastExecuted is `seq`): its requests are no longer pending. */
   executed(seq: number, batch: Batch): void;
-  /** The executed state disagrees with a stable checkpoint at `seq` (a fork): halt. */
-  diverged(seq: number): void;
-  /** Peer `from` signed another state than ours at a checkpoint we executed. */
-  conflict(from: ReplicaId): void;
-  /** A snapshot is about to replace the state by the one at `seq` (lastExecuted still the old one). */
-  jumping(seq: number): void;
+  /** What this replica accepted, for peers whose state may have forked from ours (divergenceEvidence). */
+  evidence(): Message | null;
   /** Execution jumped over a range by a snapshot: requests waited for may be in it. */
   jumped(): void;
   /** The stable checkpoint moved to `seq`. */
@@ -44,10 +55,10 @@ export interface ExecutionHooks {
   transferred(): void;
   /** Execution went as far as the committed batches allow. */
   drained(): void;
-  /** This replica's STATUS now. */
-  status(): StatusMsg;
   /** The current view (the view transferred batches are executed in). */
   view(): number;
+  /** The view this replica is changing to, or null. */
+  target(): number | null;
   now(): number;
 }
 
@@ -62,19 +73,26 @@ export class Execution {
   readonly checkpoints: CheckpointTracker;
   readonly transfer: StateTransfer;
 
+  private readonly limits: Limits;
+  private readonly id: ReplicaId;
+  private readonly digests: Digests;
+  private readonly verifier: RequestVerifier;
+  private readonly out: Effects;
+  private readonly notices: DivergenceNotices;
+
   constructor(
-    private readonly limits: Limits,
-    q: Quorums,
-    n: number,
-    private readonly id: ReplicaId,
-    private readonly digests: Digests,
-    auth: ReplicaAuthenticator,
-    private readonly verifier: RequestVerifier,
-    private readonly out: Effects,
+    parts: ExecutionParts,
     private readonly hooks: ExecutionHooks,
   ) {
+    const { limits, digests, out } = parts;
+    this.limits = limits;
+    this.id = parts.id;
+    this.digests = digests;
+    this.verifier = parts.verifier;
+    this.out = out;
+    this.notices = parts.notices;
     this.clients = new ClientTable(limits.clientsMax);
-    this.checkpoints = new CheckpointTracker(n, q, limits, digests, auth, out);
+    this.checkpoints = new CheckpointTracker(parts.n, parts.q, limits, digests, parts.auth, out);
     this.transfer = new StateTransfer(limits, digests, out);
   }
 
@@ -145,7 +163,7 @@ export class Execution {
         !bytesEqual(this.stateDigest, this.stable.stateDigest) ||
         !bytesEqual(clientsDigest, this.stable.clientsDigest)
       ) {
-        return this.hooks.diverged(seq);
+        return this.diverged(seq);
       }
       if (!replay) this.transfer.persistCheckpoint(this.stable, clients);
       else this.transfer.replayedCheckpoint(this.stable, clients);
@@ -157,7 +175,7 @@ export class Execution {
       for (const [r, v] of this.checkpoints.votesAt(seq)) {
         const agrees =
           bytesEqual(v.stateDigest, this.stateDigest) && bytesEqual(v.clientsDigest, clientsDigest);
-        if (r !== this.id && !agrees) this.hooks.conflict(r);
+        if (r !== this.id && !agrees) this.conflict(r);
       }
     }
   }
@@ -165,7 +183,7 @@ export class Execution {
   onCheckpoint(from: ReplicaId, m: CheckpointMsg): void {
     const r = this.checkpoints.receive(from, m, this.stable);
     if (r === null) return;
-    if (r.conflict) this.hooks.conflict(from);
+    if (r.conflict) this.conflict(from);
     if (r.vote) this.recordCheckpointVote(from, m.seq, m.stateDigest, m.clientsDigest, m.sig);
   }
 
@@ -181,7 +199,7 @@ export class Execution {
     this.adopt(agreed.proof);
     if (this.lastExecuted < seq) {
       // We are behind a stable checkpoint: ask its signers for the batches.
-      for (const r of agreed.voters) if (r !== this.id) this.out.send(r, this.hooks.status());
+      for (const r of agreed.voters) if (r !== this.id) this.out.send(r, this.statusMsg());
     }
   }
 
@@ -198,7 +216,7 @@ export class Execution {
         mine &&
         (!bytesEqual(mine.digest, proof.stateDigest) || !bytesEqual(mine.clientsDigest, proof.clientsDigest))
       ) {
-        return this.hooks.diverged(proof.seq);
+        return this.diverged(proof.seq);
       }
       if (mine) this.transfer.persistCheckpoint(proof, mine.clients);
     }
@@ -209,8 +227,43 @@ export class Execution {
     this.hooks.stableAt(proof.seq);
   }
 
+  private diverged(seq: number): void {
+    this.notices.diverged(seq, this.hooks.evidence(), this.hooks.now());
+  }
+
+  private conflict(from: ReplicaId): void {
+    this.notices.conflict(from, this.hooks.now(), () => this.hooks.evidence());
+  }
+
+  statusMsg(): StatusMsg {
+    const view = this.hooks.view();
+    return {
+      type: "status",
+      view,
+      target: this.hooks.target() ?? view,
+      lastExecuted: this.lastExecuted,
+      stableSeq: this.stable.seq,
+    };
+  }
+
+  /** A peer's STATUS: false when it is malformed (dropped); sends state when the peer is behind. */
+  onStatus(from: ReplicaId, s: StatusMsg): boolean {
+    if (
+      !Number.isSafeInteger(s.view) ||
+      !Number.isSafeInteger(s.target) ||
+      s.target < s.view ||
+      !Number.isSafeInteger(s.lastExecuted) ||
+      !Number.isSafeInteger(s.stableSeq)
+    ) {
+      this.out.drop(from, "status-bad");
+      return false;
+    }
+    if (s.lastExecuted < this.stable.seq && s.lastExecuted >= 0) this.serve(from, s.lastExecuted);
+    return true;
+  }
+
   /** A peer executed up to `peerExecuted`, behind our stable checkpoint: sends it STATE or a SNAPSHOT. */
-  serve(to: ReplicaId, peerExecuted: number): void {
+  private serve(to: ReplicaId, peerExecuted: number): void {
     const state = this.transfer.stateFor(peerExecuted + 1, this.lastExecuted, (seq) =>
       this.checkpoints.proofAt(seq),
     );
@@ -252,7 +305,7 @@ export class Execution {
     else this.checkpoints.keepProof(cp);
     this.hooks.transferred();
     this.drainCommitted();
-    if (this.lastExecuted < this.stable.seq) this.out.send(from, this.hooks.status()); // next chunk
+    if (this.lastExecuted < this.stable.seq) this.out.send(from, this.statusMsg()); // next chunk
   }
 
   /** See ReplicaCore.installSnapshot. */
@@ -261,7 +314,7 @@ export class Execution {
     if (!o || o.proof.seq <= this.lastExecuted) return false;
     const cp = o.proof;
     const fromSeq = this.lastExecuted + 1;
-    this.hooks.jumping(cp.seq);
+    this.notices.jumping(this.hooks.evidence(), cp.seq, this.hooks.now());
     this.lastExecuted = cp.seq;
     this.stateDigest = cp.stateDigest;
     this.clients = ClientTable.restore(this.limits.clientsMax, o.clients);
@@ -276,7 +329,7 @@ export class Execution {
     this.out.event({ kind: "state-transfer", fromSeq, toSeq: cp.seq });
     this.hooks.transferred();
     this.drainCommitted();
-    if (this.lastExecuted < this.stable.seq) this.out.broadcast(this.hooks.status());
+    if (this.lastExecuted < this.stable.seq) this.out.broadcast(this.statusMsg());
     return true;
   }
 

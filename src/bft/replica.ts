@@ -14,7 +14,8 @@ import { AssertionFailed, RequestError } from "./errors.ts";
 import { Execution, type ExecutionHooks } from "./execution.ts";
 import { joinViewQuorum, type Quorums, quorums } from "./quorum.ts";
 import { type ReplicaConfig, type ReplicaDeps, validateConfig } from "./replica-config.ts";
-import { batchProblem, batchShapeOk, RequestIntake, requestKey } from "./request-intake.ts";
+import { batchProblem, batchShapeOk, RequestIntake } from "./request-intake.ts";
+import { type ProposeResult, RequestRouter } from "./request-router.ts";
 import type { Executed } from "./state-transfer.ts";
 import type { StorageReader } from "./storage.ts";
 import {
@@ -40,9 +41,8 @@ export {
 export { RESEND_BACKOFF_MAX, type SentLog } from "./effects.ts";
 export type { ReplicaConfig, ReplicaDeps } from "./replica-config.ts";
 export { batchWithin, QUEUE_COMPACT_MIN, requestKey } from "./request-intake.ts";
+export type { ProposeResult } from "./request-router.ts";
 export { STATE_CHUNK_BYTES } from "./state-transfer.ts";
-
-export type ProposeResult = "accepted" | "pending" | "duplicate";
 
 export abstract class ReplicaCore {
   readonly id: ReplicaId;
@@ -67,6 +67,7 @@ export abstract class ReplicaCore {
   private readonly out = new Effects();
   readonly dropped = this.out.dropped;
   private readonly intake: RequestIntake;
+  private readonly router: RequestRouter;
   private readonly exec: Execution;
   private readonly triggers: ViewTriggers;
   private readonly notices: DivergenceNotices;
@@ -84,29 +85,31 @@ export abstract class ReplicaCore {
     this.digests = new Digests(deps.crypto);
     const w = deps.requestWeight;
     this.weight = w ? (r) => Math.max(1, w(r)) : () => 1;
-    this.verifier = new RequestVerifier(
-      this.id,
-      this.n,
-      deps.crypto,
-      this.digests,
-      deps.registry,
-      this.limits,
-      this.weight,
-    );
+    const { id, n, limits, digests, weight } = this;
+    this.verifier = new RequestVerifier(id, n, deps.crypto, digests, deps.registry, limits, weight);
     this.intake = new RequestIntake(this.limits, this.weight);
+    this.router = new RequestRouter(this.id, this.limits, this.verifier, this.intake, this.out, {
+      now: () => this.now,
+      leader: () => this.leader,
+      active: () => this.vcTarget === null,
+      leads: () => this.isLeader,
+      mayPropose: () => this.isLeader && this.protocolReady(),
+      executed: (r) => this.clients.isExecuted(r.clientId, r.reqNo),
+      lastExecuted: () => this.lastExecuted,
+      nextSeq: () => this.nextProposalSeq(),
+      inWindow: (seq) => seq <= this.stable.seq + this.limits.window,
+      proposeBatch: (seq, batch) => {
+        this.proposeBatch(seq, batch);
+        this.armProgressTimer();
+      },
+    });
+    this.triggers = new ViewTriggers(this.id, this.limits);
+    this.notices = new DivergenceNotices(this.id, this.n, this.limits, this.out);
+    const { q, auth, verifier, out, notices } = this;
     this.exec = new Execution(
-      this.limits,
-      this.q,
-      this.n,
-      this.id,
-      this.digests,
-      this.auth,
-      this.verifier,
-      this.out,
+      { limits, q, n, id, digests, auth, verifier, out, notices },
       this.executionHooks(),
     );
-    this.triggers = new ViewTriggers(this.limits);
-    this.notices = new DivergenceNotices(this.id, this.n, this.limits, this.out);
   }
 
   /** How execution reaches back into the replica (see ExecutionHooks). */
@@ -117,10 +120,7 @@ export abstract class ReplicaCore {
         this.triggers.clearProgress();
         if (this.leader === this.id && this.nextProposalSeq() - 1 > seq) this.armProgressTimer();
       },
-      diverged: (seq) => this.diverged(seq),
-      conflict: (from) => this.checkpointConflict(from),
-      // See installSnapshot.
-      jumping: (seq) => this.notices.jumping(this.divergenceEvidence(), seq, this.now),
+      evidence: () => this.divergenceEvidence(),
       jumped: () => {
         // Requests this replica waited for were executed or not in the skipped range: clients retransmit.
         this.intake.clearWaiting();
@@ -132,8 +132,8 @@ export abstract class ReplicaCore {
       },
       transferred: () => this.onStateTransferred(),
       drained: () => this.maybePropose(),
-      status: () => this.statusMsg(),
       view: () => this.view,
+      target: () => this.vcTarget,
       now: () => this.now,
     };
   }
@@ -184,20 +184,6 @@ export abstract class ReplicaCore {
     return this.out.haltReason;
   }
 
-  /**
-   * A stable checkpoint (f+1 or 2f+1 signatures) disagrees with the state this replica executed: with
-   * at most f faults impossible, so more than f replicas, or a trusted counter, were compromised (a
-   * fork). Stop rather than crash or go on: the operator decides which history to keep.
-   */
-  private diverged(seq: number): void {
-    this.event({ kind: "state-diverged", seq });
-    // What this replica accepted, for peers to compare with theirs: the fork's cause may be provable
-    // where they stand (hybrid: a counter value certified over two digests). Sent before halting, then
-    // again to a peer that keeps talking to this halted replica (step).
-    this.notices.halting(this.divergenceEvidence(), this.now);
-    this.halt(`this replica's state diverged from a stable checkpoint at seq ${seq} (a fork)`);
-  }
-
   /** What a replica whose state diverged tells its peers (null: nothing that could prove the cause). */
   protected divergenceEvidence(): Message | null {
     return null;
@@ -205,7 +191,7 @@ export abstract class ReplicaCore {
 
   /** Stops ordering (also used by a host that restarts with a proof on file). */
   halt(reason: string): void {
-    if (this.out.haltReason === null) this.out.haltReason = reason;
+    this.out.halt(reason);
   }
 
   /**
@@ -215,26 +201,7 @@ export abstract class ReplicaCore {
    */
   propose(req: ClientRequest, own = false): ProposeResult {
     if (this.halted !== null) throw new RequestError("HALTED", `ordering stopped: ${this.halted}`);
-    const problem = this.verifier.check(req, own);
-    if (problem !== null) throw new RequestError(problem, `request refused: ${problem}`);
-    if (this.clients.isExecuted(req.clientId, req.reqNo)) {
-      this.event({ kind: "duplicate-request", clientId: req.clientId, reqNo: req.reqNo });
-      return "duplicate";
-    }
-    const key = requestKey(req);
-    if (this.intake.isPending(key)) return "pending";
-    if (this.isLeader && this.protocolReady()) {
-      if (!this.intake.enqueue(req, key, this.now))
-        throw new RequestError("OVERLOADED", "request queue is full (pendingMax or pendingMaxBytes)");
-      this.maybePropose();
-      return "accepted";
-    }
-    if (!this.intake.timerRoom(req))
-      throw new RequestError("OVERLOADED", "too many pending requests (pendingMax or pendingMaxBytes)");
-    this.intake.setTimer(key, { req, deadline: this.now + this.limits.requestTimeoutTicks });
-    if (this.vcTarget === null && this.leader !== this.id)
-      this.send(this.leader, { type: "request", request: req });
-    return "accepted";
+    return this.router.propose(req, own);
   }
 
   /** A message from replica `from` (authenticated by the transport). Bad messages are dropped and counted. */
@@ -270,27 +237,20 @@ export abstract class ReplicaCore {
   tick(): void {
     this.now++;
     if (this.halted !== null) return;
+    const expired = this.intake.timerExpired(this.now);
+    const targets = () => this.viewChangeTargets();
     const cause =
       this.vcTarget === null
-        ? this.triggers.whyLeave(
-            this.now,
-            this.view,
-            this.leader,
-            this.id,
-            this.intake.timerExpired(this.now),
-            () => this.viewChangeTargets(),
-          )
+        ? this.triggers.whyLeave(this.now, this.view, this.leader, expired, targets)
         : this.triggers.whyGiveUp(this.now, this.vcTarget);
     if (cause !== null) this.startViewChange(cause.target, cause.reason);
     if (this.now % this.limits.retransmitTicks === 0) {
       this.retransmit();
-      this.reforwardRequests();
+      this.router.reforward();
       const mine = this.exec.unprovenCheckpoint();
       if (mine) this.broadcast(mine);
     }
-    if (this.now % this.limits.statusTicks === 0) {
-      this.broadcast(this.statusMsg());
-    }
+    if (this.now % this.limits.statusTicks === 0) this.broadcast(this.exec.statusMsg());
     this.maybePropose();
   }
 
@@ -356,13 +316,7 @@ export abstract class ReplicaCore {
    * (the application already holds the state at that seq). Returns false when there is nothing to install.
    */
   installSnapshot(): boolean {
-    // What was executed here since the last checkpoint this replica reached itself is about to be
-    // replaced by a state it cannot compare with its own (it never executes up to the snapshot's seq): if
-    // the cluster forked, this is where the fork would heal silently (the simulator found it: a follower
-    // cut off from the leader by a view change, then brought forward by a snapshot). The peers are told
-    // what was accepted (the jumping hook), so that one holding the other side can prove the cause
-    // (hybrid: a counter value certified over two digests), and a peer that was unreachable is told once
-    // it is heard from again (DivergenceNotices.toPeer).
+    // Peers are told what was accepted before (DivergenceNotices.jumping).
     return this.exec.installSnapshot();
   }
 
@@ -391,7 +345,7 @@ export abstract class ReplicaCore {
   /** The view each replica's latest valid VIEW-CHANGE (own included) asks for. */
   protected abstract viewChangeTargets(): Map<ReplicaId, number>;
 
-  // A halted replica sends and commits nothing more, even later in the step that halted it.
+  /** Sends nothing once halted (Effects). */
   protected send(to: ReplicaId, msg: Message): void {
     this.out.send(to, msg);
   }
@@ -474,28 +428,7 @@ export abstract class ReplicaCore {
     this.vcTarget = null;
     this.triggers.clearProgress();
     if (this.leader === this.id && this.nextProposalSeq() - 1 > this.lastExecuted) this.armProgressTimer();
-    const leaderNow = this.leader === this.id;
-    // Requests this replica queued as an old leader now wait on the new leader.
-    for (const req of this.intake.takeAll()) {
-      if (this.clients.isExecuted(req.clientId, req.reqNo)) continue;
-      const key = requestKey(req);
-      if (leaderNow) this.intake.enqueue(req, key, this.now);
-      else if (this.intake.timerRoom(req)) {
-        this.intake.setTimer(key, { req, deadline: this.now + this.limits.requestTimeoutTicks });
-        this.send(this.leader, { type: "request", request: req });
-      }
-    }
-  }
-
-  /**
-   * A forwarded request half-way to its deadline is sent once more, to every replica (PBFT's client
-   * multicasts on a timeout): the leader gets another copy (the first may be lost), and the other
-   * followers start their own timers, so that they suspect a leader that is dead or ignores it and
-   * the view change finds its quorum.
-   */
-  private reforwardRequests(): void {
-    if (this.vcTarget !== null || this.leader === this.id) return;
-    for (const request of this.intake.takeReforwards(this.now)) this.broadcast({ type: "request", request });
+    this.router.handOver();
   }
 
   /** A view change starts without a deadline (see ViewTriggers.disarm). */
@@ -519,20 +452,7 @@ export abstract class ReplicaCore {
 
   /** Leader: cuts batches from the queue while the window allows. */
   protected maybePropose(): void {
-    if (!this.isLeader || !this.protocolReady()) return;
-    for (;;) {
-      if (this.intake.queued === 0) return;
-      const seq = this.nextProposalSeq();
-      if (seq > this.stable.seq + this.limits.window) return;
-      const idle = seq - 1 <= this.lastExecuted;
-      if (!idle && !this.intake.batchDue(this.now)) return;
-      const requests = this.intake.cutBatch(this.now, (r) => this.clients.isExecuted(r.clientId, r.reqNo));
-      if (requests.length === 0) continue;
-      this.proposeBatch(seq, { requests });
-      this.armProgressTimer();
-      // A proposal that could not be made (the mode refused the seq) must not spin this loop.
-      if (this.nextProposalSeq() <= seq || !this.isLeader || !this.protocolReady()) return;
-    }
+    this.router.proposeQueued();
   }
 
   /** The leader's queue (tests check that it lets go of the requests it proposed). */
@@ -557,7 +477,7 @@ export abstract class ReplicaCore {
   private dispatch(from: ReplicaId, msg: Message): void {
     switch (msg.type) {
       case "request":
-        return this.onRequest(from, msg.request);
+        return this.router.onRequest(from, msg.request);
       case "checkpoint":
         return this.exec.onCheckpoint(from, msg);
       case "status":
@@ -571,64 +491,7 @@ export abstract class ReplicaCore {
     }
   }
 
-  private onRequest(from: ReplicaId, req: ClientRequest): void {
-    if (!this.isLeader) return this.watchRelayed(from, req);
-    if (this.verifier.check(req) !== null) return this.drop(from, "request-unauthenticated");
-    const key = requestKey(req);
-    if (this.clients.isExecuted(req.clientId, req.reqNo) || this.intake.isQueuedOrInFlight(key)) return;
-    if (!this.intake.enqueue(req, key, this.now)) return this.drop(from, "request-queue-full");
-    this.maybePropose();
-  }
-
-  /**
-   * A follower got a client request from a peer whose timer for it ran half-way: it waits for it too
-   * (and suspects the leader if it does not commit in time), and hands it to the leader itself in case
-   * the relaying peer did not. It does not relay it further.
-   */
-  private watchRelayed(from: ReplicaId, req: ClientRequest): void {
-    if (this.vcTarget !== null) return this.drop(from, "request-not-leader");
-    if (this.verifier.check(req) !== null) return this.drop(from, "request-unauthenticated");
-    const key = requestKey(req);
-    if (this.clients.isExecuted(req.clientId, req.reqNo) || this.intake.hasTimer(key)) return;
-    if (!this.intake.timerRoom(req)) return this.drop(from, "request-queue-full");
-    // The relaying peer's timer has half of its time left: so does ours (both suspect the leader together).
-    const deadline = this.now + Math.ceil(this.limits.requestTimeoutTicks / 2);
-    this.intake.setTimer(key, { req, deadline, resent: true });
-    this.send(this.leader, { type: "request", request: req });
-  }
-
-  /**
-   * A peer signed another state than ours at a checkpoint we executed. Either it lies, or correct replicas
-   * executed different batches: a fork that no stable checkpoint need reveal, since a faulty replica can
-   * sign each side's. Tell the peer what we accepted (divergenceEvidence, backing off): if it is correct
-   * it holds the other side and may prove the cause.
-   */
-  private checkpointConflict(from: ReplicaId): void {
-    this.drop(from, "checkpoint-conflict");
-    this.notices.conflict(from, this.now, () => this.divergenceEvidence());
-  }
-
-  private statusMsg(): StatusMsg {
-    return {
-      type: "status",
-      view: this.view,
-      target: this.vcTarget ?? this.view,
-      lastExecuted: this.lastExecuted,
-      stableSeq: this.stable.seq,
-    };
-  }
-
   private onStatus(from: ReplicaId, s: StatusMsg): void {
-    if (
-      !Number.isSafeInteger(s.view) ||
-      !Number.isSafeInteger(s.target) ||
-      s.target < s.view ||
-      !Number.isSafeInteger(s.lastExecuted) ||
-      !Number.isSafeInteger(s.stableSeq)
-    ) {
-      return this.drop(from, "status-bad");
-    }
-    if (s.lastExecuted < this.stable.seq && s.lastExecuted >= 0) this.exec.serve(from, s.lastExecuted);
-    this.helpPeer(from, s);
+    if (this.exec.onStatus(from, s)) this.helpPeer(from, s);
   }
 }

@@ -23,7 +23,10 @@ export class ViewTriggers {
   /** Peers whose link is closed, since which tick. */
   private readonly linkClosedSince = new Map<ReplicaId, number>();
 
-  constructor(private readonly limits: Limits) {
+  constructor(
+    private readonly self: ReplicaId,
+    private readonly limits: Limits,
+  ) {
     this.vcTimeout = limits.viewChangeTimeoutTicks;
   }
 
@@ -49,17 +52,16 @@ export class ViewTriggers {
     now: number,
     view: number,
     leader: ReplicaId,
-    self: ReplicaId,
     requestTimedOut: boolean,
     targets: () => Map<ReplicaId, number>,
   ): ViewChangeCause | null {
     if (requestTimedOut) return { target: view + 1, reason: "request-timeout" };
-    if (this.leaderLinkLost(leader, self, now)) {
+    if (this.leaderLinkLost(leader, now)) {
       // Once per loss: a view change that fails on its own timer is not restarted from here.
       this.linkClosedSince.delete(leader);
       return { target: view + 1, reason: "the leader's connection closed" };
     }
-    if (now >= this.progressDeadline && leader === self)
+    if (now >= this.progressDeadline && leader === this.self)
       return { target: view + 1, reason: "proposals not committing" };
     return this.joinLonePeer(now, view, targets());
   }
@@ -73,9 +75,9 @@ export class ViewTriggers {
   }
 
   /** The leader's link closed at least leaderLinkGraceTicks ago (and has not reopened). */
-  private leaderLinkLost(leader: ReplicaId, self: ReplicaId, now: number): boolean {
+  private leaderLinkLost(leader: ReplicaId, now: number): boolean {
     const grace = this.limits.leaderLinkGraceTicks;
-    if (grace <= 0 || leader === self) return false;
+    if (grace <= 0 || leader === this.self) return false;
     const since = this.linkClosedSince.get(leader);
     return since !== undefined && now - since >= grace;
   }
