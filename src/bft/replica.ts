@@ -1,8 +1,9 @@
 // The mode-independent part of a replica: request intake, batching, in-order execution, exactly-once,
 // checkpoints, state transfer, timers and the Ready contract. Hybrid and PBFT agreement extend it.
 // No I/O, no clocks, no randomness: inputs are step(), tick() and propose(); outputs come from ready().
-// The bookkeeping of each concern lives in a helper this class owns (effects, request-intake,
-// checkpoints, state-transfer, view-triggers, divergence); here it is wired together in one order.
+// Each concern lives in a helper this class owns: execution.ts (with checkpoints.ts and
+// state-transfer.ts), request-router.ts (with request-intake.ts), view-triggers.ts, divergence.ts and
+// effects.ts; here they are wired together, and to the mode, in one order.
 
 import { RequestVerifier } from "./client-auth.ts";
 import type { ClientTable } from "./client-table.ts";
