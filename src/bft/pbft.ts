@@ -126,7 +126,7 @@ export class PbftReplica extends ReplicaCore {
     }
   }
 
-  /** Sends a slot's PRE-PREPARE to a peer again, backing off (RESEND_BACKOFF_MAX in replica.ts). */
+  /** Sends a slot's PRE-PREPARE to a peer again, backing off (RESEND_BACKOFF_MAX in effects.ts). */
   private resendPrePrepare(to: ReplicaId, slot: Slot): void {
     if (slot.pp && this.resendDue(slot.ppSent, to)) this.send(to, slot.pp);
   }
