@@ -58,7 +58,7 @@ describe("errors", () => {
       assert.equal(e.name, name);
       assert.equal(errorCode(e), code);
     }
-    assert.equal((cases[5]?.[0] as StoreError).cause, cause);
+    assert.equal(new StoreError("cannot open", { cause }).cause, cause);
     assert.equal(errorCode(Object.assign(new Error("x"), { code: "ENOENT" })), "ENOENT");
     assert.equal(errorCode(new Error("plain")), undefined);
   });
