@@ -22,40 +22,23 @@ import {
 } from "../../src/bft/index.ts";
 import { type Checkers, Violation } from "./checkers.ts";
 import { type ByzantineKind, COUNTER_ATTACK_CHANCE } from "./config.ts";
-import type { SimContext } from "./context.ts";
+import { type SimContext, SimPart } from "./context.ts";
 import type { Network } from "./network.ts";
 
-export class Byzantine {
-  private readonly ctx: SimContext;
+export class Byzantine extends SimPart {
   private readonly net: Network;
   private readonly checks: Checkers;
   /** Messages seen on the wire (a sample): what replays and fake proofs are made of. */
   private readonly recorded: Message[] = [];
 
   constructor(ctx: SimContext, net: Network, checks: Checkers) {
-    this.ctx = ctx;
+    super(ctx);
     this.net = net;
     this.checks = checks;
   }
 
-  private get rng() {
-    return this.ctx.rng;
-  }
-
-  private get cfg() {
-    return this.ctx.cfg;
-  }
-
-  private get n() {
-    return this.ctx.n;
-  }
-
   private get digests() {
     return this.ctx.digests;
-  }
-
-  private count(kind: string): void {
-    this.ctx.count(kind);
   }
 
   private transmit(from: number, to: number, msg: Message): void {

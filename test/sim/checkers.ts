@@ -12,12 +12,11 @@ import {
   type HPrepare,
   toHex,
 } from "../../src/bft/index.ts";
-import type { SimContext } from "./context.ts";
+import { type SimContext, SimPart } from "./context.ts";
 
 export class Violation extends Error {}
 
-export class Checkers {
-  private readonly ctx: SimContext;
+export class Checkers extends SimPart {
   /** Verifies any subsystem's certificates with public keys only (what replicas and auditors hold). */
   private readonly checker: CertChecker;
   readonly violations: string[] = [];
@@ -52,12 +51,8 @@ export class Checkers {
   maxView = 0;
 
   constructor(ctx: SimContext, checker: CertChecker) {
-    this.ctx = ctx;
+    super(ctx);
     this.checker = checker;
-  }
-
-  private get now(): number {
-    return this.ctx.now;
   }
 
   private get verbose(): boolean {
@@ -66,10 +61,6 @@ export class Checkers {
 
   private get log(): string[] {
     return this.ctx.log;
-  }
-
-  private count(kind: string): void {
-    this.ctx.count(kind);
   }
 
   private isCorrect(i: number): boolean {

@@ -4,7 +4,7 @@
 
 import type { ClientKeys, ClientRequest } from "../../src/bft/index.ts";
 import type { Checkers } from "./checkers.ts";
-import type { SimClient, SimContext } from "./context.ts";
+import { type SimClient, type SimContext, SimPart } from "./context.ts";
 
 /** Creates the clients (into ctx.clients) and returns the client keys each replica knows. */
 export function createClients(ctx: SimContext): Map<string, ClientKeys>[] {
@@ -24,8 +24,7 @@ export function createClients(ctx: SimContext): Map<string, ClientKeys>[] {
   return clientKeys;
 }
 
-export class ClientDriver {
-  private readonly ctx: SimContext;
+export class ClientDriver extends SimPart {
   private readonly checks: Checkers;
   /** Hands a request to replica `to` (if it runs) and drains it. */
   private readonly submit: (to: number, req: ClientRequest) => void;
@@ -33,25 +32,9 @@ export class ClientDriver {
   requests = 0;
 
   constructor(ctx: SimContext, checks: Checkers, submit: (to: number, req: ClientRequest) => void) {
-    this.ctx = ctx;
+    super(ctx);
     this.checks = checks;
     this.submit = submit;
-  }
-
-  private get rng() {
-    return this.ctx.rng;
-  }
-
-  private get cfg() {
-    return this.ctx.cfg;
-  }
-
-  private get n() {
-    return this.ctx.n;
-  }
-
-  private get now() {
-    return this.ctx.now;
   }
 
   private makeRequest(c: SimClient): ClientRequest {

@@ -108,3 +108,35 @@ export class SimContext {
     return this.now < this.healTick;
   }
 }
+
+/**
+ * A part of the simulation (network, Byzantine behaviours, clients, checkers): it reads the shared
+ * context through these few names.
+ */
+export abstract class SimPart {
+  protected readonly ctx: SimContext;
+
+  constructor(ctx: SimContext) {
+    this.ctx = ctx;
+  }
+
+  protected get rng(): Prng {
+    return this.ctx.rng;
+  }
+
+  protected get cfg(): SimConfig {
+    return this.ctx.cfg;
+  }
+
+  protected get n(): number {
+    return this.ctx.n;
+  }
+
+  protected get now(): number {
+    return this.ctx.now;
+  }
+
+  protected count(kind: string): void {
+    this.ctx.count(kind);
+  }
+}

@@ -3,7 +3,7 @@
 // and which replicas are down until when (restarted by the world, at the latest when the network heals).
 
 import type { Message, ReplicaCore } from "../../src/bft/index.ts";
-import type { SimContext } from "./context.ts";
+import { type SimContext, SimPart } from "./context.ts";
 
 interface InFlight {
   readonly at: number;
@@ -13,8 +13,7 @@ interface InFlight {
   readonly msg: Message;
 }
 
-export class Network {
-  private readonly ctx: SimContext;
+export class Network extends SimPart {
   /** Brings a crashed replica back (from its persisted state). */
   private readonly restart: (i: number) => void;
   private readonly queue: InFlight[] = [];
@@ -24,32 +23,12 @@ export class Network {
   private readonly crashedUntil = new Map<number, number>();
 
   constructor(ctx: SimContext, restart: (i: number) => void) {
-    this.ctx = ctx;
+    super(ctx);
     this.restart = restart;
-  }
-
-  private get rng() {
-    return this.ctx.rng;
-  }
-
-  private get cfg() {
-    return this.ctx.cfg;
-  }
-
-  private get n() {
-    return this.ctx.n;
-  }
-
-  private get now() {
-    return this.ctx.now;
   }
 
   private get faulty() {
     return this.ctx.faulty;
-  }
-
-  private count(kind: string): void {
-    this.ctx.count(kind);
   }
 
   /** Takes the messages due now off the queue, in (time, random order) order. */
