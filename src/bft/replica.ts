@@ -421,7 +421,7 @@ export abstract class ReplicaCore {
   }
 
   protected resetViewTimers(): void {
-    this.triggers.resetTimeout();
+    this.triggers.resetViewChangeTicks();
   }
 
   /** Called by subclasses when they enter a new view: pending requests go to the new leader. */

@@ -115,7 +115,8 @@ export class ViewTriggers {
     this.progressDeadline = Number.POSITIVE_INFINITY;
   }
 
-  resetTimeout(): void {
+  /** The view-change wait back to its first length (viewChangeTimeoutTicks), counted in ticks. */
+  resetViewChangeTicks(): void {
     this.vcTimeout = this.limits.viewChangeTimeoutTicks;
   }
 
