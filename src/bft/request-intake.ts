@@ -3,6 +3,7 @@
 // Also the one definition of a batch within the limits, shared by the leader that cuts and the followers
 // that accept. Pure bookkeeping: ReplicaCore decides when to propose, send or suspect the leader.
 
+import { dropTaken } from "../util/queue.ts";
 import type { RequestVerifier } from "./client-auth.ts";
 import type { Batch, ClientRequest, Limits } from "./types.ts";
 
@@ -156,13 +157,9 @@ export class RequestIntake {
       weight += w;
       this.inFlight.add(key);
     }
-    // Taken entries go soon (they may hold megabytes): at once when the queue is drained, else once
-    // they are more than QUEUE_COMPACT_MIN and half the array.
-    if (this.queueHead === this.queue.length) {
-      this.queue.length = 0;
-      this.queueHead = 0;
-    } else if (this.queueHead > QUEUE_COMPACT_MIN && this.queueHead * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.queueHead);
+    const kept = dropTaken(this.queue, this.queueHead, QUEUE_COMPACT_MIN);
+    if (kept !== null) {
+      this.queue = kept;
       this.queueHead = 0;
     }
     this.queueSince = now;

@@ -13,6 +13,7 @@
 import type { Digests } from "../bft/digests.ts";
 import { RequestError } from "../bft/errors.ts";
 import type { ClientRequest } from "../bft/types.ts";
+import { dropTaken } from "../util/queue.ts";
 import type { StageTrace } from "../util/trace.ts";
 import { type CertSig, type HashFn, type MerkleProof, toHexStr, txId } from "./block.ts";
 import { ApiError } from "./errors.ts";
@@ -219,13 +220,9 @@ export class Gateway {
         batch.push(w);
         bytes += w.tx.length;
       }
-      // Taken entries go soon (they may hold megabytes): at once when the queue is drained, else once
-      // they are more than QUEUE_COMPACT_MIN and half the array.
-      if (this.queueHead === this.queue.length) {
-        this.queue.length = 0;
-        this.queueHead = 0;
-      } else if (this.queueHead > QUEUE_COMPACT_MIN && this.queueHead * 2 > this.queue.length) {
-        this.queue = this.queue.slice(this.queueHead);
+      const kept = dropTaken(this.queue, this.queueHead, QUEUE_COMPACT_MIN);
+      if (kept !== null) {
+        this.queue = kept;
         this.queueHead = 0;
       }
       if (batch.length > 0) this.propose(batch);

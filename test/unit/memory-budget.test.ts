@@ -14,32 +14,14 @@ import {
 } from "../../src/node/memory.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
 import { TX_BATCH_OVERHEAD_BYTES } from "../../src/ordering/tx-batch.ts";
+import { testCluster, testNode } from "../util/configs.ts";
 import { Cluster } from "./harness.ts";
 
 const MiB = 1024 * 1024;
 
-const cluster: ClusterConfig = {
-  name: "memory-test",
-  mode: "hybrid",
-  f: 1,
-  replicas: [0, 1, 2].map((id) => ({
-    id,
-    publicKey: "ab".repeat(32),
-    p2p: `/ip4/127.0.0.1/tcp/${7000 + id}`,
-    api: `http://127.0.0.1:${8000 + id}`,
-    counterPublicKey: "cd".repeat(32),
-  })),
-  batch: DEFAULT_BATCH,
-};
+const cluster: ClusterConfig = testCluster("memory-test");
 
-const node: NodeConfig = {
-  id: 0,
-  seed: "01".repeat(32),
-  counterSocket: "/tmp/counter-0.sock",
-  dataDir: "/tmp/memory-test",
-  apiHost: "127.0.0.1",
-  apiPort: 8000,
-};
+const node: NodeConfig = testNode(0, "memory-test");
 
 const code = (err: unknown) => (err as { code?: string }).code;
 

@@ -12,29 +12,11 @@ import {
   resolveNodeConfig,
   withNodeDefaults,
 } from "../../src/node/config.ts";
+import { testCluster, testNode } from "../util/configs.ts";
 
-const cluster: ClusterConfig = {
-  name: "config-test",
-  mode: "hybrid",
-  f: 1,
-  replicas: [0, 1, 2].map((id) => ({
-    id,
-    publicKey: "ab".repeat(32),
-    p2p: `/ip4/127.0.0.1/tcp/${7000 + id}`,
-    api: `http://127.0.0.1:${8000 + id}`,
-    counterPublicKey: "cd".repeat(32),
-  })),
-  batch: DEFAULT_BATCH,
-};
+const cluster: ClusterConfig = testCluster("config-test");
 
-const node: NodeConfig = {
-  id: 1,
-  seed: "01".repeat(32),
-  counterSocket: "/tmp/counter-1.sock",
-  dataDir: "/tmp/config-test",
-  apiHost: "127.0.0.1",
-  apiPort: 8001,
-};
+const node: NodeConfig = testNode(1, "config-test");
 
 describe("resolveNodeConfig", () => {
   it("fills every unset setting with its default and keeps what is set", () => {
