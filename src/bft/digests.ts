@@ -10,7 +10,7 @@ import type {
   ClientRequest,
   HNewViewSummary,
   HViewChange,
-  PPrePrepare,
+  PPrePrepareRef,
   PPreparedProof,
   PViewChange,
 } from "./types.ts";
@@ -126,7 +126,7 @@ export class Digests {
       s.checkpointSeq,
       s.checkpointDigest,
       s.maxSeq,
-      s.batches.map((b) => this.batch(b)),
+      s.batchDigests,
       s.vcSetDigest,
     );
   }
@@ -141,7 +141,7 @@ export class Digests {
     } else w.u8(0);
     w.u32(vc.entries.length);
     for (const e of vc.entries) {
-      w.u64(e.seq).u64(e.view).raw(this.batch(e.batch));
+      w.u64(e.seq).u64(e.view).raw(e.batchDigest);
       writeCert(w, e.cert);
     }
     return this.sha(w);
@@ -182,17 +182,17 @@ export class Digests {
     return this.sha(w);
   }
 
-  pNewView(view: number, vcs: readonly PViewChange[], prePrepares: readonly PPrePrepare[]): Uint8Array {
+  pNewView(view: number, vcs: readonly PViewChange[], prePrepares: readonly PPrePrepareRef[]): Uint8Array {
     const w = new ByteWriter(128).u8(Tag.PNewView).u64(view).u32(vcs.length);
     for (const vc of vcs) w.raw(this.pViewChange(vc)).bytes(vc.sig);
     w.u32(prePrepares.length);
-    for (const pp of prePrepares) w.u64(pp.view).u64(pp.seq).raw(this.batch(pp.batch)).bytes(pp.sig);
+    for (const pp of prePrepares) w.u64(pp.view).u64(pp.seq).raw(pp.batchDigest).bytes(pp.sig);
     return this.sha(w);
   }
 
   private writePrepared(w: ByteWriter, p: PPreparedProof): void {
     const pp = p.prePrepare;
-    w.u64(pp.view).u64(pp.seq).raw(this.batch(pp.batch)).bytes(pp.sig).u32(p.prepares.length);
+    w.u64(pp.view).u64(pp.seq).raw(pp.batchDigest).bytes(pp.sig).u32(p.prepares.length);
     for (const x of p.prepares) w.u64(x.view).u64(x.seq).bytes(x.batchDigest).u32(x.replica).bytes(x.sig);
   }
 }

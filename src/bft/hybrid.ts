@@ -5,10 +5,12 @@
 //   slot s + 1  PREPARE (leader) or COMMIT (followers) of seq s in `view`
 // A value is never certified twice, so no replica can send two different messages for one slot, and a
 // VIEW-CHANGE cannot hide anything its sender certified before it. Commit needs f+1 matching votes.
+// VIEW-CHANGEs and NEW-VIEWs name batches by digest; batches follow on request (batch-fetch.ts).
 
+import { BatchFetch, pickViewChanges } from "./batch-fetch.ts";
 import { bytesEqual } from "./bytes.ts";
 import { assert } from "./errors.ts";
-import { countQuorum, matchingDigestQuorum } from "./quorum.ts";
+import { matchingDigestQuorum } from "./quorum.ts";
 import { type ReplicaConfig, ReplicaCore, type ReplicaDeps } from "./replica.ts";
 import { type StorageReader, seqKey } from "./storage.ts";
 import {
@@ -59,6 +61,8 @@ interface NvState {
   readonly s: number;
   readonly checkpointDigest: Uint8Array;
   readonly m: number;
+  readonly batchDigests: readonly Uint8Array[];
+  /** The re-issued batches themselves, held before the NEW-VIEW was accepted. */
   readonly batches: readonly Batch[];
   readonly digest: Uint8Array;
   readonly msg: HNewView;
@@ -73,13 +77,21 @@ interface NvState {
 interface VcInfo {
   readonly w: number;
   readonly hi: number;
-  readonly covered: ReadonlyMap<number, Batch>;
+  /** Batch digest by seq. */
+  readonly covered: ReadonlyMap<number, Uint8Array>;
 }
 
 interface Selection {
   readonly checkpoint: CheckpointProof;
   readonly maxSeq: number;
-  readonly batches: Batch[];
+  readonly batchDigests: Uint8Array[];
+}
+
+/** A NEW-VIEW that checked out, waiting for batches this replica lacks. */
+interface PendingNewView {
+  readonly msg: HNewView;
+  readonly sel: Selection;
+  readonly digest: Uint8Array;
 }
 
 interface HybridMeta {
@@ -115,6 +127,11 @@ export function certsEvidenceMax(n: number, window: number): number {
  */
 const COMMITTED_CERTS_WINDOWS = 2;
 
+/** A batch digest as messages carry it: 32 bytes. */
+function isDigest(d: unknown): d is Uint8Array {
+  return d instanceof Uint8Array && d.length === 32;
+}
+
 /** Whether a certificate of the value `seen` certified says the same (digest and previous value). */
 function sameStatement(seen: CertifiedDigest, cert: CounterCert, digest: Uint8Array): boolean {
   const samePrev =
@@ -131,6 +148,8 @@ function certKey(cert: CounterCert): string {
 const KEY_META = "h/meta";
 const KEY_NV = "h/nv";
 const KEY_NV_VOTE = "h/nv-vote";
+/** The batches the NEW-VIEW of KEY_NV re-issued (its VIEW-CHANGEs name them by digest only). */
+const KEY_NV_BATCHES = "h/nv-batches";
 const PREFIX_SLOT = "h/slot/";
 const PREFIX_COMMITTED_CERT = "h/cc/";
 
@@ -149,6 +168,21 @@ export class HybridReplica extends ReplicaCore {
   private readonly certsSeen = new Map<string, CertifiedDigest>();
   /** By seq: the leader's certificate of each PREPARE this replica committed in its slot (not its own). */
   private readonly committedCerts = new Map<number, CertifiedDigest>();
+  private pendingNv: PendingNewView | null = null;
+  /** Since when this replica, leader of `target`, has had enough VIEW-CHANGEs but not their batches. */
+  private nvWait: { target: number; since: number } | null = null;
+  private readonly fetch = new BatchFetch({
+    id: this.id,
+    n: this.n,
+    limits: this.limits,
+    digests: this.digests,
+    find: (d) => this.findBatch(d),
+    batchShapeOk: (b) => this.batchShapeOk(b),
+    send: (to, m) => this.send(to, m),
+    drop: (from, reason) => this.drop(from, reason),
+    now: () => this.now,
+    arrived: () => this.batchesArrived(),
+  });
 
   constructor(cfg: ReplicaConfig, deps: ReplicaDeps, storage?: StorageReader) {
     super({ ...cfg, mode: "hybrid" }, deps);
@@ -221,13 +255,19 @@ export class HybridReplica extends ReplicaCore {
         return this.onProof(from, msg);
       case "h-certs":
         return this.onCerts(from, msg);
+      case "batch-fetch":
+        return this.fetch.onFetch(from, msg);
+      case "batch":
+        return this.fetch.onBatch(from, msg);
       default:
         return this.drop(from, "wrong-mode");
     }
   }
 
   protected retransmit(): void {
+    this.fetch.retry();
     if (this.vcTarget !== null) {
+      this.tryBuildNewView();
       if (this.myVc?.newView === this.vcTarget) this.broadcast(this.myVc);
       else {
         this.retryViewChange();
@@ -290,7 +330,54 @@ export class HybridReplica extends ReplicaCore {
       }
     }
     if (this.nextCertSeq <= seq) this.nextCertSeq = seq + 1;
+    this.fetch.collect(seq);
     this.processInOrder();
+  }
+
+  /** A batch this replica holds by digest: a PREPARE's of its window, or one its NEW-VIEW re-issued. */
+  private findBatch(digest: Uint8Array): Batch | undefined {
+    for (const slot of this.slots.values()) {
+      const b = slot.prepare?.batch;
+      if (b && bytesEqual(this.digests.batch(b), digest)) return b;
+    }
+    const nv = this.nv;
+    if (nv)
+      for (let i = 0; i < nv.batchDigests.length; i++)
+        if (bytesEqual(nv.batchDigests[i] as Uint8Array, digest)) return nv.batches[i];
+    return undefined;
+  }
+
+  /** A batch asked for arrived: a NEW-VIEW may now be accepted (follower) or built (leader). */
+  private batchesArrived(): void {
+    const p = this.pendingNv;
+    if (p) {
+      const view = p.msg.view;
+      if (view <= this.view || compareValues(this.trusted.current(ORDER_COUNTER), { view, slot: 1 }) >= 0)
+        this.pendingNv = null;
+      else {
+        const batches = this.resolveSelection(p.sel, this.leaderOf(view));
+        if (batches) {
+          this.acceptNewView(p.msg, p.sel, p.digest, batches);
+          return;
+        }
+      }
+    }
+    this.tryBuildNewView();
+  }
+
+  /** The selected batches when all are held; otherwise asks `hint` (then the others) and returns null. */
+  private resolveSelection(sel: Selection, hint: ReplicaId): Batch[] | null {
+    const first = sel.checkpoint.seq + 1;
+    return this.fetch.resolve(
+      sel.batchDigests.map((digest, i) => ({ seq: first + i, digest })),
+      hint,
+    );
+  }
+
+  /** Whether we hold every batch a VIEW-CHANGE covers (asking its sender, then others, when not). */
+  private vcBatchesHeld(vc: HViewChange, info: VcInfo): boolean {
+    const named = [...info.covered].map(([seq, digest]) => ({ seq, digest }));
+    return this.fetch.resolve(named, vc.replica) !== null;
   }
 
   protected onStateTransferred(): void {
@@ -627,7 +714,8 @@ export class HybridReplica extends ReplicaCore {
       w === 0 || nvSummary !== null ? null : this.nv?.view === w ? "vc-too-many-proofs" : "vc-nv-lost";
     for (let seq = from + 1; seq <= hi && unprovable === null; seq++) {
       const p = this.slots.get(seq)?.prepare;
-      if (p && p.view === w) entries.push({ seq, view: w, batch: p.batch, cert: p.cert });
+      if (p && p.view === w)
+        entries.push({ seq, view: w, batchDigest: this.digests.batch(p.batch), cert: p.cert });
       else unprovable = "vc-entry-lost";
     }
     if (unprovable !== null) {
@@ -682,7 +770,7 @@ export class HybridReplica extends ReplicaCore {
       checkpointSeq: nv.s,
       checkpointDigest: nv.checkpointDigest,
       maxSeq: nv.m,
-      batches: nv.batches,
+      batchDigests: nv.batchDigests,
       vcSetDigest: this.digests.hVcSet(nv.msg.vcs),
     };
     if (nv.certs.size >= this.q.commit) {
@@ -768,7 +856,7 @@ export class HybridReplica extends ReplicaCore {
     if (last.slot === 0 && last.view !== 0) return "vc-chain-not-anchored";
     if (!this.verifyCheckpointProof(vc.checkpoint)) return "vc-bad-checkpoint";
     const ckpt = vc.checkpoint.seq;
-    const covered = new Map<number, Batch>();
+    const covered = new Map<number, Uint8Array>();
     if (last.view === 0 && last.slot === 0) {
       if (vc.nv !== null || vc.entries.length !== 0) return "vc-unexpected-entries";
       return { w: 0, hi: 0, covered };
@@ -783,9 +871,9 @@ export class HybridReplica extends ReplicaCore {
       if (!nv || nv.view !== w) return "vc-missing-nv";
       if (!Number.isSafeInteger(nv.checkpointSeq) || !Number.isSafeInteger(nv.maxSeq)) return "vc-bad-nv";
       if (nv.maxSeq < nv.checkpointSeq || nv.maxSeq - nv.checkpointSeq > L.window) return "vc-bad-nv";
-      if (!Array.isArray(nv.batches) || nv.batches.length !== nv.maxSeq - nv.checkpointSeq)
+      if (!Array.isArray(nv.batchDigests) || nv.batchDigests.length !== nv.maxSeq - nv.checkpointSeq)
         return "vc-bad-nv";
-      if (!nv.batches.every((b) => this.batchShapeOk(b))) return "vc-bad-nv";
+      if (!nv.batchDigests.every(isDigest)) return "vc-bad-nv";
       if (!(nv.checkpointDigest instanceof Uint8Array) || !(nv.vcSetDigest instanceof Uint8Array))
         return "vc-bad-nv";
       let proofs = ctx;
@@ -798,7 +886,7 @@ export class HybridReplica extends ReplicaCore {
       if (ckpt < nv.checkpointSeq) return "vc-checkpoint-below-nv";
       m = nv.maxSeq;
       for (let seq = Math.max(nv.checkpointSeq, ckpt) + 1; seq <= m; seq++) {
-        covered.set(seq, nv.batches[seq - nv.checkpointSeq - 1] as Batch);
+        covered.set(seq, nv.batchDigests[seq - nv.checkpointSeq - 1] as Uint8Array);
       }
     }
     const hi = last.slot === 1 ? m : last.slot - 1;
@@ -810,12 +898,10 @@ export class HybridReplica extends ReplicaCore {
     for (let i = 0; i < vc.entries.length; i++) {
       const e = vc.entries[i] as HEntry;
       const seq = from + 1 + i;
-      if (e.seq !== seq || e.view !== w || !this.batchShapeOk(e.batch)) return "vc-bad-entry";
+      if (e.seq !== seq || e.view !== w || !isDigest(e.batchDigest)) return "vc-bad-entry";
       if (!this.certOk(e.cert, leader, { view: w, slot: seq + 1 }, true)) return "vc-bad-entry-cert";
-      if (!this.checkCert(e.cert, this.digests.hPrepare(w, seq, this.digests.batch(e.batch)))) {
-        return "vc-bad-entry-cert";
-      }
-      covered.set(seq, e.batch);
+      if (!this.checkCert(e.cert, this.digests.hPrepare(w, seq, e.batchDigest))) return "vc-bad-entry-cert";
+      covered.set(seq, e.batchDigest);
     }
     return { w, hi, covered };
   }
@@ -840,18 +926,30 @@ export class HybridReplica extends ReplicaCore {
   private tryBuildNewView(): void {
     const target = this.vcTarget;
     if (target === null || this.leaderOf(target) !== this.id) return;
-    const forTarget = new Map<ReplicaId, { vc: HViewChange; info: VcInfo }>();
-    for (const [r, x] of this.vcs) if (x.vc.newView === target) forTarget.set(r, x);
-    const res = countQuorum<{ vc: HViewChange; info: VcInfo }>(this.q.viewChange)(undefined, forTarget);
-    if (!res.done || !res.value) return;
-    const picked = res.value.map(([, x]) => x);
+    // Followers fetch the NEW-VIEW's batches from us: only VIEW-CHANGEs whose batches we hold.
+    const candidates = [...this.vcs.values()]
+      .filter((x) => x.vc.newView === target)
+      .sort((a, b) => a.vc.replica - b.vc.replica);
+    if (candidates.length < this.q.viewChange) return;
+    if (this.nvWait?.target !== target) this.nvWait = { target, since: this.now };
+    const waited = this.now - this.nvWait.since >= this.limits.retransmitTicks;
+    const picked = pickViewChanges(
+      candidates,
+      this.q.viewChange,
+      (x) => this.vcBatchesHeld(x.vc, x.info),
+      waited,
+    );
+    if (!picked) return;
     const sel = this.select(picked);
+    const batches = this.resolveSelection(sel, this.id);
+    assert(batches !== null, "new view: every selected batch is held");
     const vcs = picked.map((x) => x.vc);
     const digest = this.nvDigest(target, sel, vcs);
     const cert = this.trusted.certifyIndependent(ORDER_COUNTER, { view: target, slot: 1 }, digest);
     const msg: HNewView = { type: "h-new-view", view: target, vcs, cert };
     this.broadcast(msg);
-    this.acceptNewView(msg, sel, digest);
+    this.fetch.offer(batches);
+    this.acceptNewView(msg, sel, digest, batches);
   }
 
   /** The NEW-VIEW's content, computed the same way by the leader and every follower. */
@@ -861,17 +959,17 @@ export class HybridReplica extends ReplicaCore {
     const s = checkpoint.seq;
     let maxSeq = s;
     for (const x of picked) if (x.info.hi > maxSeq) maxSeq = x.info.hi;
-    const batches: Batch[] = [];
+    const batchDigests: Uint8Array[] = [];
     for (let seq = s + 1; seq <= maxSeq; seq++) {
-      let best: { w: number; batch: Batch } | null = null;
+      let best: { w: number; digest: Uint8Array } | null = null;
       for (const x of picked) {
-        const b = x.info.covered.get(seq);
-        if (b && (!best || x.info.w > best.w)) best = { w: x.info.w, batch: b };
+        const d = x.info.covered.get(seq);
+        if (d && (!best || x.info.w > best.w)) best = { w: x.info.w, digest: d };
       }
       assert(best !== null, `new view: seq ${seq} is not covered`);
-      batches.push(best.batch);
+      batchDigests.push(best.digest);
     }
-    return { checkpoint, maxSeq, batches };
+    return { checkpoint, maxSeq, batchDigests };
   }
 
   private nvDigest(view: number, sel: Selection, vcs: readonly HViewChange[]): Uint8Array {
@@ -880,7 +978,7 @@ export class HybridReplica extends ReplicaCore {
       sel.checkpoint.seq,
       sel.checkpoint.stateDigest,
       sel.maxSeq,
-      sel.batches.map((b) => this.digests.batch(b)),
+      sel.batchDigests,
       this.digests.hVcSet(vcs),
     );
   }
@@ -922,12 +1020,23 @@ export class HybridReplica extends ReplicaCore {
     // Re-issued batches are not re-checked for client authentication: each is bound by its old
     // leader's certificate, and execution skips unauthenticated requests the same way everywhere.
     // Refusing here would let one Byzantine replica block every future view.
-    this.acceptNewView(nv, sel, digest);
+    // Its batches first: we vote for it only holding them all, so a committed NEW-VIEW's batches are
+    // held by a correct replica (the leader built it only from batches it held).
+    const batches = this.resolveSelection(sel, from);
+    if (!batches) {
+      if (!this.pendingNv || this.pendingNv.msg.view <= nv.view) this.pendingNv = { msg: nv, sel, digest };
+      return;
+    }
+    this.acceptNewView(nv, sel, digest, batches);
   }
 
-  private acceptNewView(msg: HNewView, sel: Selection, digest: Uint8Array): void {
+  private acceptNewView(msg: HNewView, sel: Selection, digest: Uint8Array, batches: readonly Batch[]): void {
     const v = msg.view;
     const s = sel.checkpoint.seq;
+    this.pendingNv = null;
+    this.fetch.forgetWanted();
+    // A peer may still fetch the batches of our old slots for a NEW-VIEW it has not accepted yet.
+    for (const [seq, slot] of this.slots) if (slot.prepare) this.fetch.keep(seq, slot.prepare.batch);
     this.view = v;
     this.lastActiveView = v;
     this.chain = [];
@@ -941,7 +1050,8 @@ export class HybridReplica extends ReplicaCore {
       s,
       checkpointDigest: sel.checkpoint.stateDigest,
       m: sel.maxSeq,
-      batches: sel.batches,
+      batchDigests: sel.batchDigests,
+      batches,
       digest,
       msg,
       votes: new Map([[leader, digest]]),
@@ -961,6 +1071,7 @@ export class HybridReplica extends ReplicaCore {
     }
     this.nextCertSeq = Math.max(sel.maxSeq, this.stable.seq) + 1;
     this.persist(KEY_NV, msg);
+    this.persist(KEY_NV_BATCHES, batches);
     this.onEnterView();
     this.resetViewTimers();
     this.persistMeta();
@@ -1035,12 +1146,20 @@ export class HybridReplica extends ReplicaCore {
       const sel = this.select(picked);
       const digest = this.nvDigest(nvMsg.view, sel, nvMsg.vcs);
       const leader = this.leaderOf(nvMsg.view);
+      // Written in the same atomic batch as KEY_NV.
+      const batches = (storage.get(KEY_NV_BATCHES) as Batch[] | undefined) ?? [];
+      assert(
+        batches.length === sel.batchDigests.length &&
+          batches.every((b, i) => bytesEqual(this.digests.batch(b), sel.batchDigests[i] as Uint8Array)),
+        "stored NEW-VIEW batches match its digests",
+      );
       this.nv = {
         view: nvMsg.view,
         s: sel.checkpoint.seq,
         checkpointDigest: sel.checkpoint.stateDigest,
         m: sel.maxSeq,
-        batches: sel.batches,
+        batchDigests: sel.batchDigests,
+        batches,
         digest,
         msg: nvMsg,
         votes: new Map([[leader, digest]]),

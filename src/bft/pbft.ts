@@ -3,11 +3,12 @@
 //   PRE-PREPARE(v, n, batch) from the leader; PREPARE all-to-all, prepared at the pre-prepare + 2f
 //   matching PREPAREs; COMMIT all-to-all, committed at 2f+1; checkpoints stable at 2f+1;
 //   VIEW-CHANGE carries the stable checkpoint and prepared certificates; NEW-VIEW re-issues them and
-//   fills gaps with null batches.
+//   fills gaps with null batches. Both name batches by digest; batches follow on request (batch-fetch.ts).
 
+import { BatchFetch, NULL_BATCH, pickViewChanges } from "./batch-fetch.ts";
 import { bytesEqual } from "./bytes.ts";
 import { assert } from "./errors.ts";
-import { countQuorum, matchingDigestQuorum } from "./quorum.ts";
+import { matchingDigestQuorum } from "./quorum.ts";
 import { type ReplicaConfig, ReplicaCore, type ReplicaDeps, type SentLog } from "./replica.ts";
 import { type StorageReader, seqKey } from "./storage.ts";
 import type {
@@ -17,6 +18,7 @@ import type {
   PCommit,
   PNewView,
   PPrePrepare,
+  PPrePrepareRef,
   PPrepare,
   PPreparedProof,
   PViewChange,
@@ -47,12 +49,26 @@ interface PersistedSlot {
   readonly myCommit: PCommit | null;
 }
 
+/** A prepared certificate and its batch: the batch is served to peers while a VIEW-CHANGE may name it. */
+interface PersistedPrepared {
+  readonly proof: PPreparedProof;
+  readonly batch: Batch;
+}
+
+/** A NEW-VIEW that checked out, waiting for batches this replica lacks. */
+interface PendingNewView {
+  readonly nv: PNewView;
+  readonly checkpoint: CheckpointProof;
+}
+
+function refOf(pp: PPrePrepare, batchDigest: Uint8Array): PPrePrepareRef {
+  return { view: pp.view, seq: pp.seq, batchDigest, sig: pp.sig };
+}
+
 const KEY_META = "p/meta";
 const KEY_NV = "p/nv";
 const PREFIX_SLOT = "p/slot/";
 const PREFIX_PREPARED = "p/prepared/";
-
-const NULL_BATCH: Batch = Object.freeze({ requests: Object.freeze([]) });
 
 export class PbftReplica extends ReplicaCore {
   private readonly slots = new Map<number, Slot>();
@@ -66,6 +82,21 @@ export class PbftReplica extends ReplicaCore {
   /** When the NEW-VIEW of our view last went to each peer. */
   private readonly nvSent: SentLog = new Map();
   private readonly vcs = new Map<ReplicaId, PViewChange>();
+  private pendingNv: PendingNewView | null = null;
+  /** Since when this replica, leader of `target`, has had enough VIEW-CHANGEs but not their batches. */
+  private nvWait: { target: number; since: number } | null = null;
+  private readonly fetch = new BatchFetch({
+    id: this.id,
+    n: this.n,
+    limits: this.limits,
+    digests: this.digests,
+    find: (d) => this.findBatch(d),
+    batchShapeOk: (b) => this.batchShapeOk(b),
+    send: (to, m) => this.send(to, m),
+    drop: (from, reason) => this.drop(from, reason),
+    now: () => this.now,
+    arrived: () => this.batchesArrived(),
+  });
 
   constructor(cfg: ReplicaConfig, deps: ReplicaDeps, storage?: StorageReader) {
     super({ ...cfg, mode: "pbft" }, deps);
@@ -104,13 +135,19 @@ export class PbftReplica extends ReplicaCore {
         return this.onViewChange(from, msg);
       case "p-new-view":
         return this.onNewView(from, msg);
+      case "batch-fetch":
+        return this.fetch.onFetch(from, msg);
+      case "batch":
+        return this.fetch.onBatch(from, msg);
       default:
         return this.drop(from, "wrong-mode");
     }
   }
 
   protected retransmit(): void {
+    this.fetch.retry();
     if (this.vcTarget !== null) {
+      this.tryBuildNewView();
       for (let r = 0; r < this.n; r++) if (r !== this.id) this.resendViewChange(r);
       return;
     }
@@ -131,12 +168,12 @@ export class PbftReplica extends ReplicaCore {
     if (slot.pp && this.resendDue(slot.ppSent, to)) this.send(to, slot.pp);
   }
 
-  /** The same for our VIEW-CHANGE: its prepared certificates carry their batches. */
+  /** The same for our VIEW-CHANGE. */
   private resendViewChange(to: ReplicaId): void {
     if (this.myVc && this.resendDue(this.vcSent, to)) this.send(to, this.myVc);
   }
 
-  /** The same for the NEW-VIEW of our view, to a peer still in an older one: it carries batches too. */
+  /** The same for the NEW-VIEW of our view, to a peer still in an older one. */
   private resendNewView(to: ReplicaId): void {
     if (this.nvMsg?.view === this.view && this.resendDue(this.nvSent, to)) this.send(to, this.nvMsg);
   }
@@ -176,6 +213,46 @@ export class PbftReplica extends ReplicaCore {
       }
     }
     if (this.nextSeq <= seq) this.nextSeq = seq + 1;
+    this.fetch.collect(seq);
+  }
+
+  /** A batch this replica's slots hold, by digest (the window's slots; digests are cached per batch). */
+  private findBatch(digest: Uint8Array): Batch | undefined {
+    for (const slot of this.slots.values())
+      if (slot.pp && bytesEqual(this.digests.batch(slot.pp.batch), digest)) return slot.pp.batch;
+    return undefined;
+  }
+
+  /** A batch asked for arrived: a NEW-VIEW may now be built (leader) or accepted (follower). */
+  private batchesArrived(): void {
+    const p = this.pendingNv;
+    if (p) {
+      if (p.nv.view <= this.view || (this.vcTarget !== null && p.nv.view < this.vcTarget))
+        this.pendingNv = null;
+      else {
+        const pps = this.resolvePrePrepares(p.nv);
+        if (pps) {
+          this.pendingNv = null;
+          this.acceptNewView(p.nv, p.checkpoint, pps);
+          return;
+        }
+      }
+    }
+    this.tryBuildNewView();
+  }
+
+  /** The NEW-VIEW's pre-prepares with their batches, or null (and the missing ones asked for). */
+  private resolvePrePrepares(nv: PNewView): PPrePrepare[] | null {
+    const named = nv.prePrepares.map((r) => ({ seq: r.seq, digest: r.batchDigest }));
+    const batches = this.fetch.resolve(named, this.leaderOf(nv.view));
+    if (!batches) return null;
+    return nv.prePrepares.map((r, i) => ({
+      type: "p-pre-prepare",
+      view: r.view,
+      seq: r.seq,
+      batch: batches[i] as Batch,
+      sig: r.sig,
+    }));
   }
 
   protected onStateTransferred(): void {
@@ -223,10 +300,22 @@ export class PbftReplica extends ReplicaCore {
     return (
       !!pp &&
       this.batchShapeOk(pp.batch) &&
+      this.refValid({ ...pp, batchDigest: this.digests.batch(pp.batch) })
+    );
+  }
+
+  /** A PRE-PREPARE named by digest: the leader of its view signed (view, seq, digest). */
+  private refValid(pp: PPrePrepareRef): boolean {
+    return (
+      !!pp &&
+      Number.isSafeInteger(pp.view) &&
+      Number.isSafeInteger(pp.seq) &&
+      pp.batchDigest instanceof Uint8Array &&
+      pp.batchDigest.length === 32 &&
       pp.sig instanceof Uint8Array &&
       this.auth.verify(
         this.leaderOf(pp.view),
-        this.digests.pPrePrepare(pp.view, pp.seq, this.digests.batch(pp.batch)),
+        this.digests.pPrePrepare(pp.view, pp.seq, pp.batchDigest),
         pp.sig,
       )
     );
@@ -306,11 +395,13 @@ export class PbftReplica extends ReplicaCore {
     const res = matchingDigestQuorum(this.q.prepare)({ digest: bd }, votes);
     if (!res.done || !res.value) return;
     const proof: PPreparedProof = {
-      prePrepare: slot.pp,
+      prePrepare: refOf(slot.pp, bd),
       prepares: res.value.slice(0, this.q.prepare).map((r) => slot.prepares.get(r) as PPrepare),
     };
     this.prepared.set(seq, proof);
-    this.persist(seqKey(PREFIX_PREPARED, seq), proof);
+    // Our VIEW-CHANGEs may name this batch until the stable checkpoint passes seq: keep it to serve.
+    this.fetch.keep(seq, slot.pp.batch);
+    this.persist(seqKey(PREFIX_PREPARED, seq), { proof, batch: slot.pp.batch } satisfies PersistedPrepared);
     const sig = this.auth.sign(this.digests.pCommit(slot.pp.view, seq, bd));
     slot.myCommit = { type: "p-commit", view: slot.pp.view, seq, batchDigest: bd, replica: this.id, sig };
     slot.commits.set(this.id, bd);
@@ -386,9 +477,9 @@ export class PbftReplica extends ReplicaCore {
     const pp = p?.prePrepare;
     if (!pp || !Number.isSafeInteger(pp.view) || pp.view >= newView || pp.view < 0) return false;
     if (!Number.isSafeInteger(pp.seq) || pp.seq <= ckpt || pp.seq > ckpt + this.limits.window) return false;
-    if (!this.prePrepareValid(pp)) return false;
+    if (!this.refValid(pp)) return false;
     if (!Array.isArray(p.prepares) || p.prepares.length !== this.q.prepare) return false;
-    const bd = this.digests.batch(pp.batch);
+    const bd = pp.batchDigest;
     const leader = this.leaderOf(pp.view);
     const seen = new Set<number>();
     for (const x of p.prepares) {
@@ -440,11 +531,14 @@ export class PbftReplica extends ReplicaCore {
     this.tryBuildNewView();
   }
 
-  /** The pre-prepares a NEW-VIEW must carry for a set of view changes: (checkpoint, [seq, batch]). */
-  private select(vcs: readonly PViewChange[]): { checkpoint: CheckpointProof; batches: [number, Batch][] } {
+  /** The pre-prepares a NEW-VIEW must carry for a set of view changes: (checkpoint, [seq, batch digest]). */
+  private select(vcs: readonly PViewChange[]): {
+    checkpoint: CheckpointProof;
+    batches: [number, Uint8Array][];
+  } {
     let checkpoint = (vcs[0] as PViewChange).checkpoint;
     for (const vc of vcs) if (vc.checkpoint.seq > checkpoint.seq) checkpoint = vc.checkpoint;
-    const best = new Map<number, PPrePrepare>();
+    const best = new Map<number, PPrePrepareRef>();
     let maxSeq = checkpoint.seq;
     for (const vc of vcs) {
       for (const p of vc.prepared) {
@@ -455,26 +549,46 @@ export class PbftReplica extends ReplicaCore {
         if (pp.seq > maxSeq) maxSeq = pp.seq;
       }
     }
-    const batches: [number, Batch][] = [];
+    const batches: [number, Uint8Array][] = [];
+    const nullDigest = this.digests.batch(NULL_BATCH);
     for (let seq = checkpoint.seq + 1; seq <= maxSeq; seq++)
-      batches.push([seq, best.get(seq)?.batch ?? NULL_BATCH]);
+      batches.push([seq, best.get(seq)?.batchDigest ?? nullDigest]);
     return { checkpoint, batches };
+  }
+
+  /**
+   * Whether this replica holds the batches of every prepared certificate of a VIEW-CHANGE; if not, it
+   * asks the sender (then the others, in turn) for the missing ones.
+   */
+  private vcBatchesHeld(vc: PViewChange): boolean {
+    const named = vc.prepared.map((p) => ({ seq: p.prePrepare.seq, digest: p.prePrepare.batchDigest }));
+    return this.fetch.resolve(named, vc.replica) !== null;
   }
 
   private tryBuildNewView(): void {
     const target = this.vcTarget;
     if (target === null || this.leaderOf(target) !== this.id) return;
-    const forTarget = new Map<ReplicaId, PViewChange>();
-    for (const [r, vc] of this.vcs) if (vc.newView === target) forTarget.set(r, vc);
-    const res = countQuorum<PViewChange>(this.q.viewChange)(undefined, forTarget);
-    if (!res.done || !res.value) return;
-    const vcs = res.value.map(([, vc]) => vc);
+    // Followers fetch the NEW-VIEW's batches from us: only VIEW-CHANGEs whose batches we hold.
+    const candidates = [...this.vcs.values()]
+      .filter((vc) => vc.newView === target)
+      .sort((a, b) => a.replica - b.replica);
+    if (candidates.length < this.q.viewChange) return;
+    if (this.nvWait?.target !== target) this.nvWait = { target, since: this.now };
+    const waited = this.now - this.nvWait.since >= this.limits.retransmitTicks;
+    const vcs = pickViewChanges(candidates, this.q.viewChange, (vc) => this.vcBatchesHeld(vc), waited);
+    if (!vcs) return;
     const sel = this.select(vcs);
-    const prePrepares = sel.batches.map(([seq, batch]) => this.makePrePrepare(target, seq, batch));
+    const pps = sel.batches.map(([seq, digest]) => {
+      const batch = this.fetch.get(digest);
+      assert(batch !== undefined, `new view: batch of seq ${seq} not held`);
+      return this.makePrePrepare(target, seq, batch);
+    });
+    const prePrepares = pps.map((pp, i) => refOf(pp, (sel.batches[i] as [number, Uint8Array])[1]));
     const sig = this.auth.sign(this.digests.pNewView(target, vcs, prePrepares));
     const msg: PNewView = { type: "p-new-view", view: target, vcs, prePrepares, sig };
     this.broadcast(msg);
-    this.acceptNewView(msg, sel.checkpoint);
+    this.fetch.offer(pps.map((pp) => pp.batch));
+    this.acceptNewView(msg, sel.checkpoint, pps);
   }
 
   private onNewView(from: ReplicaId, nv: PNewView): void {
@@ -500,31 +614,43 @@ export class PbftReplica extends ReplicaCore {
     const sel = this.select(nv.vcs);
     if (sel.batches.length !== nv.prePrepares.length) return this.drop(from, "nv-wrong-pre-prepares");
     for (let i = 0; i < sel.batches.length; i++) {
-      const [seq, batch] = sel.batches[i] as [number, Batch];
-      const pp = nv.prePrepares[i] as PPrePrepare;
+      const [seq, digest] = sel.batches[i] as [number, Uint8Array];
+      const pp = nv.prePrepares[i] as PPrePrepareRef;
       if (!pp || pp.view !== nv.view || pp.seq !== seq) return this.drop(from, "nv-wrong-pre-prepares");
-      if (!bytesEqual(this.digests.batch(pp.batch), this.digests.batch(batch)))
+      if (!(pp.batchDigest instanceof Uint8Array) || !bytesEqual(pp.batchDigest, digest))
         return this.drop(from, "nv-wrong-pre-prepares");
-      if (!this.prePrepareValid(pp)) return this.drop(from, "nv-bad-pre-prepare");
+      if (!this.refValid(pp)) return this.drop(from, "nv-bad-pre-prepare");
       // Re-issued batches come from prepared certificates (accepted by f+1 correct replicas) or are
       // null batches, so their requests are not re-checked here: a client whose MAC entry is bad for
       // some replicas only must not be able to block the view change.
     }
-    this.acceptNewView(nv, sel.checkpoint);
+    // The batches: a prepared certificate's is held by at least f+1 correct replicas, and the leader
+    // built the NEW-VIEW only from ones it held. Until they are all here, the NEW-VIEW waits.
+    const pps = this.resolvePrePrepares(nv);
+    if (!pps) {
+      if (!this.pendingNv || this.pendingNv.nv.view <= nv.view)
+        this.pendingNv = { nv, checkpoint: sel.checkpoint };
+      return;
+    }
+    this.acceptNewView(nv, sel.checkpoint, pps);
   }
 
-  private acceptNewView(nv: PNewView, checkpoint: CheckpointProof): void {
+  private acceptNewView(nv: PNewView, checkpoint: CheckpointProof, pps: readonly PPrePrepare[]): void {
     this.view = nv.view;
     this.nvMsg = nv;
+    this.pendingNv = null;
+    this.fetch.forgetWanted();
     this.nvSent.clear();
     this.myVc = null;
     for (const [r, vc] of [...this.vcs]) if (vc.newView <= nv.view) this.vcs.delete(r);
+    // A later leader may still need a batch it names (a certificate prepared elsewhere): keep them.
+    for (const [seq, slot] of this.slots) if (slot.pp) this.fetch.keep(seq, slot.pp.batch);
     for (const seq of [...this.slots.keys()]) this.unpersist(seqKey(PREFIX_SLOT, seq));
     this.slots.clear();
     if (checkpoint.seq > this.stable.seq) this.adoptCheckpoint(checkpoint);
     this.vcTarget = null;
     let maxSeq = checkpoint.seq;
-    for (const pp of nv.prePrepares) {
+    for (const pp of pps) {
       maxSeq = Math.max(maxSeq, pp.seq);
       if (pp.seq <= this.stable.seq) continue;
       const slot = this.slot(pp.seq);
@@ -559,7 +685,10 @@ export class PbftReplica extends ReplicaCore {
     }
     for (const key of storage.keys(PREFIX_PREPARED)) {
       const seq = Number(key.slice(PREFIX_PREPARED.length));
-      if (seq > this.stable.seq) this.prepared.set(seq, storage.get(key) as PPreparedProof);
+      if (seq <= this.stable.seq) continue;
+      const pp = storage.get(key) as PersistedPrepared;
+      this.prepared.set(seq, pp.proof);
+      this.fetch.keep(seq, pp.batch);
     }
     for (const key of storage.keys(PREFIX_SLOT)) {
       const seq = Number(key.slice(PREFIX_SLOT.length));

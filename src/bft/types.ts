@@ -84,8 +84,8 @@ export interface HNewViewSummary {
   readonly checkpointSeq: number;
   readonly checkpointDigest: Uint8Array;
   readonly maxSeq: number;
-  /** Batches re-issued for seqs checkpointSeq+1 .. maxSeq. */
-  readonly batches: readonly Batch[];
+  /** Digests of the batches re-issued for seqs checkpointSeq+1 .. maxSeq (the batches: BatchFetch). */
+  readonly batchDigests: readonly Uint8Array[];
   readonly vcSetDigest: Uint8Array;
   /**
    * Proof that a correct replica accepted this NEW-VIEW, so that a Byzantine leader cannot make one up
@@ -96,11 +96,14 @@ export interface HNewViewSummary {
   readonly certs: readonly CounterCert[];
 }
 
-/** A PREPARE the sender accepted in its last active view (the batch plus the leader's certificate). */
+/**
+ * A PREPARE the sender accepted in its last active view: its batch's digest and the leader's certificate
+ * (which covers only the digest). The sender keeps the batch and serves it to peers that ask (BATCH-FETCH).
+ */
 export interface HEntry {
   readonly seq: number;
   readonly view: number;
-  readonly batch: Batch;
+  readonly batchDigest: Uint8Array;
   readonly cert: CounterCert;
 }
 
@@ -178,8 +181,19 @@ export interface PCommit {
   readonly sig: Uint8Array;
 }
 
+/**
+ * A PRE-PREPARE named by its batch's digest (the leader's signature covers only the digest), as
+ * VIEW-CHANGEs and NEW-VIEWs carry them: a view change moves digests, and batches follow on request.
+ */
+export interface PPrePrepareRef {
+  readonly view: number;
+  readonly seq: number;
+  readonly batchDigest: Uint8Array;
+  readonly sig: Uint8Array;
+}
+
 export interface PPreparedProof {
-  readonly prePrepare: PPrePrepare;
+  readonly prePrepare: PPrePrepareRef;
   /** 2f PREPAREs from distinct replicas other than the leader, matching the pre-prepare. */
   readonly prepares: readonly PPrepare[];
 }
@@ -198,7 +212,7 @@ export interface PNewView {
   readonly view: number;
   readonly vcs: readonly PViewChange[];
   /** Re-issued pre-prepares for every seq after the new checkpoint (null batches fill gaps). */
-  readonly prePrepares: readonly PPrePrepare[];
+  readonly prePrepares: readonly PPrePrepareRef[];
   readonly sig: Uint8Array;
 }
 
@@ -262,6 +276,21 @@ export interface HCerts {
   readonly certs: readonly CertifiedDigest[];
 }
 
+/**
+ * Asks a peer for batches named by digest in a VIEW-CHANGE or NEW-VIEW that this replica lacks (at most
+ * `window` digests). The peer answers with one BATCH per digest it holds.
+ */
+export interface BatchFetchMsg {
+  readonly type: "batch-fetch";
+  readonly digests: readonly Uint8Array[];
+}
+
+/** One batch, sent in answer to a BATCH-FETCH; the receiver keeps it only if it asked for its digest. */
+export interface BatchMsg {
+  readonly type: "batch";
+  readonly batch: Batch;
+}
+
 export type HybridMessage = HPrepare | HCommit | HViewChange | HNewView | HCommitNv | HProof | HCerts;
 export type PbftMessage = PPrePrepare | PPrepare | PCommit | PViewChange | PNewView;
 export type Message =
@@ -271,7 +300,9 @@ export type Message =
   | RequestMsg
   | StatusMsg
   | StateMsg
-  | SnapshotMsg;
+  | SnapshotMsg
+  | BatchFetchMsg
+  | BatchMsg;
 export type MessageType = Message["type"];
 
 // ---------------------------------------------------------------- configuration

@@ -18,6 +18,7 @@ import type {
   HViewChange,
   Message,
   PPrePrepare,
+  PPrePrepareRef,
   PPrepare,
   PPreparedProof,
   PViewChange,
@@ -25,8 +26,8 @@ import type {
 } from "../bft/types.ts";
 import { OrdererError } from "../util/errors.ts";
 
-export const WIRE_VERSION = 4;
-/** Default largest frame a peer may send (a NEW-VIEW with full batches is the biggest message). */
+export const WIRE_VERSION = 5;
+/** Default largest frame a peer may send (a STATE message with its batches is the biggest one). */
 export const FRAME_MAX_BYTES = 64 * 1024 * 1024;
 
 export type CodecErrorCode =
@@ -65,6 +66,8 @@ export const MESSAGE_TYPES = [
   "snapshot",
   "h-proof",
   "h-certs",
+  "batch-fetch",
+  "batch",
 ] as const satisfies readonly Message["type"][];
 
 const TYPE_TAG = new Map<string, number>(MESSAGE_TYPES.map((t, i) => [t, i + 1]));
@@ -145,8 +148,15 @@ export function encodeMessage(msg: Message): Uint8Array {
       w.u64(msg.view).u32(msg.vcs.length);
       for (const vc of msg.vcs) writePViewChange(w, vc);
       w.u32(msg.prePrepares.length);
-      for (const pp of msg.prePrepares) writePrePrepare(w, pp);
+      for (const pp of msg.prePrepares) writePrePrepareRef(w, pp);
       w.bytes(msg.sig);
+      break;
+    case "batch-fetch":
+      w.u32(msg.digests.length);
+      for (const d of msg.digests) w.bytes(d);
+      break;
+    case "batch":
+      writeBatch(w, msg.batch);
       break;
     case "snapshot":
       writeCheckpointProof(w, msg.checkpoint);
@@ -211,15 +221,14 @@ function writeHViewChange(w: ByteWriter, vc: HViewChange): void {
       .u64(nv.checkpointSeq)
       .bytes(nv.checkpointDigest)
       .u64(nv.maxSeq)
-      .u32(nv.batches.length);
-    for (const b of nv.batches) writeBatch(w, b);
+      .u32(nv.batchDigests.length);
+    for (const d of nv.batchDigests) w.bytes(d);
     w.bytes(nv.vcSetDigest).u32(nv.certs.length);
     for (const c of nv.certs) writeCert(w, c);
   } else w.u8(0);
   w.u32(vc.entries.length);
   for (const e of vc.entries) {
-    w.u64(e.seq).u64(e.view);
-    writeBatch(w, e.batch);
+    w.u64(e.seq).u64(e.view).bytes(e.batchDigest);
     writeCert(w, e.cert);
   }
   w.u32(vc.chain.length);
@@ -237,12 +246,16 @@ function writePrePrepare(w: ByteWriter, pp: PPrePrepare): void {
   w.bytes(pp.sig);
 }
 
+function writePrePrepareRef(w: ByteWriter, pp: PPrePrepareRef): void {
+  w.u64(pp.view).u64(pp.seq).bytes(pp.batchDigest).bytes(pp.sig);
+}
+
 function writePViewChange(w: ByteWriter, vc: PViewChange): void {
   w.u32(vc.replica).u64(vc.newView);
   writeCheckpointProof(w, vc.checkpoint);
   w.u32(vc.prepared.length);
   for (const p of vc.prepared) {
-    writePrePrepare(w, p.prePrepare);
+    writePrePrepareRef(w, p.prePrepare);
     w.u32(p.prepares.length);
     for (const x of p.prepares) w.u64(x.view).u64(x.seq).bytes(x.batchDigest).u32(x.replica).bytes(x.sig);
   }
@@ -350,9 +363,13 @@ function readBody(r: Reader, type: (typeof MESSAGE_TYPES)[number]): Message {
     case "p-new-view": {
       const view = r.u64();
       const vcs = r.list(4 + 8, () => readPViewChange(r));
-      const prePrepares = r.list(16 + 4 + MIN_BYTES, () => readPrePrepare(r));
+      const prePrepares = r.list(16 + 2 * MIN_BYTES, () => readPrePrepareRef(r));
       return { type, view, vcs, prePrepares, sig: r.bytes() };
     }
+    case "batch-fetch":
+      return { type, digests: r.list(MIN_BYTES, () => r.bytes(64)) };
+    case "batch":
+      return { type, batch: readBatch(r) };
     case "snapshot": {
       const checkpoint = readCheckpointProof(r);
       const clients = r.list(MIN_BYTES + 8 + 8 + 4 + 1, () => {
@@ -426,16 +443,16 @@ function readHViewChange(r: Reader, insideProof: boolean): HViewChange {
     const checkpointSeq = r.u64();
     const checkpointDigest = r.bytes();
     const maxSeq = r.u64();
-    const batches = r.list(4, () => readBatch(r));
+    const batchDigests = r.list(MIN_BYTES, () => r.bytes(64));
     const vcSetDigest = r.bytes();
     const certs = r.list(MIN_CERT, () => readCert(r));
-    nv = { view, checkpointSeq, checkpointDigest, maxSeq, batches, vcSetDigest, certs };
+    nv = { view, checkpointSeq, checkpointDigest, maxSeq, batchDigests, vcSetDigest, certs };
   }
-  const entries: HEntry[] = r.list(16 + 4 + MIN_CERT, () => {
+  const entries: HEntry[] = r.list(16 + MIN_BYTES + MIN_CERT, () => {
     const seq = r.u64();
     const view = r.u64();
-    const batch = readBatch(r);
-    return { seq, view, batch, cert: readCert(r) };
+    const batchDigest = r.bytes(64);
+    return { seq, view, batchDigest, cert: readCert(r) };
   });
   const chain: ChainLink[] = r.list(MIN_CERT + MIN_BYTES, () => {
     const cert = readCert(r);
@@ -454,12 +471,19 @@ function readPrePrepare(r: Reader): PPrePrepare {
   return { type: "p-pre-prepare", view, seq, batch, sig: r.bytes() };
 }
 
+function readPrePrepareRef(r: Reader): PPrePrepareRef {
+  const view = r.u64();
+  const seq = r.u64();
+  const batchDigest = r.bytes(64);
+  return { view, seq, batchDigest, sig: r.bytes() };
+}
+
 function readPViewChange(r: Reader): PViewChange {
   const replica = r.u32();
   const newView = r.u64();
   const checkpoint = readCheckpointProof(r);
-  const prepared: PPreparedProof[] = r.list(16 + 4 + MIN_BYTES + 4, () => {
-    const prePrepare = readPrePrepare(r);
+  const prepared: PPreparedProof[] = r.list(16 + 2 * MIN_BYTES + 4, () => {
+    const prePrepare = readPrePrepareRef(r);
     const prepares: PPrepare[] = r.list(16 + MIN_BYTES + 4 + MIN_BYTES, () => {
       const view = r.u64();
       const seq = r.u64();

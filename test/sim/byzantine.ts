@@ -236,7 +236,7 @@ export class Byzantine extends SimPart {
       checkpointSeq: r.stable.seq,
       checkpointDigest: r.stable.stateDigest,
       maxSeq,
-      batches,
+      batchDigests: batches.map((b) => this.digests.batch(b)),
       vcSetDigest: this.rng.bytes(32),
     };
     const cert = sub.certifyIndependent(

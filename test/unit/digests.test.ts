@@ -7,9 +7,10 @@ import type {
   Batch,
   CheckpointProof,
   ClientRequest,
+  HEntry,
   HNewViewSummary,
   HViewChange,
-  PPrePrepare,
+  PPrePrepareRef,
   PViewChange,
 } from "../../src/bft/types.ts";
 import { nodeCrypto } from "../../src/crypto/node-crypto.ts";
@@ -245,18 +246,19 @@ describe("view change digests", () => {
     checkpointSeq: 16,
     checkpointDigest: fill(32, 2),
     maxSeq: 17,
-    batches: [batch],
+    batchDigests: [digests.batch(batch)],
     vcSetDigest: fill(32, 8),
     certs: [cert({ value: { view: 1, slot: 1 } }), cert({ subsystem: 2, value: { view: 1, slot: 1 } })],
     ...over,
   });
+  const entry = (): HEntry => ({ seq: 18, view: 1, batchDigest: digests.batch(batch), cert: cert() });
   const hvc = (over: Partial<HViewChange> = {}): HViewChange => ({
     type: "h-view-change",
     replica: 1,
     newView: 2,
     checkpoint: checkpoint(),
     nv: nv(),
-    entries: [{ seq: 18, view: 1, batch, cert: cert() }],
+    entries: [entry()],
     chain: [
       { cert: cert({ value: { view: 2, slot: 0 }, prev: { view: 1, slot: 3 } }), digest: fill(32, 0x77) },
     ],
@@ -277,18 +279,17 @@ describe("view change digests", () => {
       checkpointSeq: digests.hViewChange(hvc({ checkpoint: checkpoint({ seq: 32 }) })),
       checkpointSig: digests.hViewChange(hvc({ checkpoint: checkpoint({ sigs: [] }) })),
       noNv: digests.hViewChange(hvc({ nv: null })),
-      nvMaxSeq: digests.hViewChange(hvc({ nv: nv({ maxSeq: 16, batches: [] }) })),
+      nvMaxSeq: digests.hViewChange(hvc({ nv: nv({ maxSeq: 16, batchDigests: [] }) })),
       nvCert: digests.hViewChange(
         hvc({ nv: nv({ certs: [cert({ sig: fill(64, 9) }), cert({ subsystem: 2 })] }) }),
       ),
       nvOneCert: digests.hViewChange(hvc({ nv: nv({ certs: [cert()] }) })),
       noEntries: digests.hViewChange(hvc({ entries: [] })),
       entryCertPrev: digests.hViewChange(
-        hvc({ entries: [{ seq: 18, view: 1, batch, cert: cert({ prev: { view: 1, slot: 2 } }) }] }),
+        hvc({ entries: [{ ...entry(), cert: cert({ prev: { view: 1, slot: 2 } }) }] }),
       ),
-      entryCertCounter: digests.hViewChange(
-        hvc({ entries: [{ seq: 18, view: 1, batch, cert: cert({ counter: 1 }) }] }),
-      ),
+      entryCertCounter: digests.hViewChange(hvc({ entries: [{ ...entry(), cert: cert({ counter: 1 }) }] })),
+      entryDigest: digests.hViewChange(hvc({ entries: [{ ...entry(), batchDigest: fill(32, 0x55) }] })),
     });
   });
 
@@ -349,11 +350,10 @@ describe("view change digests", () => {
     );
   });
 
-  const pp = (over: Partial<PPrePrepare> = {}): PPrePrepare => ({
-    type: "p-pre-prepare",
+  const pp = (over: Partial<PPrePrepareRef> = {}): PPrePrepareRef => ({
     view: 1,
     seq: 17,
-    batch,
+    batchDigest: digests.batch(batch),
     sig: fill(64, 1),
     ...over,
   });
@@ -388,6 +388,9 @@ describe("view change digests", () => {
       noPrepared: digests.pViewChange(pvc({ prepared: [] })),
       ppSig: digests.pViewChange(pvc({ prepared: [{ ...prepared, prePrepare: pp({ sig: fill(64, 4) }) }] })),
       ppView: digests.pViewChange(pvc({ prepared: [{ ...prepared, prePrepare: pp({ view: 0 }) }] })),
+      ppDigest: digests.pViewChange(
+        pvc({ prepared: [{ ...prepared, prePrepare: pp({ batchDigest: fill(32, 6) }) }] }),
+      ),
       prepares: digests.pViewChange(
         pvc({ prepared: [{ ...prepared, prepares: prepared.prepares.slice(0, 1) }] }),
       ),
@@ -402,6 +405,7 @@ describe("view change digests", () => {
       noVcs: digests.pNewView(2, [], [pp({ view: 2 })]),
       ppSeq: digests.pNewView(2, [pvc()], [pp({ view: 2, seq: 18 })]),
       ppSig: digests.pNewView(2, [pvc()], [pp({ view: 2, sig: fill(64, 5) })]),
+      ppDigest: digests.pNewView(2, [pvc()], [pp({ view: 2, batchDigest: fill(32, 6) })]),
       noPps: digests.pNewView(2, [pvc()], []),
     });
   });

@@ -86,7 +86,7 @@ describe("hybrid replica: NEW-VIEW summaries must be proven", () => {
       checkpointSeq: 0,
       checkpointDigest: GENESIS_CHECKPOINT.stateDigest,
       maxSeq: 1,
-      batches: [{ requests: [Y] }],
+      batchDigests: [c.digests.batch({ requests: [Y] })],
       vcSetDigest: new Uint8Array(32),
     };
     const nvCert = sub.certifyIndependent(

@@ -775,8 +775,10 @@ describe("hybrid replica: view change", () => {
     assert.equal(reasons[0]! + reasons[1]!, 1, `dropped: ${[...c.r(1).dropped.keys()]}`);
     assert.equal(rd.send.length, 0);
     assert.equal(c.r(1).view, 0, "no NEW-VIEW from a bad VIEW-CHANGE");
-    // The genuine one completes the view change.
+    // The genuine one completes the view change, once replica 1 has fetched the batch it names.
     c.step(1, 2, vc2);
+    assert.equal(c.r(1).view, 0, "the NEW-VIEW waits for the batch");
+    c.deliverAll();
     assert.equal(c.r(1).view, 1);
   });
 
@@ -831,6 +833,7 @@ describe("hybrid replica: view change", () => {
     assert.equal(c.dropped(1, "vc-bad-cert"), 1);
     assert.equal(c.r(1).view, 0);
     c.step(1, 2, vc2);
+    c.deliverAll(); // replica 1 fetches the batch the VIEW-CHANGE names
     assert.equal(c.r(1).view, 1);
   });
 
@@ -868,7 +871,7 @@ describe("hybrid replica: view change", () => {
       return { type: "h-view-change", ...content, chain, proofs: [] };
     };
     c.step(1, 2, recertified(2, [badEntry]));
-    c.step(1, 2, recertified(3, [{ ...e, batch: otherBatch }]));
+    c.step(1, 2, recertified(3, [{ ...e, batchDigest: c.digests.batch(otherBatch) }]));
     assert.equal(c.dropped(1, "vc-bad-entry-cert"), 2);
     c.step(1, 2, recertified(4, [{ ...e, seq: 2 }]));
     assert.equal(c.dropped(1, "vc-bad-entry"), 1);
@@ -1517,7 +1520,7 @@ describe("hybrid replica: a certified batch with an unauthenticated request", ()
       newView: 1,
       checkpoint: GENESIS_CHECKPOINT,
       nv: null,
-      entries: [{ seq: 1, view: 0, batch, cert }],
+      entries: [{ seq: 1, view: 0, batchDigest: c.digests.batch(batch), cert }],
     };
     const digest = c.digests.hViewChange(content);
     const vc0: HViewChange = {
@@ -1527,6 +1530,8 @@ describe("hybrid replica: a certified batch with an unauthenticated request", ()
       proofs: [],
     };
     c.step(1, 0, vc0); // arrives before replica 2's VIEW-CHANGE
+    // It names its batch by digest; replica 1 asks replica 0 for it, and the test answers.
+    c.step(1, 0, { type: "batch", batch });
     c.filter = (e) => (e.from === 0 || e.to === 0 ? "drop" : "deliver");
     c.release();
     // From now on replica 0 is silent; replicas 1 and 2 are correct and connected.

@@ -3,12 +3,14 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { bytesEqual } from "../../src/bft/bytes.ts";
 import {
   type Batch,
   type Message,
   type PCommit,
   type PNewView,
   type PPrePrepare,
+  type PPrePrepareRef,
   type PPrepare,
   type PViewChange,
   RequestError,
@@ -26,6 +28,12 @@ function pbft(): Cluster {
 function signedPrePrepare(c: Cluster, signer: number, view: number, seq: number, batch: Batch): PPrePrepare {
   const sig = c.signAs(signer, c.digests.pPrePrepare(view, seq, c.digests.batch(batch)));
   return { type: "p-pre-prepare", view, seq, batch, sig };
+}
+
+/** The same named by digest, as VIEW-CHANGEs and NEW-VIEWs carry it. */
+function signedRef(c: Cluster, signer: number, view: number, seq: number, batch: Batch): PPrePrepareRef {
+  const batchDigest = c.digests.batch(batch);
+  return { view, seq, batchDigest, sig: c.signAs(signer, c.digests.pPrePrepare(view, seq, batchDigest)) };
 }
 
 /** A VIEW-CHANGE re-signed by its own sender (what a Byzantine replica can do with its content). */
@@ -295,7 +303,7 @@ describe("pbft replica: view change", () => {
     });
     const otherBatch = resignedVc(c, {
       ...vc2,
-      prepared: [{ ...proof, prePrepare: signedPrePrepare(c, 0, 0, 1, { requests: [c.request("x")] }) }],
+      prepared: [{ ...proof, prePrepare: signedRef(c, 0, 0, 1, { requests: [c.request("x")] }) }],
     });
     for (const m of [short, dup, otherBatch]) assert.equal(c.step(1, 2, m).send.length, 0);
     assert.equal(c.dropped(1, "vc-bad-prepared"), 3);
@@ -328,7 +336,7 @@ describe("pbft replica: view change", () => {
     assert.equal(c.r(2).view, 0);
     const nv = c.heldOne("p-new-view", (e) => e.to === 2).msg;
     assert.equal(nv.prePrepares.length, 1);
-    const nullPp = signedPrePrepare(c, 1, 1, 1, { requests: [] });
+    const nullPp = signedRef(c, 1, 1, 1, { requests: [] });
     const bad: [string, PNewView][] = [
       ["nv-wrong-pre-prepares", resignedNv(c, { ...nv, prePrepares: [nullPp] })],
       ["nv-wrong-pre-prepares", resignedNv(c, { ...nv, prePrepares: [] })],
@@ -336,7 +344,7 @@ describe("pbft replica: view change", () => {
         "nv-wrong-pre-prepares",
         resignedNv(c, {
           ...nv,
-          prePrepares: [...nv.prePrepares, signedPrePrepare(c, 1, 1, 2, { requests: [] })],
+          prePrepares: [...nv.prePrepares, signedRef(c, 1, 1, 2, { requests: [] })],
         }),
       ],
       ["nv-bad-sig", { ...nv, prePrepares: [nullPp] }],
@@ -385,10 +393,10 @@ describe("pbft replica: view change", () => {
       [[2], [2], [2]],
     );
     assert.deepEqual(
-      nv.prePrepares.map((p) => [p.seq, p.batch.requests.length]),
+      nv.prePrepares.map((p) => [p.seq, bytesEqual(p.batchDigest, c.digests.batch({ requests: [] }))]),
       [
-        [1, 0],
-        [2, 1],
+        [1, true],
+        [2, false],
       ],
     );
     c.tick(2);
