@@ -10,6 +10,20 @@ export class CounterError extends BftError {}
 /** The configuration is unusable. */
 export class ConfigError extends BftError {}
 
+/**
+ * Persisted core state this version cannot read (code STATE_FORMAT): written by an older release
+ * whose view-change records carried batches instead of their digests.
+ */
+export class StateFormatError extends BftError {
+  constructor(what: string) {
+    super(
+      "STATE_FORMAT",
+      `${what} was written by an older release (before wire version 5); start this replica on an empty ` +
+        "data directory (it catches up from its peers)",
+    );
+  }
+}
+
 /** A request from a client was refused at intake. */
 export class RequestError extends BftError {}
 

@@ -9,7 +9,7 @@
 
 import { BatchFetch, pickViewChanges } from "./batch-fetch.ts";
 import { bytesEqual } from "./bytes.ts";
-import { assert } from "./errors.ts";
+import { assert, StateFormatError } from "./errors.ts";
 import { matchingDigestQuorum } from "./quorum.ts";
 import { type ReplicaConfig, ReplicaCore, type ReplicaDeps } from "./replica.ts";
 import { type StorageReader, seqKey } from "./storage.ts";
@@ -1141,6 +1141,10 @@ export class HybridReplica extends ReplicaCore {
       this.myVc = meta.myVc;
     }
     const nvMsg = storage.get(KEY_NV) as HNewView | undefined;
+    const oldVc = (vc: HViewChange | null | undefined) =>
+      !!vc && (vc.entries.some((e) => !e.batchDigest) || (vc.nv !== null && !vc.nv.batchDigests));
+    if (oldVc(meta?.myVc)) throw new StateFormatError(KEY_META);
+    if (nvMsg?.vcs.some(oldVc)) throw new StateFormatError(KEY_NV);
     if (nvMsg && nvMsg.view === this.lastActiveView) {
       const picked = nvMsg.vcs.map((vc) => ({ vc, info: this.checkVc(vc) as VcInfo }));
       const sel = this.select(picked);
@@ -1148,11 +1152,10 @@ export class HybridReplica extends ReplicaCore {
       const leader = this.leaderOf(nvMsg.view);
       // Written in the same atomic batch as KEY_NV.
       const batches = (storage.get(KEY_NV_BATCHES) as Batch[] | undefined) ?? [];
-      assert(
+      const match =
         batches.length === sel.batchDigests.length &&
-          batches.every((b, i) => bytesEqual(this.digests.batch(b), sel.batchDigests[i] as Uint8Array)),
-        "stored NEW-VIEW batches match its digests",
-      );
+        batches.every((b, i) => bytesEqual(this.digests.batch(b), sel.batchDigests[i] as Uint8Array));
+      if (!match) throw new StateFormatError(KEY_NV_BATCHES);
       this.nv = {
         view: nvMsg.view,
         s: sel.checkpoint.seq,

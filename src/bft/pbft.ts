@@ -7,7 +7,7 @@
 
 import { BatchFetch, NULL_BATCH, pickViewChanges } from "./batch-fetch.ts";
 import { bytesEqual } from "./bytes.ts";
-import { assert } from "./errors.ts";
+import { assert, StateFormatError } from "./errors.ts";
 import { matchingDigestQuorum } from "./quorum.ts";
 import { type ReplicaConfig, ReplicaCore, type ReplicaDeps, type SentLog } from "./replica.ts";
 import { type StorageReader, seqKey } from "./storage.ts";
@@ -673,6 +673,7 @@ export class PbftReplica extends ReplicaCore {
     this.restoreCommon(storage);
     const meta = storage.get(KEY_META) as PbftMeta | undefined;
     if (meta) {
+      if (meta.myVc?.prepared.some((p) => !p.prePrepare.batchDigest)) throw new StateFormatError(KEY_META);
       this.view = meta.view;
       this.vcTarget = meta.vcTarget;
       this.myVc = meta.myVc;
@@ -687,6 +688,7 @@ export class PbftReplica extends ReplicaCore {
       const seq = Number(key.slice(PREFIX_PREPARED.length));
       if (seq <= this.stable.seq) continue;
       const pp = storage.get(key) as PersistedPrepared;
+      if (!pp?.proof?.prePrepare?.batchDigest || !pp.batch) throw new StateFormatError(key);
       this.prepared.set(seq, pp.proof);
       this.fetch.keep(seq, pp.batch);
     }

@@ -5,7 +5,15 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BatchFetch, pickViewChanges } from "../../src/bft/batch-fetch.ts";
-import { type Batch, DEFAULT_LIMITS, Digests, type Message } from "../../src/bft/index.ts";
+import {
+  type Batch,
+  DEFAULT_LIMITS,
+  Digests,
+  type HNewView,
+  type MemoryStorage,
+  type Message,
+  StateFormatError,
+} from "../../src/bft/index.ts";
 import { encodeMessage } from "../../src/transport/codec.ts";
 import { SimCrypto } from "../sim/sim-crypto.ts";
 import { Cluster, TEST_LIMITS } from "./harness.ts";
@@ -57,6 +65,49 @@ describe("view changes name batches by digest", () => {
       );
     });
   }
+});
+
+describe("core state from before wire version 5", () => {
+  it("a replica whose stored view-change records carry batches refuses to start with STATE_FORMAT", () => {
+    for (const mode of ["pbft", "hybrid"] as const) {
+      const c = new Cluster({ mode, f: 1, limits: LIMITS });
+      const lost = mode === "pbft" ? "p-commit" : "h-prepare";
+      c.filter = (e) => (e.msg.type === lost && "view" in e.msg && e.msg.view === 0 ? "drop" : "deliver");
+      const req = c.request("r");
+      for (let i = 0; i < c.n; i++) c.propose(i, req);
+      c.deliverAll();
+      for (let t = 0; t < 400 && c.r(0).view < 1; t++) c.tick(1);
+      c.restart(0); // today's records restore
+      const store = c.storages[0] as MemoryStorage;
+      const key = mode === "pbft" ? store.keys("p/prepared/")[0] : "h/nv";
+      assert.ok(key !== undefined && store.get(key) !== undefined, `${mode}: a record to age`);
+      // What an older release wrote: the batch in place of its digest.
+      const aged =
+        mode === "pbft"
+          ? (store.get(key) as { proof: unknown }).proof
+          : {
+              ...(store.get(key) as HNewView),
+              vcs: (store.get(key) as HNewView).vcs.map((vc) => ({
+                ...vc,
+                entries: vc.entries.map(({ batchDigest: _, ...e }) => ({ ...e, batch: { requests: [] } })),
+                nv: vc.nv,
+              })),
+            };
+      if (mode === "hybrid") {
+        const nv = store.get(key) as HNewView;
+        assert.ok(
+          nv.vcs.some((vc) => vc.entries.length > 0),
+          "the NEW-VIEW's VIEW-CHANGEs have entries",
+        );
+      }
+      store.apply([{ op: "put", key, value: aged }]);
+      assert.throws(
+        () => c.restart(0),
+        (err: unknown) => err instanceof StateFormatError && err.code === "STATE_FORMAT",
+        `${mode}: ${key}`,
+      );
+    }
+  });
 });
 
 describe("BatchFetch", () => {
