@@ -78,9 +78,9 @@ async function main(): Promise<void> {
       `\n${TXS - failed}/${TXS} committed in ${writeS.toFixed(0)} s; ${blocks} blocks read in ${readS.toFixed(0)} s\n`,
     );
     console.log(
-      "| replica | RSS at start MiB | peak after writes MiB | peak after reads MiB | RSS at end MiB | JS heap used at end MiB | external MiB |",
+      "| replica | RSS at start MiB | peak after writes MiB | peak after reads MiB | RSS at end MiB | JS heap used at end MiB | external MiB | budget MiB (peak share) |",
     );
-    console.log("|---|---|---|---|---|---|---|");
+    console.log("|---|---|---|---|---|---|---|---|");
     const rows = pids.map((_, r) => ({
       replica: r,
       startMiB: Math.round(start[r]?.now ?? 0),
@@ -89,10 +89,12 @@ async function main(): Promise<void> {
       endMiB: Math.round(afterReads[r]?.now ?? 0),
       heapMiB: Math.round(heaps[r]?.heap ?? 0),
       externalMiB: Math.round(heaps[r]?.external ?? 0),
+      budgetMiB: Math.round((c.budgets[r] ?? 0) / 1024 / 1024),
     }));
     for (const x of rows)
       console.log(
-        `| ${x.replica} | ${x.startMiB} | ${x.peakAfterWritesMiB} | ${x.peakAfterReadsMiB} | ${x.endMiB} | ${x.heapMiB} | ${x.externalMiB} |`,
+        `| ${x.replica} | ${x.startMiB} | ${x.peakAfterWritesMiB} | ${x.peakAfterReadsMiB} | ${x.endMiB} | ${x.heapMiB} | ${x.externalMiB} | ` +
+          `${x.budgetMiB} (${((100 * Math.max(x.peakAfterWritesMiB, x.peakAfterReadsMiB)) / x.budgetMiB).toFixed(0)} %) |`,
       );
     await publish(
       "memory",

@@ -12,6 +12,7 @@ import WebSocket from "ws";
 import type { Limits, Mode } from "../src/bft/types.ts";
 import type { BatchConfig } from "../src/node/config.ts";
 import { localCluster, NodeProcess } from "../src/node/local-cluster.ts";
+import { memoryBudget } from "../src/node/memory.ts";
 import { cpuSeconds } from "./results.ts";
 import { pct } from "./stats.ts";
 
@@ -20,6 +21,8 @@ export interface OrderingCluster {
   readonly n: number;
   readonly urls: readonly string[];
   readonly procs: readonly NodeProcess[];
+  /** Each replica's memory budget (docs/operations.md), bytes, from its configuration. */
+  readonly budgets: readonly number[];
   /** PIDs of the replica processes still running. */
   pids(): number[];
   stop(): Promise<void>;
@@ -80,6 +83,7 @@ export async function startOrdering(
     n: lc.nodes.length,
     urls: lc.urls,
     procs,
+    budgets: lc.nodes.map((n) => memoryBudget(lc.cluster, n).totalBytes),
     pids: () => procs.map((p) => p.proc?.pid ?? 0).filter((p) => p > 0),
     stop,
   };
