@@ -161,6 +161,8 @@ export class BatchFetch {
   }
 
   onBatch(from: ReplicaId, msg: BatchMsg): void {
+    // Nothing asked for: not even hashed (an unasked sender costs us no digest of its batch).
+    if (this.wanted.size === 0) return;
     const batch = msg.batch;
     if (!this.d.batchShapeOk(batch)) return this.d.drop(from, "batch-bad");
     const hex = toHex(this.d.digests.batch(batch));
