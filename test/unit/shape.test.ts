@@ -159,6 +159,8 @@ describe("message shapes", () => {
     ["a negative view", { type: "status", view: -1, target: 0, lastExecuted: 0, stableSeq: 0 }],
     ["an unsafe integer", { type: "status", view: 2 ** 60, target: 0, lastExecuted: 0, stableSeq: 0 }],
     ["a digest as an array", { type: "batch-fetch", digests: [[1, 2, 3]] }],
+    ["a sparse list", { type: "batch-fetch", digests: new Array(2) }],
+    ["a sparse list of proofs", { ...okVc, proofs: new Array(1) }],
     ["a digest as a Buffer-like object", { type: "batch-fetch", digests: [{ length: 32 }] }],
     ["an unknown auth scheme", { type: "request", request: { ...req, auth: { scheme: "rsa", sig: bytes } } }],
     ["macs of numbers", { type: "request", request: { ...req, auth: { scheme: "mac", macs: [1, 2] } } }],
