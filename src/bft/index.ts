@@ -14,6 +14,7 @@ export { HybridReplica, ORDER_COUNTER } from "./hybrid.ts";
 export { PbftReplica } from "./pbft.ts";
 export * from "./quorum.ts";
 export * from "./replica.ts";
+export { messageShapeProblem } from "./shape.ts";
 export * from "./storage.ts";
 export * from "./trusted.ts";
 export * from "./types.ts";

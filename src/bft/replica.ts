@@ -11,12 +11,13 @@ import type { CoreCrypto, ReplicaAuthenticator } from "./crypto.ts";
 import { Digests } from "./digests.ts";
 import { DivergenceNotices } from "./divergence.ts";
 import { Effects, markSent, resendDue, type SentLog } from "./effects.ts";
-import { AssertionFailed, RequestError } from "./errors.ts";
+import { RequestError } from "./errors.ts";
 import { Execution, type ExecutionHooks } from "./execution.ts";
 import { joinViewQuorum, type Quorums, quorums } from "./quorum.ts";
 import { type ReplicaConfig, type ReplicaDeps, validateConfig } from "./replica-config.ts";
 import { batchProblem, batchShapeOk, RequestIntake } from "./request-intake.ts";
 import { type ProposeResult, RequestRouter } from "./request-router.ts";
+import { messageShapeProblem } from "./shape.ts";
 import type { Executed } from "./state-transfer.ts";
 import type { StorageReader } from "./storage.ts";
 import {
@@ -205,7 +206,10 @@ export abstract class ReplicaCore {
     return this.router.propose(req, own);
   }
 
-  /** A message from replica `from` (authenticated by the transport). Bad messages are dropped and counted. */
+  /**
+   * A message from replica `from` (authenticated by the transport). Bad messages are dropped and counted:
+   * one not shaped like a Message (shape.ts) as "malformed", others by the handlers with their reasons.
+   */
   step(from: ReplicaId, msg: Message): void {
     if (!Number.isInteger(from) || from < 0 || from >= this.n || from === this.id) {
       this.drop(from, "bad-sender");
@@ -216,14 +220,10 @@ export abstract class ReplicaCore {
       this.notices.toHaltedPeer(from, this.now);
       return;
     }
+    // What the codec would refuse is dropped (shape.ts); past it, a handler's exception is a bug and propagates.
+    if (messageShapeProblem(msg) !== null) return this.drop(from, "malformed");
     this.notices.toPeer(from, this.now, this.stable.seq);
-    try {
-      this.dispatch(from, msg);
-    } catch (err) {
-      if (err instanceof AssertionFailed) throw err;
-      // Malformed input that slipped past validation (missing fields, wrong types): drop, never crash.
-      this.drop(from, "malformed");
-    }
+    this.dispatch(from, msg);
   }
 
   /**

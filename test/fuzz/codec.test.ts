@@ -1,10 +1,11 @@
 // Fuzzes the wire codec with random and mutated frames (FUZZ_FRAMES, default 120,000): decoding never
-// throws, every failure is a typed CodecError, every frame that decodes re-encodes to the same bytes,
-// and every decoded message can be stepped into a live replica of either mode without crashing it.
+// throws, every failure is a typed CodecError, every frame that decodes re-encodes to the same bytes and
+// passes the shape check step() applies (src/bft/shape.ts), and every decoded message can be stepped
+// into a live replica of either mode without crashing it.
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { Message } from "../../src/bft/index.ts";
+import { type Message, messageShapeProblem } from "../../src/bft/index.ts";
 import { CodecError, decodeMessage, encodeMessage, WIRE_VERSION } from "../../src/transport/codec.ts";
 import { Prng } from "../sim/prng.ts";
 import { Cluster } from "../unit/harness.ts";
@@ -65,6 +66,8 @@ describe("wire codec fuzz", () => {
     const corpus = collectCorpus(30);
     const seeds: Uint8Array[] = [];
     for (const msgs of corpus.values()) for (const m of msgs) seeds.push(encodeMessage(m));
+    for (const msgs of corpus.values())
+      for (const m of msgs) assert.equal(messageShapeProblem(m), null, `a real ${m.type} is well-formed`);
     const rng = new Prng(20261121);
     const hybrid = new Cluster({ mode: "hybrid" });
     const pbft = new Cluster({ mode: "pbft" });
@@ -91,6 +94,8 @@ describe("wire codec fuzz", () => {
       decoded++;
       assert.deepEqual(encodeMessage(res.msg), frame, `frame ${n} decoded but does not re-encode to itself`);
       const msg: Message = res.msg;
+      // What the codec decodes is what step() takes as well-formed (src/bft/shape.ts): the two agree.
+      assert.equal(messageShapeProblem(msg), null, `frame ${n} decoded to a message of the wrong shape`);
       const target = msg.type.startsWith("p-") ? pbft : hybrid;
       const from = rng.int(1, target.n - 1);
       // A replica may drop the message; it must never throw (an AssertionFailed would be a bug).

@@ -539,7 +539,7 @@ describe("hybrid replica: equivocation by a compromised counter", () => {
     c.step(2, 1, forged);
     assert.equal(c.dropped(2, "certs-invalid"), 1);
     c.step(2, 1, { type: "h-certs", certs: "x" as unknown as [] });
-    assert.equal(c.dropped(2, "certs-bad"), 1);
+    assert.equal(c.dropped(2, "malformed"), 1, "not a list: malformed");
     assert.equal(c.r(2).halted, null, "neither halts replica 2");
     c.release((e) => e.from === 1 && e.to === 2 && e.msg.type === "h-certs");
     const found = c.equivocations(2);
@@ -596,7 +596,6 @@ describe("hybrid replica: equivocation by a compromised counter", () => {
         ["the COMMIT's own certificate", { ...cm, prepareCert: cm.cert }],
         ["a certificate for another slot", { ...cm, prepareCert: { ...pc, value: { view: 0, slot: 3 } } }],
         ["a continuing certificate", { ...cm, prepareCert: { ...pc, prev: ZERO_VALUE } }],
-        ["none", { ...cm, prepareCert: undefined as unknown as CounterCert }],
       ];
       for (const [what, msg] of bad) {
         const before = c.dropped(to, "commit-bad-prepare-cert");
@@ -604,9 +603,12 @@ describe("hybrid replica: equivocation by a compromised counter", () => {
         assert.equal(c.dropped(to, "commit-bad-prepare-cert"), before + 1, `${what} at ${to}`);
         assert.equal(rd.commit.length, 0, what);
       }
+      // None at all is not a COMMIT's shape (shape.ts).
+      c.step(to, 1, { ...cm, prepareCert: undefined as unknown as CounterCert });
+      assert.equal(c.dropped(to, "malformed"), 1, `none at ${to}`);
       assert.equal(c.equivocations(to).length, 0, `replica ${to} proves nothing`);
       assert.equal(c.r(to).halted, null);
-      assert.equal(c.r(to).droppedTotal(), bad.length);
+      assert.equal(c.r(to).droppedTotal(), bad.length + 1);
     }
     assert.equal(c.r(0).lastExecuted, 0);
     // The genuine COMMITs are taken.
@@ -1185,31 +1187,27 @@ describe("hybrid replica: malformed input", () => {
   const cases: [string, unknown, string][] = [
     ["null", null, "malformed"],
     ["undefined", undefined, "malformed"],
-    ["a number", 42, "wrong-mode"],
-    ["no type", {}, "wrong-mode"],
-    ["unknown type", { type: "bogus" }, "wrong-mode"],
-    ["a PBFT message", { type: "p-pre-prepare", view: 0, seq: 1, batch: { requests: [] } }, "wrong-mode"],
-    ["PREPARE, fractional seq", { type: "h-prepare", view: 0, seq: 1.5 }, "prepare-bad-seq"],
+    ["a number", 42, "malformed"],
+    ["no type", {}, "malformed"],
+    ["unknown type", { type: "bogus" }, "malformed"],
     [
-      "PREPARE, null cert",
-      { type: "h-prepare", view: 0, seq: 1, batch: null, cert: null },
-      "prepare-bad-cert",
+      "a PBFT message",
+      { type: "p-pre-prepare", view: 0, seq: 1, batch: { requests: [] }, sig: new Uint8Array(64) },
+      "wrong-mode",
     ],
+    ["PREPARE, fractional seq", { type: "h-prepare", view: 0, seq: 1.5 }, "malformed"],
+    ["PREPARE, null cert", { type: "h-prepare", view: 0, seq: 1, batch: null, cert: null }, "malformed"],
     [
       "PREPARE, cert with string fields",
       { type: "h-prepare", view: 0, seq: 1, batch: {}, cert: { subsystem: "0", counter: 0, value: "x" } },
-      "prepare-bad-cert",
+      "malformed",
     ],
-    [
-      "COMMIT, null cert",
-      { type: "h-commit", view: 0, seq: 1, batchDigest: "x", cert: null },
-      "commit-bad-cert",
-    ],
-    ["COMMIT, string seq", { type: "h-commit", view: 0, seq: "1" }, "commit-bad-seq"],
+    ["COMMIT, null cert", { type: "h-commit", view: 0, seq: 1, batchDigest: "x", cert: null }, "malformed"],
+    ["COMMIT, string seq", { type: "h-commit", view: 0, seq: "1" }, "malformed"],
     [
       "VIEW-CHANGE, null chain",
       { type: "h-view-change", replica: 2, newView: 1, checkpoint: null, nv: null, entries: [], chain: null },
-      "vc-bad-chain",
+      "malformed",
     ],
     [
       "VIEW-CHANGE, null checkpoint",
@@ -1224,27 +1222,19 @@ describe("hybrid replica: malformed input", () => {
       },
       "malformed",
     ],
-    ["VIEW-CHANGE, string view", { type: "h-view-change", replica: 2, newView: "1" }, "vc-bad-view"],
-    ["NEW-VIEW, string view", { type: "h-new-view", view: "1", vcs: [], cert: null }, "nv-bad-view"],
-    ["NEW-VIEW, null cert", { type: "h-new-view", view: 1, vcs: null, cert: null }, "nv-bad-cert"],
-    ["COMMIT-NV, null view", { type: "h-commit-nv", view: null }, "commit-nv-bad"],
-    [
-      "COMMIT-NV, null cert",
-      { type: "h-commit-nv", view: 1, nvDigest: null, cert: null },
-      "commit-nv-bad-cert",
-    ],
-    ["CHECKPOINT, string seq", { type: "checkpoint", seq: "4" }, "checkpoint-bad-seq"],
-    [
-      "CHECKPOINT, null digest",
-      { type: "checkpoint", seq: 4, stateDigest: null, sig: null },
-      "checkpoint-bad",
-    ],
+    ["VIEW-CHANGE, string view", { type: "h-view-change", replica: 2, newView: "1" }, "malformed"],
+    ["NEW-VIEW, string view", { type: "h-new-view", view: "1", vcs: [], cert: null }, "malformed"],
+    ["NEW-VIEW, null cert", { type: "h-new-view", view: 1, vcs: null, cert: null }, "malformed"],
+    ["COMMIT-NV, null view", { type: "h-commit-nv", view: null }, "malformed"],
+    ["COMMIT-NV, null cert", { type: "h-commit-nv", view: 1, nvDigest: null, cert: null }, "malformed"],
+    ["CHECKPOINT, string seq", { type: "checkpoint", seq: "4" }, "malformed"],
+    ["CHECKPOINT, null digest", { type: "checkpoint", seq: 4, stateDigest: null, sig: null }, "malformed"],
     [
       "STATUS, null view",
       { type: "status", view: null, target: 0, lastExecuted: 0, stableSeq: 0 },
-      "status-bad",
+      "malformed",
     ],
-    ["STATE, null batches", { type: "state", checkpoint: null, fromSeq: 1, batches: null }, "state-bad-size"],
+    ["STATE, null batches", { type: "state", checkpoint: null, fromSeq: 1, batches: null }, "malformed"],
     [
       "STATE, null checkpoint",
       { type: "state", checkpoint: null, fromSeq: 1, batches: [{ requests: [] }] },

@@ -427,25 +427,26 @@ describe("pbft replica: checkpoints and malformed input", () => {
     assert.equal(c.r(0).stable.seq, 4);
   });
 
+  const cert = { subsystem: 0, counter: 0, value: { view: 1, slot: 1 }, sig: new Uint8Array(64) };
   const cases: [string, unknown, string][] = [
     ["null", null, "malformed"],
-    ["a hybrid message", { type: "h-prepare", view: 0, seq: 1 }, "wrong-mode"],
+    ["a hybrid message", { type: "h-commit-nv", view: 1, nvDigest: new Uint8Array(32), cert }, "wrong-mode"],
     [
       "PRE-PREPARE, null batch",
       { type: "p-pre-prepare", view: 0, seq: 1, batch: null, sig: null },
-      "pre-prepare-bad-sig",
+      "malformed",
     ],
-    ["PREPARE, string replica", { type: "p-prepare", view: 0, seq: 1, replica: "2" }, "prepare-bad-sender"],
+    ["PREPARE, string replica", { type: "p-prepare", view: 0, seq: 1, replica: "2" }, "malformed"],
     [
       "PREPARE, null digest",
       { type: "p-prepare", view: 0, seq: 1, replica: 2, batchDigest: null },
-      "prepare-bad",
+      "malformed",
     ],
-    ["COMMIT, bad replica", { type: "p-commit", view: 0, seq: 1, replica: 9 }, "commit-bad-sender"],
+    ["COMMIT, bad replica", { type: "p-commit", view: 0, seq: 1, replica: 9 }, "malformed"],
     [
       "VIEW-CHANGE, null prepared",
       { type: "p-view-change", replica: 2, newView: 1, checkpoint: null, prepared: null, sig: null },
-      "vc-bad-prepared",
+      "malformed",
     ],
     [
       "VIEW-CHANGE, null checkpoint",
@@ -462,7 +463,7 @@ describe("pbft replica: checkpoints and malformed input", () => {
     [
       "NEW-VIEW, null vcs",
       { type: "p-new-view", view: 1, vcs: null, prePrepares: [], sig: null },
-      "nv-bad-vcs",
+      "malformed",
     ],
   ];
   for (const [what, msg, reason] of cases) {
