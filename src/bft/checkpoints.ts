@@ -7,6 +7,7 @@ import type { ClientTableSnapshot } from "./client-table.ts";
 import type { ReplicaAuthenticator } from "./crypto.ts";
 import type { Digests } from "./digests.ts";
 import type { Effects } from "./effects.ts";
+import { assert } from "./errors.ts";
 import { agreedDigestQuorum, type Quorums } from "./quorum.ts";
 import { type StorageReader, seqKey } from "./storage.ts";
 import type { CheckpointMsg, CheckpointProof, Limits, ReplicaId } from "./types.ts";
@@ -88,6 +89,14 @@ export class CheckpointTracker {
 
   /** Signs this replica's state at checkpoint `seq` (its CHECKPOINT, kept as `mine`). */
   sign(seq: number, stateDigest: Uint8Array, clientsDigest: Uint8Array): CheckpointMsg {
+    assert(
+      seq > 0 && seq % this.limits.checkpointInterval === 0,
+      `sign: expected a checkpoint seq, got ${seq}`,
+    );
+    assert(
+      this.mine === null || this.mine.seq < seq,
+      `sign: expected our checkpoints to go up (after ${this.mine?.seq}), got ${seq}`,
+    );
     const sig = this.auth.sign(this.digests.checkpoint(seq, stateDigest, clientsDigest));
     this.mine = { type: "checkpoint", seq, stateDigest, clientsDigest, sig };
     return this.mine;
@@ -159,6 +168,10 @@ export class CheckpointTracker {
     if (!res.done || !res.value) return null;
     const agreed = votes.get(res.value.voters[0] as ReplicaId) as Vote;
     const sigs = res.value.voters.map((r) => ({ replica: r, sig: (votes.get(r) as Vote).sig }));
+    assert(
+      sigs.length >= this.q.checkpoint,
+      `recordVote: expected ${this.q.checkpoint} signatures in an agreed proof, got ${sigs.length}`,
+    );
     const proof: CheckpointProof = {
       seq,
       stateDigest: agreed.stateDigest,

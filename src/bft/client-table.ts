@@ -1,6 +1,8 @@
 // Exactly-once bookkeeping: which (client, request number) pairs were executed. Part of the replicated
 // state (identical on every correct replica), snapshotted at checkpoints.
 
+import { assert } from "./errors.ts";
+
 /** Request numbers tracked above a client's low watermark (how far a client may pipeline). */
 export const CLIENT_WINDOW = 1024;
 
@@ -35,9 +37,11 @@ export class ClientTable {
 
   /** Records an executed request; evicts the least recently active client beyond the bound. */
   record(clientId: string, reqNo: number, seq: number): void {
+    assert(!this.isExecuted(clientId, reqNo), `record: expected ${clientId}/${reqNo} not executed yet`);
     let e = this.map.get(clientId);
     if (e) this.map.delete(clientId);
     else e = { low: 0, seen: new Set(), lastSeq: seq, reply: null };
+    const low = e.low;
     e.lastSeq = seq;
     if (reqNo > e.low + CLIENT_WINDOW) {
       e.low = reqNo - CLIENT_WINDOW;
@@ -48,6 +52,7 @@ export class ClientTable {
       e.low++;
       e.seen.delete(e.low);
     }
+    assert(e.low >= low, `record: expected ${clientId}'s window to stay at or above ${low}, got ${e.low}`);
     this.map.set(clientId, e);
     if (this.map.size > this.max) {
       const oldest = this.map.keys().next().value as string;

@@ -98,6 +98,7 @@ export class Execution {
 
   /** A batch committed at `seq`: executes it and any successors that were waiting. */
   commit(seq: number, view: number, batch: Batch): void {
+    assert(Number.isSafeInteger(seq) && seq > 0, `commit: expected a positive integer seq, got ${seq}`);
     if (seq <= this.lastExecuted || this.committedWaiting.has(seq)) return;
     this.committedWaiting.set(seq, { view, batch });
     this.drainCommitted();
@@ -136,7 +137,8 @@ export class Execution {
   }
 
   private execute(seq: number, view: number, batch: Batch, replay = false): void {
-    assert(seq === this.lastExecuted + 1, `execute ${seq} after ${this.lastExecuted}`);
+    assert(seq === this.lastExecuted + 1, `execute: expected seq ${this.lastExecuted + 1}, got ${seq}`);
+    assert(!this.committedWaiting.has(seq), `execute: seq ${seq} must no longer wait (executed once)`);
     const batchDigest = this.digests.batch(batch);
     const executed = batch.requests.map((r) => {
       if (!this.verifier.executable(r)) return false;
@@ -147,6 +149,7 @@ export class Execution {
     this.stateDigest = this.digests.nextState(this.stateDigest, seq, batchDigest);
     this.lastExecuted = seq;
     this.hooks.executed(seq, batch);
+    assert(this.lastExecuted === seq, `execute: expected lastExecuted ${seq} after executing it`);
     this.transfer.record(seq, view, batch, replay);
     this.out.commit({ seq, view, batch, batchDigest, executed, stateDigest: this.stateDigest });
     if (seq % this.limits.checkpointInterval === 0) this.reachedCheckpoint(seq, replay);
@@ -206,6 +209,10 @@ export class Execution {
   /** Adopts a verified stable checkpoint that may be ahead of execution (state transfer follows). */
   adopt(proof: CheckpointProof): void {
     if (proof.seq <= this.stable.seq) return;
+    assert(
+      proof.seq > 0 && proof.seq % this.limits.checkpointInterval === 0,
+      `adopt: expected a verified checkpoint seq (a multiple of checkpointInterval), got ${proof.seq}`,
+    );
     this.stable = proof;
     this.checkpoints.keepProof(proof);
     this.out.persist(KEY_STABLE, proof);
@@ -221,10 +228,13 @@ export class Execution {
       if (mine) this.transfer.persistCheckpoint(proof, mine.clients);
     }
     this.checkpoints.stableAt(proof.seq);
-    this.checkpoints.dropProofs(this.transfer.prune(proof.seq));
+    const pruned = this.transfer.prune(proof.seq);
+    assert(pruned <= proof.seq, `adopt: expected pruning up to stable ${proof.seq} at most, got ${pruned}`);
+    this.checkpoints.dropProofs(pruned);
     for (const s of [...this.committedWaiting.keys()])
       if (s <= proof.seq && s <= this.lastExecuted) this.committedWaiting.delete(s);
     this.hooks.stableAt(proof.seq);
+    assert(this.stable.seq >= proof.seq, `adopt: expected stable >= ${proof.seq}, got ${this.stable.seq}`);
   }
 
   private diverged(seq: number): void {
@@ -301,6 +311,10 @@ export class Execution {
     } finally {
       this.draining = false;
     }
+    assert(
+      this.lastExecuted === cp.seq && bytesEqual(this.stateDigest, cp.stateDigest),
+      `state transfer: expected to end at checkpoint ${cp.seq} with its state, at ${this.lastExecuted}`,
+    );
     if (cp.seq > this.stable.seq) this.adopt(cp);
     else this.checkpoints.keepProof(cp);
     this.hooks.transferred();

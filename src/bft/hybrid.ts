@@ -1124,6 +1124,10 @@ export class HybridReplica extends ReplicaCore {
     );
     if (!res.done) return;
     nv.committed = true;
+    assert(
+      nv.batches.length === nv.batchDigests.length,
+      `new view ${nv.view}: expected a batch for each of its ${nv.batchDigests.length} digests`,
+    );
     for (let i = 0; i < nv.batches.length; i++)
       this.commitBatch(nv.s + 1 + i, nv.view, nv.batches[i] as Batch);
   }

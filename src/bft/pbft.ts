@@ -636,6 +636,10 @@ export class PbftReplica extends ReplicaCore {
   }
 
   private acceptNewView(nv: PNewView, checkpoint: CheckpointProof, pps: readonly PPrePrepare[]): void {
+    assert(
+      pps.length === nv.prePrepares.length && pps.every((pp, i) => pp.seq === nv.prePrepares[i]?.seq),
+      `new view ${nv.view}: expected a held batch for each re-issued seq`,
+    );
     this.view = nv.view;
     this.nvMsg = nv;
     this.pendingNv = null;
