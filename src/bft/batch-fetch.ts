@@ -47,6 +47,8 @@ export class BatchFetch {
   /** When each (peer, digest) was last served: a peer asking again within a period gets nothing. */
   private readonly served = new Map<string, number>();
   private readonly nullDigest: Uint8Array;
+  /** Since when this replica, as the leader of `target`, has held enough VIEW-CHANGEs. */
+  private waiting: { target: number; since: number } | null = null;
 
   constructor(private readonly d: BatchFetchDeps) {
     this.nullDigest = d.digests.batch(NULL_BATCH);
@@ -107,6 +109,16 @@ export class BatchFetch {
       if (batch.requests.length > 0)
         for (let peer = 0; peer < this.d.n; peer++)
           if (peer !== this.d.id) this.d.send(peer, { type: "batch", batch });
+  }
+
+  /**
+   * Called by the leader of `target` each time it holds enough VIEW-CHANGEs: whether a retransmit
+   * period has passed since the first time (see pickViewChanges).
+   */
+  waitedFor(target: number): boolean {
+    const now = this.d.now();
+    if (this.waiting?.target !== target) this.waiting = { target, since: now };
+    return now - this.waiting.since >= this.d.limits.retransmitTicks;
   }
 
   /** Whether a digest is still asked for. */

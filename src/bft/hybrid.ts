@@ -169,8 +169,6 @@ export class HybridReplica extends ReplicaCore {
   /** By seq: the leader's certificate of each PREPARE this replica committed in its slot (not its own). */
   private readonly committedCerts = new Map<number, CertifiedDigest>();
   private pendingNv: PendingNewView | null = null;
-  /** Since when this replica, leader of `target`, has had enough VIEW-CHANGEs but not their batches. */
-  private nvWait: { target: number; since: number } | null = null;
   private readonly fetch = new BatchFetch({
     id: this.id,
     n: this.n,
@@ -931,8 +929,7 @@ export class HybridReplica extends ReplicaCore {
       .filter((x) => x.vc.newView === target)
       .sort((a, b) => a.vc.replica - b.vc.replica);
     if (candidates.length < this.q.viewChange) return;
-    if (this.nvWait?.target !== target) this.nvWait = { target, since: this.now };
-    const waited = this.now - this.nvWait.since >= this.limits.retransmitTicks;
+    const waited = this.fetch.waitedFor(target);
     const picked = pickViewChanges(
       candidates,
       this.q.viewChange,

@@ -83,8 +83,6 @@ export class PbftReplica extends ReplicaCore {
   private readonly nvSent: SentLog = new Map();
   private readonly vcs = new Map<ReplicaId, PViewChange>();
   private pendingNv: PendingNewView | null = null;
-  /** Since when this replica, leader of `target`, has had enough VIEW-CHANGEs but not their batches. */
-  private nvWait: { target: number; since: number } | null = null;
   private readonly fetch = new BatchFetch({
     id: this.id,
     n: this.n,
@@ -573,8 +571,7 @@ export class PbftReplica extends ReplicaCore {
       .filter((vc) => vc.newView === target)
       .sort((a, b) => a.replica - b.replica);
     if (candidates.length < this.q.viewChange) return;
-    if (this.nvWait?.target !== target) this.nvWait = { target, since: this.now };
-    const waited = this.now - this.nvWait.since >= this.limits.retransmitTicks;
+    const waited = this.fetch.waitedFor(target);
     const vcs = pickViewChanges(candidates, this.q.viewChange, (vc) => this.vcBatchesHeld(vc), waited);
     if (!vcs) return;
     const sel = this.select(vcs);
