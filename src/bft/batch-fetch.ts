@@ -198,22 +198,29 @@ export class BatchFetch {
 }
 
 /**
- * The VIEW-CHANGEs a new leader builds its NEW-VIEW from: the first `q` (by replica), once it holds
- * their batches (`held` asks for missing ones); after it has `waited` a period for them, any `q` whose
+ * The VIEW-CHANGEs a new leader builds its NEW-VIEW from (`candidates` in replica order, the result
+ * too): its own (`own`, when it has one) and the first others, `q` in all, once it holds their batches
+ * (`held` asks for missing ones); after it has `waited` a period for them, its own and any others whose
  * batches it holds, so that a peer that names a batch and withholds it cannot stall the view change.
- * Null while neither is possible.
+ * With its own VIEW-CHANGE among them, the NEW-VIEW starts at or above the leader's checkpoint, so
+ * `held` need not ask for batches at or below it. Null while neither is possible.
  */
 export function pickViewChanges<T>(
   candidates: readonly T[],
   q: number,
   held: (x: T) => boolean,
   waited: boolean,
+  own?: T,
 ): T[] | null {
   if (candidates.length < q) return null;
+  const mine = own === undefined ? -1 : candidates.indexOf(own);
+  const all = candidates.map((_, i) => i);
+  const order = mine >= 0 ? [mine, ...all.filter((i) => i !== mine)] : all;
   const ready = candidates.map(held);
-  const first = candidates.slice(0, q);
-  if (ready.slice(0, q).every(Boolean)) return first;
-  if (!waited) return null;
-  const any = candidates.filter((_, i) => ready[i]);
-  return any.length >= q ? any.slice(0, q) : null;
+  const pick = (idx: number[]) => idx.sort((a, b) => a - b).map((i) => candidates[i] as T);
+  const first = order.slice(0, q);
+  if (first.every((i) => ready[i])) return pick(first);
+  if (!waited || (mine >= 0 && !ready[mine])) return null;
+  const any = order.filter((i) => ready[i]);
+  return any.length >= q ? pick(any.slice(0, q)) : null;
 }

@@ -373,8 +373,9 @@ export class HybridReplica extends ReplicaCore {
   }
 
   /** Whether we hold every batch a VIEW-CHANGE covers (asking its sender, then others, when not). */
-  private vcBatchesHeld(vc: HViewChange, info: VcInfo): boolean {
-    const named = [...info.covered].map(([seq, digest]) => ({ seq, digest }));
+  private vcBatchesHeld(vc: HViewChange, info: VcInfo, above: number): boolean {
+    const named: { seq: number; digest: Uint8Array }[] = [];
+    for (const [seq, digest] of info.covered) if (seq > above) named.push({ seq, digest });
     return this.fetch.resolve(named, vc.replica) !== null;
   }
 
@@ -930,12 +931,11 @@ export class HybridReplica extends ReplicaCore {
       .sort((a, b) => a.vc.replica - b.vc.replica);
     if (candidates.length < this.q.viewChange) return;
     const waited = this.fetch.waitedFor(target);
-    const picked = pickViewChanges(
-      candidates,
-      this.q.viewChange,
-      (x) => this.vcBatchesHeld(x.vc, x.info),
-      waited,
-    );
+    // Batches at or below our own VIEW-CHANGE's checkpoint are not re-issued (pickViewChanges).
+    const own = candidates.find((x) => x.vc.replica === this.id);
+    const above = own?.vc.checkpoint.seq ?? 0;
+    const held = (x: { vc: HViewChange; info: VcInfo }) => this.vcBatchesHeld(x.vc, x.info, above);
+    const picked = pickViewChanges(candidates, this.q.viewChange, held, waited, own);
     if (!picked) return;
     const sel = this.select(picked);
     const batches = this.resolveSelection(sel, this.id);

@@ -558,8 +558,10 @@ export class PbftReplica extends ReplicaCore {
    * Whether this replica holds the batches of every prepared certificate of a VIEW-CHANGE; if not, it
    * asks the sender (then the others, in turn) for the missing ones.
    */
-  private vcBatchesHeld(vc: PViewChange): boolean {
-    const named = vc.prepared.map((p) => ({ seq: p.prePrepare.seq, digest: p.prePrepare.batchDigest }));
+  private vcBatchesHeld(vc: PViewChange, above: number): boolean {
+    const named = vc.prepared
+      .filter((p) => p.prePrepare.seq > above)
+      .map((p) => ({ seq: p.prePrepare.seq, digest: p.prePrepare.batchDigest }));
     return this.fetch.resolve(named, vc.replica) !== null;
   }
 
@@ -572,7 +574,11 @@ export class PbftReplica extends ReplicaCore {
       .sort((a, b) => a.replica - b.replica);
     if (candidates.length < this.q.viewChange) return;
     const waited = this.fetch.waitedFor(target);
-    const vcs = pickViewChanges(candidates, this.q.viewChange, (vc) => this.vcBatchesHeld(vc), waited);
+    // Batches at or below our own VIEW-CHANGE's checkpoint are not re-issued (pickViewChanges).
+    const own = candidates.find((vc) => vc.replica === this.id);
+    const above = own?.checkpoint.seq ?? 0;
+    const held = (vc: PViewChange) => this.vcBatchesHeld(vc, above);
+    const vcs = pickViewChanges(candidates, this.q.viewChange, held, waited, own);
     if (!vcs) return;
     const sel = this.select(vcs);
     const pps = sel.batches.map(([seq, digest]) => {

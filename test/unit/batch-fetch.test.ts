@@ -198,5 +198,10 @@ describe("BatchFetch", () => {
     assert.deepEqual(pickViewChanges(["a", "b", "c"], 2, has, true), ["b", "c"], "then takes what it holds");
     assert.equal(pickViewChanges(["a", "b"], 2, has, true), null);
     assert.equal(pickViewChanges(["b"], 2, has, true), null);
+    // Its own VIEW-CHANGE always among them (so the NEW-VIEW starts at or above its checkpoint).
+    assert.deepEqual(pickViewChanges(["b", "c", "d"], 2, has, false, "c"), ["b", "c"]);
+    assert.equal(pickViewChanges(["a", "b", "c"], 2, has, false, "c"), null, "c and a first");
+    assert.deepEqual(pickViewChanges(["a", "b", "c"], 2, has, true, "c"), ["b", "c"]);
+    assert.equal(pickViewChanges(["a", "b", "d"], 2, has, true, "a"), null, "never without its own");
   });
 });
