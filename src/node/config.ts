@@ -7,7 +7,7 @@ import { CLOCK_PERIOD_MS_DEFAULT } from "../coord/service.ts";
 import type { TreeConfig } from "../coord/tree.ts";
 import { CERTIFY_TIMEOUT_MS_DEFAULT } from "../counter/client.ts";
 import { configFail, isHex, socketPathOk } from "../counter/config.ts";
-import { PENDING_MAX_BYTES_DEFAULT } from "../ordering/gateway.ts";
+import { GATEWAY_DEFAULTS } from "../ordering/gateway.ts";
 import { TX_BATCH_OVERHEAD_BYTES } from "../ordering/tx-batch.ts";
 import { LOG_LEVELS, type LogLevel } from "../util/log.ts";
 
@@ -114,7 +114,7 @@ export const NODE_DEFAULTS = Object.freeze({
   submitTimeoutMs: 30_000,
   pendingMax: 100_000,
   /** At least batch.absoluteMaxBytes when that is larger (withNodeDefaults). */
-  pendingMaxBytes: PENDING_MAX_BYTES_DEFAULT,
+  pendingMaxBytes: GATEWAY_DEFAULTS.pendingMaxBytes,
   coordClockPeriodMs: CLOCK_PERIOD_MS_DEFAULT,
   logLevel: "info" as LogLevel,
   memoryCheck: true,
