@@ -3,7 +3,7 @@
 
 import { quorums } from "../bft/quorum.ts";
 import type { Limits, Mode } from "../bft/types.ts";
-import { CLOCK_PERIOD_MS_DEFAULT } from "../coord/service.ts";
+import { COORD_SERVICE_DEFAULTS } from "../coord/service.ts";
 import type { TreeConfig } from "../coord/tree.ts";
 import { CERTIFY_TIMEOUT_MS_DEFAULT } from "../counter/client.ts";
 import { configFail, isHex, socketPathOk } from "../counter/config.ts";
@@ -115,7 +115,7 @@ export const NODE_DEFAULTS = Object.freeze({
   pendingMax: 100_000,
   /** At least batch.absoluteMaxBytes when that is larger (withNodeDefaults). */
   pendingMaxBytes: GATEWAY_DEFAULTS.pendingMaxBytes,
-  coordClockPeriodMs: CLOCK_PERIOD_MS_DEFAULT,
+  coordClockPeriodMs: COORD_SERVICE_DEFAULTS.clockPeriodMs,
   logLevel: "info" as LogLevel,
   memoryCheck: true,
 });
