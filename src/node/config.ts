@@ -5,7 +5,7 @@ import { quorums } from "../bft/quorum.ts";
 import type { Limits, Mode } from "../bft/types.ts";
 import { COORD_SERVICE_DEFAULTS } from "../coord/service.ts";
 import type { TreeConfig } from "../coord/tree.ts";
-import { CERTIFY_TIMEOUT_MS_DEFAULT } from "../counter/client.ts";
+import { REMOTE_COUNTER_DEFAULTS } from "../counter/client.ts";
 import { configFail, isHex, socketPathOk } from "../counter/config.ts";
 import { GATEWAY_DEFAULTS } from "../ordering/gateway.ts";
 import { TX_BATCH_OVERHEAD_BYTES } from "../ordering/tx-batch.ts";
@@ -108,7 +108,7 @@ export interface NodeConfig {
 
 /** The defaults of a replica's own settings: the one place they are written (resolveNodeConfig). */
 export const NODE_DEFAULTS = Object.freeze({
-  counterTimeoutMs: CERTIFY_TIMEOUT_MS_DEFAULT,
+  counterTimeoutMs: REMOTE_COUNTER_DEFAULTS.certifyTimeoutMs,
   sync: true,
   tickMs: 10,
   submitTimeoutMs: 30_000,
