@@ -11,7 +11,7 @@ import { DEFAULT_LIMITS, type Limits } from "../bft/types.ts";
 import { COORD_SERVICE_DEFAULTS } from "../coord/service.ts";
 import { BLOCK_CACHE_BYTES } from "../ordering/ledger.ts";
 import { DEFAULT_TRANSPORT_LIMITS } from "../transport/transport.ts";
-import { BODIES_MAX_BYTES_DEFAULT } from "./api-server.ts";
+import { API_SERVER_DEFAULTS } from "./api-server.ts";
 import { batchLimits, type ClusterConfig, type NodeConfig, withNodeDefaults } from "./config.ts";
 
 const MiB = 1024 * 1024;
@@ -78,7 +78,11 @@ export function memoryBudget(cluster: ClusterConfig, node: NodeConfig): MemoryBu
       bytes: COORD_SERVICE_DEFAULTS.queueMaxBytes,
       formula: "256 MiB",
     },
-    { name: "transaction bodies being received", bytes: BODIES_MAX_BYTES_DEFAULT, formula: "256 MiB" },
+    {
+      name: "transaction bodies being received",
+      bytes: API_SERVER_DEFAULTS.bodiesMaxBytes,
+      formula: "256 MiB",
+    },
     {
       name: "frames to and from peers",
       bytes: peers * (t.queueMaxBytes + t.frameMaxBytes),
