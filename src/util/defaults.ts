@@ -10,8 +10,13 @@ export type WithDefaults<O, D> = Omit<O, keyof D> & {
   readonly [P in keyof D]-?: P extends keyof O ? Exclude<O[P], undefined> : D[P];
 };
 
-/** `opts` over `defaults`: an option that is unset or undefined takes its default (as `opts.x ?? d` did). */
+/**
+ * A copy of `opts` in which each option of `defaults` that is unset (undefined or null) takes its default,
+ * exactly as `opts.x ?? default` would; options without a default are copied as they are.
+ */
 export function withDefaults<D extends object, O extends object>(defaults: D, opts: O): WithDefaults<O, D> {
-  const set = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
-  return { ...defaults, ...set } as WithDefaults<O, D>;
+  const set = opts as unknown as Record<string, unknown>;
+  const out: Record<string, unknown> = { ...set };
+  for (const [k, d] of Object.entries(defaults)) out[k] = set[k] ?? d;
+  return out as unknown as WithDefaults<O, D>;
 }

@@ -100,14 +100,19 @@ describe("option defaults", () => {
     );
   });
 
-  it("withDefaults fills unset and undefined options and keeps set ones", () => {
-    const r = withDefaults({ a: 1, b: "x", c: true }, { a: 5, b: undefined } as {
+  it("withDefaults fills unset, undefined and null options as `??` would and keeps the rest", () => {
+    const opts = { a: 5, b: undefined, c: null, e: 0, g: null } as unknown as {
       a?: number;
       b?: string;
       c?: boolean;
       d?: number;
-    });
-    assert.deepEqual(r, { a: 5, b: "x", c: true });
+      e?: number;
+      g?: number | null;
+    };
+    const r = withDefaults({ a: 1, b: "x", c: true, e: 7 }, opts);
+    assert.deepEqual(r, { a: 5, b: "x", c: true, e: 0, g: null });
     assert.ok(!("d" in r), "an option without a default stays unset");
+    assert.ok(r !== (opts as object), "the options are copied, not changed");
+    assert.equal(opts.b, undefined);
   });
 });
