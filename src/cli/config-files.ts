@@ -20,6 +20,7 @@ import {
   validateCounter,
   validateNode,
 } from "../node/config.ts";
+import { withDefaults } from "../util/defaults.ts";
 import { CliError } from "./errors.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -106,6 +107,14 @@ export interface InitOptions {
   readonly force?: boolean;
 }
 
+/** `orderer init`'s defaults (see InitOptions; the command's options show them): the one place they are written. */
+export const INIT_DEFAULTS = Object.freeze({
+  name: "orderer",
+  /** The first libp2p and API ports (one per replica on one host). */
+  p2pPort: 7050,
+  apiPort: 8080,
+}) satisfies Partial<InitOptions>;
+
 export interface InitResult {
   readonly clusterFile: string;
   readonly nodeFiles: string[];
@@ -126,7 +135,8 @@ export function faultsFor(mode: Mode, nodes: number): number {
 }
 
 /** Generates keys and writes cluster.jsonc and node-<i>.jsonc into `out`. */
-export function initCluster(o: InitOptions): InitResult {
+export function initCluster(options: InitOptions): InitResult {
+  const o = withDefaults(INIT_DEFAULTS, options);
   const f = faultsFor(o.mode, o.nodes);
   const out = resolve(o.out);
   const clusterFile = join(out, "cluster.jsonc");
@@ -146,13 +156,13 @@ export function initCluster(o: InitOptions): InitResult {
       "BAD_ARGUMENT",
       "--transport rdma: the shm provider connects replicas of one host only",
     );
-  const p2pPort = (i: number) => o.ports?.p2p[i] ?? (o.p2pPort ?? 7050) + (sameHost ? i : 0);
-  const apiPort = (i: number) => o.ports?.api[i] ?? (o.apiPort ?? 8080) + (sameHost ? i : 0);
+  const p2pPort = (i: number) => o.ports?.p2p[i] ?? o.p2pPort + (sameHost ? i : 0);
+  const apiPort = (i: number) => o.ports?.api[i] ?? o.apiPort + (sameHost ? i : 0);
   const seeds = Array.from({ length: o.nodes }, () => randomBytes(32));
   const hybrid = o.mode === "hybrid";
   const counterSeeds = Array.from({ length: o.nodes }, () => randomBytes(32));
   const cluster: ClusterConfig = {
-    name: o.name ?? "orderer",
+    name: o.name,
     mode: o.mode,
     f,
     replicas: seeds.map((s, i) => ({

@@ -4,11 +4,13 @@
 // (client.ts) puts the ZooKeeper API on top. Bundled for browsers: no Node built-in here.
 
 import { toBase64 } from "../ordering/block.ts";
+import { withDefaults } from "../util/defaults.ts";
 import { loadWebSocket, type WebSocketCtor, type WebSocketLike, wsBase } from "../util/websocket.ts";
 import {
+  COORD_CLIENT_DEFAULTS,
   type CoordClientOptions,
   type EventType,
-  nobleSigner,
+  type ResolvedCoordClientOptions,
   type SessionState,
   type Signer,
 } from "./client-options.ts";
@@ -33,7 +35,7 @@ function hexToBytes(h: string): Uint8Array {
 }
 
 export abstract class CoordConnection {
-  protected readonly o: CoordClientOptions;
+  protected readonly o: ResolvedCoordClientOptions;
   protected readonly signer: Signer;
   protected readonly key: { publicKey: Uint8Array; privateKey: Uint8Array };
   private ws: WebSocketLike | null = null;
@@ -59,8 +61,8 @@ export abstract class CoordConnection {
   protected dataMax = 1024 * 1024;
 
   protected constructor(o: CoordClientOptions) {
-    this.o = o;
-    this.signer = o.signer ?? nobleSigner;
+    this.o = withDefaults(COORD_CLIENT_DEFAULTS, o);
+    this.signer = this.o.signer;
     this.key = this.signer.generate();
     this.urlIndex = o.startAt ?? Math.floor(Math.random() * o.urls.length);
   }
@@ -167,7 +169,7 @@ export abstract class CoordConnection {
       let settled = false;
       const handshakeTimer = setTimeout(
         () => fail(new CoordError("CONNECTIONLOSS", `no handshake from ${url}`)),
-        Math.max(2000, this.o.sessionTimeoutMs ?? 10_000),
+        Math.max(2000, this.o.sessionTimeoutMs),
       );
       const fail = (e: Error) => {
         if (settled) return;
@@ -203,7 +205,7 @@ export abstract class CoordConnection {
               body: {
                 kind: OpKind.CREATE_SESSION,
                 publicKey: this.key.publicKey,
-                timeoutMs: this.o.sessionTimeoutMs ?? 10_000,
+                timeoutMs: this.o.sessionTimeoutMs,
                 nonce: crypto.getRandomValues(new Uint8Array(16)),
               },
             });

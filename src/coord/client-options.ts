@@ -3,6 +3,7 @@
 // bundled for browsers like the client, so no Node built-in here.
 
 import { ed25519 } from "@noble/curves/ed25519.js";
+import type { WithDefaults } from "../util/defaults.ts";
 import type { WebSocketCtor } from "../util/websocket.ts";
 import type { ZkCode } from "./errors.ts";
 import type { CreateModeValue } from "./ops.ts";
@@ -59,6 +60,17 @@ export interface CoordClientOptions {
   /** Index of the first replica to try (default: random). */
   readonly startAt?: number;
 }
+
+/** The coordination client's option defaults (see CoordClientOptions): the one place they are written. */
+export const COORD_CLIENT_DEFAULTS = Object.freeze({
+  sessionTimeoutMs: 10_000,
+  maxOutstandingWrites: 128,
+  bundleWrites: true,
+  signer: nobleSigner,
+}) satisfies Partial<CoordClientOptions>;
+
+/** CoordClientOptions with every default filled in (the client resolves them when it is made). */
+export type ResolvedCoordClientOptions = WithDefaults<CoordClientOptions, typeof COORD_CLIENT_DEFAULTS>;
 
 export type MultiOp =
   | { type: "create"; path: string; data?: Uint8Array | string; mode?: CreateModeValue; ttlMs?: number }

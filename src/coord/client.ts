@@ -17,6 +17,7 @@
 // session and request tracking), client-watches.ts (the watchers). No Node built-in in any of them.
 
 import { fromBase64, toBase64 } from "../ordering/block.ts";
+import { withDefaults } from "../util/defaults.ts";
 import { CoordConnection } from "./client-connection.ts";
 import type { CoordClientOptions, MultiOp, MultiResult, Watcher } from "./client-options.ts";
 import { CoordError, type ZkCode } from "./errors.ts";
@@ -38,6 +39,7 @@ import { pathProblem } from "./path.ts";
 import type { Stat } from "./tree.ts";
 
 export {
+  COORD_CLIENT_DEFAULTS,
   type CoordClientOptions,
   type EventType,
   type MultiOp,
@@ -57,6 +59,9 @@ const afterIo: (f: () => void) => void =
   typeof globalThis.setImmediate === "function" ? (f) => globalThis.setImmediate(f) : (f) => setTimeout(f, 0);
 const bytesOf = (d: Uint8Array | string | undefined): Uint8Array =>
   d === undefined ? new Uint8Array(0) : typeof d === "string" ? TEXT.encode(d) : d;
+
+/** The defaults of a write's optional arguments: a persistent node, no TTL, any version (-1). */
+export const WRITE_DEFAULTS = Object.freeze({ mode: CreateMode.PERSISTENT, ttlMs: 0, version: -1 });
 
 export class CoordClient extends CoordConnection {
   private nextId = 1;
@@ -85,19 +90,20 @@ export class CoordClient extends CoordConnection {
     data?: Uint8Array | string,
     opts: { mode?: CreateModeValue; ttlMs?: number } = {},
   ): Promise<string> {
-    const mode = opts.mode ?? CreateMode.PERSISTENT;
-    const r = await this.write(
-      { kind: OpKind.CREATE, path, data: bytesOf(data), mode, ttlMs: opts.ttlMs ?? 0 },
-      path,
-    );
+    const { mode, ttlMs } = withDefaults(WRITE_DEFAULTS, opts);
+    const r = await this.write({ kind: OpKind.CREATE, path, data: bytesOf(data), mode, ttlMs }, path);
     return r.path as string;
   }
 
-  async delete(path: string, version = -1): Promise<void> {
+  async delete(path: string, version: number = WRITE_DEFAULTS.version): Promise<void> {
     await this.write({ kind: OpKind.DELETE, path, version }, path);
   }
 
-  async setData(path: string, data: Uint8Array | string, version = -1): Promise<Stat> {
+  async setData(
+    path: string,
+    data: Uint8Array | string,
+    version: number = WRITE_DEFAULTS.version,
+  ): Promise<Stat> {
     const r = await this.write({ kind: OpKind.SET_DATA, path, data: bytesOf(data), version }, path);
     return r.stat as Stat;
   }
@@ -116,13 +122,18 @@ export class CoordClient extends CoordConnection {
             kind: OpKind.CREATE,
             path: op.path,
             data: bytesOf(op.data),
-            mode: op.mode ?? 0,
-            ttlMs: op.ttlMs ?? 0,
+            mode: op.mode ?? WRITE_DEFAULTS.mode,
+            ttlMs: op.ttlMs ?? WRITE_DEFAULTS.ttlMs,
           };
         case "delete":
-          return { kind: OpKind.DELETE, path: op.path, version: op.version ?? -1 };
+          return { kind: OpKind.DELETE, path: op.path, version: op.version ?? WRITE_DEFAULTS.version };
         case "setData":
-          return { kind: OpKind.SET_DATA, path: op.path, data: bytesOf(op.data), version: op.version ?? -1 };
+          return {
+            kind: OpKind.SET_DATA,
+            path: op.path,
+            data: bytesOf(op.data),
+            version: op.version ?? WRITE_DEFAULTS.version,
+          };
         default:
           return { kind: OpKind.CHECK, path: op.path, version: op.version };
       }
@@ -245,7 +256,7 @@ export class CoordClient extends CoordConnection {
           );
         });
       };
-      if (this.writesOut < (this.o.maxOutstandingWrites ?? 128)) go();
+      if (this.writesOut < this.o.maxOutstandingWrites) go();
       else this.backlog.push({ go, reject });
     });
   }
@@ -265,7 +276,7 @@ export class CoordClient extends CoordConnection {
     this.sealScheduled = false;
     const all = this.unsigned;
     this.unsigned = [];
-    const per = this.o.bundleWrites === false ? 1 : BUNDLE_OPS_MAX;
+    const per = this.o.bundleWrites ? BUNDLE_OPS_MAX : 1;
     for (let i = 0; i < all.length; i += per) {
       const chunk = all.slice(i, i + per);
       if (chunk.length === 1) {

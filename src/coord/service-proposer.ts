@@ -4,7 +4,7 @@
 // session (deferred: proposed again, or answered with an error).
 
 import { ENTRY_HEADER_BYTES, ENTRY_OP_OVERHEAD, encodeEntry, OpKind } from "./ops.ts";
-import { type CoordServiceOptions, type PendingOp, QUEUE_MAX_BYTES_DEFAULT } from "./service-types.ts";
+import type { PendingOp, ResolvedCoordServiceOptions } from "./service-types.ts";
 import type { Effect, ZTree } from "./tree.ts";
 
 interface InFlight {
@@ -53,7 +53,7 @@ export class EntryProposer {
   private stopped = false;
 
   constructor(
-    private readonly o: CoordServiceOptions,
+    private readonly o: ResolvedCoordServiceOptions,
     private readonly tree: ZTree,
     private readonly now: () => number,
     private readonly stats: ProposerStats,
@@ -84,10 +84,7 @@ export class EntryProposer {
 
   /** Whether this replica holds too much already to take `p` (its queue or its bytes). */
   full(p: PendingOp): boolean {
-    return (
-      this.queue.length >= (this.o.queueMax ?? 100_000) ||
-      this.proposedBytes + p.bytes > (this.o.queueMaxBytes ?? QUEUE_MAX_BYTES_DEFAULT)
-    );
+    return this.queue.length >= this.o.queueMax || this.proposedBytes + p.bytes > this.o.queueMaxBytes;
   }
 
   /** The highest cxid of the session queued here (0: none). */
@@ -147,7 +144,7 @@ export class EntryProposer {
 
   /** Proposes entries while there is something to propose and room in the core. */
   private flush(clockOnly: boolean): void {
-    const max = this.o.inFlightMax ?? 8;
+    const max = this.o.inFlightMax;
     const budget = this.o.entryMaxBytes - ENTRY_HEADER_BYTES;
     while (this.inFlight.size < max && (this.queue.length > 0 || this.pings.size > 0 || clockOnly)) {
       clockOnly = false;
@@ -216,7 +213,7 @@ export class EntryProposer {
   retryDeferred(): void {
     if (this.deferred.size === 0) return;
     const now = this.now();
-    const timeout = this.o.inFlightTimeoutMs ?? 5000;
+    const timeout = this.o.inFlightTimeoutMs;
     for (const [key, { p, sinceMs }] of this.deferred) {
       const s = this.tree.session(p.sessionId);
       if (!s || s.lastCxid >= p.cxid) {
@@ -244,7 +241,7 @@ export class EntryProposer {
    */
   onTimer(now: number, period: number): void {
     // Entries the core lost (e.g. across a view change): their operations are proposed again.
-    const timeout = this.o.inFlightTimeoutMs ?? 5000;
+    const timeout = this.o.inFlightTimeoutMs;
     for (const [reqNo, f] of this.inFlight) {
       if (now - f.sentMs < timeout) continue;
       this.inFlight.delete(reqNo);

@@ -26,7 +26,7 @@ export class ReadServer {
   constructor(
     private readonly tree: ZTree,
     private readonly now: () => number,
-    private readonly readWaitMs: number | undefined,
+    private readonly readWaitMs: number,
     connWatchesMax: number,
     private readonly host: ReadHost,
   ) {
@@ -50,7 +50,7 @@ export class ReadServer {
       return;
     }
     c.reads++;
-    this.waiters.push({ conn: c, need, deadline: this.now() + (this.readWaitMs ?? 10_000), run: fn });
+    this.waiters.push({ conn: c, need, deadline: this.now() + this.readWaitMs, run: fn });
   }
 
   /** Runs the waiting reads this replica can now serve (none while a block is half-announced). */

@@ -3,6 +3,7 @@
 // public ones.
 
 import type { ClientRequest } from "../bft/types.ts";
+import type { WithDefaults } from "../util/defaults.ts";
 import type { HashFn, SignedOp } from "./ops.ts";
 import type { Effect, VerifyFn, ZTree } from "./tree.ts";
 
@@ -39,13 +40,31 @@ export interface CoordServiceOptions {
   readonly connWritesMax?: number;
   /** Operations queued for proposal at this replica (default 100 000). */
   readonly queueMax?: number;
-  /** Bytes of the operations queued, in flight or deferred here (default QUEUE_MAX_BYTES_DEFAULT). */
+  /** Bytes of the operations queued, in flight or deferred here (default 256 MiB). */
   readonly queueMaxBytes?: number;
   /** Watches one connection may hold (default 100 000). */
   readonly connWatchesMax?: number;
   /** Connections at once (default 10 000). */
   readonly connectionsMax?: number;
 }
+
+/** The service's option defaults (see CoordServiceOptions): the one place they are written. */
+export const COORD_SERVICE_DEFAULTS = Object.freeze({
+  /** How often a replica proposes its clock while sessions or TTL/container nodes exist (ms). */
+  clockPeriodMs: 250,
+  readWaitMs: 10_000,
+  inFlightMax: 8,
+  inFlightTimeoutMs: 5000,
+  connWritesMax: 1024,
+  queueMax: 100_000,
+  /** Bytes of operations a replica holds for proposal (queued, in flight, deferred). */
+  queueMaxBytes: 256 * 1024 * 1024,
+  connWatchesMax: 100_000,
+  connectionsMax: 10_000,
+}) satisfies Partial<CoordServiceOptions>;
+
+/** CoordServiceOptions with every default filled in (CoordService resolves them). */
+export type ResolvedCoordServiceOptions = WithDefaults<CoordServiceOptions, typeof COORD_SERVICE_DEFAULTS>;
 
 export interface CoordConn {
   readonly io: CoordSocket;
@@ -72,9 +91,6 @@ export interface PendingOp {
   readonly bytes: number;
   attempts: number;
 }
-
-/** Bytes of operations a replica holds for proposal (queued, in flight, deferred), by default. */
-export const QUEUE_MAX_BYTES_DEFAULT = 256 * 1024 * 1024;
 
 /** What prepare() hands to written(): the effects of each applied block and which of our entries it held. */
 export interface AppliedBlocks {

@@ -14,6 +14,7 @@
 // service-proposer.ts (queueing and proposing entries), service-reads.ts (reads and watches).
 
 import { toHex } from "../bft/bytes.ts";
+import { withDefaults } from "../util/defaults.ts";
 import type { ZkCode } from "./errors.ts";
 import { isCoordEntry, OpKind, resumeSigningBytes, verifySignedOp } from "./ops.ts";
 import { EntryProposer } from "./service-proposer.ts";
@@ -21,24 +22,23 @@ import { ReadServer } from "./service-reads.ts";
 import {
   type AppliedBlocks,
   COORD_PROTOCOL,
+  COORD_SERVICE_DEFAULTS,
   type CoordConn,
   type CoordServiceOptions,
   type CoordSocket,
   type PendingOp,
+  type ResolvedCoordServiceOptions,
 } from "./service-types.ts";
 import { b64, entryHeader, opBytes, resultJson, signedOpOf } from "./service-wire.ts";
 import type { Effect, ZTree } from "./tree.ts";
 
-/** How often a replica proposes its clock while sessions or TTL/container nodes exist (ms). */
-export const CLOCK_PERIOD_MS_DEFAULT = 250;
-
 export {
   type AppliedBlocks,
   COORD_PROTOCOL,
+  COORD_SERVICE_DEFAULTS,
   type CoordConn,
   type CoordServiceOptions,
   type CoordSocket,
-  QUEUE_MAX_BYTES_DEFAULT,
 } from "./service-types.ts";
 export { entryHeader, resultJson } from "./service-wire.ts";
 
@@ -47,7 +47,7 @@ const IDLE_TIMER_MS = 1000;
 
 export class CoordService {
   readonly tree: ZTree;
-  private readonly o: CoordServiceOptions;
+  private readonly o: ResolvedCoordServiceOptions;
   private readonly now: () => number;
   private readonly conns = new Set<CoordConn>();
   private readonly bySession = new Map<number, CoordConn>();
@@ -72,15 +72,15 @@ export class CoordService {
   };
 
   constructor(o: CoordServiceOptions) {
-    this.o = o;
+    this.o = withDefaults(COORD_SERVICE_DEFAULTS, o);
     this.tree = o.tree;
     this.now = o.now ?? Date.now;
-    this.reads = new ReadServer(this.tree, this.now, o.readWaitMs, o.connWatchesMax ?? 100_000, {
+    this.reads = new ReadServer(this.tree, this.now, this.o.readWaitMs, this.o.connWatchesMax, {
       send: (c, msg) => this.send(c, msg),
       fail: (c, id, code, message) => this.fail(c, id, code, message),
       applying: () => this.applying,
     });
-    this.proposer = new EntryProposer(o, this.tree, this.now, this.stats, {
+    this.proposer = new EntryProposer(this.o, this.tree, this.now, this.stats, {
       hasSession: (sessionId) => this.bySession.has(sessionId),
       pong: (sessionId, seq) => {
         const c = this.bySession.get(sessionId);
@@ -100,7 +100,7 @@ export class CoordService {
    */
   private scheduleTimer(): void {
     if (this.stopped) return;
-    const period = this.o.clockPeriodMs ?? CLOCK_PERIOD_MS_DEFAULT;
+    const period = this.o.clockPeriodMs;
     let delay = Math.max(10, Math.floor(period / 2));
     const busy = this.conns.size > 0 || this.proposer.busy || this.reads.waiting > 0;
     if (!busy) delay = Math.max(delay, Math.min(IDLE_TIMER_MS, this.tree.timeDeadlineMs() - this.now()));
@@ -174,7 +174,7 @@ export class CoordService {
   // ------------------------------------------------------------------ connections
 
   open(io: CoordSocket, nonce: Uint8Array): CoordConn | null {
-    if (this.stopped || this.conns.size >= (this.o.connectionsMax ?? 10_000)) {
+    if (this.stopped || this.conns.size >= this.o.connectionsMax) {
       io.close(1013, "too many connections");
       return null;
     }
@@ -382,7 +382,7 @@ export class CoordService {
       this.proposer.ping(p);
       return;
     }
-    if (c.waiting.size >= (this.o.connWritesMax ?? 1024) || this.proposer.full(p)) {
+    if (c.waiting.size >= this.o.connWritesMax || this.proposer.full(p)) {
       this.stats.refused++;
       return this.fail(c, id, "THROTTLEDOP", "too many operations waiting; slow down");
     }
@@ -422,7 +422,7 @@ export class CoordService {
   private onTimer(): void {
     if (this.stopped) return;
     const now = this.now();
-    this.proposer.onTimer(now, this.o.clockPeriodMs ?? CLOCK_PERIOD_MS_DEFAULT);
+    this.proposer.onTimer(now, this.o.clockPeriodMs);
     // A client silent for its whole session timeout is gone from this replica's point of view.
     for (const c of [...this.conns]) {
       const limit = c.sessionId ? c.timeoutMs : 30_000;

@@ -16,6 +16,7 @@ import {
   valuesEqual,
   ZERO_VALUE,
 } from "../bft/trusted.ts";
+import { type WithDefaults, withDefaults } from "../util/defaults.ts";
 import { CounterLinkError } from "./errors.ts";
 import {
   C_BUSY,
@@ -51,9 +52,6 @@ import {
 /** What a call's read returns when the connection was lost meanwhile (the call is tried once more). */
 const LOST = null;
 
-/** How long one certification may take before the counter counts as unavailable. */
-export const CERTIFY_TIMEOUT_MS_DEFAULT = 5000;
-
 export interface RemoteCounterOptions {
   readonly socketPath: string;
   readonly id: number;
@@ -63,10 +61,18 @@ export interface RemoteCounterOptions {
   readonly replicaSeed: Uint8Array;
   /** How long to wait for the counter process to come up (default 10 s). */
   readonly connectTimeoutMs?: number;
+  /** How long one certification may take before the counter counts as unavailable (default 5 s). */
   readonly certifyTimeoutMs?: number;
   /** Called once when the link fails for good (the counter is unreachable or misbehaves). */
   readonly onBroken?: (err: CounterLinkError) => void;
 }
+
+/** The counter link's option defaults (see RemoteCounterOptions): the one place they are written. */
+export const REMOTE_COUNTER_DEFAULTS = Object.freeze({
+  connectTimeoutMs: 10_000,
+  certifyTimeoutMs: 5000,
+}) satisfies Partial<RemoteCounterOptions>;
+type ResolvedOptions = WithDefaults<RemoteCounterOptions, typeof REMOTE_COUNTER_DEFAULTS>;
 
 const PKCS8_ED25519_PREFIX = Uint8Array.from([
   0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
@@ -93,7 +99,7 @@ export class RemoteCounter implements TrustedCounter {
   readonly stats = { calls: 0, totalMs: 0 };
 
   private constructor(
-    private readonly o: RemoteCounterOptions,
+    private readonly o: ResolvedOptions,
     private readonly worker: Worker,
     ctrlBuffer: SharedArrayBuffer,
     keyBuffer: SharedArrayBuffer,
@@ -102,11 +108,12 @@ export class RemoteCounter implements TrustedCounter {
     this.ctrl = new Int32Array(ctrlBuffer);
     this.sharedKey = new Uint8Array(keyBuffer);
     this.paths = fifoPaths(o.socketPath);
-    Atomics.store(this.ctrl, C_TIMEOUT_MS, o.certifyTimeoutMs ?? CERTIFY_TIMEOUT_MS_DEFAULT);
+    Atomics.store(this.ctrl, C_TIMEOUT_MS, o.certifyTimeoutMs);
   }
 
   /** Connects (waiting for the counter process up to connectTimeoutMs) and learns the counters' values. */
-  static async open(o: RemoteCounterOptions): Promise<RemoteCounter> {
+  static async open(options: RemoteCounterOptions): Promise<RemoteCounter> {
+    const o = withDefaults(REMOTE_COUNTER_DEFAULTS, options);
     const ctrlBuffer = new SharedArrayBuffer(CTRL_WORDS * 4);
     const keyBuffer = new SharedArrayBuffer(SESSION_KEY_BYTES);
     const pkcs8 = new Uint8Array(PKCS8_ED25519_PREFIX.length + 32);
@@ -123,10 +130,7 @@ export class RemoteCounter implements TrustedCounter {
         keyBuffer,
         // The watchdog looks 20 times per timeout (at least every 50 ms, at most every 250 ms): an idle
         // replica's link thread wakes 4 times a second, not 20.
-        watchMs: Math.min(
-          250,
-          Math.max(50, Math.floor((o.certifyTimeoutMs ?? CERTIFY_TIMEOUT_MS_DEFAULT) / 20)),
-        ),
+        watchMs: Math.min(250, Math.max(50, Math.floor(o.certifyTimeoutMs / 20))),
       },
       execArgv: [],
     });
@@ -142,7 +146,7 @@ export class RemoteCounter implements TrustedCounter {
       };
       worker.on("message", onMessage);
       worker.once("error", reject);
-      worker.postMessage({ type: "connect", timeoutMs: o.connectTimeoutMs ?? 10_000 });
+      worker.postMessage({ type: "connect", timeoutMs: o.connectTimeoutMs });
     }).catch(async (err) => {
       await worker.terminate();
       throw err;
@@ -182,11 +186,7 @@ export class RemoteCounter implements TrustedCounter {
     const reqId = this.reqId;
     const body = encodeRequest({ reqId, op, counter, value, digest }).subarray(4);
     const started = performance.now();
-    const reply = this.roundTrip(
-      body,
-      reqId,
-      started + (this.o.certifyTimeoutMs ?? CERTIFY_TIMEOUT_MS_DEFAULT),
-    );
+    const reply = this.roundTrip(body, reqId, started + this.o.certifyTimeoutMs);
     this.stats.calls++;
     this.stats.totalMs += performance.now() - started;
     const r = decodeReply(reply);

@@ -38,8 +38,14 @@ export interface CounterConfig {
    * hands dataDir to that user, and drops root before it opens anything else.
    */
   readonly user?: string;
+  /** Structured log level (default "info"). */
   readonly logLevel?: LogLevel;
 }
+
+/** A counter's setting defaults (see CounterConfig): the one place they are written. */
+export const COUNTER_DEFAULTS = Object.freeze({
+  logLevel: "info" as LogLevel,
+}) satisfies Partial<CounterConfig>;
 
 export function validateCounter(c: CounterConfig): void {
   if (!c || typeof c !== "object") fail("counter", "must be an object");

@@ -4,8 +4,9 @@ import { execFileSync } from "node:child_process";
 import { chownSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
+import { withDefaults } from "../util/defaults.ts";
 import { createLogger } from "../util/log.ts";
-import { type CounterConfig, validateCounter } from "./config.ts";
+import { COUNTER_DEFAULTS, type CounterConfig, validateCounter } from "./config.ts";
 import { CounterStoreError } from "./errors.ts";
 import { CounterServer } from "./server.ts";
 import { CounterStore } from "./store.ts";
@@ -23,9 +24,10 @@ const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s, "hex"));
 export const COUNTER_V8_FLAGS = "--interrupt-budget=4000";
 
 /** Runs the counter until SIGTERM/SIGINT; resolves once it has closed. */
-export async function runCounter(c: CounterConfig, onReady?: () => void): Promise<void> {
-  validateCounter(c);
-  const logger = createLogger(c.logLevel ?? "info", { counter: c.id });
+export async function runCounter(config: CounterConfig, onReady?: () => void): Promise<void> {
+  validateCounter(config);
+  const c = withDefaults(COUNTER_DEFAULTS, config);
+  const logger = createLogger(c.logLevel, { counter: c.id });
   if (c.user !== undefined) dropPrivileges(c.user, c.dataDir);
   setFlagsFromString(COUNTER_V8_FLAGS);
   const srv = await CounterServer.start({

@@ -13,17 +13,18 @@
 // The routes live in api/, one file per family, and share an ApiContext (api/context.ts).
 
 import uWS from "uWebSockets.js";
+import { withDefaults } from "../util/defaults.ts";
 import { OrdererError } from "../util/errors.ts";
 import { adminRoutes, fallbackRoute } from "./api/admin-routes.ts";
 import { ApiContext, type Ws } from "./api/context.ts";
 import { coordSocket } from "./api/coord-socket.ts";
 import { deliverSocket } from "./api/deliver-socket.ts";
-import type { ApiServerOptions } from "./api/options.ts";
+import { API_SERVER_DEFAULTS, type ApiServerOptions, type ResolvedApiServerOptions } from "./api/options.ts";
 import { submitSocket } from "./api/submit-socket.ts";
 import { transactionRoutes } from "./api/transaction-routes.ts";
 
 export type { DeliverBehavior, SeekRequest } from "./api/deliver-socket.ts";
-export { type ApiServerOptions, BODIES_MAX_BYTES_DEFAULT } from "./api/options.ts";
+export { API_SERVER_DEFAULTS, type ApiServerOptions } from "./api/options.ts";
 export { receiptText, receiptToJson } from "./api/receipts.ts";
 
 export class ApiServerError extends OrdererError<"NATIVE_UWS_MISSING" | "LISTEN_FAILED"> {
@@ -47,7 +48,7 @@ export function assertNativeUws(mod: unknown = uWS): void {
 }
 
 export class ApiServer {
-  private readonly o: ApiServerOptions;
+  private readonly o: ResolvedApiServerOptions;
   private readonly ctx: ApiContext;
   private listenSocket: uWS.us_listen_socket | null = null;
   private app: uWS.TemplatedApp | null = null;
@@ -57,8 +58,8 @@ export class ApiServer {
   onInternalError: (err: unknown) => void = () => {};
 
   constructor(o: ApiServerOptions) {
-    this.o = o;
-    this.ctx = new ApiContext(o, this.stats, (err) => this.onInternalError(err));
+    this.o = withDefaults(API_SERVER_DEFAULTS, o);
+    this.ctx = new ApiContext(this.o, this.stats, (err) => this.onInternalError(err));
   }
 
   get port(): number {

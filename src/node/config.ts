@@ -3,13 +3,15 @@
 
 import { quorums } from "../bft/quorum.ts";
 import type { Limits, Mode } from "../bft/types.ts";
-import { CLOCK_PERIOD_MS_DEFAULT } from "../coord/service.ts";
-import type { TreeConfig } from "../coord/tree.ts";
-import { CERTIFY_TIMEOUT_MS_DEFAULT } from "../counter/client.ts";
+import { COORD_SERVICE_DEFAULTS } from "../coord/service.ts";
+import { TREE_DEFAULTS, type TreeConfig } from "../coord/tree.ts";
+import { REMOTE_COUNTER_DEFAULTS } from "../counter/client.ts";
 import { configFail, isHex, socketPathOk } from "../counter/config.ts";
-import { PENDING_MAX_BYTES_DEFAULT } from "../ordering/gateway.ts";
+import { GATEWAY_DEFAULTS } from "../ordering/gateway.ts";
 import { TX_BATCH_OVERHEAD_BYTES } from "../ordering/tx-batch.ts";
+import { withDefaults } from "../util/defaults.ts";
 import { LOG_LEVELS, type LogLevel } from "../util/log.ts";
+import { HOST_DEFAULTS } from "./host.ts";
 
 export { type CounterConfig, validateCounter } from "../counter/config.ts";
 export { LOG_LEVELS, type LogLevel };
@@ -108,14 +110,14 @@ export interface NodeConfig {
 
 /** The defaults of a replica's own settings: the one place they are written (resolveNodeConfig). */
 export const NODE_DEFAULTS = Object.freeze({
-  counterTimeoutMs: CERTIFY_TIMEOUT_MS_DEFAULT,
+  counterTimeoutMs: REMOTE_COUNTER_DEFAULTS.certifyTimeoutMs,
   sync: true,
-  tickMs: 10,
+  tickMs: HOST_DEFAULTS.tickMs,
   submitTimeoutMs: 30_000,
   pendingMax: 100_000,
   /** At least batch.absoluteMaxBytes when that is larger (withNodeDefaults). */
-  pendingMaxBytes: PENDING_MAX_BYTES_DEFAULT,
-  coordClockPeriodMs: CLOCK_PERIOD_MS_DEFAULT,
+  pendingMaxBytes: GATEWAY_DEFAULTS.pendingMaxBytes,
+  coordClockPeriodMs: COORD_SERVICE_DEFAULTS.clockPeriodMs,
   logLevel: "info" as LogLevel,
   memoryCheck: true,
 });
@@ -196,10 +198,10 @@ export function validateCluster(c: ClusterConfig): void {
       "sessionTimeoutMaxMs",
     ] as const)
       if (z[k] !== undefined) posInt(z[k], `coord.${k}`);
-    if ((z.dataMaxBytes ?? 0) > b.absoluteMaxBytes - 4096)
+    if (z.dataMaxBytes !== undefined && z.dataMaxBytes > b.absoluteMaxBytes - 4096)
       fail("coord.dataMaxBytes", "must leave 4 KiB of batch.absoluteMaxBytes for the operation around it");
-    if ((z.sessionTimeoutMinMs ?? 2000) > (z.sessionTimeoutMaxMs ?? 120_000))
-      fail("coord.sessionTimeoutMinMs", "must not exceed coord.sessionTimeoutMaxMs");
+    const { sessionTimeoutMinMs: min, sessionTimeoutMaxMs: max } = withDefaults(TREE_DEFAULTS, z);
+    if (min > max) fail("coord.sessionTimeoutMinMs", "must not exceed coord.sessionTimeoutMaxMs");
   }
 }
 
@@ -212,7 +214,7 @@ export function treeConfig(c: ClusterConfig): TreeConfig {
     ...c.coord,
     dataMaxBytes: Math.max(
       0,
-      Math.min(c.coord?.dataMaxBytes ?? 1024 * 1024, c.batch.absoluteMaxBytes - 4096),
+      Math.min(c.coord?.dataMaxBytes ?? TREE_DEFAULTS.dataMaxBytes, c.batch.absoluteMaxBytes - 4096),
     ),
   };
 }

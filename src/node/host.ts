@@ -17,6 +17,7 @@ import type {
 import type { LevelStore, RawOp } from "../storage/level-store.ts";
 import { decodeMessage, encodeMessage } from "../transport/codec.ts";
 import type { Transport } from "../transport/transport.ts";
+import { withDefaults } from "../util/defaults.ts";
 import type { StageTrace } from "../util/trace.ts";
 
 /** An application fed by the total order (the ledger), driven in lockstep with the core's Readys. */
@@ -60,6 +61,9 @@ export interface HostOptions {
   readonly onSentBeforeDurable?: (seqs: readonly number[]) => void;
 }
 
+/** The host's option defaults (see HostOptions): the one place they are written. */
+export const HOST_DEFAULTS = Object.freeze({ tickMs: 10 }) satisfies Partial<HostOptions>;
+
 /** Messages a Ready may send before it is written: the hybrid votes, whose value the counter pinned. */
 const sentBeforeDurable = (o: Outgoing): boolean => o.msg.type === "h-prepare" || o.msg.type === "h-commit";
 
@@ -96,7 +100,7 @@ export class ReplicaHost {
 
   constructor(o: HostOptions) {
     this.o = o;
-    this.tickMs = o.tickMs ?? 10;
+    this.tickMs = withDefaults(HOST_DEFAULTS, o).tickMs;
   }
 
   get core(): ReplicaCore {

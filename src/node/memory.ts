@@ -8,10 +8,10 @@ import { readFileSync } from "node:fs";
 import { totalmem } from "node:os";
 import { ConfigError } from "../bft/errors.ts";
 import { DEFAULT_LIMITS, type Limits } from "../bft/types.ts";
-import { QUEUE_MAX_BYTES_DEFAULT } from "../coord/service.ts";
+import { COORD_SERVICE_DEFAULTS } from "../coord/service.ts";
 import { BLOCK_CACHE_BYTES } from "../ordering/ledger.ts";
 import { DEFAULT_TRANSPORT_LIMITS } from "../transport/transport.ts";
-import { BODIES_MAX_BYTES_DEFAULT } from "./api-server.ts";
+import { API_SERVER_DEFAULTS } from "./api-server.ts";
 import { batchLimits, type ClusterConfig, type NodeConfig, withNodeDefaults } from "./config.ts";
 
 const MiB = 1024 * 1024;
@@ -75,10 +75,14 @@ export function memoryBudget(cluster: ClusterConfig, node: NodeConfig): MemoryBu
     },
     {
       name: "coordination operations held for proposal",
-      bytes: QUEUE_MAX_BYTES_DEFAULT,
+      bytes: COORD_SERVICE_DEFAULTS.queueMaxBytes,
       formula: "256 MiB",
     },
-    { name: "transaction bodies being received", bytes: BODIES_MAX_BYTES_DEFAULT, formula: "256 MiB" },
+    {
+      name: "transaction bodies being received",
+      bytes: API_SERVER_DEFAULTS.bodiesMaxBytes,
+      formula: "256 MiB",
+    },
     {
       name: "frames to and from peers",
       bytes: peers * (t.queueMaxBytes + t.frameMaxBytes),

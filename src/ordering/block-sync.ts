@@ -12,6 +12,7 @@
 // Byte strings are u32-length-prefixed.
 
 import { ByteReader, ByteWriter } from "../bft/bytes.ts";
+import { type WithDefaults, withDefaults } from "../util/defaults.ts";
 import { OrdererError } from "../util/errors.ts";
 import { type Block, BlockVerificationError, ChainVerifier, type VerifyOptions } from "./block.ts";
 
@@ -21,8 +22,6 @@ export const BLOCKS = 4;
 export const SYNC_BLOCKS_MAX = 64;
 /** A reply stops adding blocks past this size (it always holds at least one). */
 export const SYNC_REPLY_BYTES = 8 * 1024 * 1024;
-/** A peer that does not answer within this time is replaced by the next one. */
-export const SYNC_TIMEOUT_MS = 3000;
 
 export class SyncFrameError extends OrdererError {
   override readonly name = "SyncFrameError";
@@ -93,15 +92,19 @@ export interface BlockSyncOptions {
   /** The chain this replica holds: next block number and the head's header hash. */
   readonly head: () => { height: number; headHash: Uint8Array };
   readonly now?: () => number;
+  /** A peer that does not answer within this time is replaced by the next one (default 3 s). */
   readonly timeoutMs?: number;
 }
+
+/** Block sync's option defaults (see BlockSyncOptions): the one place they are written. */
+export const BLOCK_SYNC_DEFAULTS = Object.freeze({ timeoutMs: 3000 }) satisfies Partial<BlockSyncOptions>;
 
 /**
  * Fetches certified blocks up to a target from one peer at a time. Holds at most one verified range
  * (what one reply carried) until the ledger takes it.
  */
 export class BlockSync {
-  private readonly o: BlockSyncOptions;
+  private readonly o: WithDefaults<BlockSyncOptions, typeof BLOCK_SYNC_DEFAULTS>;
   private readonly now: () => number;
   private target = -1;
   private peer: number;
@@ -112,7 +115,7 @@ export class BlockSync {
   lastRejection = "";
 
   constructor(o: BlockSyncOptions) {
-    this.o = o;
+    this.o = withDefaults(BLOCK_SYNC_DEFAULTS, o);
     this.now = o.now ?? Date.now;
     this.peer = (o.self + 1) % o.n;
   }
@@ -122,7 +125,7 @@ export class BlockSync {
     if (target > this.target) this.target = target;
     const { height } = this.o.head();
     if (height > this.target || this.ready) return;
-    if (this.asked && this.now() - this.asked.at < (this.o.timeoutMs ?? SYNC_TIMEOUT_MS)) return;
+    if (this.asked && this.now() - this.asked.at < this.o.timeoutMs) return;
     if (this.asked) {
       this.stats.timeouts++;
       this.nextPeer();

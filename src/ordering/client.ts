@@ -5,6 +5,7 @@
 // Receipt verification is in receipt.ts, the WebSocket streams in client-streams.ts (re-exported here).
 
 import { UsigChecker } from "../bft/trusted.ts";
+import { type WithDefaults, withDefaults } from "../util/defaults.ts";
 import { loadWebSocket, type WebSocketCtor, wsBase } from "../util/websocket.ts";
 import {
   type Block,
@@ -58,15 +59,21 @@ export interface ClientOptions {
   readonly confirmWaitMs?: number;
 }
 
+/** The ordering client's option defaults (see ClientOptions): the one place they are written. */
+export const ORDERING_CLIENT_DEFAULTS = Object.freeze({
+  confirmReplicas: 1,
+  confirmWaitMs: 3000,
+}) satisfies Partial<ClientOptions>;
+
 export class OrderingClient {
-  private readonly o: ClientOptions;
+  private readonly o: WithDefaults<ClientOptions, typeof ORDERING_CLIENT_DEFAULTS>;
   private readonly keys: Uint8Array[];
   private readonly hash: HashFn;
   private next = 0;
 
   constructor(o: ClientOptions) {
     if (o.urls.length === 0) throw new OrderingClientError("BAD_OPTIONS", "no replica URLs");
-    this.o = o;
+    this.o = withDefaults(ORDERING_CLIENT_DEFAULTS, o);
     this.keys = o.replicaKeys.map((k) => (typeof k === "string" ? fromHexStr(k) : k));
     this.hash = o.hash ?? nobleHash;
   }
@@ -88,7 +95,7 @@ export class OrderingClient {
   }
 
   private async confirmed(r: VerifiedReceipt): Promise<VerifiedReceipt> {
-    if ((this.o.confirmReplicas ?? 1) > 1) await this.confirmHeader(r.block, r.headerHash);
+    if (this.o.confirmReplicas > 1) await this.confirmHeader(r.block, r.headerHash);
     return r;
   }
 
@@ -103,9 +110,9 @@ export class OrderingClient {
    * that verifies, NOT_CONFIRMED when too few replicas answer. Agreeing on a header hash agrees on the
    * whole chain below it (hash links), so confirming the newest block a client relies on is enough.
    */
-  async confirmHeader(n: number, hh: Uint8Array, replicas = this.o.confirmReplicas ?? 1): Promise<string[]> {
+  async confirmHeader(n: number, hh: Uint8Array, replicas = this.o.confirmReplicas): Promise<string[]> {
     const confirmed: string[] = [];
-    const waitMs = this.o.confirmWaitMs ?? 3000;
+    const waitMs = this.o.confirmWaitMs;
     const checker = this.o.counterKeys
       ? new UsigChecker(
           this.o.counterKeys.map((k) => (typeof k === "string" ? fromHexStr(k) : k)),

@@ -13,6 +13,7 @@
 import type { Digests } from "../bft/digests.ts";
 import { RequestError } from "../bft/errors.ts";
 import type { ClientRequest } from "../bft/types.ts";
+import { type WithDefaults, withDefaults } from "../util/defaults.ts";
 import { dropTaken } from "../util/queue.ts";
 import type { StageTrace } from "../util/trace.ts";
 import { type CertSig, type HashFn, type MerkleProof, toHexStr, txId } from "./block.ts";
@@ -64,7 +65,7 @@ export interface GatewayOptions {
   readonly batchMaxBytes: number;
   /** Submissions waiting for their receipt (in flight plus queued). */
   readonly pendingMax: number;
-  /** ...and at most this many bytes of their transactions (default PENDING_MAX_BYTES_DEFAULT). */
+  /** ...and at most this many bytes of their transactions (default 256 MiB: GATEWAY_DEFAULTS). */
   readonly pendingMaxBytes?: number;
   /** A submission not certified within this time is answered with TIMEOUT (it may still commit). */
   readonly timeoutMs: number;
@@ -81,8 +82,11 @@ export interface GatewayOptions {
  * ordered while the next fills); not many, so that under load each request carries many transactions.
  */
 export const GATEWAY_IN_FLIGHT_MAX = 4;
-/** Bytes of transactions waiting for their receipt at one gateway, by default. */
-export const PENDING_MAX_BYTES_DEFAULT = 256 * 1024 * 1024;
+/** The gateway's option defaults: the one place they are written. */
+export const GATEWAY_DEFAULTS = Object.freeze({
+  /** Bytes of transactions waiting for their receipt at one gateway. */
+  pendingMaxBytes: 256 * 1024 * 1024,
+}) satisfies Partial<GatewayOptions>;
 /** Taken entries of the queue kept before the array is compacted (see dispatch). */
 const QUEUE_COMPACT_MIN = 64;
 /** Times a request the core did not execute is proposed again with a fresh request number. */
@@ -105,7 +109,7 @@ interface Waiter {
 }
 
 export class Gateway {
-  private readonly o: GatewayOptions;
+  private readonly o: WithDefaults<GatewayOptions, typeof GATEWAY_DEFAULTS>;
   private readonly waiting = new Map<string, Waiter>();
   /** Bytes of the transactions in `waiting`. */
   private waitingBytes = 0;
@@ -119,7 +123,7 @@ export class Gateway {
   readonly stats = { submitted: 0, duplicates: 0, timeouts: 0, reproposed: 0, requests: 0 };
 
   constructor(o: GatewayOptions) {
-    this.o = o;
+    this.o = withDefaults(GATEWAY_DEFAULTS, o);
     // Request numbers must grow across restarts: start above anything an earlier run could have used.
     this.nextReqNo = Date.now() * 1000;
     o.ledger.onBuilt((b) => this.onBuilt(b));
@@ -153,7 +157,7 @@ export class Gateway {
       throw new ApiError("NO_QUORUM", "this replica cannot reach a commit quorum of peers");
     if (this.waiting.size >= this.o.pendingMax)
       throw new ApiError("OVERLOADED", `${this.waiting.size} submissions pending; retry later`);
-    const maxBytes = this.o.pendingMaxBytes ?? PENDING_MAX_BYTES_DEFAULT;
+    const maxBytes = this.o.pendingMaxBytes;
     if (this.waitingBytes + tx.length > maxBytes)
       throw new ApiError(
         "OVERLOADED",

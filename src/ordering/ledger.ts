@@ -10,6 +10,7 @@ import { serialize } from "node:v8";
 import type { Level } from "level";
 import type { CommittedBatch } from "../bft/types.ts";
 import { type RawOp, writeBatch } from "../storage/level-store.ts";
+import { withDefaults } from "../util/defaults.ts";
 import {
   type Block,
   bytesEq,
@@ -71,6 +72,7 @@ export interface LedgerOptions {
   readonly sign: (hh: Uint8Array) => Uint8Array;
   /** Sends an app frame to one peer, or to every peer. */
   readonly send: (to: number | "all", frame: Uint8Array) => void;
+  /** fsync every write batch (default true). */
   readonly sync?: boolean;
   readonly now?: () => number;
   /**
@@ -81,6 +83,9 @@ export interface LedgerOptions {
   /** An entry is kept only if this accepts it (coordination entries of the wrong client). */
   readonly acceptEntry?: (entry: Uint8Array, clientId: string) => boolean;
 }
+
+/** The ledger's option defaults: the one place they are written. */
+export const LEDGER_DEFAULTS = Object.freeze({ sync: true }) satisfies Partial<LedgerOptions>;
 
 export class Ledger {
   private readonly o: LedgerOptions;
@@ -135,7 +140,8 @@ export class Ledger {
   }
 
   /** Opens the ledger, writing genesis on first use; refuses a database from another cluster. */
-  static async open(o: LedgerOptions): Promise<Ledger> {
+  static async open(options: LedgerOptions): Promise<Ledger> {
+    const o = withDefaults(LEDGER_DEFAULTS, options);
     const l = new Ledger(o);
     const head = await readValue(o.db, HEAD);
     if (head === undefined) {
@@ -148,7 +154,7 @@ export class Ledger {
           { type: "put", key: HEAD, value: serialize([1, hh]) },
           { type: "put", key: CERTIFIED, value: serialize(0) },
         ],
-        o.sync ?? true,
+        o.sync,
       );
       l.heightN = 1;
       l.headHashV = hh;

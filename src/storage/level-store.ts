@@ -6,6 +6,7 @@ import { deserialize, serialize } from "node:v8";
 import { Level } from "level";
 import { MemoryStorage } from "../bft/storage.ts";
 import type { PersistOp } from "../bft/types.ts";
+import { withDefaults } from "../util/defaults.ts";
 import { OrdererError } from "../util/errors.ts";
 import { KEYSPACE } from "./keyspace.ts";
 
@@ -55,6 +56,9 @@ export interface LevelStoreOptions {
   readonly sync?: boolean;
 }
 
+/** The store's option defaults: the one place they are written. */
+export const LEVEL_STORE_DEFAULTS = Object.freeze({ sync: true }) satisfies Partial<LevelStoreOptions>;
+
 export class LevelStore {
   /** The database, shared with the ledger and the znode tree (each under its own KEYSPACE prefixes). */
   readonly db: Level<string, Uint8Array>;
@@ -74,7 +78,7 @@ export class LevelStore {
         cause: err,
       });
     }
-    return new LevelStore(db, opts.sync ?? true);
+    return new LevelStore(db, withDefaults(LEVEL_STORE_DEFAULTS, opts).sync);
   }
 
   /** Reads everything back (the state is bounded by the core's limits). */

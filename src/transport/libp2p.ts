@@ -26,6 +26,7 @@ import * as lp from "it-length-prefixed";
 import { pipe } from "it-pipe";
 import { createLibp2p, type Libp2p } from "libp2p";
 import type { ReplicaId } from "../bft/types.ts";
+import { type WithDefaults, withDefaults } from "../util/defaults.ts";
 import {
   checkClusterConfig,
   DEFAULT_REDIAL_BACKOFF,
@@ -66,6 +67,14 @@ export interface Libp2pTransportOptions {
   readonly stallMs?: number;
 }
 
+/** The libp2p transport's option defaults (see Libp2pTransportOptions): the one place they are written. */
+export const LIBP2P_DEFAULTS = Object.freeze({
+  redialMinMs: DEFAULT_REDIAL_BACKOFF.minMs,
+  redialMaxMs: DEFAULT_REDIAL_BACKOFF.maxMs,
+  dialTimeoutMs: 5000,
+  stallMs: 10_000,
+}) satisfies Partial<Libp2pTransportOptions>;
+
 export { TransportConfigError };
 
 /** The libp2p peer id (string form) of an ed25519 public key. */
@@ -80,18 +89,16 @@ interface Link extends PeerLink {
 }
 
 export class Libp2pTransport extends PeerLinkTransport<Link> {
-  private readonly opts: Libp2pTransportOptions;
+  private readonly opts: WithDefaults<Libp2pTransportOptions, typeof LIBP2P_DEFAULTS>;
   private readonly byPeerId = new Map<string, ReplicaId>();
   private readonly peerIds = new Map<ReplicaId, PeerId>();
   private node: Libp2p | null = null;
   private starting: Promise<void> | null = null;
   private watchdog: ReturnType<typeof setInterval> | null = null;
 
-  constructor(opts: Libp2pTransportOptions) {
-    super(opts.self, opts.peers.length, opts.limits, {
-      minMs: opts.redialMinMs ?? DEFAULT_REDIAL_BACKOFF.minMs,
-      maxMs: opts.redialMaxMs ?? DEFAULT_REDIAL_BACKOFF.maxMs,
-    });
+  constructor(options: Libp2pTransportOptions) {
+    const opts = withDefaults(LIBP2P_DEFAULTS, options);
+    super(opts.self, opts.peers.length, opts.limits, { minMs: opts.redialMinMs, maxMs: opts.redialMaxMs });
     this.opts = opts;
   }
 
@@ -144,7 +151,7 @@ export class Libp2pTransport extends PeerLinkTransport<Link> {
       this.resetBackoff(link);
       if (self < p) this.dial(link);
     }
-    const stallMs = this.opts.stallMs ?? 10_000;
+    const stallMs = this.opts.stallMs;
     this.watchdog = setInterval(() => this.checkStalls(stallMs), Math.max(50, Math.floor(stallMs / 4)));
     this.watchdog.unref?.();
   }
@@ -186,7 +193,7 @@ export class Libp2pTransport extends PeerLinkTransport<Link> {
     const addr = this.opts.peers.find((p) => p.id === link.peer)?.addr;
     if (!pid || !addr) return;
     link.dialing = true;
-    const timeout = AbortSignal.timeout(this.opts.dialTimeoutMs ?? 5000);
+    const timeout = AbortSignal.timeout(this.opts.dialTimeoutMs);
     node
       .dialProtocol(multiaddr(`${addr}/p2p/${pid.toString()}`), FRAMES_PROTOCOL, { signal: timeout })
       .then((stream) => {

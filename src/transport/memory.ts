@@ -3,6 +3,7 @@
 // (The simulator has its own deterministic network; this one runs on real timers.)
 
 import type { ReplicaId } from "../bft/types.ts";
+import { withDefaults } from "../util/defaults.ts";
 import {
   admitFrame,
   DEFAULT_TRANSPORT_LIMITS,
@@ -21,6 +22,9 @@ export interface MemoryHubOptions {
   readonly latencyMs?: number;
 }
 
+/** The memory hub's option defaults: the one place they are written. */
+export const MEMORY_HUB_DEFAULTS = Object.freeze({ latencyMs: 0 }) satisfies Partial<MemoryHubOptions>;
+
 /** Connects the memory transports of one cluster. */
 export class MemoryHub {
   readonly n: number;
@@ -28,8 +32,9 @@ export class MemoryHub {
   private readonly live = new Map<ReplicaId, MemoryTransport>();
 
   constructor(opts: MemoryHubOptions) {
-    this.n = opts.n;
-    this.latencyMs = opts.latencyMs ?? 0;
+    const o = withDefaults(MEMORY_HUB_DEFAULTS, opts);
+    this.n = o.n;
+    this.latencyMs = o.latencyMs;
   }
 
   transport(self: ReplicaId, limits: Partial<TransportLimits> = {}): MemoryTransport {

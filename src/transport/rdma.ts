@@ -27,10 +27,12 @@
 
 import type { ReplicaId } from "../bft/types.ts";
 import { ed25519PublicKeyOf } from "../crypto/node-crypto.ts";
-import { checkClusterConfig, type PeerLink, PeerLinkTransport, type RedialBackoff } from "./peer-links.ts";
+import { type WithDefaults, withDefaults } from "../util/defaults.ts";
+import { checkClusterConfig, type PeerLink, PeerLinkTransport } from "./peer-links.ts";
 import { creditDue, creditMessage, MSG_CREDIT, PostedRequests, readCreditMessage } from "./rdma-credits.ts";
 import * as handshake from "./rdma-handshake.ts";
 import { PERM_WRITE, type RdmaEvent, requireRdmaNative, type ShmProvider } from "./rdma-native.ts";
+import { RDMA_DEFAULTS, type RdmaTransportOptions } from "./rdma-options.ts";
 import {
   keyMessage,
   MAX_SLOT,
@@ -41,45 +43,10 @@ import {
   SLOT_HDR,
   SlotPacker,
 } from "./rdma-slots.ts";
-import { TransportConfigError, type TransportLimits } from "./transport.ts";
+import { TransportConfigError } from "./transport.ts";
 
+export { RDMA_DEFAULTS, type RdmaPeerConfig, type RdmaTransportOptions } from "./rdma-options.ts";
 export { slotMac } from "./rdma-slots.ts";
-
-/** One replica as the rdma transport sees it. */
-export interface RdmaPeerConfig {
-  readonly id: ReplicaId;
-  /** Raw 32-byte ed25519 public key. */
-  readonly publicKey: Uint8Array;
-  /** The UNIX socket path its rdma endpoint listens on. */
-  readonly path: string;
-}
-
-export interface RdmaTransportOptions {
-  readonly self: ReplicaId;
-  /** This replica's 32-byte ed25519 private key seed; its public key must match the config. */
-  readonly seed: Uint8Array;
-  readonly peers: readonly RdmaPeerConfig[];
-  readonly limits?: Partial<TransportLimits>;
-  /** Inbox slots per peer (default 64) and slot size in bytes (default 16 320, one mailbox request). */
-  readonly inboxSlots?: number;
-  readonly slotBytes?: number;
-  /** Redial backoff bounds in ms (default 20 .. 1000: RDMA_REDIAL_BACKOFF). */
-  readonly redialMinMs?: number;
-  readonly redialMaxMs?: number;
-  /** An unauthenticated connection is closed after this long (default 5000 ms). */
-  readonly handshakeMs?: number;
-  /** Provider limits: refusals before a connection is closed / an identity banned. */
-  readonly closeAfter?: number;
-  readonly banAfter?: number;
-  /** Called for every security event the provider raises (refused keys, bans, bad mailboxes). */
-  readonly onSecurityEvent?: (e: { peer: ReplicaId | null; reason: string }) => void;
-}
-
-/**
- * The rdma transport's own redial bounds (20 .. 1000 ms), its defaults from before the shared base:
- * kept, not DEFAULT_REDIAL_BACKOFF of peer-links.ts (50 .. 2000 ms), so that its timing is unchanged.
- */
-const RDMA_REDIAL_BACKOFF: RedialBackoff = Object.freeze({ minMs: 20, maxMs: 1000 });
 
 interface Link extends PeerLink {
   conn: number | null;
@@ -105,7 +72,7 @@ interface Link extends PeerLink {
 }
 
 export class RdmaTransport extends PeerLinkTransport<Link> {
-  private readonly opts: RdmaTransportOptions;
+  private readonly opts: WithDefaults<RdmaTransportOptions, typeof RDMA_DEFAULTS>;
   private readonly slots: number;
   private readonly slotBytes: number;
   private readonly conns = new Map<number, handshake.Conn>();
@@ -118,14 +85,12 @@ export class RdmaTransport extends PeerLinkTransport<Link> {
   /** Where flush() packs a slot's body before postSlot copies it into the mailbox. */
   private readonly packer = new SlotPacker();
 
-  constructor(opts: RdmaTransportOptions) {
-    super(opts.self, opts.peers.length, opts.limits, {
-      minMs: opts.redialMinMs ?? RDMA_REDIAL_BACKOFF.minMs,
-      maxMs: opts.redialMaxMs ?? RDMA_REDIAL_BACKOFF.maxMs,
-    });
+  constructor(options: RdmaTransportOptions) {
+    const opts = withDefaults(RDMA_DEFAULTS, options);
+    super(opts.self, opts.peers.length, opts.limits, { minMs: opts.redialMinMs, maxMs: opts.redialMaxMs });
     this.opts = opts;
-    this.slots = opts.inboxSlots ?? 64;
-    this.slotBytes = opts.slotBytes ?? MAX_SLOT;
+    this.slots = opts.inboxSlots;
+    this.slotBytes = opts.slotBytes;
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -241,7 +206,7 @@ export class RdmaTransport extends PeerLinkTransport<Link> {
   }
 
   private newConn(id: number, connector: boolean, peer: ReplicaId | null): handshake.Conn {
-    const c = handshake.newConn(id, connector, peer, this.opts.handshakeMs ?? 5000, () => this.dropConn(id));
+    const c = handshake.newConn(id, connector, peer, this.opts.handshakeMs, () => this.dropConn(id));
     this.conns.set(id, c);
     this.posted.open(id);
     return c;

@@ -1,4 +1,4 @@
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { sha256 } from "../../crypto/node-crypto.ts";
 import { blockToJson, headerHash, toHexStr } from "../../ordering/block.ts";
 import { intArg } from "../output.ts";
@@ -9,7 +9,9 @@ export function blocksCommand(): Command {
     new Command("blocks")
       .description("print certified blocks (each one verified) from a height, optionally following new ones")
       .option("--from <n>", "first block (default 0)", intArg("--from"), 0)
-      .option("--to <n>", "last block (default: the newest now)", intArg("--to"))
+      .addOption(
+        new Option("--to <n>", "last block").argParser(intArg("--to")).default("newest", "the newest now"),
+      )
       .option("--follow", "keep printing blocks as they are certified (Ctrl-C to stop)")
       .option("--json", "one JSON block per line (entries in base64)")
       .addHelpText(
@@ -21,7 +23,7 @@ Examples:
       ),
   ).action(async (o) => {
     const { client } = orderingClient(o);
-    const stop = o.follow ? undefined : (o.to ?? "newest");
+    const stop = o.follow ? undefined : o.to;
     for await (const b of client.blocks({ start: o.from, stop, behavior: "BLOCK_UNTIL_READY" })) {
       const hh = headerHash(b.header, sha256);
       if (o.json) process.stdout.write(`${JSON.stringify(blockToJson(b, hh, sha256))}\n`);

@@ -1,6 +1,6 @@
 import { Command, Option } from "commander";
 import type { Mode } from "../../bft/types.ts";
-import { initCluster } from "../config-files.ts";
+import { INIT_DEFAULTS, initCluster } from "../config-files.ts";
 import { CliError } from "../errors.ts";
 import { intArg, print } from "../output.ts";
 
@@ -29,15 +29,20 @@ export function initCommand(): Command {
       new Option("--mode <mode>", "agreement protocol").choices(["hybrid", "pbft"]).default("hybrid"),
     )
     .requiredOption("--out <dir>", "directory for cluster.jsonc and node-<i>.jsonc")
-    .option("--name <name>", "cluster name", "orderer")
+    .option("--name <name>", "cluster name", INIT_DEFAULTS.name)
     .option("--hosts <list>", "comma-separated host per replica (default: all on 127.0.0.1)")
     .option(
       "--p2p-port <port>",
       "first libp2p port (one per replica on one host)",
       intArg("--p2p-port"),
-      7050,
+      INIT_DEFAULTS.p2pPort,
     )
-    .option("--api-port <port>", "first API port (one per replica on one host)", intArg("--api-port"), 8080)
+    .option(
+      "--api-port <port>",
+      "first API port (one per replica on one host)",
+      intArg("--api-port"),
+      INIT_DEFAULTS.apiPort,
+    )
     .addOption(
       new Option("--transport <kind>", "how replicas reach each other (rdma: one host, needs native-rdma)")
         .choices(["libp2p", "rdma"])

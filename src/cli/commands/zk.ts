@@ -113,7 +113,7 @@ function readCommands(sub: Sub): void {
     .argument("<data>")
     .option("--version <n>", "only if the node is at this version", intArg("--version"))
     .action(async (path: string, data: string, o) => {
-      const stat = await withClient(o, (c) => c.setData(path, data, o.version ?? -1));
+      const stat = await withClient(o, (c) => c.setData(path, data, o.version));
       print(o.json, { path, stat: statJson(stat) }, () => `${path} is now at version ${stat.version}`);
     });
 
@@ -143,14 +143,14 @@ function removeCommand(sub: Sub): void {
     .action(async (path: string, o) => {
       const removed = await withClient(o, async (c) => {
         const out: string[] = [];
-        const rm = async (p: string, version: number) => {
+        const rm = async (p: string, version?: number) => {
           if (o.recursive)
             for (const child of await c.getChildren(p, { linearizable: true }))
-              await rm(`${p === "/" ? "" : p}/${child}`, -1);
+              await rm(`${p === "/" ? "" : p}/${child}`);
           await c.delete(p, version);
           out.push(p);
         };
-        await rm(path, o.version ?? -1);
+        await rm(path, o.version);
         return out;
       });
       print(o.json, { removed }, () => removed.map((p) => `deleted ${p}`).join("\n"));

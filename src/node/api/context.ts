@@ -5,7 +5,7 @@
 import type uWS from "uWebSockets.js";
 import type { CoordConn } from "../../coord/service.ts";
 import { ApiError } from "../../ordering/errors.ts";
-import type { ApiServerOptions } from "./options.ts";
+import type { ResolvedApiServerOptions } from "./options.ts";
 import { API_ERROR_STATUS } from "./statuses.ts";
 
 const STATUS_TEXT: Record<number, string> = {
@@ -55,13 +55,13 @@ export class ApiContext {
   readonly sockets = new Set<Ws>();
 
   constructor(
-    readonly o: ApiServerOptions,
+    readonly o: ResolvedApiServerOptions,
     readonly stats: ApiStats,
     private readonly onInternalError: (err: unknown) => void,
   ) {}
 
   upgrade(res: uWS.HttpResponse, req: uWS.HttpRequest, ctx: uWS.us_socket_context_t, data: WsState): void {
-    if (this.sockets.size >= (this.o.wsConnectionsMax ?? 4096)) {
+    if (this.sockets.size >= this.o.wsConnectionsMax) {
       res
         .writeStatus(STATUS_TEXT[503] as string)
         .writeHeader("content-type", "application/json")

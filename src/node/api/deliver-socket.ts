@@ -103,7 +103,7 @@ function parseSeek(ctx: ApiContext, m: unknown): Seek {
 
 /** Streams blocks start..stop; waits for the socket to drain instead of buffering without bound. */
 async function stream(ctx: ApiContext, ws: Ws, s: DeliverState, seek: Seek): Promise<void> {
-  const high = ctx.o.deliverHighWaterBytes ?? 1024 * 1024;
+  const high = ctx.o.deliverHighWaterBytes;
   const ledger = ctx.o.ledger;
   for (let n = seek.start; n <= seek.stop; n++) {
     if (s.closed) return;

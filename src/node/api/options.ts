@@ -6,6 +6,7 @@ import type { HashFn } from "../../ordering/block.ts";
 import type { Gateway } from "../../ordering/gateway.ts";
 import type { Ledger } from "../../ordering/ledger.ts";
 import type { MisbehaviourReport } from "../../ordering/misbehaviour.ts";
+import type { WithDefaults } from "../../util/defaults.ts";
 
 export interface ApiServerOptions {
   readonly host: string;
@@ -16,13 +17,13 @@ export interface ApiServerOptions {
   readonly hash: HashFn;
   /** AbsoluteMaxBytes; an HTTP body or WebSocket message above it (plus framing) is refused. */
   readonly txMaxBytes: number;
-  /** Submissions one /v1/submit connection may have waiting for their ack. */
+  /** Submissions one /v1/submit connection may have waiting for their ack (default 8192). */
   readonly wsSubmitInFlightMax?: number;
-  /** A deliver stream pauses while this many bytes wait in the socket's send buffer. */
+  /** A deliver stream pauses while this many bytes wait in the socket's send buffer (default 1 MiB). */
   readonly deliverHighWaterBytes?: number;
-  /** WebSocket connections at once. */
+  /** WebSocket connections at once (default 4096). */
   readonly wsConnectionsMax?: number;
-  /** Bytes of POST /v1/transactions bodies being received at once (default BODIES_MAX_BYTES_DEFAULT). */
+  /** Bytes of POST /v1/transactions bodies being received at once (default 256 MiB). */
   readonly bodiesMaxBytes?: number;
   /** The coordination service (WS /v1/coord). */
   readonly coord?: CoordService;
@@ -34,5 +35,14 @@ export interface ApiServerOptions {
   readonly misbehaviour?: () => MisbehaviourReport;
 }
 
-/** Bytes of transaction bodies an API server receives at once, by default; beyond, 503 OVERLOADED. */
-export const BODIES_MAX_BYTES_DEFAULT = 256 * 1024 * 1024;
+/** The API server's option defaults (see ApiServerOptions): the one place they are written. */
+export const API_SERVER_DEFAULTS = Object.freeze({
+  wsSubmitInFlightMax: 8192,
+  deliverHighWaterBytes: 1024 * 1024,
+  wsConnectionsMax: 4096,
+  /** Bytes of transaction bodies an API server receives at once; beyond, 503 OVERLOADED. */
+  bodiesMaxBytes: 256 * 1024 * 1024,
+}) satisfies Partial<ApiServerOptions>;
+
+/** ApiServerOptions with every default filled in (ApiServer resolves them). */
+export type ResolvedApiServerOptions = WithDefaults<ApiServerOptions, typeof API_SERVER_DEFAULTS>;

@@ -41,7 +41,7 @@ function onSubmitMessage(
     return;
   }
   const { id, tx } = parsed;
-  const max = ctx.o.wsSubmitInFlightMax ?? 8192;
+  const max = ctx.o.wsSubmitInFlightMax;
   if (s.inFlight >= max) {
     const e = new ApiError("OVERLOADED", `${max} submissions in flight on this connection`);
     outbox.post(ws, s, JSON.stringify({ id, ok: false, ...e.toJSON() }));

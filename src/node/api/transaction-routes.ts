@@ -6,7 +6,6 @@ import type uWS from "uWebSockets.js";
 import { blockToJson, headerHash, toBase64, toHexStr } from "../../ordering/block.ts";
 import { ApiError } from "../../ordering/errors.ts";
 import type { ApiContext } from "./context.ts";
-import { BODIES_MAX_BYTES_DEFAULT } from "./options.ts";
 import { receiptToJson } from "./receipts.ts";
 
 export function transactionRoutes(app: uWS.TemplatedApp, ctx: ApiContext): void {
@@ -76,7 +75,7 @@ export function transactionRoutes(app: uWS.TemplatedApp, ctx: ApiContext): void 
 function submitTransaction(ctx: ApiContext): (res: uWS.HttpResponse, req: uWS.HttpRequest) => void {
   const o = ctx.o;
   const bodyMax = o.txMaxBytes;
-  const bodiesMax = o.bodiesMaxBytes ?? BODIES_MAX_BYTES_DEFAULT;
+  const bodiesMax = o.bodiesMaxBytes;
   /** Bytes of POST bodies being received (bounded by bodiesMax). */
   let bodyBytes = 0;
   return (res, req) => {
