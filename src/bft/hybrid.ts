@@ -11,7 +11,8 @@ import { BatchFetch, pickViewChanges } from "./batch-fetch.ts";
 import { bytesEqual } from "./bytes.ts";
 import { assert, StateFormatError } from "./errors.ts";
 import { matchingDigestQuorum } from "./quorum.ts";
-import { type ReplicaConfig, ReplicaCore, type ReplicaDeps } from "./replica.ts";
+import { ReplicaCore } from "./replica.ts";
+import type { ReplicaConfig, ReplicaDeps } from "./replica-config.ts";
 import { type StorageReader, seqKey } from "./storage.ts";
 import {
   type CertifiedDigest,
@@ -553,6 +554,7 @@ export class HybridReplica extends ReplicaCore {
     const slot = this.slot(p.seq);
     slot.prepare = p;
     slot.votes.set(leader, bd);
+    this.noteProposal(p.seq, p.batch);
     this.processInOrder();
     this.checkCommit(p.seq);
   }

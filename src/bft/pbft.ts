@@ -7,9 +7,11 @@
 
 import { BatchFetch, NULL_BATCH, pickViewChanges } from "./batch-fetch.ts";
 import { bytesEqual } from "./bytes.ts";
+import type { SentLog } from "./effects.ts";
 import { assert, StateFormatError } from "./errors.ts";
 import { matchingDigestQuorum } from "./quorum.ts";
-import { type ReplicaConfig, ReplicaCore, type ReplicaDeps, type SentLog } from "./replica.ts";
+import { ReplicaCore } from "./replica.ts";
+import type { ReplicaConfig, ReplicaDeps } from "./replica-config.ts";
 import { type StorageReader, seqKey } from "./storage.ts";
 import type {
   Batch,
@@ -344,6 +346,7 @@ export class PbftReplica extends ReplicaCore {
       this.startViewChange(this.view + 1, `leader proposed an invalid batch (${problem})`);
       return;
     }
+    this.noteProposal(pp.seq, pp.batch);
     this.acceptPrePrepare(slot, pp);
   }
 

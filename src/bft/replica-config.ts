@@ -36,7 +36,7 @@ export function validateConfig(id: number, n: number, f: number, l: Limits): voi
   if (!Number.isInteger(f) || f < 0) bad("f", "must be an integer >= 0");
   if (!Number.isInteger(id) || id < 0 || id >= n) bad("id", `must be in 0..${n - 1}`);
   /** Limits where 0 turns the mechanism off. */
-  const offAtZero = new Set(["leaderLinkGraceTicks"]);
+  const offAtZero = new Set(["leaderLinkGraceTicks", "leaderPaceFloorTicks"]);
   for (const [k, v] of Object.entries(l))
     if (!Number.isSafeInteger(v) || v < 0 || (v === 0 && !offAtZero.has(k)))
       bad(k, offAtZero.has(k) ? "must be an integer >= 0" : "must be a positive integer");

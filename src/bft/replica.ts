@@ -1,9 +1,9 @@
 // The mode-independent part of a replica: request intake, batching, in-order execution, exactly-once,
 // checkpoints, state transfer, timers and the Ready contract. Hybrid and PBFT agreement extend it.
 // No I/O, no clocks, no randomness: inputs are step(), tick() and propose(); outputs come from ready().
-// Each concern lives in a helper this class owns: execution.ts (with checkpoints.ts and
-// state-transfer.ts), request-router.ts (with request-intake.ts), view-triggers.ts, divergence.ts and
-// effects.ts; here they are wired together, and to the mode, in one order.
+// Each concern lives in a helper this class owns: execution.ts (with checkpoints.ts, state-transfer.ts),
+// request-router.ts (request-intake.ts), view-triggers.ts (leader-pace.ts), divergence.ts, effects.ts;
+// here they are wired together, and to the mode, in one order.
 
 import { RequestVerifier } from "./client-auth.ts";
 import type { ClientTable } from "./client-table.ts";
@@ -13,6 +13,7 @@ import { DivergenceNotices } from "./divergence.ts";
 import { Effects, markSent, resendDue, type SentLog } from "./effects.ts";
 import { RequestError } from "./errors.ts";
 import { Execution, type ExecutionHooks } from "./execution.ts";
+import { LeaderPace } from "./leader-pace.ts";
 import { joinViewQuorum, type Quorums, quorums } from "./quorum.ts";
 import { type ReplicaConfig, type ReplicaDeps, validateConfig } from "./replica-config.ts";
 import { batchProblem, batchShapeOk, RequestIntake } from "./request-intake.ts";
@@ -34,17 +35,6 @@ import {
   type StatusMsg,
 } from "./types.ts";
 import { ViewTriggers } from "./view-triggers.ts";
-
-export {
-  GENESIS_CHECKPOINT,
-  GENESIS_CLIENTS_DIGEST,
-  GENESIS_STATE_DIGEST,
-} from "./checkpoints.ts";
-export { RESEND_BACKOFF_MAX, type SentLog } from "./effects.ts";
-export type { ReplicaConfig, ReplicaDeps } from "./replica-config.ts";
-export { batchWithin, QUEUE_COMPACT_MIN, requestKey } from "./request-intake.ts";
-export type { ProposeResult } from "./request-router.ts";
-export { STATE_CHUNK_BYTES } from "./state-transfer.ts";
 
 export abstract class ReplicaCore {
   readonly id: ReplicaId;
@@ -72,6 +62,7 @@ export abstract class ReplicaCore {
   private readonly router: RequestRouter;
   private readonly exec: Execution;
   private readonly triggers: ViewTriggers;
+  private readonly pace: LeaderPace;
   private readonly notices: DivergenceNotices;
 
   constructor(cfg: ReplicaConfig, deps: ReplicaDeps) {
@@ -106,6 +97,7 @@ export abstract class ReplicaCore {
       },
     });
     this.triggers = new ViewTriggers(this.id, this.limits);
+    this.pace = new LeaderPace(this.limits);
     this.notices = new DivergenceNotices(this.id, this.n, this.limits, this.out);
     const { q, auth, verifier, out, notices } = this;
     this.exec = new Execution(
@@ -119,6 +111,7 @@ export abstract class ReplicaCore {
     return {
       executed: (seq, batch) => {
         this.intake.settle(batch.requests, this.now);
+        this.pace.executed(seq, this.now);
         this.triggers.clearProgress();
         if (this.leader === this.id && this.nextProposalSeq() - 1 > seq) this.armProgressTimer();
       },
@@ -171,10 +164,6 @@ export abstract class ReplicaCore {
 
   get isLeader(): boolean {
     return this.leader === this.id && this.vcTarget === null;
-  }
-
-  get tickCount(): number {
-    return this.now;
   }
 
   /**
@@ -240,9 +229,11 @@ export abstract class ReplicaCore {
     if (this.halted !== null) return;
     const expired = this.intake.timerExpired(this.now);
     const targets = () => this.viewChangeTargets();
+    const follows = this.vcTarget === null && this.leader !== this.id;
+    const slow = follows && this.pace.tick(this.now, this.intake.waitingOnLeader, this.stable.seq);
     const cause =
       this.vcTarget === null
-        ? this.triggers.whyLeave(this.now, this.view, this.leader, expired, targets)
+        ? this.triggers.whyLeave(this.now, this.view, this.leader, expired, targets, slow)
         : this.triggers.whyGiveUp(this.now, this.vcTarget);
     if (cause !== null) this.startViewChange(cause.target, cause.reason);
     if (this.now % this.limits.retransmitTicks === 0) {
@@ -281,7 +272,7 @@ export abstract class ReplicaCore {
     return this.out.take();
   }
 
-  /** Acknowledges the last Ready (kept for the etcd-style contract; ready() already hands over ownership). */
+  /** Acknowledges the last Ready (the etcd-style contract; ready() already hands over ownership). */
   advance(): void {}
 
   /**
@@ -410,6 +401,13 @@ export abstract class ReplicaCore {
     this.exec.adopt(proof);
   }
 
+  /** A follower accepted the leader's proposal at `seq` in its view (LeaderPace: the leader's pace). */
+  protected noteProposal(seq: number, batch: Batch): void {
+    if (this.vcTarget !== null || this.leader === this.id) return;
+    this.intake.markProposed(batch.requests);
+    this.pace.proposed(seq, this.now, batch.requests.length, this.pace.full(batch, this.weight));
+  }
+
   /** Puts requests of a batch that could not be proposed back into the queue. */
   protected requeue(reqs: readonly ClientRequest[]): void {
     this.intake.requeue(reqs, this.now);
@@ -428,6 +426,7 @@ export abstract class ReplicaCore {
   protected onEnterView(): void {
     this.vcTarget = null;
     this.triggers.clearProgress();
+    this.pace.enterView();
     if (this.leader === this.id && this.nextProposalSeq() - 1 > this.lastExecuted) this.armProgressTimer();
     this.router.handOver();
   }

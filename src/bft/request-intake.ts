@@ -58,6 +58,8 @@ export interface RequestTimer {
   readonly req: ClientRequest;
   deadline: number;
   resent?: boolean;
+  /** The leader proposed it in this view (LeaderPace waits only on those it has not). */
+  proposed?: boolean;
 }
 
 export class RequestIntake {
@@ -75,6 +77,8 @@ export class RequestIntake {
   private readonly timers = new Map<string, RequestTimer>();
   /** Bytes of the ops in `timers` (bounded by pendingMaxBytes, as the leader's queueBytes). */
   private timerBytes = 0;
+  /** Timers whose request the leader has not proposed yet. */
+  private unproposed = 0;
 
   constructor(
     private readonly limits: Limits,
@@ -176,9 +180,13 @@ export class RequestIntake {
 
   setTimer(key: string, t: RequestTimer): void {
     const old = this.timers.get(key);
-    if (old) this.timerBytes -= old.req.op.length;
+    if (old) {
+      this.timerBytes -= old.req.op.length;
+      if (!old.proposed) this.unproposed--;
+    }
     this.timers.set(key, t);
     this.timerBytes += t.req.op.length;
+    if (!t.proposed) this.unproposed++;
   }
 
   private deleteTimer(key: string): void {
@@ -186,6 +194,24 @@ export class RequestIntake {
     if (!t) return;
     this.timers.delete(key);
     this.timerBytes -= t.req.op.length;
+    if (!t.proposed) this.unproposed--;
+  }
+
+  /** The leader proposed these requests: those waited for here no longer wait on its pace. */
+  markProposed(requests: readonly ClientRequest[]): void {
+    if (this.unproposed === 0) return;
+    for (const r of requests) {
+      const t = this.timers.get(requestKey(r));
+      if (t && !t.proposed) {
+        t.proposed = true;
+        this.unproposed--;
+      }
+    }
+  }
+
+  /** Requests forwarded here wait for the leader to propose them. */
+  get waitingOnLeader(): boolean {
+    return this.unproposed > 0;
   }
 
   /** The oldest request timer ran out. */
@@ -235,6 +261,7 @@ export class RequestIntake {
   clearWaiting(): void {
     this.timers.clear();
     this.timerBytes = 0;
+    this.unproposed = 0;
     this.inFlight.clear();
   }
 
@@ -253,6 +280,7 @@ export class RequestIntake {
     const waiting = [...this.timers.values()].map((t) => t.req).concat(queued);
     this.timers.clear();
     this.timerBytes = 0;
+    this.unproposed = 0;
     return waiting;
   }
 }

@@ -352,6 +352,13 @@ export interface Limits {
    * Replica.link().
    */
   readonly leaderLinkGraceTicks: number;
+  /**
+   * A follower whose forwarded requests wait while the leader's window has room expects a new proposal
+   * at least every max(this, batchTimeoutTicks + 2, 2 × its p90 commit time) ticks, at most a quarter of
+   * requestTimeoutTicks; three such intervals in a row without one start a view change (leader-pace.ts).
+   * 0 turns it off.
+   */
+  readonly leaderPaceFloorTicks: number;
   /** Links of consecutive view changes a hybrid VIEW-CHANGE may carry. */
   readonly vcChainMax: number;
   /** NEW-VIEWs a hybrid VIEW-CHANGE may carry as proofs of uncertified summaries. */
@@ -379,6 +386,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   retransmitTicks: 20,
   statusTicks: 25,
   leaderLinkGraceTicks: 5,
+  leaderPaceFloorTicks: 5,
   vcChainMax: 1024,
   vcProofsMax: 64,
 });

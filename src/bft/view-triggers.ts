@@ -1,5 +1,6 @@
-// When a replica gives up on its view: a request timer ran out, the leader's link stayed closed, the
-// leader's own proposals stopped committing, a peer left the view alone, or a view change timed out.
+// When a replica gives up on its view: a request timer ran out, the leader proposed too slowly, the
+// leader's link stayed closed, the leader's own proposals stopped committing, a peer left the view
+// alone, or a view change timed out.
 // The deadlines live here; ReplicaCore asks on each tick and starts the view change the mode defines.
 
 import type { Limits, ReplicaId } from "./types.ts";
@@ -46,7 +47,8 @@ export class ViewTriggers {
 
   /**
    * Active in `view`: the view change to start at `now`, if any. `requestTimedOut`: a forwarded request
-   * was not executed in time; `targets`: the view each replica's latest VIEW-CHANGE asks for.
+   * was not executed in time; `targets`: the view each replica's latest VIEW-CHANGE asks for;
+   * `leaderSlow`: the leader proposes below the pace this follower expects (leader-pace.ts).
    */
   whyLeave(
     now: number,
@@ -54,8 +56,10 @@ export class ViewTriggers {
     leader: ReplicaId,
     requestTimedOut: boolean,
     targets: () => Map<ReplicaId, number>,
+    leaderSlow = false,
   ): ViewChangeCause | null {
     if (requestTimedOut) return { target: view + 1, reason: "request-timeout" };
+    if (leaderSlow) return { target: view + 1, reason: "the leader proposes too slowly" };
     if (this.leaderLinkLost(leader, now)) {
       // Once per loss: a view change that fails on its own timer is not restarted from here.
       this.linkClosedSince.delete(leader);

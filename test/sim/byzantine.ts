@@ -21,7 +21,7 @@ import {
   type ReplicaCore,
 } from "../../src/bft/index.ts";
 import { type Checkers, Violation } from "./checkers.ts";
-import { type ByzantineKind, COUNTER_ATTACK_CHANCE } from "./config.ts";
+import { type ByzantineKind, COUNTER_ATTACK_CHANCE, SLOW_LEADER_TICKS } from "./config.ts";
 import { type SimContext, SimPart } from "./context.ts";
 import type { Network } from "./network.ts";
 
@@ -30,6 +30,8 @@ export class Byzantine extends SimPart {
   private readonly checks: Checkers;
   /** Messages seen on the wire (a sample): what replays and fake proofs are made of. */
   private readonly recorded: Message[] = [];
+  /** A slow leader's proposals not yet sent, per replica (oldest first, bounded). */
+  private readonly slowHeld = new Map<number, Outgoing[]>();
 
   constructor(ctx: SimContext, net: Network, checks: Checkers) {
     super(ctx);
@@ -73,6 +75,10 @@ export class Byzantine extends SimPart {
         case "compromised-counter":
           out.push(...this.counterEquivocate(i, o));
           break;
+        case "slow-leader":
+          if (o.msg.type === "h-prepare" || o.msg.type === "p-pre-prepare") this.holdProposal(i, o);
+          else out.push(o);
+          break;
         default:
           out.push(o);
       }
@@ -80,9 +86,29 @@ export class Byzantine extends SimPart {
     return out;
   }
 
-  /** What Byzantine replica i does on its own this tick (while faults last). */
+  /** A slow leader keeps a proposal back (to be sent by releaseSlow). */
+  private holdProposal(i: number, o: Outgoing): void {
+    const held = this.slowHeld.get(i) ?? [];
+    this.slowHeld.set(i, held);
+    if (held.length >= 256) return; // retransmissions beyond this are lost
+    held.push(o);
+    this.count("byz-slow-held");
+  }
+
+  /** A slow leader sends its oldest held proposal once every SLOW_LEADER_TICKS ticks, faults or not. */
+  private releaseSlow(i: number): void {
+    const held = this.slowHeld.get(i);
+    if (!held || held.length === 0 || this.now % SLOW_LEADER_TICKS !== 0) return;
+    const o = held.shift() as Outgoing;
+    this.count("byz-slow-released");
+    if (o.to !== "all") return this.transmit(i, o.to, o.msg);
+    for (let j = 0; j < this.n; j++) if (j !== i) this.transmit(i, j, o.msg);
+  }
+
+  /** What Byzantine replica i does on its own this tick (while faults last; a slow leader always). */
   tick(i: number): void {
     const kind = this.ctx.byz.get(i);
+    if (kind === "slow-leader") this.releaseSlow(i);
     const r = this.ctx.rep(i).core;
     if (!kind || !r || !this.ctx.faulty) return;
     const peer = () => {

@@ -16,6 +16,7 @@ export const BYZANTINE_KINDS = [
   "garbage",
   "fake-new-view",
   "compromised-counter",
+  "slow-leader",
 ] as const;
 export type ByzantineKind = (typeof BYZANTINE_KINDS)[number];
 
@@ -86,6 +87,12 @@ export const DEFAULT_SIM: Omit<SimConfig, "seed" | "mode"> = {
   trustedCounters: "with-ready",
   links: true,
 };
+
+/**
+ * A slow leader sends its proposals one per this many ticks (about ten times a commit's few ticks here),
+ * holding the rest: it keeps proposing, far below what the pending requests allow.
+ */
+export const SLOW_LEADER_TICKS = 30;
 
 /** Chance that a compromised-counter leader equivocates on a PREPARE it broadcasts. */
 export const COUNTER_ATTACK_CHANCE = 0.03;

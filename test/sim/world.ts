@@ -366,6 +366,7 @@ export class Simulation {
         ctx.count("new-view");
       }
       if (e.kind === "state-transfer") ctx.count("state-transfer");
+      if (e.kind === "view-change-started" && /too slowly/.test(e.reason)) ctx.count("pace-view-change");
       if (e.kind === "equivocation") this.onEquivocation(i, e.culprit, e.proof);
       if (e.kind === "state-diverged" && ctx.isCorrect(i)) this.onDiverged(i, e.seq);
       if (

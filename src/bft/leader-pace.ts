@@ -1,0 +1,136 @@
+// A follower's expectation of its leader's pace: while requests it forwarded wait to be proposed and
+// the leader's window has room, a correct leader proposes again within a few of its batch periods.
+// One that keeps proposing, but slowly (a performance attack, as in Aardvark and Prime), is suspected
+// long before its followers' request timers run out.
+//
+// The expectation comes from what the leader cannot slow down: how long this follower's accepted
+// proposals took to execute (the commit round, which the other replicas carry). A follower suspects
+// the leader after PACE_STRIKES consecutive intervals of gapTicks() with requests waiting and no new
+// proposal; gapTicks() is PACE_COMMIT_MULTIPLE times the p90 of recent commit times, at least
+// leaderPaceFloorTicks (and two ticks above the batch timeout), at most a quarter of the request
+// timeout. A leader whose latest proposal was full (batchMaxCount of weight, or half of batchMaxBytes)
+// is working through a backlog as fast as it can cut: its next gap is not counted. The bound this
+// gives: while requests wait, a leader proposes at least a full batch, or everything it holds, per
+// gapTicks(); one that stays below for three gaps is replaced. A leader that keeps that pace but delays
+// chosen requests is bounded by the request timer (requestTimeoutTicks). Pure: ticks in, a verdict out.
+
+import type { Batch, ClientRequest, Limits } from "./types.ts";
+
+/** Consecutive late intervals that depose the leader (one is a pause, three are a pace). */
+export const PACE_STRIKES = 3;
+/** Commit times kept (the latest, across views). */
+export const PACE_SAMPLES = 64;
+/** Below this many commit times the expectation is the cap (a cluster just started). */
+export const PACE_SAMPLES_MIN = 4;
+/** The allowed gap, as a multiple of the p90 commit time. */
+export const PACE_COMMIT_MULTIPLE = 2;
+
+export class LeaderPace {
+  /** When this follower accepted each proposal of the view not yet executed (seq → tick). */
+  private readonly acceptedAt = new Map<number, number>();
+  /** Recent commit times in ticks (a ring of PACE_SAMPLES). */
+  private readonly samples: number[] = [];
+  private nextSample = 0;
+  private gapCache: number | null = null;
+  /** The highest seq the leader proposed in this view (to tell a full window from a slow leader). */
+  private highestSeq = 0;
+  /** Since when requests have waited with no new proposal (null: nothing waits on the leader). */
+  private waitingSince: number | null = null;
+  private strikes = 0;
+  /** A strike was counted since the last proposal (a late proposal does not clear the count). */
+  private struck = false;
+  /** The latest proposal was full: the leader has a backlog, and the gap after it is not counted. */
+  private backlog = false;
+
+  constructor(private readonly limits: Limits) {}
+
+  /** Off when leaderPaceFloorTicks is 0. */
+  get enabled(): boolean {
+    return this.limits.leaderPaceFloorTicks > 0;
+  }
+
+  /** The gap between proposals a waiting follower allows its leader now, in ticks. */
+  gapTicks(): number {
+    if (this.gapCache !== null) return this.gapCache;
+    const l = this.limits;
+    const cap = Math.max(1, Math.floor(l.requestTimeoutTicks / 4));
+    const floor = Math.min(cap, Math.max(l.leaderPaceFloorTicks, l.batchTimeoutTicks + 2));
+    let gap = cap;
+    if (this.samples.length >= PACE_SAMPLES_MIN) {
+      const sorted = [...this.samples].sort((a, b) => a - b);
+      const p90 = sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.9))] as number;
+      gap = Math.min(cap, Math.max(floor, Math.ceil(PACE_COMMIT_MULTIPLE * p90)));
+    }
+    this.gapCache = gap;
+    return gap;
+  }
+
+  /** A batch the leader could not have made larger: batchMaxCount of weight, or half of batchMaxBytes. */
+  full(batch: Batch, weight: (r: ClientRequest) => number): boolean {
+    let w = 0;
+    let bytes = 0;
+    for (const r of batch.requests) {
+      w += weight(r);
+      bytes += r.op.length;
+    }
+    return w >= this.limits.batchMaxCount || 2 * bytes >= this.limits.batchMaxBytes;
+  }
+
+  /** A new view: nothing of the last leader's pace carries over but the commit times. */
+  enterView(): void {
+    this.acceptedAt.clear();
+    this.highestSeq = 0;
+    this.waitingSince = null;
+    this.strikes = 0;
+    this.struck = false;
+    this.backlog = false;
+  }
+
+  /** The leader's proposal at `seq` was accepted here; one with requests is progress. */
+  proposed(seq: number, now: number, requests: number, full = false): void {
+    if (seq > this.highestSeq) this.highestSeq = seq;
+    // Bounded: proposals lie within the window, and a jump in execution leaves at most a window behind.
+    if (this.acceptedAt.size >= 2 * this.limits.window) this.acceptedAt.clear();
+    if (!this.acceptedAt.has(seq)) this.acceptedAt.set(seq, now);
+    if (requests === 0) return;
+    if (!this.struck && (this.waitingSince === null || now - this.waitingSince <= this.gapTicks()))
+      this.strikes = 0;
+    this.struck = false;
+    this.backlog = full;
+    this.waitingSince = null;
+  }
+
+  /** `seq` executed: its commit time is a sample. */
+  executed(seq: number, now: number): void {
+    const at = this.acceptedAt.get(seq);
+    if (at === undefined) return;
+    this.acceptedAt.delete(seq);
+    const t = now - at;
+    if (this.samples.length < PACE_SAMPLES) this.samples.push(t);
+    else this.samples[this.nextSample] = t;
+    this.nextSample = (this.nextSample + 1) % PACE_SAMPLES;
+    this.gapCache = null;
+  }
+
+  /**
+   * One tick of a follower active in its view. `waiting`: requests it forwarded are not yet proposed;
+   * `stable`: its stable checkpoint. True when the leader is too slow (then the count starts over).
+   */
+  tick(now: number, waiting: boolean, stable: number): boolean {
+    const l = this.limits;
+    // A window that may be full at the leader (its checkpoint can lag ours by an interval) excuses it.
+    const room = this.highestSeq < stable + l.window - l.checkpointInterval;
+    if (!this.enabled || !waiting || !room || this.backlog) {
+      this.waitingSince = null;
+      return false;
+    }
+    this.waitingSince ??= now;
+    if (now - this.waitingSince <= this.gapTicks()) return false;
+    this.strikes++;
+    this.struck = true;
+    this.waitingSince = now;
+    if (this.strikes < PACE_STRIKES) return false;
+    this.strikes = 0;
+    return true;
+  }
+}
