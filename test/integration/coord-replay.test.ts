@@ -162,7 +162,7 @@ describe("replaying a session's messages from the chain (3 hybrid processes)", (
     assert.equal(owner.state, "SyncConnected", "the owner is connected");
   });
 
-  it("a dead client's ephemeral node goes away within its timeout despite replays of its createSession and pings", async () => {
+  it("a dead client's ephemeral node goes away within its timeout despite replays of its createSession and pings", async (t) => {
     const holder = await connect(1);
     await holder.create("/lock", "held", { mode: CreateMode.EPHEMERAL });
     const sid = holder.sessionId;
@@ -208,6 +208,7 @@ describe("replaying a session's messages from the chain (3 hybrid processes)", (
       await replayer;
     }
     const gone = Date.now() - crashedAt;
+    t.diagnostic(`lock node gone ${gone} ms after the crash; ${answers.length} replays, all refused`);
     // Expiry is decided on the agreed session clock at a block boundary: a little ordering latency on top.
     assert.ok(
       gone <= TIMEOUT_MS + 1500,
