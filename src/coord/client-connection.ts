@@ -16,7 +16,14 @@ import {
 } from "./client-options.ts";
 import { ClientWatches } from "./client-watches.ts";
 import { CoordError, isZkCode } from "./errors.ts";
-import { encodeOp, OpKind, opSigningBytes, resumeSigningBytes } from "./ops.ts";
+import {
+  CHALLENGE_BYTES,
+  COORD_PROTOCOL,
+  encodeOp,
+  OpKind,
+  opSigningBytes,
+  resumeSigningBytes,
+} from "./ops.ts";
 
 interface Pending {
   readonly msg: Record<string, unknown>;
@@ -28,10 +35,19 @@ interface Pending {
   readonly onReply?: (m: Record<string, unknown>) => void;
 }
 
-function hexToBytes(h: string): Uint8Array {
-  const out = new Uint8Array(h.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(h.slice(2 * i, 2 * i + 2), 16);
-  return out;
+/** A replica's hello: its id and its challenge to this connection, or what is wrong with it. */
+export function helloOf(m: Record<string, unknown>): { replica: number; challenge: Uint8Array } | string {
+  if (m.protocol !== COORD_PROTOCOL)
+    return `the replica speaks protocol ${String(m.protocol)}, not ${COORD_PROTOCOL}`;
+  const replica = m.replica;
+  if (typeof replica !== "number" || !Number.isInteger(replica) || replica < 0 || replica > 0xffff_ffff)
+    return "the hello carries no replica id";
+  const hex = m.nonce;
+  if (typeof hex !== "string" || !new RegExp(`^[0-9a-f]{${2 * CHALLENGE_BYTES}}$`).test(hex))
+    return `the hello carries no challenge of ${CHALLENGE_BYTES} bytes`;
+  const challenge = new Uint8Array(CHALLENGE_BYTES);
+  for (let i = 0; i < CHALLENGE_BYTES; i++) challenge[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return { replica, challenge };
 }
 
 export abstract class CoordConnection {
@@ -197,32 +213,9 @@ export abstract class CoordConnection {
         }
         if (m.type === "hello") {
           if (typeof m.dataMaxBytes === "number") this.dataMax = m.dataMaxBytes;
-          const nonce = hexToBytes(String(m.nonce ?? ""));
-          if (fresh) {
-            const payload = encodeOp({
-              sessionId: 0,
-              cxid: 0,
-              body: {
-                kind: OpKind.CREATE_SESSION,
-                publicKey: this.key.publicKey,
-                timeoutMs: this.o.sessionTimeoutMs,
-                nonce: crypto.getRandomValues(new Uint8Array(16)),
-              },
-            });
-            const sig = this.signer.sign(this.key.privateKey, opSigningBytes(payload));
-            ws.send(JSON.stringify({ type: "connect", id: 0, op: toBase64(payload), sig: toBase64(sig) }));
-          } else {
-            const sig = this.signer.sign(this.key.privateKey, resumeSigningBytes(this.sessionIdV, nonce));
-            ws.send(
-              JSON.stringify({
-                type: "resume",
-                id: 0,
-                sessionId: this.sessionIdV,
-                zxid: this.lastZxidV,
-                sig: toBase64(sig),
-              }),
-            );
-          }
+          const hello = helloOf(m);
+          if (typeof hello === "string") return fail(new CoordError("MARSHALLINGERROR", `${url}: ${hello}`));
+          ws.send(JSON.stringify(this.handshake(hello, fresh)));
           return;
         }
         if (m.type === "error") {
@@ -245,6 +238,34 @@ export abstract class CoordConnection {
         }
       };
     });
+  }
+
+  /**
+   * The connect or resume message for a replica's hello: both are signed over the replica's id and its
+   * challenge to this connection, so they are good on this connection only (docs/coord-protocol.md).
+   */
+  private handshake(
+    hello: { replica: number; challenge: Uint8Array },
+    fresh: boolean,
+  ): Record<string, unknown> {
+    if (fresh) {
+      const payload = encodeOp({
+        sessionId: 0,
+        cxid: 0,
+        body: {
+          kind: OpKind.CREATE_SESSION,
+          publicKey: this.key.publicKey,
+          timeoutMs: this.o.sessionTimeoutMs,
+          replica: hello.replica,
+          challenge: hello.challenge,
+        },
+      });
+      const sig = this.signer.sign(this.key.privateKey, opSigningBytes(payload));
+      return { type: "connect", id: 0, op: toBase64(payload), sig: toBase64(sig) };
+    }
+    const signs = resumeSigningBytes(this.sessionIdV, hello.replica, hello.challenge);
+    const sig = this.signer.sign(this.key.privateKey, signs);
+    return { type: "resume", id: 0, sessionId: this.sessionIdV, zxid: this.lastZxidV, sig: toBase64(sig) };
   }
 
   /** Re-registers watches, sends what is unanswered again (writes in cxid order), pings. */

@@ -1,7 +1,7 @@
 // The coordination service's signed operations and the ledger entries that carry them (browser-safe).
 //
 // A client signs each write with its session key: ed25519 over OP_DOMAIN ‖ payload, where payload =
-//   u8 version(1) ‖ u64 sessionId ‖ u32 cxid ‖ u8 kind ‖ fields of the kind
+//   u8 version(2) ‖ u64 sessionId ‖ u32 cxid ‖ u8 kind ‖ fields of the kind
 // so no replica can forge or alter a client's operation. A replica batches signed operations into a
 // coordination entry of the ledger:
 //   MAGIC(4) ‖ u32 proposer ‖ u64 clockMs ‖ u64 entrySeq ‖ u32 count ‖ count × (bytes payload ‖ sig[64])
@@ -36,8 +36,18 @@ export const BUNDLE_DEPTH_MAX = 6;
 const HASH_BYTES = 32;
 /** The depth byte of an operation signed alone (no proof) in a COORD_MAGIC_V2 entry. */
 const NO_PROOF = 0xff;
-export const RESUME_DOMAIN = new TextEncoder().encode("orderer/coord/resume/v1\0");
-export const PAYLOAD_VERSION = 1;
+/** What a session key signs to resume its session over one connection (v2: bound to the replica's id too). */
+export const RESUME_DOMAIN = new TextEncoder().encode("orderer/coord/resume/v2\0");
+/**
+ * The payload version clients write. Version 2 changed CREATE_SESSION only (it carries the replica's id
+ * and the connection's challenge); the other kinds read the same in versions 1 and 2, and a version-1
+ * CREATE_SESSION is refused (service-sessions.ts has the argument).
+ */
+export const PAYLOAD_VERSION = 2;
+/** The WebSocket protocol of docs/coord-protocol.md (`hello.protocol`); 2: challenge-bound sessions. */
+export const COORD_PROTOCOL = 2;
+/** Bytes of the random challenge a replica sends in its hello, one per connection. */
+export const CHALLENGE_BYTES = 32;
 export const SIG_BYTES = 64;
 export const KEY_BYTES = 32;
 /** Sub-operations of one multi. */
@@ -90,7 +100,10 @@ export type OpBody =
       readonly kind: 1;
       readonly publicKey: Uint8Array;
       readonly timeoutMs: number;
-      readonly nonce: Uint8Array;
+      /** The replica the session is created through: only its entries may carry this operation. */
+      readonly replica: number;
+      /** That replica's challenge to the connection (its hello): nowhere else is this operation accepted. */
+      readonly challenge: Uint8Array;
     }
   | { readonly kind: 2 }
   /** A keep-alive; `cxid` carries the ping sequence number instead of an operation number. */
@@ -132,7 +145,8 @@ export function encodeOp(op: Op): Uint8Array {
   switch (b.kind) {
     case OpKind.CREATE_SESSION:
       if (b.publicKey.length !== KEY_BYTES) throw new RangeError("an ed25519 public key is 32 bytes");
-      w.raw(b.publicKey).u32(b.timeoutMs).bytes(b.nonce);
+      if (b.challenge.length !== CHALLENGE_BYTES) throw new RangeError("a challenge is 32 bytes");
+      w.raw(b.publicKey).u32(b.timeoutMs).u32(b.replica).raw(b.challenge);
       break;
     case OpKind.CLOSE_SESSION:
     case OpKind.PING:
@@ -179,16 +193,19 @@ function readSub(r: ByteReader, kind: number, dataMax: number): SubOp {
 export function decodeOp(payload: Uint8Array, dataMax = 64 * 1024 * 1024): Op {
   const r = new ByteReader(payload, fail);
   const version = r.u8();
-  if (version !== PAYLOAD_VERSION) throw fail("BAD_VALUE", `payload version ${version}`);
+  if (version !== PAYLOAD_VERSION && version !== 1) throw fail("BAD_VALUE", `payload version ${version}`);
   const sessionId = r.u64();
   const cxid = r.u32();
   const kind = r.u8();
   let body: OpBody;
   switch (kind) {
     case OpKind.CREATE_SESSION: {
+      if (version !== PAYLOAD_VERSION)
+        throw fail("BAD_VALUE", "a version-1 createSession is bound to no challenge: no longer accepted");
       const publicKey = r.raw(KEY_BYTES);
       const timeoutMs = r.u32();
-      body = { kind, publicKey, timeoutMs, nonce: r.bytes(64) };
+      const replica = r.u32();
+      body = { kind, publicKey, timeoutMs, replica, challenge: r.raw(CHALLENGE_BYTES) };
       break;
     }
     case OpKind.CLOSE_SESSION:
@@ -221,9 +238,12 @@ export function opSigningBytes(payload: Uint8Array): Uint8Array {
   return m;
 }
 
-/** The message a session key signs to resume its session on a replica (bound to that replica's nonce). */
-export function resumeSigningBytes(sessionId: number, nonce: Uint8Array): Uint8Array {
-  return new ByteWriter(64).raw(RESUME_DOMAIN).u64(sessionId).bytes(nonce).finish();
+/**
+ * The message a session key signs to resume its session over one connection: bound to the replica's id
+ * and its challenge to that connection (its hello).
+ */
+export function resumeSigningBytes(sessionId: number, replica: number, challenge: Uint8Array): Uint8Array {
+  return new ByteWriter(96).raw(RESUME_DOMAIN).u64(sessionId).u32(replica).bytes(challenge).finish();
 }
 
 /**

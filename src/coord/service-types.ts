@@ -7,7 +7,7 @@ import type { WithDefaults } from "../util/defaults.ts";
 import type { HashFn, SignedOp } from "./ops.ts";
 import type { Effect, VerifyFn, ZTree } from "./tree.ts";
 
-export const COORD_PROTOCOL = 1;
+export { COORD_PROTOCOL } from "./ops.ts";
 
 /** How the service talks to one client connection (the API server adapts its WebSocket). */
 export interface CoordSocket {
@@ -68,6 +68,7 @@ export type ResolvedCoordServiceOptions = WithDefaults<CoordServiceOptions, type
 
 export interface CoordConn {
   readonly io: CoordSocket;
+  /** The replica's random challenge to this connection (its hello): what connect and resume sign. */
   readonly nonce: Uint8Array;
   sessionId: number;
   timeoutMs: number;
@@ -76,8 +77,8 @@ export interface CoordConn {
   lastHeardMs: number;
   /** cxid -> request id of writes waiting for their result. */
   readonly waiting: Map<number, unknown>;
-  /** A connect waiting for its session: the key (hex) and the request id. */
-  connect: { keyHex: string; id: unknown } | null;
+  /** A connect waiting for its session: this connection's challenge (hex) and the request id. */
+  connect: { challengeHex: string; id: unknown } | null;
   reads: number;
   closed: boolean;
 }

@@ -16,12 +16,12 @@
 import { toHex } from "../bft/bytes.ts";
 import { withDefaults } from "../util/defaults.ts";
 import type { ZkCode } from "./errors.ts";
-import { isCoordEntry, OpKind, resumeSigningBytes, verifySignedOp } from "./ops.ts";
+import { COORD_PROTOCOL, isCoordEntry, OpKind, verifySignedOp } from "./ops.ts";
 import { EntryProposer } from "./service-proposer.ts";
 import { ReadServer } from "./service-reads.ts";
+import { SessionDoor } from "./service-sessions.ts";
 import {
   type AppliedBlocks,
-  COORD_PROTOCOL,
   COORD_SERVICE_DEFAULTS,
   type CoordConn,
   type CoordServiceOptions,
@@ -29,12 +29,12 @@ import {
   type PendingOp,
   type ResolvedCoordServiceOptions,
 } from "./service-types.ts";
-import { b64, entryHeader, opBytes, resultJson, signedOpOf } from "./service-wire.ts";
+import { entryHeader, opBytes, resultJson, signedOpOf } from "./service-wire.ts";
 import type { Effect, ZTree } from "./tree.ts";
 
+export { COORD_PROTOCOL } from "./ops.ts";
 export {
   type AppliedBlocks,
-  COORD_PROTOCOL,
   COORD_SERVICE_DEFAULTS,
   type CoordConn,
   type CoordServiceOptions,
@@ -50,8 +50,8 @@ export class CoordService {
   private readonly o: ResolvedCoordServiceOptions;
   private readonly now: () => number;
   private readonly conns = new Set<CoordConn>();
-  private readonly bySession = new Map<number, CoordConn>();
-  private readonly connecting = new Map<string, CoordConn>();
+  /** connect and resume, and which connection holds which session (service-sessions.ts). */
+  private readonly door: SessionDoor;
   /** Queueing, batching and proposing the operations of our clients (service-proposer.ts). */
   private readonly proposer: EntryProposer;
   /** Reads and watches (service-reads.ts). */
@@ -69,6 +69,8 @@ export class CoordService {
     inFlightTimeouts: 0,
     malformed: 0,
     badSignatures: 0,
+    /** createSessions refused because they are not bound to the connection they came on (replays). */
+    unbound: 0,
   };
 
   constructor(o: CoordServiceOptions) {
@@ -80,10 +82,18 @@ export class CoordService {
       fail: (c, id, code, message) => this.fail(c, id, code, message),
       applying: () => this.applying,
     });
+    this.door = new SessionDoor(this.o, this.tree, this.stats, {
+      send: (c, msg) => this.send(c, msg),
+      fail: (c, id, code, message) => this.fail(c, id, code, message),
+      drop: (c, code, reason) => this.drop(c, code, reason),
+      enqueue: (p) => this.proposer.enqueue(p),
+      afterZxid: (c, zxid, id, run) => this.reads.afterZxid(c, zxid, id, run),
+      signedOp: (m) => this.signedOp(m),
+    });
     this.proposer = new EntryProposer(this.o, this.tree, this.now, this.stats, {
-      hasSession: (sessionId) => this.bySession.has(sessionId),
+      hasSession: (sessionId) => this.door.bySession.has(sessionId),
       pong: (sessionId, seq) => {
-        const c = this.bySession.get(sessionId);
+        const c = this.door.bySession.get(sessionId);
         if (c) this.send(c, { type: "pong", seq, zxid: this.tree.appliedZxid });
       },
       deferredFailed: (p) => this.deferredFailed(p),
@@ -207,8 +217,7 @@ export class CoordService {
     if (c.closed) return;
     c.closed = true;
     this.conns.delete(c);
-    if (c.sessionId && this.bySession.get(c.sessionId) === c) this.bySession.delete(c.sessionId);
-    if (c.connect && this.connecting.get(c.connect.keyHex) === c) this.connecting.delete(c.connect.keyHex);
+    this.door.closed(c);
     this.reads.watches.removeWatcher(c);
   }
 
@@ -259,9 +268,9 @@ export class CoordService {
     const id = m.id;
     switch (m.type) {
       case "connect":
-        return this.onConnect(c, id, m);
+        return this.door.connect(c, id, m);
       case "resume":
-        return this.onResume(c, id, m);
+        return this.door.resume(c, id, m);
       case "ping":
       case "write":
         return this.onSigned(c, id, m);
@@ -292,68 +301,6 @@ export class CoordService {
 
   private signedOp(m: Record<string, unknown>): ReturnType<typeof signedOpOf> {
     return signedOpOf(m, this.o.entryMaxBytes, this.tree.cfg.dataMaxBytes);
-  }
-
-  private onConnect(c: CoordConn, id: unknown, m: Record<string, unknown>): void {
-    if (c.sessionId || c.connect)
-      return this.fail(c, id, "APIERROR", "this connection already has a session");
-    const { op, signed } = this.signedOp(m);
-    const b = op.body;
-    if (b.kind !== OpKind.CREATE_SESSION || op.sessionId !== 0)
-      return this.fail(c, id, "MARSHALLINGERROR", "connect carries a createSession operation");
-    if (!verifySignedOp(this.o.verify, b.publicKey, signed, this.o.hash)) {
-      this.stats.badSignatures++;
-      return this.fail(c, id, "AUTHFAILED", "bad signature");
-    }
-    const keyHex = toHex(b.publicKey);
-    c.connect = { keyHex, id };
-    this.connecting.set(keyHex, c);
-    this.proposer.enqueue({
-      sessionId: 0,
-      cxid: 0,
-      kind: b.kind,
-      signed,
-      bytes: opBytes(signed),
-      attempts: 0,
-    });
-  }
-
-  private onResume(c: CoordConn, id: unknown, m: Record<string, unknown>): void {
-    if (c.sessionId || c.connect)
-      return this.fail(c, id, "APIERROR", "this connection already has a session");
-    const sid = m.sessionId;
-    const zxid = m.zxid ?? 0;
-    if (!Number.isSafeInteger(sid) || !Number.isSafeInteger(zxid) || typeof m.sig !== "string")
-      throw new Error("resume needs sessionId, zxid and sig");
-    const sig = b64(m.sig, "sig");
-    this.reads.afterZxid(c, zxid as number, id, () => {
-      const s = this.tree.session(sid as number);
-      if (!s) {
-        this.send(c, { type: "error", id, code: "SESSIONEXPIRED", message: "the session expired" });
-        return;
-      }
-      if (sig.length !== 64 || !this.o.verify(s.publicKey, resumeSigningBytes(s.id, c.nonce), sig)) {
-        this.stats.badSignatures++;
-        this.fail(c, id, "AUTHFAILED", "bad signature");
-        return;
-      }
-      this.attach(c, s.id, s.timeoutMs);
-      this.send(c, {
-        type: "connected",
-        id,
-        sessionId: s.id,
-        timeoutMs: s.timeoutMs,
-        zxid: this.tree.appliedZxid,
-      });
-    });
-  }
-
-  private attach(c: CoordConn, sessionId: number, timeoutMs: number): void {
-    const prev = this.bySession.get(sessionId);
-    if (prev && prev !== c) this.drop(prev, 4000, "the session moved to another connection");
-    c.sessionId = sessionId;
-    c.timeoutMs = timeoutMs;
-    this.bySession.set(sessionId, c);
   }
 
   private onSigned(c: CoordConn, id: unknown, m: Record<string, unknown>): void {
@@ -407,7 +354,7 @@ export class CoordService {
 
   /** A deferred write of ours that the order will not get: its client learns why. */
   private deferredFailed(p: PendingOp): void {
-    const c = this.bySession.get(p.sessionId);
+    const c = this.door.bySession.get(p.sessionId);
     const id = c?.waiting.get(p.cxid);
     if (!c || id === undefined) return;
     c.waiting.delete(p.cxid);
@@ -441,27 +388,8 @@ export class CoordService {
         return;
       case "result": {
         this.proposer.unpropose(`${e.sessionId}:${e.cxid}`);
-        if (e.opKind === OpKind.CREATE_SESSION) {
-          const c = e.keyHex ? this.connecting.get(e.keyHex) : undefined;
-          if (!c?.connect) return;
-          this.connecting.delete(e.keyHex as string);
-          const id = c.connect.id;
-          c.connect = null;
-          if (e.result.code !== "OK" || e.result.sessionId === undefined) {
-            this.send(c, { type: "error", id, code: e.result.code, message: "the session was refused" });
-            return;
-          }
-          this.attach(c, e.result.sessionId, e.result.timeoutMs ?? 0);
-          this.send(c, {
-            type: "connected",
-            id,
-            sessionId: e.result.sessionId,
-            timeoutMs: e.result.timeoutMs,
-            zxid: Math.max(e.zxid, this.tree.appliedZxid),
-          });
-          return;
-        }
-        const c = this.bySession.get(e.sessionId);
+        if (e.opKind === OpKind.CREATE_SESSION) return this.door.created(e);
+        const c = this.door.bySession.get(e.sessionId);
         if (!c) return;
         const id = c.waiting.get(e.cxid);
         if (id === undefined) return;
@@ -474,7 +402,7 @@ export class CoordService {
         return;
       case "closed": {
         this.proposer.forgetSession(e.sessionId);
-        const c = this.bySession.get(e.sessionId);
+        const c = this.door.bySession.get(e.sessionId);
         if (!c) return;
         this.send(c, { type: "state", state: e.reason === "expired" ? "Expired" : "Closed", zxid: e.zxid });
         this.drop(c, 1000, e.reason === "expired" ? "session expired" : "session closed");

@@ -109,8 +109,11 @@ export type Effect =
       readonly opKind: number;
       readonly result: OpResult;
       readonly duplicate: boolean;
-      /** createSession: the session key (hex), which is how the proposer finds the waiting client. */
-      readonly keyHex?: string;
+      /**
+       * createSession: the challenge it signed (hex), the proposer's challenge to the connection waiting
+       * for this answer: how the proposer finds that connection.
+       */
+      readonly challengeHex?: string;
     }
   /** An operation that arrived before an earlier one of its session: its proposer proposes it again. */
   | {

@@ -84,7 +84,15 @@ export class ZTree extends ZNodes {
   private index = 0;
   private dirtySessions = new Set<number>();
   private dirtyResults: [number, number, boolean][] = [];
-  readonly stats = { badEntries: 0, badOps: 0, badSignatures: 0, deferred: 0, duplicates: 0 };
+  readonly stats = {
+    badEntries: 0,
+    badOps: 0,
+    badSignatures: 0,
+    deferred: 0,
+    duplicates: 0,
+    /** createSessions in an entry of another replica than the one they name. */
+    misdirected: 0,
+  };
 
   /** SHA-256 for bundle proofs (default @noble/hashes). */
   private readonly hash: HashFn | undefined;
@@ -264,7 +272,12 @@ export class ZTree extends ZNodes {
     if (b.kind === OpKind.CLOSE_SESSION) fx.push({ kind: "closed", zxid, sessionId: s.id, reason: "closed" });
   }
 
-  /** A createSession: a new session, or the existing one of the same key (a retransmission). */
+  /**
+   * A createSession: a new session, or the existing one of the same key (the client lost its connection
+   * before the answer and asks again through another replica). It counts only in an entry of the replica
+   * it names (the one whose challenge it signed), and it never refreshes an existing session: a copy
+   * taken from the chain is worth nothing (service-sessions.ts has the whole argument).
+   */
   private applyCreateSession(
     so: SignedOp,
     op: Op,
@@ -272,27 +285,37 @@ export class ZTree extends ZNodes {
     base: ResultBase,
     fx: Effect[],
   ): void {
+    if (b.replica !== base.proposer) {
+      this.stats.misdirected++;
+      return;
+    }
     if (op.sessionId !== 0 || !verifySignedOp(this.verify, b.publicKey, so, this.hash)) {
       this.stats.badSignatures++;
       return;
     }
     const keyHex = toHex(b.publicKey);
+    const challengeHex = toHex(b.challenge);
     const existing = this.sessionByKey.get(keyHex);
     const known = existing === undefined ? undefined : this.sessions.get(existing);
     if (known) {
-      this.touch(known);
       fx.push({
         kind: "result",
         ...base,
         zxid: this.lastZxidV,
-        keyHex,
+        challengeHex,
         duplicate: true,
         result: { code: "OK", sessionId: known.id, timeoutMs: known.timeoutMs },
       });
       return;
     }
     if (this.sessions.size >= this.cfg.sessionsMax) {
-      fx.push({ kind: "result", ...base, zxid: this.lastZxidV, keyHex, result: { code: "THROTTLEDOP" } });
+      fx.push({
+        kind: "result",
+        ...base,
+        zxid: this.lastZxidV,
+        challengeHex,
+        result: { code: "THROTTLEDOP" },
+      });
       return;
     }
     const zxid = this.nextZxid();
@@ -314,7 +337,13 @@ export class ZTree extends ZNodes {
     this.sessions.set(zxid, s);
     this.sessionByKey.set(keyHex, zxid);
     this.touch(s);
-    fx.push({ kind: "result", ...base, zxid, keyHex, result: { code: "OK", sessionId: zxid, timeoutMs } });
+    fx.push({
+      kind: "result",
+      ...base,
+      zxid,
+      challengeHex,
+      result: { code: "OK", sessionId: zxid, timeoutMs },
+    });
   }
 
   private keepResult(s: Session, cxid: number, r: OpResult): void {

@@ -49,7 +49,13 @@ async function rawSession(url: string, timeoutMs: number) {
   const open = encodeOp({
     sessionId: 0,
     cxid: 0,
-    body: { kind: OpKind.CREATE_SESSION, publicKey: key.publicKey, timeoutMs, nonce: new Uint8Array(8) },
+    body: {
+      kind: OpKind.CREATE_SESSION,
+      publicKey: key.publicKey,
+      timeoutMs,
+      replica: r.msgs[0]?.replica as number,
+      challenge: new Uint8Array(Buffer.from(String(r.msgs[0]?.nonce), "hex")),
+    },
   });
   r.ws.send(JSON.stringify({ type: "connect", id: 0, op: b64(open), sig: sign(open) }));
   await r.next(2);

@@ -176,7 +176,7 @@ describe("bundled writes through two replicas", () => {
     const nonce = new Uint8Array(32).fill(3);
     const c = entry.svc.open({ send: (m) => sent.push(m), close: () => {} }, nonce);
     assert.ok(c, "connection opened");
-    const resumeSig = signEd25519(s.key.privateKey, resumeSigningBytes(s.id, nonce));
+    const resumeSig = signEd25519(s.key.privateKey, resumeSigningBytes(s.id, 0, nonce));
     entry.svc.message(
       c,
       JSON.stringify({ type: "resume", id: 1, sessionId: s.id, zxid: 0, sig: b64(resumeSig) }),

@@ -38,7 +38,7 @@ describe("coordination queue bound", () => {
     const nonce = new Uint8Array(32).fill(7);
     const c = svc.open({ send: (m) => sent.push(m), close: () => {} }, nonce);
     assert.ok(c, "connection opened");
-    const resumeSig = signEd25519(s.key.privateKey, resumeSigningBytes(s.id, nonce));
+    const resumeSig = signEd25519(s.key.privateKey, resumeSigningBytes(s.id, 0, nonce));
     svc.message(c, JSON.stringify({ type: "resume", id: 1, sessionId: s.id, zxid: 0, sig: b64(resumeSig) }));
     assert.equal(sent.at(-1)?.type, "connected", "the session is attached");
     const write = (id: number, cxid: number) => {

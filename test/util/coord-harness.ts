@@ -1,5 +1,6 @@
 // Builds signed coordination operations and entries for tests of the znode tree and service.
 
+import { randomBytes } from "node:crypto";
 import {
   bundle,
   bundleSigningBytes,
@@ -28,12 +29,17 @@ export class TestSession {
     return { payload, sig: signEd25519(this.key.privateKey, opSigningBytes(payload)) };
   }
 
-  open(timeoutMs = 10_000): SignedOp {
+  /**
+   * A createSession through `replica` (the harness's entries of operations come from replica 0), bound
+   * to that replica's `challenge` to the connection (random here).
+   */
+  open(timeoutMs = 10_000, replica = 0, challenge: Uint8Array = randomBytes(32)): SignedOp {
     return this.sign(0, 0, {
       kind: OpKind.CREATE_SESSION,
       publicKey: this.key.publicKey,
       timeoutMs,
-      nonce: enc(`n${Math.random()}`),
+      replica,
+      challenge: new Uint8Array(challenge),
     });
   }
 
