@@ -23,7 +23,15 @@ export { PbftReplica } from "./pbft.ts";
 export * from "./quorum.ts";
 export * from "./replica.ts";
 export type { ReplicaConfig, ReplicaDeps } from "./replica-config.ts";
-export { batchWithin, QUEUE_COMPACT_MIN, requestKey } from "./request-intake.ts";
+export {
+  batchWithin,
+  QUEUE_COMPACT_MIN,
+  REQUEST_SAMPLES,
+  REQUEST_SAMPLES_MIN,
+  REQUEST_TIMEOUT_CAP,
+  REQUEST_TIMEOUT_MULTIPLE,
+  requestKey,
+} from "./request-intake.ts";
 export type { ProposeResult } from "./request-router.ts";
 export { messageShapeProblem } from "./shape.ts";
 export { STATE_CHUNK_BYTES } from "./state-transfer.ts";

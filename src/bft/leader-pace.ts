@@ -14,6 +14,7 @@
 // gapTicks(); one that stays below for three gaps is replaced. A leader that keeps that pace but delays
 // chosen requests is bounded by the request timer (requestTimeoutTicks). Pure: ticks in, a verdict out.
 
+import { RecentSamples } from "./recent.ts";
 import type { Batch, ClientRequest, Limits } from "./types.ts";
 
 /** Consecutive late intervals that depose the leader (one is a pause, three are a pace). */
@@ -28,9 +29,8 @@ export const PACE_COMMIT_MULTIPLE = 2;
 export class LeaderPace {
   /** When this follower accepted each proposal of the view not yet executed (seq → tick). */
   private readonly acceptedAt = new Map<number, number>();
-  /** Recent commit times in ticks (a ring of PACE_SAMPLES). */
-  private readonly samples: number[] = [];
-  private nextSample = 0;
+  /** Recent commit times in ticks. */
+  private readonly samples = new RecentSamples(PACE_SAMPLES);
   private gapCache: number | null = null;
   /** The highest seq the leader proposed in this view (to tell a full window from a slow leader). */
   private highestSeq = 0;
@@ -56,9 +56,8 @@ export class LeaderPace {
     const cap = Math.max(1, Math.floor(l.requestTimeoutTicks / 4));
     const floor = Math.min(cap, Math.max(l.leaderPaceFloorTicks, l.batchTimeoutTicks + 2));
     let gap = cap;
-    if (this.samples.length >= PACE_SAMPLES_MIN) {
-      const sorted = [...this.samples].sort((a, b) => a - b);
-      const p90 = sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.9))] as number;
+    if (this.samples.size >= PACE_SAMPLES_MIN) {
+      const p90 = this.samples.quantile(0.9);
       gap = Math.min(cap, Math.max(floor, Math.ceil(PACE_COMMIT_MULTIPLE * p90)));
     }
     this.gapCache = gap;
@@ -105,10 +104,7 @@ export class LeaderPace {
     const at = this.acceptedAt.get(seq);
     if (at === undefined) return;
     this.acceptedAt.delete(seq);
-    const t = now - at;
-    if (this.samples.length < PACE_SAMPLES) this.samples.push(t);
-    else this.samples[this.nextSample] = t;
-    this.nextSample = (this.nextSample + 1) % PACE_SAMPLES;
+    this.samples.add(now - at);
     this.gapCache = null;
   }
 

@@ -110,7 +110,7 @@ export abstract class ReplicaCore {
   private executionHooks(): ExecutionHooks {
     return {
       executed: (seq, batch) => {
-        this.intake.settle(batch.requests, this.now);
+        this.intake.settle(batch.requests, this.now, seq);
         this.pace.executed(seq, this.now);
         this.triggers.clearProgress();
         if (this.leader === this.id && this.nextProposalSeq() - 1 > seq) this.armProgressTimer();
@@ -413,9 +413,9 @@ export abstract class ReplicaCore {
     this.intake.requeue(reqs, this.now);
   }
 
-  /** Leader: outstanding proposals must commit within requestTimeoutTicks, or it changes view itself. */
+  /** Leader: outstanding proposals must commit within the request timeout, or it changes view itself. */
   protected armProgressTimer(): void {
-    this.triggers.armProgress(this.now);
+    this.triggers.armProgress(this.now, this.intake.timeoutTicks);
   }
 
   protected resetViewTimers(): void {
@@ -427,6 +427,7 @@ export abstract class ReplicaCore {
     this.vcTarget = null;
     this.triggers.clearProgress();
     this.pace.enterView();
+    this.intake.viewEntered();
     if (this.leader === this.id && this.nextProposalSeq() - 1 > this.lastExecuted) this.armProgressTimer();
     this.router.handOver();
   }

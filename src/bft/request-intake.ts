@@ -5,12 +5,24 @@
 
 import { dropTaken } from "../util/queue.ts";
 import type { RequestVerifier } from "./client-auth.ts";
+import { RecentSamples } from "./recent.ts";
 import type { Batch, ClientRequest, Limits } from "./types.ts";
 
 /** Taken entries of the leader's queue kept before the array is compacted (see cutBatch). */
 export const QUEUE_COMPACT_MIN = 64;
 /** Requests re-forwarded to the leader per retransmission round. */
 export const REFORWARD_PER_TICK_MAX = 256;
+/**
+ * The request timer adapts to the cluster: REQUEST_TIMEOUT_MULTIPLE times the p99 of the last
+ * REQUEST_SAMPLES forward-to-execute times of this replica's requests (once REQUEST_SAMPLES_MIN are
+ * known), never below requestTimeoutTicks; doubled for each view entered after the first without an
+ * execution in between; at most REQUEST_TIMEOUT_CAP times requestTimeoutTicks. A loaded but correct
+ * leader is not deposed by a timer set for an idle cluster, and views that keep failing wait longer.
+ */
+export const REQUEST_TIMEOUT_MULTIPLE = 4;
+export const REQUEST_SAMPLES = 64;
+export const REQUEST_SAMPLES_MIN = 8;
+export const REQUEST_TIMEOUT_CAP = 16;
 
 export function requestKey(r: ClientRequest): string {
   return `${r.clientId}\u0000${r.reqNo}`;
@@ -56,6 +68,8 @@ export function batchShapeOk(batch: Batch, l: Limits): boolean {
 /** A request a follower forwarded and waits to see executed. */
 export interface RequestTimer {
   readonly req: ClientRequest;
+  /** When this replica started waiting for it (in this view). */
+  readonly since: number;
   deadline: number;
   resent?: boolean;
   /** The leader proposed it in this view (LeaderPace waits only on those it has not). */
@@ -79,6 +93,12 @@ export class RequestIntake {
   private timerBytes = 0;
   /** Timers whose request the leader has not proposed yet. */
   private unproposed = 0;
+  /** Forward-to-execute times of the requests waited for here (the request timer adapts to them). */
+  private readonly waits = new RecentSamples(REQUEST_SAMPLES);
+  /** Views entered since a batch last executed here. */
+  private viewsWithoutProgress = 0;
+  /** Leader: when it proposed each seq of this view not yet executed (propose-to-execute samples). */
+  private readonly ownProposals = new Map<number, number>();
 
   constructor(
     private readonly limits: Limits,
@@ -97,6 +117,29 @@ export class RequestIntake {
 
   hasTimer(key: string): boolean {
     return this.timers.has(key);
+  }
+
+  /** The request timeout now, in ticks (see REQUEST_TIMEOUT_MULTIPLE). */
+  get timeoutTicks(): number {
+    const floor = this.limits.requestTimeoutTicks;
+    const cap = REQUEST_TIMEOUT_CAP * floor;
+    const learned =
+      this.waits.size >= REQUEST_SAMPLES_MIN
+        ? Math.ceil(REQUEST_TIMEOUT_MULTIPLE * this.waits.quantile(0.99))
+        : 0;
+    const doubled = Math.max(floor, learned) * 2 ** Math.min(Math.max(0, this.viewsWithoutProgress - 1), 8);
+    return Math.min(cap, doubled);
+  }
+
+  /** A new view was entered: one more without progress until a batch executes. */
+  viewEntered(): void {
+    this.viewsWithoutProgress++;
+    this.ownProposals.clear();
+  }
+
+  /** Leader: it proposed `seq` now (its execution time is a sample of the request timeout). */
+  proposedHere(seq: number, now: number): void {
+    if (this.ownProposals.size < 2 * this.limits.window) this.ownProposals.set(seq, now);
   }
 
   /** Nothing queued, in flight or waited for. */
@@ -221,21 +264,29 @@ export class RequestIntake {
   }
 
   /**
-   * The requests of a batch being executed are no longer waited for or in flight. PBFT's request timer
+   * The requests of a batch being executed are no longer waited for or in flight (their waits are samples
+   * of the request timeout, and the execution is progress: see viewEntered). PBFT's request timer
    * restarts, for the next request waited for, when the oldest one executes: a correct leader that keeps
    * up with nothing but its backlog is not deposed; one that leaves a request behind still is.
    */
-  settle(requests: readonly ClientRequest[], now: number): void {
+  settle(requests: readonly ClientRequest[], now: number, seq?: number): void {
+    this.viewsWithoutProgress = 0;
+    const proposedAt = seq === undefined ? undefined : this.ownProposals.get(seq);
+    if (proposedAt !== undefined) {
+      this.ownProposals.delete(seq as number);
+      this.waits.add(now - proposedAt);
+    }
     const oldest = this.timers.keys().next().value;
     for (const r of requests) {
       const key = requestKey(r);
+      const t = this.timers.get(key);
+      if (t) this.waits.add(now - t.since);
       this.deleteTimer(key);
       this.inFlight.delete(key);
     }
     if (oldest !== undefined && !this.timers.has(oldest)) {
       const next = this.timers.values().next();
-      if (!next.done)
-        next.value.deadline = Math.max(next.value.deadline, now + this.limits.requestTimeoutTicks);
+      if (!next.done) next.value.deadline = Math.max(next.value.deadline, now + this.timeoutTicks);
     }
   }
 
@@ -244,7 +295,7 @@ export class RequestIntake {
    * most REFORWARD_PER_TICK_MAX, oldest first).
    */
   takeReforwards(now: number): ClientRequest[] {
-    const half = Math.floor(this.limits.requestTimeoutTicks / 2);
+    const half = Math.floor(this.timeoutTicks / 2);
     const out: ClientRequest[] = [];
     let budget = REFORWARD_PER_TICK_MAX;
     for (const t of this.timers.values()) {
@@ -259,6 +310,7 @@ export class RequestIntake {
 
   /** Forgets the requests waited for and in flight (execution jumped over them). */
   clearWaiting(): void {
+    this.ownProposals.clear();
     this.timers.clear();
     this.timerBytes = 0;
     this.unproposed = 0;

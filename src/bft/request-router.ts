@@ -60,7 +60,8 @@ export class RequestRouter {
     }
     if (!this.intake.timerRoom(req))
       throw new RequestError("OVERLOADED", "too many pending requests (pendingMax or pendingMaxBytes)");
-    this.intake.setTimer(key, { req, deadline: this.hooks.now() + this.limits.requestTimeoutTicks });
+    const now = this.hooks.now();
+    this.intake.setTimer(key, { req, since: now, deadline: now + this.intake.timeoutTicks });
     const leader = this.hooks.leader();
     if (this.hooks.active() && leader !== this.id) this.out.send(leader, { type: "request", request: req });
     return "accepted";
@@ -78,6 +79,7 @@ export class RequestRouter {
       const requests = this.intake.cutBatch(this.hooks.now(), (r) => this.hooks.executed(r));
       if (requests.length === 0) continue;
       this.hooks.proposeBatch(seq, { requests });
+      this.intake.proposedHere(seq, this.hooks.now());
       // A proposal that could not be made (the mode refused the seq) must not spin this loop.
       if (this.hooks.nextSeq() <= seq || !this.hooks.mayPropose()) return;
     }
@@ -105,8 +107,9 @@ export class RequestRouter {
     if (this.hooks.executed(req) || this.intake.hasTimer(key)) return;
     if (!this.intake.timerRoom(req)) return this.out.drop(from, "request-queue-full");
     // The relaying peer's timer has half of its time left: so does ours (both suspect the leader together).
-    const deadline = this.hooks.now() + Math.ceil(this.limits.requestTimeoutTicks / 2);
-    this.intake.setTimer(key, { req, deadline, resent: true });
+    const now = this.hooks.now();
+    const deadline = now + Math.ceil(this.intake.timeoutTicks / 2);
+    this.intake.setTimer(key, { req, since: now, deadline, resent: true });
     this.out.send(this.hooks.leader(), { type: "request", request: req });
   }
 
@@ -134,7 +137,8 @@ export class RequestRouter {
       const key = requestKey(req);
       if (leaderNow) this.intake.enqueue(req, key, this.hooks.now());
       else if (this.intake.timerRoom(req)) {
-        this.intake.setTimer(key, { req, deadline: this.hooks.now() + this.limits.requestTimeoutTicks });
+        const now = this.hooks.now();
+        this.intake.setTimer(key, { req, since: now, deadline: now + this.intake.timeoutTicks });
         this.out.send(leader, { type: "request", request: req });
       }
     }

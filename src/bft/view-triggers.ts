@@ -108,11 +108,9 @@ export class ViewTriggers {
     return { target: lowest, reason: "a peer changes view alone" };
   }
 
-  /** Leader: outstanding proposals must commit within requestTimeoutTicks, or it changes view itself. */
-  armProgress(now: number): void {
-    if (this.progressDeadline === Number.POSITIVE_INFINITY) {
-      this.progressDeadline = now + this.limits.requestTimeoutTicks;
-    }
+  /** Leader: outstanding proposals must commit within `timeout` (the request timeout), or it changes view. */
+  armProgress(now: number, timeout: number): void {
+    if (this.progressDeadline === Number.POSITIVE_INFINITY) this.progressDeadline = now + timeout;
   }
 
   clearProgress(): void {

@@ -204,7 +204,9 @@ describe("hybrid replica: NEW-VIEW summaries must be proven", () => {
   });
 
   it("proofs hold one NEW-VIEW per view: leaders without COMMIT-NVs keep proving view after view", () => {
-    const c = new Cluster({ mode: "hybrid", f: 1 });
+    // Every replica times out together (the request and progress timers): with the pace rule on, the
+    // followers would suspect each leader first and the chain of unproven NEW-VIEWs would not build up.
+    const c = new Cluster({ mode: "hybrid", f: 1, limits: { leaderPaceFloorTicks: 0 } });
     // Six view changes without any COMMIT-NV delivered: each leader's VIEW-CHANGE carries its NEW-VIEW,
     // whose VIEW-CHANGEs refer to the previous leaders' NEW-VIEWs, flattened into one list.
     for (let k = 0; k < 6; k++) forceViewChange(c, true);
@@ -254,7 +256,12 @@ describe("hybrid replica: NEW-VIEW summaries must be proven", () => {
   });
 
   it("a replica whose proofs would exceed vcProofsMax sends no VIEW-CHANGE; the others carry on", () => {
-    const c = new Cluster({ mode: "hybrid", f: 1, limits: { vcProofsMax: 1, retransmitTicks: 10 } });
+    // As above, the replicas time out together (pace rule off).
+    const c = new Cluster({
+      mode: "hybrid",
+      f: 1,
+      limits: { vcProofsMax: 1, retransmitTicks: 10, leaderPaceFloorTicks: 0 },
+    });
     for (let k = 0; k < 8 && [0, 1, 2].every((i) => c.dropped(i, "vc-too-many-proofs") === 0); k++)
       forceViewChange(c, true);
     assert.ok(
