@@ -68,6 +68,14 @@ async function soak(mode: Mode): Promise<Record<string, unknown>> {
     }
     s.stopLoad();
     const end = await views(cluster.urls);
+    // Why each replica started its view changes (the events its process reported).
+    const reasons: Record<string, number> = {};
+    for (const p of cluster.procs)
+      for (const e of p.events)
+        if (e.kind === "view-change-started") {
+          const why = String((e as { reason?: unknown }).reason);
+          reasons[why] = (reasons[why] ?? 0) + 1;
+        }
     const known = [...start, ...end].filter((v): v is number => v !== null);
     const viewChanges = Math.max(...known) - Math.min(...known);
     const rates = samples.map((x) => x.txPerSec);
@@ -77,6 +85,7 @@ async function soak(mode: Mode): Promise<Record<string, unknown>> {
       minutes: MINUTES,
       outstanding: OUTSTANDING,
       viewChanges,
+      reasons,
       startViews: start,
       endViews: end,
       meanTxPerSec: rates.reduce((a, b) => a + b, 0) / Math.max(1, rates.length),
@@ -96,11 +105,13 @@ async function main(): Promise<void> {
   );
   const rows: Record<string, unknown>[] = [];
   for (const mode of MODES) rows.push(await soak(mode));
-  console.log("\n| mode | minutes | view changes | committed tx/s, mean (lowest 10 s) | errors |");
-  console.log("|---|---|---|---|---|");
+  console.log(
+    "\n| mode | minutes | view changes | why (view-change-started events, all replicas) | committed tx/s, mean (lowest 10 s) | errors |",
+  );
+  console.log("|---|---|---|---|---|---|");
   for (const r of rows)
     console.log(
-      `| ${r.mode} (n=${r.n}) | ${r.minutes} | ${r.viewChanges} | ${(r.meanTxPerSec as number).toFixed(0)} (${(r.minTxPerSec as number).toFixed(0)}) | ${r.errors} |`,
+      `| ${r.mode} (n=${r.n}) | ${r.minutes} | ${r.viewChanges} | ${JSON.stringify(r.reasons)} | ${(r.meanTxPerSec as number).toFixed(0)} (${(r.minTxPerSec as number).toFixed(0)}) | ${r.errors} |`,
     );
   await publish(
     "soak",

@@ -1,18 +1,22 @@
 // A follower's expectation of its leader's pace: while requests it forwarded wait to be proposed and
-// the leader's window has room, a correct leader proposes again within a few of its batch periods.
+// the leader's window has room, a correct leader proposes again within a gap this follower has learned.
 // One that keeps proposing, but slowly (a performance attack, as in Aardvark and Prime), is suspected
 // long before its followers' request timers run out.
 //
-// The expectation comes from what the leader cannot slow down: how long this follower's accepted
-// proposals took to execute (the commit round, which the other replicas carry). A follower suspects
-// the leader after PACE_STRIKES consecutive intervals of gapTicks() with requests waiting and no new
-// proposal; gapTicks() is PACE_COMMIT_MULTIPLE times the p90 of recent commit times, at least
-// leaderPaceFloorTicks (and two ticks above the batch timeout), at most a quarter of the request
-// timeout. A leader whose latest proposal was full (batchMaxCount of weight, or half of batchMaxBytes)
-// is working through a backlog as fast as it can cut: its next gap is not counted. The bound this
-// gives: while requests wait, a leader proposes at least a full batch, or everything it holds, per
-// gapTicks(); one that stays below for three gaps is replaced. A leader that keeps that pace but delays
-// chosen requests is bounded by the request timer (requestTimeoutTicks). Pure: ticks in, a verdict out.
+// The expected gap is learned from two things: the gaps this follower waited for earlier proposals
+// (PACE_GAP_MULTIPLE times their p99, the latest PACE_SAMPLES, across views), and how long its accepted
+// proposals took to execute (PACE_COMMIT_MULTIPLE times their p90: the commit round, which the other
+// replicas carry); at least leaderPaceFloorTicks (and two ticks above the batch timeout), at most a
+// quarter of the request timeout. A gap longer than expected is a strike and never a sample, so a slow
+// leader cannot teach its followers to expect slowness, while a correct leader's tail of pauses raises
+// the expectation to cover it. PACE_STRIKES strikes in a row (a late proposal does not clear them, a
+// prompt one does) start a view change. A leader whose latest proposal was full (batchMaxCount of
+// weight, or half of batchMaxBytes) is working through a backlog as fast as it can cut: its next gap is
+// not counted. A streak must also last a quarter of the request timeout: three short pauses of a busy
+// correct leader (a collection, a slow disk write) do not depose it. The bound: while requests wait, a
+// leader proposes at least a full batch, or everything it holds, per expected gap; one that stays below
+// for three gaps in a row and a quarter of the request timeout is replaced. A leader that keeps that pace
+// but delays chosen requests is bounded by the request timer. Pure: ticks in, a verdict out.
 
 import { RecentSamples } from "./recent.ts";
 import type { Batch, ClientRequest, Limits } from "./types.ts";
@@ -21,22 +25,28 @@ import type { Batch, ClientRequest, Limits } from "./types.ts";
 export const PACE_STRIKES = 3;
 /** Commit times kept (the latest, across views). */
 export const PACE_SAMPLES = 64;
-/** Below this many commit times the expectation is the cap (a cluster just started). */
+/** Below this many samples of a kind (commit times, gaps), that kind teaches nothing: the floor holds. */
 export const PACE_SAMPLES_MIN = 4;
-/** The allowed gap, as a multiple of the p90 commit time. */
+/** The allowed gap, as a multiple of the p90 commit time... */
 export const PACE_COMMIT_MULTIPLE = 2;
+/** ...or of the p99 of the gaps waited for earlier proposals, whichever is larger. */
+export const PACE_GAP_MULTIPLE = 3;
 
 export class LeaderPace {
   /** When this follower accepted each proposal of the view not yet executed (seq → tick). */
   private readonly acceptedAt = new Map<number, number>();
   /** Recent commit times in ticks. */
   private readonly samples = new RecentSamples(PACE_SAMPLES);
+  /** Recent gaps waited for a proposal that came within the expectation, in ticks. */
+  private readonly gaps = new RecentSamples(PACE_SAMPLES);
   private gapCache: number | null = null;
   /** The highest seq the leader proposed in this view (to tell a full window from a slow leader). */
   private highestSeq = 0;
   /** Since when requests have waited with no new proposal (null: nothing waits on the leader). */
   private waitingSince: number | null = null;
   private strikes = 0;
+  /** Since when the current streak of strikes has run (the wait its first strike began with). */
+  private streakSince = 0;
   /** A strike was counted since the last proposal (a late proposal does not clear the count). */
   private struck = false;
   /** The latest proposal was full: the leader has a backlog, and the gap after it is not counted. */
@@ -49,19 +59,24 @@ export class LeaderPace {
     return this.limits.leaderPaceFloorTicks > 0;
   }
 
+  /** The longest gap ever expected, and the least length of a streak that deposes: requestTimeoutTicks / 4. */
+  get capTicks(): number {
+    return Math.max(1, Math.floor(this.limits.requestTimeoutTicks / 4));
+  }
+
   /** The gap between proposals a waiting follower allows its leader now, in ticks. */
   gapTicks(): number {
     if (this.gapCache !== null) return this.gapCache;
     const l = this.limits;
-    const cap = Math.max(1, Math.floor(l.requestTimeoutTicks / 4));
+    const cap = this.capTicks;
     const floor = Math.min(cap, Math.max(l.leaderPaceFloorTicks, l.batchTimeoutTicks + 2));
-    let gap = cap;
-    if (this.samples.size >= PACE_SAMPLES_MIN) {
-      const p90 = this.samples.quantile(0.9);
-      gap = Math.min(cap, Math.max(floor, Math.ceil(PACE_COMMIT_MULTIPLE * p90)));
-    }
-    this.gapCache = gap;
-    return gap;
+    let learned = 0;
+    if (this.samples.size >= PACE_SAMPLES_MIN)
+      learned = Math.ceil(PACE_COMMIT_MULTIPLE * this.samples.quantile(0.9));
+    if (this.gaps.size >= PACE_SAMPLES_MIN)
+      learned = Math.max(learned, Math.ceil(PACE_GAP_MULTIPLE * this.gaps.quantile(0.99)));
+    this.gapCache = Math.min(cap, Math.max(floor, learned));
+    return this.gapCache;
   }
 
   /** A batch the leader could not have made larger: batchMaxCount of weight, or half of batchMaxBytes. */
@@ -92,8 +107,13 @@ export class LeaderPace {
     if (this.acceptedAt.size >= 2 * this.limits.window) this.acceptedAt.clear();
     if (!this.acceptedAt.has(seq)) this.acceptedAt.set(seq, now);
     if (requests === 0) return;
-    if (!this.struck && (this.waitingSince === null || now - this.waitingSince <= this.gapTicks()))
+    if (!this.struck && (this.waitingSince === null || now - this.waitingSince <= this.gapTicks())) {
       this.strikes = 0;
+      if (this.waitingSince !== null) {
+        this.gaps.add(now - this.waitingSince);
+        this.gapCache = null;
+      }
+    }
     this.struck = false;
     this.backlog = full;
     this.waitingSince = null;
@@ -122,10 +142,11 @@ export class LeaderPace {
     }
     this.waitingSince ??= now;
     if (now - this.waitingSince <= this.gapTicks()) return false;
+    if (this.strikes === 0) this.streakSince = this.waitingSince;
     this.strikes++;
     this.struck = true;
     this.waitingSince = now;
-    if (this.strikes < PACE_STRIKES) return false;
+    if (this.strikes < PACE_STRIKES || now - this.streakSince < this.capTicks) return false;
     this.strikes = 0;
     return true;
   }

@@ -7,7 +7,7 @@
 
 import { resolveNodeConfig } from "../../src/node/config.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
-import { decodeMessage } from "../../src/transport/codec.ts";
+import { MESSAGE_TYPES, WIRE_VERSION } from "../../src/transport/codec.ts";
 import type { Transport } from "../../src/transport/transport.ts";
 import { createLogger } from "../../src/util/log.ts";
 
@@ -32,10 +32,10 @@ async function main(): Promise<void> {
     if (sent % 10 === 0) send({ type: "slow-leader", sent, held: held.length });
     timer = setTimeout(pump, delayMs);
   };
-  const isProposal = (frame: Uint8Array): boolean => {
-    const res = decodeMessage(frame);
-    return res.ok && (res.msg.type === "h-prepare" || res.msg.type === "p-pre-prepare");
-  };
+  // A frame is version ‖ type tag ‖ body (codec.ts): the tag tells a proposal without decoding it.
+  const tags = new Set(["h-prepare", "p-pre-prepare"].map((t) => MESSAGE_TYPES.indexOf(t as never) + 1));
+  const isProposal = (frame: Uint8Array): boolean =>
+    frame[0] === WIRE_VERSION && tags.has(frame[1] as number);
   const hold = (frame: Uint8Array, go: () => void): boolean => {
     if (!isProposal(frame)) return false;
     if (held.length < HELD_MAX) held.push(go);

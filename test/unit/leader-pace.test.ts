@@ -10,6 +10,7 @@ import {
   type Limits,
   type Mode,
   PACE_COMMIT_MULTIPLE,
+  PACE_GAP_MULTIPLE,
   PACE_SAMPLES_MIN,
   PACE_STRIKES,
 } from "../../src/bft/index.ts";
@@ -18,39 +19,52 @@ import { Cluster, type Envelope } from "./harness.ts";
 const limits = (l: Partial<Limits> = {}): Limits => ({ ...DEFAULT_LIMITS, ...l });
 
 describe("LeaderPace", () => {
-  it("expects the cap until it has commit times, then a multiple of their p90 within floor and cap", () => {
+  it("expects the floor until it learns, then a multiple of the p90 commit time, within floor and cap", () => {
     const l = limits({ requestTimeoutTicks: 200, leaderPaceFloorTicks: 5, batchTimeoutTicks: 1 });
     const p = new LeaderPace(l);
-    assert.equal(p.gapTicks(), 50, "a quarter of the request timeout before any sample");
+    assert.equal(p.gapTicks(), 5, "the floor before any sample (a slow leader from the start is caught)");
     for (let s = 1; s < PACE_SAMPLES_MIN; s++) {
       p.proposed(s, 0, 1);
-      p.executed(s, 1);
+      p.executed(s, 20);
     }
-    assert.equal(p.gapTicks(), 50, "still the cap below PACE_SAMPLES_MIN samples");
+    assert.equal(p.gapTicks(), 5, "still the floor below PACE_SAMPLES_MIN samples");
     p.proposed(10, 0, 1);
-    p.executed(10, 1);
-    assert.equal(p.gapTicks(), 5, "fast commits: the floor");
-    for (let s = 20; s < 40; s++) {
-      p.proposed(s, 100, 1);
-      p.executed(s, 108);
-    }
-    assert.equal(p.gapTicks(), PACE_COMMIT_MULTIPLE * 8, "slow commits: a multiple of their p90");
+    p.executed(10, 20);
+    assert.equal(p.gapTicks(), PACE_COMMIT_MULTIPLE * 20, "a multiple of the p90 commit time");
     for (let s = 40; s < 100; s++) {
       p.proposed(s, 200, 1);
       p.executed(s, 400);
     }
-    assert.equal(p.gapTicks(), 50, "never above the cap");
+    assert.equal(p.gapTicks(), 50, "never above the cap (a quarter of the request timeout)");
     const floorOfBatch = new LeaderPace(limits({ leaderPaceFloorTicks: 1, batchTimeoutTicks: 6 }));
-    for (let s = 1; s <= PACE_SAMPLES_MIN; s++) {
-      floorOfBatch.proposed(s, 0, 1);
-      floorOfBatch.executed(s, 0);
-    }
     assert.equal(floorOfBatch.gapTicks(), 8, "the floor is at least two ticks above the batch timeout");
   });
 
-  /** A pace whose expectation is the floor (5 ticks). */
+  it("learns the gaps a correct leader takes, but never from a late proposal", () => {
+    const p = new LeaderPace(limits({ requestTimeoutTicks: 200, leaderPaceFloorTicks: 5 }));
+    let t = 0;
+    let seq = 0;
+    // Gaps of 4 ticks (within the floor of 5): learned; the expectation becomes 3 × 4 = 12.
+    for (let k = 0; k < PACE_SAMPLES_MIN; k++) {
+      for (let i = 0; i < 4; i++) assert.equal(p.tick(++t, true, 0), false);
+      p.proposed(++seq, t, 1);
+    }
+    assert.equal(p.gapTicks(), PACE_GAP_MULTIPLE * 3, "3 × the p99 gap (waiting starts the tick after)");
+    // A slow leader's gaps of 40 ticks strike and teach nothing: the expectation stays.
+    let suspected = false;
+    for (let k = 0; k < 3 && !suspected; k++) {
+      for (let i = 0; i < 40 && !suspected; i++) suspected = p.tick(++t, true, 0);
+      p.proposed(++seq, t, 1);
+    }
+    assert.ok(suspected, "suspected within three slow gaps");
+    assert.equal(p.gapTicks(), PACE_GAP_MULTIPLE * 3, "late gaps were not learned");
+  });
+
+  /** A pace whose expectation is the floor (5 ticks); a streak must last 10 ticks (requestTimeoutTicks / 4). */
   function warmed(): LeaderPace {
-    const p = new LeaderPace(limits({ leaderPaceFloorTicks: 5, batchTimeoutTicks: 1 }));
+    const p = new LeaderPace(
+      limits({ leaderPaceFloorTicks: 5, batchTimeoutTicks: 1, requestTimeoutTicks: 40 }),
+    );
     for (let s = 1; s <= PACE_SAMPLES_MIN; s++) {
       p.proposed(s, 0, 1);
       p.executed(s, 0);
@@ -101,6 +115,22 @@ describe("LeaderPace", () => {
     assert.equal(run(p, 207, 207, room), true, "the third strike");
   });
 
+  it("a streak must also last a quarter of the request timeout: short pauses in a row depose nobody", () => {
+    const p = new LeaderPace(
+      limits({ leaderPaceFloorTicks: 5, batchTimeoutTicks: 1, requestTimeoutTicks: 200 }),
+    );
+    let t = 0;
+    let seq = 0;
+    let suspectedAt = -1;
+    // Late by one tick each time (waits of 6 against 5): strikes pile up, but only 50 ticks of them depose.
+    for (let round = 0; round < 20 && suspectedAt < 0; round++) {
+      for (let k = 0; k < 7 && suspectedAt < 0; k++) if (p.tick(++t, true, 0)) suspectedAt = t;
+      p.proposed(++seq, t, 1);
+    }
+    assert.ok(suspectedAt >= 50, `not before the streak lasted 50 ticks (at ${suspectedAt})`);
+    assert.ok(suspectedAt <= 60, `soon after (at ${suspectedAt})`);
+  });
+
   it("a full proposal excuses the gap after it (a backlog); the next partial one counts again", () => {
     const p = warmed();
     p.proposed(1, 0, 4, true);
@@ -146,7 +176,7 @@ describe("LeaderPace", () => {
   });
 });
 
-const REQUEST_TIMEOUT = 400;
+const REQUEST_TIMEOUT = 200;
 const proposalType = (mode: Mode) => (mode === "hybrid" ? "h-prepare" : "p-pre-prepare");
 
 function cluster(mode: Mode, extra: Partial<Limits> = {}): Cluster {
@@ -188,7 +218,7 @@ for (const mode of ["hybrid", "pbft"] as const) {
       // From now on replica 0 holds its proposals and lets one out every 10 ticks.
       c.filter = (e: Envelope) => (e.from === 0 && e.msg.type === type ? "hold" : "deliver");
       let t = 0;
-      for (; t < REQUEST_TIMEOUT / 2 && !followers(c).every((i) => c.r(i).view >= 1); t++) {
+      for (; t < REQUEST_TIMEOUT && !followers(c).every((i) => c.r(i).view >= 1); t++) {
         for (const i of followers(c)) c.propose(i, c.request());
         c.tick(1);
         if (t % 10 === 9 && c.r(0).view === 0) {
@@ -199,7 +229,10 @@ for (const mode of ["hybrid", "pbft"] as const) {
       }
       for (const i of followers(c))
         assert.ok(paceSuspicions(c, i).length > 0, `replica ${i} suspected the leader's pace`);
-      assert.ok(t < 60, `replaced after ${t} ticks, long before the request timeout (${REQUEST_TIMEOUT})`);
+      assert.ok(
+        t < REQUEST_TIMEOUT / 2,
+        `replaced after ${t} ticks, long before the request timeout (${REQUEST_TIMEOUT})`,
+      );
       c.filter = () => "deliver";
       c.release();
       c.tick(5);
