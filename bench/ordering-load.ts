@@ -56,7 +56,12 @@ async function allConnected(urls: readonly string[], timeoutMs: number): Promise
 export async function startOrdering(
   mode: Mode,
   f: number,
-  o: { batch?: Partial<BatchConfig>; limits?: Partial<Limits> } = {},
+  o: {
+    batch?: Partial<BatchConfig>;
+    limits?: Partial<Limits>;
+    /** Another entry script for replica `id` (a Byzantine one, test/integration/*-node.ts), or null. */
+    variant?: (id: number) => { readonly script: string; readonly env?: Record<string, string> } | null;
+  } = {},
 ): Promise<OrderingCluster> {
   const dir = mkdtempSync(join(tmpdir(), "orderer-bench-"));
   const lc = await localCluster(mode, f, dir, {
@@ -65,7 +70,14 @@ export async function startOrdering(
     node: { limits: { requestTimeoutTicks: 500, viewChangeTimeoutTicks: 500, ...o.limits } },
   });
   const procs = lc.nodes.map(
-    (n) => new NodeProcess(lc.cluster, n, { logFile: join(dir, `node-${n.id}.log`) }, lc.counters[n.id]),
+    (n) =>
+      new NodeProcess(
+        lc.cluster,
+        n,
+        { logFile: join(dir, `node-${n.id}.log`) },
+        lc.counters[n.id],
+        o.variant?.(n.id) ?? null,
+      ),
   );
   const stop = async () => {
     await Promise.all(procs.map((p) => p.stop()));

@@ -19,6 +19,10 @@ const SUITES: Record<string, { file: string; what: string }> = {
   ordering: { file: "ordering.ts", what: "committed tx/s and submit-to-commit latency, hybrid and pbft" },
   scaling: { file: "scaling.ts", what: "throughput, latency and CPU per tx against n and batch size" },
   failover: { file: "failover.ts", what: "leader killed under load → first commit in the new view" },
+  "slow-leader": {
+    file: "slow-leader.ts",
+    what: "a leader that proposes 10× slower than normal: time to replace it, throughput afterwards",
+  },
   soak: {
     file: "soak.ts",
     what: "minutes of saturation with production timeouts: view changes (should be 0)",
