@@ -19,7 +19,7 @@ const heights = (nodes: readonly OrdererNode[]) => nodes.map((n) => n.ledger.hei
 
 /**
  * The replicas have settled: no session in the tree, every replica at the same height, and that height
- * held for two clock periods (what was in flight is ordered). Resolves to the heights.
+ * held for three clock periods (what was in flight is ordered). Resolves to the heights.
  */
 async function settled(nodes: readonly OrdererNode[]): Promise<number[]> {
   let last = "";
@@ -31,7 +31,7 @@ async function settled(nodes: readonly OrdererNode[]): Promise<number[]> {
       since = Date.now();
     }
     const quiet = nodes.every((n) => n.coord.tree.sessionCount === 0) && h.every((x) => x === h[0]);
-    return quiet && Date.now() - since >= 2 * CLOCK_MS ? h : undefined;
+    return quiet && Date.now() - since >= 3 * CLOCK_MS ? h : undefined;
   });
 }
 
@@ -47,7 +47,7 @@ describe(`idle cluster (3 hybrid replicas in-process, coordClockPeriodMs ${CLOCK
   });
 
   it("writes no blocks while it holds only a TTL node and no session; the TTL still expires", async () => {
-    const TTL_MS = 2000;
+    const TTL_MS = 3000;
     const zk = await cl.connect(0);
     // The session makes every replica report its clock: once the agreed time is current, the TTL is due
     // TTL_MS after its creation in real time (the replicas' clocks are this process's).
