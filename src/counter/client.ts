@@ -95,8 +95,8 @@ export class RemoteCounter implements TrustedCounter {
   private repFd = -1;
   private reqId = 0;
   private broken: string | null = null;
-  /** Round trips made and their total time (for metrics). */
-  readonly stats = { calls: 0, totalMs: 0 };
+  /** Round trips made and their total time (for metrics); LINKs learned (the first, one per reconnect). */
+  readonly stats = { calls: 0, totalMs: 0, links: 0 };
 
   private constructor(
     private readonly o: ResolvedOptions,
@@ -160,6 +160,7 @@ export class RemoteCounter implements TrustedCounter {
   }
 
   private learn(values: ReadonlyMap<number, CounterValue>): void {
+    this.stats.links++;
     for (const [c, v] of values) if (compareValues(v, this.current(c)) > 0) this.values.set(c, v);
   }
 

@@ -5,7 +5,6 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
 import { type CoordError, CreateMode, type WatchedEvent } from "../../src/coord/client.ts";
 import {
@@ -150,7 +149,10 @@ describe("coordination service (3 hybrid replicas in-process)", () => {
       assert.equal(events[0]?.type, "NodeDataChanged");
       assert.equal(events[0]?.zxid, mzxid, "the event names the change");
       await write;
-      await sleep(50);
+      // Events come on the connection ahead of the answer to a read after them: a second one for this
+      // change would be here by the time a synced read returns.
+      await a.sync("/w");
+      await a.exists("/w");
       assert.equal(events.length, 1, "one-shot: once");
     }
   });
@@ -185,7 +187,9 @@ describe("coordination service (3 hybrid replicas in-process)", () => {
     });
     await b.setData("/mv1", "again");
     await b.setData("/mv2", "again");
-    await sleep(300);
+    // Once a's replica answers a read of the second change, an event for either would have come first.
+    await a.sync("/mv2");
+    assert.equal(text((await a.getData("/mv2")).data), "again", "a's replica applied both changes");
     assert.deepEqual(
       [ev1, ev2, evc].map((l) => l.map((e) => e.type)),
       [["NodeDataChanged"], ["NodeDataChanged"], ["NodeCreated"]],
@@ -212,8 +216,10 @@ describe("coordination service (3 hybrid replicas in-process)", () => {
     ]);
     await a.removeWatches("/rec", "persistentRecursive");
     await b.create("/rec/z");
-    await sleep(200);
-    assert.equal(seen.length, 4);
+    // Once a's replica answers a read of the new node, an event for it would have come first.
+    await a.sync("/rec");
+    assert.notEqual(await a.exists("/rec/z"), null, "a's replica applied the create");
+    assert.equal(seen.length, 4, "no event after the watch was removed");
   });
 
   it("ephemerals go when their session closes, and when it expires through the agreed clock", async () => {
@@ -276,7 +282,10 @@ describe("coordination service (3 hybrid replicas in-process)", () => {
     await r.next(4 + GAPS);
     assert.equal(r.msgs[3 + GAPS]?.code, "OK");
     // Count this session's operations in the blocks ordered since: the two that executed, nothing else.
-    await sleep(500);
+    // A marker written through the same replica after the answers is ordered after anything it proposed
+    // for this session (one queue, in arrival order): count through the marker's block.
+    const marker = await connect(1);
+    await marker.create("/gap-marker");
     const ledger = nodes[1]?.ledger as OrdererNode["ledger"];
     const inclusions = new Map<number, number>();
     for (let n = height0; n < ledger.height; n++) {

@@ -14,10 +14,13 @@ import { CoordClient } from "../../src/coord/client.ts";
 import { DistributedLock } from "../../src/coord/recipes.ts";
 import { generateEd25519KeyPair, signEd25519 } from "../../src/crypto/node-crypto.ts";
 import { type LocalCluster, localCluster, NodeProcess } from "../../src/node/local-cluster.ts";
+import { waitFor } from "../util/wait.ts";
 
 const signer = { generate: generateEd25519KeyPair, sign: signEd25519 };
 const CLIENTS = 8;
 const KILLS = 3;
+/** Acquisitions before each kill and after the last restart. */
+const PROGRESS = 20;
 
 describe("lock recipe across replica crashes (3 hybrid processes)", () => {
   let dir: string;
@@ -94,11 +97,20 @@ describe("lock recipe across replica crashes (3 hybrid processes)", () => {
       }
     };
     const workers = Array.from({ length: CLIENTS }, (_, i) => worker(i));
-    // Chaos: kill the replica the current holder talks to (or a random one), restart it later.
+    /** The lock changes hands `n` more times. */
+    const progress = async (n: number) => {
+      const mark = acquisitions;
+      await waitFor(`${n} acquisitions after ${mark}`, () => acquisitions >= mark + n, {
+        timeoutMs: 30_000,
+        intervalMs: 10,
+      });
+    };
+    // Chaos: kill the replica the current holder talks to (or a random one) once the lock has changed hands
+    // PROGRESS times (since the start, or since the last restart); restart it once no client uses it.
     let holderKills = 0;
     const killed: number[] = [];
     for (let k = 0; k < KILLS; k++) {
-      await sleep(2500);
+      await progress(PROGRESS);
       // Strike while someone holds the lock (holds are short: poll for one, up to 3 s).
       for (let t = 0; t < 600 && holder === null; t++) await sleep(5);
       let target = Math.floor(Math.random() * 3);
@@ -114,10 +126,16 @@ describe("lock recipe across replica crashes (3 hybrid processes)", () => {
       killed.push(target);
       console.log(`# kill replica ${target} (holder ${h}), acquisitions so far ${acquisitions}`);
       await procs[target]?.kill();
-      await sleep(1500);
+      const down = lc.urls[target];
+      await waitFor(
+        `every client off replica ${target}`,
+        () => clients.every((c) => !c || c.url !== down || c.state === "Expired" || c.state === "Closed"),
+        { timeoutMs: 30_000, intervalMs: 10 },
+      );
       await procs[target]?.start();
     }
-    await sleep(3000);
+    // The lock still changes hands after the last restart.
+    await progress(PROGRESS);
     running = false;
     const t0 = Date.now();
     const ac = new AbortController();

@@ -13,6 +13,7 @@ import {
   SharedConfig,
 } from "../../src/coord/recipes.ts";
 import { InProcessCluster } from "../util/coord-cluster.ts";
+import { waitFor } from "../util/wait.ts";
 
 describe("coordination recipes (3 hybrid replicas in-process)", () => {
   let cl: InProcessCluster;
@@ -95,8 +96,11 @@ describe("coordination recipes (3 hybrid replicas in-process)", () => {
     const waiting = [1, 2].map((i) =>
       new Barrier(zks[i] as CoordClient, "/barrier").wait().then(() => passed++),
     );
-    await sleep(200);
-    assert.equal(passed, 0);
+    // Each waiter's exists went out before this read of its session, which is answered after it: once
+    // both reads return, both waiters have found the barrier standing and wait for it to go.
+    for (const i of [1, 2])
+      assert.notEqual(await (zks[i] as CoordClient).exists("/barrier"), null, `client ${i} sees the barrier`);
+    assert.equal(passed, 0, "nobody passes a standing barrier");
     await b.remove();
     await Promise.all(waiting);
     assert.equal(passed, 2);
@@ -128,7 +132,9 @@ describe("coordination recipes (3 hybrid replicas in-process)", () => {
     const zks = await Promise.all([connect(0), connect(1), connect(2)]);
     // p0 and p1 learn of changes 400 ms late: by then p2 has entered (completing the count), passed and
     // left, so the count they read is 2 again. Waiting on the count itself would hang here forever.
-    const slow = (zk: CoordClient): CoordClient => {
+    /** The slow participants that have read the count once (they entered and saw it short). */
+    const looked = new Set<string>();
+    const slow = (zk: CoordClient, name: string): CoordClient => {
       const late =
         <A extends unknown[]>(w: ((...a: A) => void) | undefined) =>
         (...a: A) =>
@@ -136,12 +142,15 @@ describe("coordination recipes (3 hybrid replicas in-process)", () => {
       return new Proxy(zk, {
         get(target, prop, receiver) {
           if (prop === "exists" || prop === "getChildren")
-            return (path: string, o: { watch?: (e: unknown) => void } = {}) =>
-              (target[prop] as (p: string, o: object) => Promise<unknown>).call(
+            return async (path: string, o: { watch?: (e: unknown) => void } = {}) => {
+              const r = await (target[prop] as (p: string, o: object) => Promise<unknown>).call(
                 target,
                 path,
                 o.watch ? { ...o, watch: late(o.watch) } : o,
               );
+              if (prop === "getChildren") looked.add(name);
+              return r;
+            };
           const v = Reflect.get(target, prop, receiver);
           return typeof v === "function" ? v.bind(target) : v;
         },
@@ -155,9 +164,9 @@ describe("coordination recipes (3 hybrid replicas in-process)", () => {
       await d.leave();
       order.push(`${name} left`);
     };
-    const p0 = participant(slow(zks[0] as CoordClient), "p0");
-    const p1 = participant(slow(zks[1] as CoordClient), "p1");
-    await sleep(200);
+    const p0 = participant(slow(zks[0] as CoordClient, "p0"), "p0");
+    const p1 = participant(slow(zks[1] as CoordClient, "p1"), "p1");
+    await waitFor("p0 and p1 to enter and wait for ready", () => looked.has("p0") && looked.has("p1"));
     const p2 = participant(zks[2] as CoordClient, "p2");
     const all = Promise.all([p0, p1, p2]);
     const outcome = await Promise.race([all.then(() => "done"), sleep(8000).then(() => "stuck")]);

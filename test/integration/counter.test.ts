@@ -39,6 +39,7 @@ import {
 import { ed25519PublicKeyOf, generateEd25519KeyPair, nodeCrypto } from "../../src/crypto/node-crypto.ts";
 import type { CounterConfig } from "../../src/node/config.ts";
 import { CounterProcess } from "../../src/node/local-cluster.ts";
+import { waitFor } from "../util/wait.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const digest = (i: number) => nodeCrypto.sha256(new TextEncoder().encode(`message ${i}`));
@@ -200,13 +201,15 @@ describe("trusted counter process", () => {
 
   it("keeps its values across SIGKILL: after a restart in the same boot it refuses what it certified and skips nothing", async () => {
     rc.certifyIndependent(0, { view: 1, slot: 7 }, digest(700));
+    const links = rc.stats.links;
     await proc.kill();
     await proc.start();
     // The link reconnects by itself on the next call. Killed, the counter resumes at the exact values it
     // recorded before answering (counter.exact, read back in the same boot): it never certifies (1,7)
     // again, and (1,8) is still its to certify (after a reboot it would resume at its reservation).
     assert.throws(() => rc.certifyIndependent(0, { view: 1, slot: 7 }, digest(701)), code("NOT_INCREASING"));
-    await sleep(50); // the reconnect's READY reaches this thread as a worker message
+    // The reconnect's READY reaches this thread as a worker message.
+    await waitFor("the reconnect's LINK", () => rc.stats.links > links, { timeoutMs: 5000 });
     assert.deepEqual(rc.current(0), { view: 1, slot: 7 }, "resumed at its last certified value");
     const top = 7;
     assert.deepEqual(rc.certifyIndependent(0, { view: 1, slot: top + 1 }, digest(800)).value, {

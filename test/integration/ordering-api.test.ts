@@ -37,10 +37,16 @@ async function call(
 }
 const codeOf = (r: { body: Record<string, unknown> }) => (r.body.error as { code: string } | undefined)?.code;
 
-/** Opens a deliver stream, sends `seek`, and collects messages until a status or `count` blocks. */
-async function deliver(base: string, seeks: unknown[], until: (msgs: { type: string }[]) => boolean) {
+type DeliverMsg = { type: string; status?: string; block?: { number: number }; error?: { code: string } };
+
+/** Opens a deliver stream, sends the seeks, and collects messages (into `msgs`) until `until` holds. */
+async function deliver(
+  base: string,
+  seeks: unknown[],
+  until: (msgs: DeliverMsg[]) => boolean,
+  msgs: DeliverMsg[] = [],
+) {
   const ws = new WebSocket(`${base.replace("http", "ws")}/v1/deliver`);
-  const msgs: { type: string; status?: string; block?: { number: number }; error?: { code: string } }[] = [];
   await new Promise((r) => ws.once("open", r));
   const done = new Promise<void>((resolve) => {
     ws.on("message", (d) => {
@@ -239,17 +245,23 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
       m.map((x) => x.status ?? x.block?.number),
       ["BAD_REQUEST", 0, 1, "SUCCESS"],
     );
-    // Waits for a block that does not exist yet, then streams it.
-    const waiting = deliver(base, [{ start: height + 1, stop: height + 1 }], (x) =>
-      x.some((y) => y.type === "status"),
+    // Waits for a block that does not exist yet, then streams it. A second seek on the connection is
+    // refused while the first streams: its answer shows that the first one waits.
+    const seen: DeliverMsg[] = [];
+    const waiting = deliver(
+      base,
+      [{ start: height + 1, stop: height + 1 }, { start: 0 }],
+      (x) => x.some((y) => y.status === "SUCCESS"),
+      seen,
     );
-    await sleep(200);
+    await waitFor("the second seek refused", () => seen.length > 0, { timeoutMs: 10_000 });
+    assert.equal(seen[0]?.status, "BAD_REQUEST", "a second seek while the first streams");
     await client.submit(new TextEncoder().encode("for the waiting stream, 1"));
     await client.submit(new TextEncoder().encode("for the waiting stream, 2"));
     m = await waiting;
     assert.deepEqual(
       m.map((x) => x.status ?? x.block?.number),
-      [height + 1, "SUCCESS"],
+      ["BAD_REQUEST", height + 1, "SUCCESS"],
     );
   });
 
@@ -270,8 +282,9 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
     });
     ws.send(JSON.stringify({ start: 0, stop: height - 1 }));
     ws.pause();
-    await sleep(1000);
-    assert.ok(api.stats.deliverPauses > pausesBefore, "the server paused the stream");
+    await waitFor("the server to pause the stream", () => api.stats.deliverPauses > pausesBefore, {
+      timeoutMs: 10_000,
+    });
     ws.resume();
     for (let i = 0; i < 200 && !finished; i++) await sleep(50);
     ws.close();

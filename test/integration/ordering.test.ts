@@ -29,6 +29,7 @@ import {
   type VerifiedReceipt,
 } from "../../src/ordering/client.ts";
 import { submitWhenReady } from "../util/ordering.ts";
+import { waitFor } from "../util/wait.ts";
 
 const TOTAL = Number(process.env.ORDERING_TEST_TXS ?? 10_000);
 const HTTP_WORKERS = 24;
@@ -135,12 +136,20 @@ describe("ordering service, 3 hybrid replicas in separate processes", () => {
       }
     };
 
-    // Kill a follower once a third is acknowledged; restart it two seconds later.
+    // Kill a follower once a third is acknowledged; restart it once another twentieth is acknowledged
+    // without it (blocks it must catch up on).
     const chaos = (async () => {
       while (acked < TOTAL / 3) await sleep(10);
       await procs[VICTIM]!.kill();
       const killedAt = acked;
-      await sleep(2000);
+      await waitFor(
+        "more transactions acknowledged while the follower is down",
+        () => acked >= killedAt + TOTAL / 20,
+        {
+          timeoutMs: 120_000,
+          intervalMs: 10,
+        },
+      );
       await procs[VICTIM]!.start();
       return killedAt;
     })();

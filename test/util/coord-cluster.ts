@@ -27,9 +27,10 @@ export class InProcessCluster {
     private readonly counters: CounterProcess[],
   ) {}
 
-  static async start(prefix: string): Promise<InProcessCluster> {
+  /** `coordClockPeriodMs`: how often a replica proposes its clock while anything depends on time (100 ms). */
+  static async start(prefix: string, coordClockPeriodMs = 100): Promise<InProcessCluster> {
     const dir = mkdtempSync(join(tmpdir(), prefix));
-    const lc = await localCluster("hybrid", 1, dir, { node: { coordClockPeriodMs: 100 } });
+    const lc = await localCluster("hybrid", 1, dir, { node: { coordClockPeriodMs } });
     const counters = await startCounters(lc);
     const nodes = await Promise.all(lc.nodes.map((n) => OrdererNode.start(lc.cluster, n)));
     for (let i = 0; i < 400 && !nodes.every((n) => n.hasQuorum()); i++) await sleep(50);
