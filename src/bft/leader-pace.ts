@@ -52,16 +52,32 @@ export class LeaderPace {
   /** The latest proposal was full: the leader has a backlog, and the gap after it is not counted. */
   private backlog = false;
 
-  constructor(private readonly limits: Limits) {}
+  constructor(private readonly limits: Limits) {
+    this.timeout = limits.requestTimeoutTicks;
+  }
 
   /** Off when leaderPaceFloorTicks is 0. */
   get enabled(): boolean {
     return this.limits.leaderPaceFloorTicks > 0;
   }
 
-  /** The longest gap ever expected, and the least length of a streak that deposes: requestTimeoutTicks / 4. */
+  /** The request timeout now (it follows the cluster, request-intake.ts); the pace's cap is a quarter of it. */
+  private timeout: number;
+
+  /**
+   * The longest gap ever expected, and the least length of a streak that deposes: a quarter of the
+   * request timeout, which grows with the cluster's forward-to-execute times (a leader slowed by large
+   * requests is busy, not slow).
+   */
   get capTicks(): number {
-    return Math.max(1, Math.floor(this.limits.requestTimeoutTicks / 4));
+    return Math.max(1, Math.floor(this.timeout / 4));
+  }
+
+  /** The request timeout changed (ReplicaCore passes it on every tick). */
+  setTimeout(ticks: number): void {
+    if (ticks === this.timeout) return;
+    this.timeout = ticks;
+    this.gapCache = null;
   }
 
   /** The gap between proposals a waiting follower allows its leader now, in ticks. */
