@@ -325,6 +325,10 @@ function renderNode(n: NodeConfig): string {
   // The HTTP/WebSocket API listens here (clients, /health, /metrics).
   "apiHost": "${n.apiHost}",
   "apiPort": ${n.apiPort},
+  // Browser origins whose web pages may call this API (a request with another Origin header is refused
+  // with 403); programs send no Origin and are not affected. "*" allows any page: don't, on a machine
+  // where someone browses the web.
+  // "allowedOrigins": ["https://dashboard.example"],
   // fsync every write before acknowledging it. Turning it off loses acknowledged data on power loss.
   "sync": true,
   // Real time of one core tick (timeouts below count in ticks).
@@ -422,6 +426,7 @@ const NODE_FIELDS = new Set([
   "coordClockPeriodMs",
   "logLevel",
   "p2pListen",
+  "allowedOrigins",
 ]);
 
 function defined(o: NodeOverrides): Record<string, unknown> {
