@@ -4,6 +4,7 @@ import { Command, Option } from "commander";
 import type { Mode } from "../../bft/types.ts";
 import { NodeProcess } from "../../node/local-cluster.ts";
 import { freePorts } from "../../node/ports.ts";
+import { privateDir } from "../../util/private-files.ts";
 import { faultsFor, initCluster, loadCounterConfig, loadNodeConfig } from "../config-files.ts";
 import { CliError } from "../errors.ts";
 import { intArg } from "../output.ts";
@@ -29,6 +30,8 @@ Examples:
     )
     .action(async (o) => {
       const dir = resolve(o.dir);
+      // Keys, data and logs of every replica: 0700, whatever it was (docs/operations.md, "File modes").
+      privateDir(dir);
       const clusterFile = join(dir, "cluster.jsonc");
       const fresh = !existsSync(clusterFile);
       if (fresh) {
