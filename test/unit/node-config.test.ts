@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError } from "../../src/bft/index.ts";
+import { originAllowed, validOriginEntry } from "../../src/node/api/request-checks.ts";
 import {
   type ClusterConfig,
   DEFAULT_BATCH,
@@ -53,5 +54,32 @@ describe("resolveNodeConfig", () => {
       () => resolveNodeConfig({ ...cluster, f: -1 }, node),
       (e: unknown) => e instanceof ConfigError && /\bf\b/.test(e.message),
     );
+  });
+});
+
+describe("allowedOrigins (who may call the API from a web page)", () => {
+  it("defaults to none and refuses an entry that is not an origin", () => {
+    assert.deepEqual(resolveNodeConfig(cluster, node).allowedOrigins, [], "no browser origin by default");
+    const ok = ["https://dashboard.example", "http://127.0.0.1:8080", "*"];
+    assert.deepEqual(resolveNodeConfig(cluster, { ...node, allowedOrigins: ok }).allowedOrigins, ok);
+    for (const bad of [["https://a.example/path"], ["dashboard.example"], "https://a.example", [1]])
+      assert.throws(
+        () => resolveNodeConfig(cluster, { ...node, allowedOrigins: bad as unknown as string[] }),
+        (e: unknown) => e instanceof ConfigError && /allowedOrigins/.test(e.message),
+        `refuses ${JSON.stringify(bad)}`,
+      );
+  });
+
+  it("matches an origin exactly, without case or a trailing slash; * matches any", () => {
+    const list = ["https://dashboard.example", "http://localhost:3000/"];
+    assert.ok(originAllowed("https://DASHBOARD.example", list), "case does not matter");
+    assert.ok(originAllowed("http://localhost:3000", list), "a trailing slash does not matter");
+    assert.ok(!originAllowed("http://localhost:3001", list), "another port is another origin");
+    assert.ok(!originAllowed("https://dashboard.example.evil", list), "a longer host is another origin");
+    assert.ok(!originAllowed("http://dashboard.example", list), "another scheme is another origin");
+    assert.ok(!originAllowed("null", list), "an opaque origin is not listed");
+    assert.ok(!originAllowed("https://dashboard.example", []), "an empty list allows none");
+    assert.ok(originAllowed("null", ["*"]), "* allows any");
+    assert.ok(validOriginEntry("*") && !validOriginEntry(""), "* is an entry, the empty string is not");
   });
 });
