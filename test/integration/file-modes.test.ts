@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { stripJsonComments } from "../../src/cli/config-files.ts";
+import { freePortRange } from "../../src/node/ports.ts";
 import { LevelStore } from "../../src/storage/level-store.ts";
 import { modeOf } from "../../src/util/private-files.ts";
 import { ORDERER, orderer } from "../util/cli-cluster.ts";
@@ -75,8 +76,24 @@ describe("file modes of secrets and data", () => {
     }
   });
 
-  it("orderer dev: folder 0700, logs and LevelDB files 0600, no secret in a replica's or counter's environment", async () => {
+  it("orderer dev: folder 0700, keys, logs and LevelDB files 0600, no secret in a replica's or counter's environment", async () => {
     const dir = mkdtempSync(join(tmpdir(), "orderer-modes-dev-"));
+    // A cluster made before (ports of its own), its keys and folder left readable by others.
+    const base = await freePortRange(6);
+    const init = await orderer([
+      "init",
+      "--nodes",
+      "3",
+      "--out",
+      dir,
+      "--p2p-port",
+      String(base),
+      "--api-port",
+      String(base + 3),
+    ]);
+    assert.equal(init.code, 0, init.stderr);
+    for (const f of readdirSync(dir))
+      if (/^(node|counter)-\d+\.jsonc$/.test(f)) chmodSync(join(dir, f), 0o644);
     chmodSync(dir, 0o755);
     const dev = spawn(process.execPath, [ORDERER, "dev", "--dir", dir], {
       stdio: ["ignore", "pipe", "pipe"],
@@ -99,6 +116,8 @@ describe("file modes of secrets and data", () => {
         for (const s of secrets) assert.ok(!env.includes(s), `child ${pid}'s environment holds no key`);
       }
       assert.equal(octal(modeOf(dir)), "0700", "the dev folder is 0700");
+      for (const f of readdirSync(dir).filter((f) => /^(node|counter)-\d+\.jsonc$/.test(f)))
+        assert.equal(octal(modeOf(join(dir, f))), "0600", `${f} holds a key: 0600`);
       for (let i = 0; i < 3; i++) {
         assert.equal(octal(modeOf(join(dir, `node-${i}.log`))), "0600", `node-${i}.log is 0600`);
         const data = join(dir, "data", `node-${i}`);
