@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError } from "../../src/bft/index.ts";
-import { originAllowed, validOriginEntry } from "../../src/node/api/request-checks.ts";
+import { addressKey, originAllowed, validOriginEntry } from "../../src/node/api/request-checks.ts";
 import {
   type ClusterConfig,
   DEFAULT_BATCH,
@@ -81,5 +81,18 @@ describe("allowedOrigins (who may call the API from a web page)", () => {
     assert.ok(!originAllowed("https://dashboard.example", []), "an empty list allows none");
     assert.ok(originAllowed("null", ["*"]), "* allows any");
     assert.ok(validOriginEntry("*") && !validOriginEntry(""), "* is an entry, the empty string is not");
+  });
+});
+
+describe("the per-address WebSocket bound's address", () => {
+  it("counts an IPv4 address as itself, also mapped into IPv6, and an IPv6 address by its /64", () => {
+    assert.equal(addressKey("127.0.0.2"), "127.0.0.2");
+    assert.equal(addressKey("0000:0000:0000:0000:0000:ffff:7f00:0001"), "127.0.0.1");
+    assert.equal(addressKey("2001:0db8:0001:0002:0000:0000:0000:0001"), "2001:0db8:0001:0002::/64");
+    assert.equal(
+      addressKey("2001:0db8:0001:0002:ffff:1234:0000:0009"),
+      addressKey("2001:0db8:0001:0002:0000:0000:0000:0001"),
+      "one /64 is one client",
+    );
   });
 });

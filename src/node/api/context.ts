@@ -6,7 +6,7 @@ import type uWS from "uWebSockets.js";
 import type { CoordConn } from "../../coord/service.ts";
 import { ApiError, type ApiErrorCode } from "../../ordering/errors.ts";
 import type { ResolvedApiServerOptions } from "./options.ts";
-import { checkRequest } from "./request-checks.ts";
+import { addressKey, checkRequest } from "./request-checks.ts";
 import { API_ERROR_STATUS } from "./statuses.ts";
 
 const STATUS_TEXT: Record<number, string> = {
@@ -59,7 +59,7 @@ export interface ApiStats {
 
 export class ApiContext {
   readonly sockets = new Set<Ws>();
-  /** Each open WebSocket's remote address, and how many are open per address. */
+  /** Each open WebSocket's remote address (its addressKey), and how many are open per address. */
   private readonly addressOf = new Map<Ws, string>();
   private readonly perAddress = new Map<string, number>();
 
@@ -106,7 +106,7 @@ export class ApiContext {
       this.refuseWith(res, new ApiError("OVERLOADED", "too many connections"));
       return;
     }
-    const addr = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const addr = addressKey(Buffer.from(res.getRemoteAddressAsText()).toString());
     if ((this.perAddress.get(addr) ?? 0) >= this.o.wsPerAddressMax) {
       this.refuseWith(
         res,
@@ -129,7 +129,7 @@ export class ApiContext {
   /** A WebSocket opened (every socket's open handler calls it). */
   opened(ws: Ws): void {
     this.sockets.add(ws);
-    const addr = Buffer.from(ws.getRemoteAddressAsText()).toString();
+    const addr = addressKey(Buffer.from(ws.getRemoteAddressAsText()).toString());
     this.addressOf.set(ws, addr);
     this.perAddress.set(addr, (this.perAddress.get(addr) ?? 0) + 1);
   }

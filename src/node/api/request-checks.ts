@@ -67,3 +67,18 @@ function normalizeOrigin(o: string): string {
 export function validOriginEntry(o: unknown): boolean {
   return typeof o === "string" && (o === "*" || /^[a-z][a-z0-9+.-]*:\/\/[^/\s?#]+\/?$/i.test(o));
 }
+
+/**
+ * What the per-address WebSocket bound counts by: an IPv4 address (also as uWS writes it mapped into
+ * IPv6), or an IPv6 address's /64, which one client typically holds whole.
+ */
+export function addressKey(remote: string): string {
+  const groups = remote.split(":");
+  if (groups.length !== 8) return remote;
+  const mapped = groups.slice(0, 6).join(":").toLowerCase();
+  if (mapped === "0000:0000:0000:0000:0000:ffff" || mapped === "0:0:0:0:0:ffff") {
+    const v4 = Number.parseInt(`${groups[6]}${(groups[7] ?? "").padStart(4, "0")}`, 16);
+    return [v4 >>> 24, (v4 >>> 16) & 255, (v4 >>> 8) & 255, v4 & 255].join(".");
+  }
+  return `${groups.slice(0, 4).join(":")}::/64`;
+}
