@@ -3,7 +3,7 @@
 // Precedence when starting: the file, then ORDERER_* environment variables, then command-line flags.
 
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { ConfigError } from "../bft/errors.ts";
 import type { Mode } from "../bft/types.ts";
@@ -21,6 +21,7 @@ import {
   validateNode,
 } from "../node/config.ts";
 import { withDefaults } from "../util/defaults.ts";
+import { privateDir, writePrivateFile } from "../util/private-files.ts";
 import { CliError } from "./errors.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -145,7 +146,8 @@ export function initCluster(options: InitOptions): InitResult {
       "EXISTS",
       `${clusterFile} exists (use --force to overwrite, which starts a new chain)`,
     );
-  mkdirSync(out, { recursive: true });
+  // It holds every replica's key: 0700, whatever it was (docs/operations.md, "File modes").
+  privateDir(out);
   const hosts = o.hosts && o.hosts.length > 0 ? o.hosts : ["127.0.0.1"];
   if (hosts.length !== 1 && hosts.length !== o.nodes)
     throw new CliError("BAD_ARGUMENT", `--hosts: give one host, or one per replica (${o.nodes})`);
@@ -182,7 +184,7 @@ export function initCluster(options: InitOptions): InitResult {
   const nodeFiles: string[] = [];
   seeds.forEach((s, i) => {
     const file = join(out, `node-${i}.jsonc`);
-    writeFileSync(
+    writePrivateFile(
       file,
       renderNode({
         id: i,
@@ -193,7 +195,6 @@ export function initCluster(options: InitOptions): InitResult {
         apiPort: apiPort(i),
         p2pListen: sameHost ? undefined : `/ip4/0.0.0.0/tcp/${p2pPort(i)}`,
       }),
-      { mode: 0o600 },
     );
     nodeFiles.push(file);
   });
@@ -201,7 +202,7 @@ export function initCluster(options: InitOptions): InitResult {
   if (hybrid)
     counterSeeds.forEach((cs, i) => {
       const file = join(out, `counter-${i}.jsonc`);
-      writeFileSync(
+      writePrivateFile(
         file,
         renderCounter({
           id: i,
@@ -210,7 +211,6 @@ export function initCluster(options: InitOptions): InitResult {
           socket: counterSocket(i),
           dataDir: `counter-${i}.data`,
         }),
-        { mode: 0o600 },
       );
       counterFiles.push(file);
     });
@@ -325,6 +325,10 @@ function renderNode(n: NodeConfig): string {
   // The HTTP/WebSocket API listens here (clients, /health, /metrics).
   "apiHost": "${n.apiHost}",
   "apiPort": ${n.apiPort},
+  // Browser origins whose web pages may call this API (a request with another Origin header is refused
+  // with 403); programs send no Origin and are not affected. "*" allows any page: don't, on a machine
+  // where someone browses the web.
+  // "allowedOrigins": ["https://dashboard.example"],
   // fsync every write before acknowledging it. Turning it off loses acknowledged data on power loss.
   "sync": true,
   // Real time of one core tick (timeouts below count in ticks).
@@ -422,6 +426,7 @@ const NODE_FIELDS = new Set([
   "coordClockPeriodMs",
   "logLevel",
   "p2pListen",
+  "allowedOrigins",
 ]);
 
 function defined(o: NodeOverrides): Record<string, unknown> {

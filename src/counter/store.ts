@@ -12,8 +12,10 @@
 
 import { createHash } from "node:crypto";
 import {
+  chmodSync,
   closeSync,
   constants,
+  fchmodSync,
   fdatasyncSync,
   fstatSync,
   fsyncSync,
@@ -75,12 +77,14 @@ export class CounterStore {
 
   static ensureDir(dir: string): void {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700); // whatever it was before
   }
 
   static open(dir: string, id: number, boot: Uint8Array | null = bootId()): CounterStore {
     CounterStore.ensureDir(dir);
     const path = join(dir, STATE_FILE);
     const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+    fchmodSync(fd, 0o600); // whatever it was before
     let exactFd: number | null = null;
     try {
       exactFd =

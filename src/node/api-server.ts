@@ -16,7 +16,7 @@ import uWS from "uWebSockets.js";
 import { withDefaults } from "../util/defaults.ts";
 import { OrdererError } from "../util/errors.ts";
 import { adminRoutes, fallbackRoute } from "./api/admin-routes.ts";
-import { ApiContext, type Ws } from "./api/context.ts";
+import { ApiContext, type ApiStats, type Ws, type WsState } from "./api/context.ts";
 import { coordSocket } from "./api/coord-socket.ts";
 import { deliverSocket } from "./api/deliver-socket.ts";
 import { API_SERVER_DEFAULTS, type ApiServerOptions, type ResolvedApiServerOptions } from "./api/options.ts";
@@ -53,7 +53,7 @@ export class ApiServer {
   private listenSocket: uWS.us_listen_socket | null = null;
   private app: uWS.TemplatedApp | null = null;
   private boundPort = 0;
-  readonly stats = { internalErrors: 0, deliverPauses: 0, deliverDrains: 0 };
+  readonly stats: ApiStats = { internalErrors: 0, deliverPauses: 0, deliverDrains: 0, refused: {} };
   /** The last unexpected error (logged by the node). */
   onInternalError: (err: unknown) => void = () => {};
 
@@ -69,7 +69,7 @@ export class ApiServer {
   /** Registers every route (the catch-all last) and listens. */
   async start(): Promise<void> {
     assertNativeUws();
-    const app = uWS.App();
+    const app = checkedApp(uWS.App(), this.ctx);
     this.app = app;
     transactionRoutes(app, this.ctx);
     adminRoutes(app, this.ctx);
@@ -111,4 +111,52 @@ export class ApiServer {
     (this.app as unknown as { close?: () => void } | null)?.close?.();
     this.app = null;
   }
+}
+
+const HTTP_METHODS = new Set([
+  "get",
+  "post",
+  "put",
+  "del",
+  "patch",
+  "options",
+  "head",
+  "connect",
+  "trace",
+  "any",
+]);
+
+/**
+ * The app, with every route it registers behind ApiContext.refuse (request-checks.ts): HTTP handlers
+ * and WebSocket upgrades alike, so that no route can skip the Origin and header checks.
+ */
+function checkedApp(app: uWS.TemplatedApp, ctx: ApiContext): uWS.TemplatedApp {
+  type Handler = (res: uWS.HttpResponse, req: uWS.HttpRequest) => void;
+  const target = app as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const proxy: uWS.TemplatedApp = new Proxy(app, {
+    get(_, prop) {
+      const fn = target[prop as string];
+      if (typeof fn !== "function") return fn;
+      if (typeof prop === "string" && HTTP_METHODS.has(prop))
+        return (pattern: string, handler: Handler) => {
+          fn.call(app, pattern, (res: uWS.HttpResponse, req: uWS.HttpRequest) => {
+            if (!ctx.refuse(res, req)) handler(res, req);
+          });
+          return proxy;
+        };
+      if (prop === "ws")
+        return (pattern: string, behavior: uWS.WebSocketBehavior<WsState>) => {
+          const upgrade = behavior.upgrade;
+          fn.call(app, pattern, {
+            ...behavior,
+            upgrade: (res: uWS.HttpResponse, req: uWS.HttpRequest, c: uWS.us_socket_context_t) => {
+              if (!ctx.refuse(res, req)) upgrade?.(res, req, c);
+            },
+          });
+          return proxy;
+        };
+      return fn.bind(app);
+    },
+  });
+  return proxy;
 }

@@ -11,6 +11,8 @@ import { GATEWAY_DEFAULTS } from "../ordering/gateway.ts";
 import { TX_BATCH_OVERHEAD_BYTES } from "../ordering/tx-batch.ts";
 import { withDefaults } from "../util/defaults.ts";
 import { LOG_LEVELS, type LogLevel } from "../util/log.ts";
+import { API_SERVER_DEFAULTS } from "./api/options.ts";
+import { validOriginEntry } from "./api/request-checks.ts";
 import { HOST_DEFAULTS } from "./host.ts";
 
 export { type CounterConfig, validateCounter } from "../counter/config.ts";
@@ -106,6 +108,11 @@ export interface NodeConfig {
   readonly memoryCheck?: boolean;
   /** libp2p listen multiaddr when it differs from replicas[id].p2p (e.g. /ip4/0.0.0.0/tcp/7050 behind a host name). */
   readonly p2pListen?: string;
+  /**
+   * Browser origins (scheme://host[:port]) whose pages may call the API; "*" allows any. Requests
+   * without an Origin header (programs, the CLI, the client libraries) are not affected. Default: none.
+   */
+  readonly allowedOrigins?: readonly string[];
 }
 
 /** The defaults of a replica's own settings: the one place they are written (resolveNodeConfig). */
@@ -120,6 +127,7 @@ export const NODE_DEFAULTS = Object.freeze({
   coordClockPeriodMs: COORD_SERVICE_DEFAULTS.clockPeriodMs,
   logLevel: "info" as LogLevel,
   memoryCheck: true,
+  allowedOrigins: API_SERVER_DEFAULTS.allowedOrigins,
 });
 
 /** A NodeConfig with every default filled in: what a replica runs with. */
@@ -253,6 +261,11 @@ export function validateNode(node: NodeConfig, cluster: ClusterConfig): void {
   if (node.sync !== undefined && typeof node.sync !== "boolean") fail("sync", "must be true or false");
   if (node.p2pListen !== undefined && (typeof node.p2pListen !== "string" || !node.p2pListen.startsWith("/")))
     fail("p2pListen", "must be a multiaddr such as /ip4/0.0.0.0/tcp/7050");
+  if (
+    node.allowedOrigins !== undefined &&
+    (!Array.isArray(node.allowedOrigins) || !node.allowedOrigins.every(validOriginEntry))
+  )
+    fail("allowedOrigins", 'must be a list of origins such as "https://app.example:8443", or "*"');
   if (node.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(node.logLevel))
     fail("logLevel", `must be one of ${LOG_LEVELS.join(", ")}`);
   if (

@@ -4,12 +4,13 @@
 
 import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync } from "node:fs";
+import { closeSync, fchmodSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Mode } from "../bft/types.ts";
 import { ed25519PublicKeyOf } from "../crypto/node-crypto.ts";
 import { loaderFlags, moduleBeside } from "../util/modules.ts";
+import { handOff, PRIVATE_FILE_MODE } from "../util/private-files.ts";
 import {
   type BatchConfig,
   type ClusterConfig,
@@ -106,14 +107,17 @@ export class CounterProcess {
 
   async start(): Promise<void> {
     if (this.running) return;
-    const out = typeof this.stdio === "object" ? openSync(this.stdio.logFile, "a") : this.stdio;
+    const out = openOutput(this.stdio);
+    // The counter's key goes in a private file, not the environment (docs/operations.md, "File modes").
+    const secrets = handOff(this.config);
     const proc = fork(COUNTER_SCRIPT, [], {
       execArgv: [...loaderFlags(COUNTER_SCRIPT), ...perfMapFlags()],
-      env: { ...process.env, ORDERER_COUNTER: JSON.stringify(this.config) },
+      env: { ...process.env, ORDERER_COUNTER_FILE: secrets.path },
       stdio: ["ignore", out, out, "ipc"],
     });
     if (typeof out === "number") closeSync(out);
     this.proc = proc;
+    proc.once("exit", secrets.remove);
     await new Promise<void>((resolve, reject) => {
       proc.on("message", (m: { type: string; message?: string }) => {
         if (m.type === "ready") resolve();
@@ -130,6 +134,16 @@ export class CounterProcess {
   stop(): Promise<number | null> {
     return endProcess(this, "SIGTERM");
   }
+}
+
+/** Where a child's output goes; a log file is appended to, and kept private (0600). */
+function openOutput(
+  stdio: "inherit" | "ignore" | { readonly logFile: string },
+): "inherit" | "ignore" | number {
+  if (typeof stdio !== "object") return stdio;
+  const fd = openSync(stdio.logFile, "a", PRIVATE_FILE_MODE);
+  fchmodSync(fd, PRIVATE_FILE_MODE);
+  return fd;
 }
 
 async function endProcess(
@@ -201,8 +215,15 @@ export class NodeProcess {
   }
 
   private async startNode(): Promise<void> {
-    const out = typeof this.stdio === "object" ? openSync(this.stdio.logFile, "a") : this.stdio;
+    const out = openOutput(this.stdio);
     const script = this.variant?.script ?? NODE_SCRIPT;
+    // The replica's key (and a benchmark's in-process counter key) go in a private file, not the
+    // environment (docs/operations.md, "File modes").
+    const secrets = handOff({
+      cluster: this.cluster,
+      node: this.node,
+      ...(this.inProcessCounter ? { inProcessCounter: this.inProcessCounter } : {}),
+    });
     const proc = fork(script, [], {
       execArgv: [
         ...loaderFlags(script),
@@ -219,15 +240,13 @@ export class NodeProcess {
       env: {
         ...process.env,
         ...this.variant?.env,
-        ...(this.inProcessCounter
-          ? { ORDERER_BENCH_COUNTER_CONFIG: JSON.stringify(this.inProcessCounter) }
-          : {}),
-        ORDERER_NODE: JSON.stringify({ cluster: this.cluster, node: this.node }),
+        ORDERER_NODE_FILE: secrets.path,
       },
       stdio: ["ignore", out, out, "ipc"],
     });
     if (typeof out === "number") closeSync(out);
     this.proc = proc;
+    proc.once("exit", secrets.remove);
     await new Promise<void>((resolve, reject) => {
       proc.on("message", (m: { type: string; message?: string; event?: NodeEvent }) => {
         if (m.type === "event" && m.event) {

@@ -33,6 +33,8 @@ export interface MetricsSource {
   readonly misbehaviourProofs?: () => number;
   /** Hybrid mode: certifications by the trusted counter process and their total time. */
   readonly counterStats?: () => { calls: number; totalMs: number };
+  /** Requests and WebSocket upgrades the API refused before their route, by error code. */
+  readonly apiRefused?: () => Readonly<Record<string, number>>;
 }
 
 export interface HealthReport extends Record<string, unknown> {
@@ -94,6 +96,18 @@ export class NodeMetrics {
     gatewayAndCoordMetrics(r, s);
     peerMetrics(r, s);
     if (s.rdmaStats) rdmaMetrics(r, s.rdmaStats);
+    const refused = s.apiRefused;
+    if (refused)
+      new Counter({
+        name: "orderer_api_refused_total",
+        help: "HTTP requests and WebSocket upgrades refused before their route (origin, headers, connection bounds), by code",
+        labelNames: ["code"],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const [code, n] of Object.entries(refused())) this.inc({ code }, n);
+        },
+      });
     this.events = new Counter({
       name: "orderer_events_total",
       help: "Protocol events: view changes, new views, state transfers, snapshots, fetched block ranges",

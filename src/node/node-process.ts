@@ -1,12 +1,14 @@
 // One ordering node in its own process (the dev cluster, multi-process tests, benchmarks). Configured by the
-// ORDERER_NODE environment variable ({cluster, node} as JSON); tells its parent {type: "ready"} or
+// private file named by ORDERER_NODE_FILE ({cluster, node, inProcessCounter?} as JSON, read and removed at
+// once: secrets never travel in the environment); tells its parent {type: "ready"} or
 // {type: "error", message}; reports catch-up and view-change events as {type: "event", event}; SIGTERM stops it
 // cleanly (exit 0).
 
 import { InProcessCounter } from "../counter/in-process.ts";
 import { createLogger } from "../util/log.ts";
+import { takeHandOff } from "../util/private-files.ts";
 import { StageTrace } from "../util/trace.ts";
-import { resolveNodeConfig } from "./config.ts";
+import { type ClusterConfig, type CounterConfig, type NodeConfig, resolveNodeConfig } from "./config.ts";
 import { OrdererNode } from "./orderer-node.ts";
 
 const send = (m: unknown) => process.send?.(m);
@@ -21,7 +23,17 @@ const REPORTED = new Set([
 ]);
 
 async function main(): Promise<void> {
-  const { cluster, node: settings } = JSON.parse(process.env.ORDERER_NODE ?? "{}");
+  // Files the replica creates (LevelDB's, 0644 by its own choice) are its user's alone.
+  process.umask(0o077);
+  const {
+    cluster,
+    node: settings,
+    inProcessCounter,
+  } = takeHandOff(process.env.ORDERER_NODE_FILE ?? "") as {
+    cluster: ClusterConfig;
+    node: NodeConfig;
+    inProcessCounter?: CounterConfig;
+  };
   const node = resolveNodeConfig(cluster, settings);
   // The latency breakdown bench: stage marks, handed to the parent on {type: "trace"}.
   const trace = process.env.ORDERER_TRACE === "1" ? new StageTrace() : undefined;
@@ -33,9 +45,8 @@ async function main(): Promise<void> {
   const crashAt = Number(process.env.ORDERER_TEST_CRASH_BEFORE_DURABLE ?? 0);
   let splits = 0;
   // Benchmarks: the in-process counter baseline (local-cluster.ts, ORDERER_BENCH_COUNTER=in-process).
-  const inProcessCounter = process.env.ORDERER_BENCH_COUNTER_CONFIG;
   const n = await OrdererNode.start(cluster, node, {
-    openCounter: inProcessCounter ? () => InProcessCounter.open(JSON.parse(inProcessCounter)) : undefined,
+    openCounter: inProcessCounter ? () => InProcessCounter.open(inProcessCounter) : undefined,
     onSentBeforeDurable:
       crashAt > 0
         ? () => {

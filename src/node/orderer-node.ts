@@ -301,6 +301,8 @@ function observeAndServe(s: Setup, p: ServedParts): { metrics: NodeMetrics; api:
     rdmaStats: baseTransport instanceof RdmaTransport ? () => baseTransport.securityStats() : undefined,
     misbehaviourProofs: () => events.evidence.size,
     counterStats: counter ? () => counter.stats : undefined,
+    // Read at scrape time, once the API server below exists.
+    apiRefused: () => api.stats.refused,
   };
   const metrics = new NodeMetrics(source);
   const api = new ApiServer({
@@ -310,6 +312,7 @@ function observeAndServe(s: Setup, p: ServedParts): { metrics: NodeMetrics; api:
     gateway,
     hash: sha256,
     txMaxBytes: cluster.batch.absoluteMaxBytes,
+    allowedOrigins: config.allowedOrigins,
     coord,
     health: () => healthOf(source),
     misbehaviour: () => events.misbehaviour(core),

@@ -8,6 +8,7 @@ import { MemoryStorage } from "../bft/storage.ts";
 import type { PersistOp } from "../bft/types.ts";
 import { withDefaults } from "../util/defaults.ts";
 import { OrdererError } from "../util/errors.ts";
+import { makePrivate } from "../util/private-files.ts";
 import { KEYSPACE } from "./keyspace.ts";
 
 const STATE = KEYSPACE.coreState;
@@ -72,6 +73,9 @@ export class LevelStore {
   static async open(dir: string, opts: LevelStoreOptions = {}): Promise<LevelStore> {
     const db = new Level<string, Uint8Array>(dir, { valueEncoding: "view" });
     try {
+      // The replica's state is its user's alone: the directory 0700 and its files 0600, whatever they
+      // were (LevelDB creates its files 0644 less the umask; docs/operations.md, "File modes").
+      makePrivate(dir);
       await db.open();
     } catch (err) {
       throw new StoreError(`cannot open the replica store at ${dir}: ${(err as Error).message}`, {

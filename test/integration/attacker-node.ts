@@ -22,13 +22,15 @@ import { encodeTxBatch } from "../../src/ordering/tx-batch.ts";
 import { decodeMessage, encodeMessage } from "../../src/transport/codec.ts";
 import type { Transport } from "../../src/transport/transport.ts";
 import { createLogger } from "../../src/util/log.ts";
+import { takeHandOff } from "../../src/util/private-files.ts";
 
 const VICTIM = 2;
 const hex = (s: string) => Uint8Array.from(Buffer.from(s, "hex"));
 const send = (m: unknown) => process.send?.(m);
 
 async function main(): Promise<void> {
-  const { cluster, node } = JSON.parse(process.env.ORDERER_NODE ?? "{}");
+  // biome-ignore lint/suspicious/noExplicitAny: the parent's own config, as node-process.ts reads it
+  const { cluster, node } = takeHandOff(process.env.ORDERER_NODE_FILE ?? "") as any;
   const attack = process.env.ATTACK === "stolen-counter" ? "stolen-counter" : "honest-counter";
   const stolen = process.env.ORDERER_STOLEN_COUNTER_SEED
     ? hex(process.env.ORDERER_STOLEN_COUNTER_SEED)

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError } from "../../src/bft/index.ts";
+import { addressKey, originAllowed, validOriginEntry } from "../../src/node/api/request-checks.ts";
 import {
   type ClusterConfig,
   DEFAULT_BATCH,
@@ -52,6 +53,46 @@ describe("resolveNodeConfig", () => {
     assert.throws(
       () => resolveNodeConfig({ ...cluster, f: -1 }, node),
       (e: unknown) => e instanceof ConfigError && /\bf\b/.test(e.message),
+    );
+  });
+});
+
+describe("allowedOrigins (who may call the API from a web page)", () => {
+  it("defaults to none and refuses an entry that is not an origin", () => {
+    assert.deepEqual(resolveNodeConfig(cluster, node).allowedOrigins, [], "no browser origin by default");
+    const ok = ["https://dashboard.example", "http://127.0.0.1:8080", "*"];
+    assert.deepEqual(resolveNodeConfig(cluster, { ...node, allowedOrigins: ok }).allowedOrigins, ok);
+    for (const bad of [["https://a.example/path"], ["dashboard.example"], "https://a.example", [1]])
+      assert.throws(
+        () => resolveNodeConfig(cluster, { ...node, allowedOrigins: bad as unknown as string[] }),
+        (e: unknown) => e instanceof ConfigError && /allowedOrigins/.test(e.message),
+        `refuses ${JSON.stringify(bad)}`,
+      );
+  });
+
+  it("matches an origin exactly, without case or a trailing slash; * matches any", () => {
+    const list = ["https://dashboard.example", "http://localhost:3000/"];
+    assert.ok(originAllowed("https://DASHBOARD.example", list), "case does not matter");
+    assert.ok(originAllowed("http://localhost:3000", list), "a trailing slash does not matter");
+    assert.ok(!originAllowed("http://localhost:3001", list), "another port is another origin");
+    assert.ok(!originAllowed("https://dashboard.example.evil", list), "a longer host is another origin");
+    assert.ok(!originAllowed("http://dashboard.example", list), "another scheme is another origin");
+    assert.ok(!originAllowed("null", list), "an opaque origin is not listed");
+    assert.ok(!originAllowed("https://dashboard.example", []), "an empty list allows none");
+    assert.ok(originAllowed("null", ["*"]), "* allows any");
+    assert.ok(validOriginEntry("*") && !validOriginEntry(""), "* is an entry, the empty string is not");
+  });
+});
+
+describe("the per-address WebSocket bound's address", () => {
+  it("counts an IPv4 address as itself, also mapped into IPv6, and an IPv6 address by its /64", () => {
+    assert.equal(addressKey("127.0.0.2"), "127.0.0.2");
+    assert.equal(addressKey("0000:0000:0000:0000:0000:ffff:7f00:0001"), "127.0.0.1");
+    assert.equal(addressKey("2001:0db8:0001:0002:0000:0000:0000:0001"), "2001:0db8:0001:0002::/64");
+    assert.equal(
+      addressKey("2001:0db8:0001:0002:ffff:1234:0000:0009"),
+      addressKey("2001:0db8:0001:0002:0000:0000:0000:0001"),
+      "one /64 is one client",
     );
   });
 });

@@ -1,9 +1,10 @@
-import { existsSync } from "node:fs";
+import { chmodSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
 import type { Mode } from "../../bft/types.ts";
 import { NodeProcess } from "../../node/local-cluster.ts";
 import { freePorts } from "../../node/ports.ts";
+import { PRIVATE_FILE_MODE, privateDir } from "../../util/private-files.ts";
 import { faultsFor, initCluster, loadCounterConfig, loadNodeConfig } from "../config-files.ts";
 import { CliError } from "../errors.ts";
 import { intArg } from "../output.ts";
@@ -29,6 +30,8 @@ Examples:
     )
     .action(async (o) => {
       const dir = resolve(o.dir);
+      // Keys, data and logs of every replica: 0700, whatever it was (docs/operations.md, "File modes").
+      privateDir(dir);
       const clusterFile = join(dir, "cluster.jsonc");
       const fresh = !existsSync(clusterFile);
       if (fresh) {
@@ -45,8 +48,12 @@ Examples:
         });
       }
       const loaded = [];
-      for (let i = 0; existsSync(join(dir, `node-${i}.jsonc`)); i++)
+      for (let i = 0; existsSync(join(dir, `node-${i}.jsonc`)); i++) {
+        // Keys written by an older version or by hand: 0600 whatever they were.
+        for (const f of [`node-${i}.jsonc`, `counter-${i}.jsonc`])
+          if (existsSync(join(dir, f))) chmodSync(join(dir, f), PRIVATE_FILE_MODE);
         loaded.push(loadNodeConfig(join(dir, `node-${i}.jsonc`)));
+      }
       const first = loaded[0];
       if (!first) throw new CliError("CONFIG_NOT_FOUND", `no node-0.jsonc in ${dir}`);
       const cluster = first.cluster;

@@ -38,6 +38,8 @@ Examples:
         logLevel: o.logLevel,
       });
       const node = resolveNodeConfig(cluster, settings);
+      // Files the replica creates (LevelDB's, 0644 by its own choice) are its user's alone.
+      process.umask(0o077);
       const logger = createLogger(node.logLevel, { replica: node.id });
       const replica = await OrdererNode.start(cluster, node, {
         logger,

@@ -10,11 +10,11 @@ export function coordSocket(app: uWS.TemplatedApp, ctx: ApiContext, coord: Coord
   app.ws<WsState>("/v1/coord", {
     // A write carries one signed operation in base64 (4/3 of the bytes) plus the JSON around it.
     maxPayloadLength: Math.ceil((ctx.o.txMaxBytes * 4) / 3) + 4096,
-    idleTimeout: 0,
+    idleTimeout: ctx.o.wsIdleTimeoutSec,
     maxBackpressure: 64 * 1024 * 1024,
     upgrade: (res, req, uctx) => ctx.upgrade(res, req, uctx, { kind: "coord", closed: false, conn: null }),
     open: (ws) => {
-      ctx.sockets.add(ws);
+      ctx.opened(ws);
       const s = ws.getUserData() as CoordState;
       s.conn = coord.open(
         {
@@ -46,7 +46,7 @@ export function coordSocket(app: uWS.TemplatedApp, ctx: ApiContext, coord: Coord
       const s = ws.getUserData() as CoordState;
       s.closed = true;
       if (s.conn) coord.closed(s.conn);
-      ctx.sockets.delete(ws);
+      ctx.closed(ws);
     },
   });
 }

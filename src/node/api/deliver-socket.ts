@@ -22,12 +22,12 @@ const DRAIN_POLL_MS = 100;
 export function deliverSocket(app: uWS.TemplatedApp, ctx: ApiContext): void {
   app.ws<WsState>("/v1/deliver", {
     maxPayloadLength: 4096,
-    idleTimeout: 0,
+    idleTimeout: ctx.o.wsIdleTimeoutSec,
     maxBackpressure: 256 * 1024 * 1024,
     upgrade: (res, req, uctx) =>
       ctx.upgrade(res, req, uctx, { kind: "deliver", closed: false, active: false, drained: null }),
     open: (ws) => {
-      ctx.sockets.add(ws);
+      ctx.opened(ws);
     },
     message: (ws, message) => onDeliverMessage(ctx, ws, message),
     drain: (ws) => {
@@ -45,7 +45,7 @@ export function deliverSocket(app: uWS.TemplatedApp, ctx: ApiContext): void {
       const s = ws.getUserData();
       s.closed = true;
       if (s.kind === "deliver" && s.drained) s.drained();
-      ctx.sockets.delete(ws);
+      ctx.closed(ws);
     },
   });
 }

@@ -23,6 +23,17 @@ export interface ApiServerOptions {
   readonly deliverHighWaterBytes?: number;
   /** WebSocket connections at once (default 4096). */
   readonly wsConnectionsMax?: number;
+  /** WebSocket connections at once from one remote address (default 256): one client cannot take them all. */
+  readonly wsPerAddressMax?: number;
+  /**
+   * A WebSocket that receives nothing, not even the answer to a ping, for this long is closed (seconds;
+   * default 120; uWS pings an idle connection first, so a live client stays connected).
+   */
+  readonly wsIdleTimeoutSec?: number;
+  /** Browser origins (scheme://host[:port]) allowed to call the API; "*" allows any (default none). */
+  readonly allowedOrigins?: readonly string[];
+  /** Bytes of request header names and values; beyond, 431 HEADERS_TOO_LARGE (default 16 KiB). */
+  readonly headersMaxBytes?: number;
   /** Bytes of POST /v1/transactions bodies being received at once (default 256 MiB). */
   readonly bodiesMaxBytes?: number;
   /** The coordination service (WS /v1/coord). */
@@ -40,6 +51,10 @@ export const API_SERVER_DEFAULTS = Object.freeze({
   wsSubmitInFlightMax: 8192,
   deliverHighWaterBytes: 1024 * 1024,
   wsConnectionsMax: 4096,
+  wsPerAddressMax: 256,
+  wsIdleTimeoutSec: 120,
+  allowedOrigins: Object.freeze([]) as readonly string[],
+  headersMaxBytes: 16 * 1024,
   /** Bytes of transaction bodies an API server receives at once; beyond, 503 OVERLOADED. */
   bodiesMaxBytes: 256 * 1024 * 1024,
 }) satisfies Partial<ApiServerOptions>;

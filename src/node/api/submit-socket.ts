@@ -11,17 +11,17 @@ export function submitSocket(app: uWS.TemplatedApp, ctx: ApiContext): void {
   app.ws<WsState>("/v1/submit", {
     // Text frames carry base64 (4/3 of the bytes) plus the JSON around it.
     maxPayloadLength: Math.ceil((ctx.o.txMaxBytes * 4) / 3) + 4096,
-    idleTimeout: 120,
+    idleTimeout: ctx.o.wsIdleTimeoutSec,
     maxBackpressure: 64 * 1024 * 1024,
     upgrade: (res, req, uctx) =>
       ctx.upgrade(res, req, uctx, { kind: "submit", closed: false, inFlight: 0, out: null }),
     open: (ws) => {
-      ctx.sockets.add(ws);
+      ctx.opened(ws);
     },
     message: (ws, message, isBinary) => onSubmitMessage(ctx, outbox, ws, message, isBinary),
     close: (ws) => {
       ws.getUserData().closed = true;
-      ctx.sockets.delete(ws);
+      ctx.closed(ws);
     },
   });
 }
