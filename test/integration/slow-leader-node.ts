@@ -10,6 +10,7 @@ import { OrdererNode } from "../../src/node/orderer-node.ts";
 import { MESSAGE_TYPES, WIRE_VERSION } from "../../src/transport/codec.ts";
 import type { Transport } from "../../src/transport/transport.ts";
 import { createLogger } from "../../src/util/log.ts";
+import { takeHandOff } from "../../src/util/private-files.ts";
 
 const send = (m: unknown) => process.send?.(m);
 const REPORTED = new Set(["view-change-started", "new-view"]);
@@ -17,7 +18,11 @@ const REPORTED = new Set(["view-change-started", "new-view"]);
 const HELD_MAX = 10_000;
 
 async function main(): Promise<void> {
-  const { cluster, node: settings } = JSON.parse(process.env.ORDERER_NODE ?? "{}");
+  // The config comes in a private file the parent wrote (node-process.ts's protocol), read and removed.
+  const { cluster, node: settings } = takeHandOff(process.env.ORDERER_NODE_FILE ?? "") as {
+    cluster: Parameters<typeof resolveNodeConfig>[0];
+    node: Parameters<typeof resolveNodeConfig>[1];
+  };
   const node = resolveNodeConfig(cluster, settings);
   const delayMs = Number(process.env.SLOW_PROPOSAL_MS ?? 100);
   const held: (() => void)[] = [];
