@@ -51,6 +51,8 @@ export class LeaderPace {
   private struck = false;
   /** The latest proposal was full: the leader has a backlog, and the gap after it is not counted. */
   private backlog = false;
+  /** The request timeout now (it follows the cluster, request-intake.ts); the pace's cap is a quarter of it. */
+  private timeout: number;
 
   constructor(private readonly limits: Limits) {
     this.timeout = limits.requestTimeoutTicks;
@@ -60,9 +62,6 @@ export class LeaderPace {
   get enabled(): boolean {
     return this.limits.leaderPaceFloorTicks > 0;
   }
-
-  /** The request timeout now (it follows the cluster, request-intake.ts); the pace's cap is a quarter of it. */
-  private timeout: number;
 
   /**
    * The longest gap ever expected, and the least length of a streak that deposes: a quarter of the
