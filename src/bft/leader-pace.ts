@@ -73,7 +73,7 @@ export class LeaderPace {
   }
 
   /** The request timeout changed (ReplicaCore passes it on every tick). */
-  setTimeout(ticks: number): void {
+  followRequestTimeout(ticks: number): void {
     if (ticks === this.timeout) return;
     this.timeout = ticks;
     this.gapCache = null;

@@ -230,7 +230,7 @@ export abstract class ReplicaCore {
     const expired = this.intake.timerExpired(this.now);
     const targets = () => this.viewChangeTargets();
     const follows = this.vcTarget === null && this.leader !== this.id;
-    this.pace.setTimeout(this.intake.timeoutTicks);
+    this.pace.followRequestTimeout(this.intake.timeoutTicks);
     const slow = follows && this.pace.tick(this.now, this.intake.waitingOnLeader, this.stable.seq);
     const cause =
       this.vcTarget === null
