@@ -1,21 +1,24 @@
 // The ordering side of a replica's coordination service: its clients' operations queued, batched into
 // coordination entries and proposed through the core as this replica's client, entries in flight until
-// applied (or lost and proposed again), and operations the order put before an earlier one of their
+// applied (or, when late, handed to the core again), and operations the order put before an earlier one of their
 // session (deferred: proposed again, or answered with an error).
 
+import type { ClientRequest } from "../bft/types.ts";
 import { ENTRY_HEADER_BYTES, ENTRY_OP_OVERHEAD, encodeEntry, OpKind } from "./ops.ts";
 import type { PendingOp, ResolvedCoordServiceOptions } from "./service-types.ts";
 import type { Effect, ZTree } from "./tree.ts";
 
 interface InFlight {
   readonly ops: PendingOp[];
-  readonly sentMs: number;
+  /** The signed request that carries the entry: what is handed to the core again when it is late. */
+  readonly request: ClientRequest;
+  sentMs: number;
 }
 
 /**
  * An operation the order put before an earlier one of its session is proposed again (once that earlier one
- * is applied) at most this often; one whose predecessor does not arrive within inFlightTimeoutMs is
- * answered with an error. Either way it enters the order a bounded number of times.
+ * is applied) at most this often; one whose predecessor is not held here and does not arrive within
+ * inFlightTimeoutMs is answered with an error. Either way it enters the order a bounded number of times.
  */
 const DEFER_ATTEMPTS_MAX = 3;
 
@@ -170,15 +173,16 @@ export class EntryProposer {
         entrySeq: reqNo,
         ops: ops.map((p) => p.signed),
       });
+      const request = this.o.signRequest(reqNo, entry);
       try {
-        this.o.propose(this.o.signRequest(reqNo, entry));
+        this.o.propose(request);
       } catch {
         // The core refused (overloaded): put the operations back and try again on the next timer tick.
         this.stats.refused++;
         this.requeue(ops);
         return;
       }
-      this.inFlight.set(reqNo, { ops, sentMs: this.now() });
+      this.inFlight.set(reqNo, { ops, request, sentMs: this.now() });
       this.lastProposedMs = this.now();
       this.stats.entriesProposed++;
       this.stats.opsProposed += ops.length;
@@ -208,7 +212,8 @@ export class EntryProposer {
 
   /**
    * Deferred operations of ours: proposed again once their session's previous write is applied; answered
-   * with an error when it is not within inFlightTimeoutMs or after DEFER_ATTEMPTS_MAX proposals.
+   * with an error after DEFER_ATTEMPTS_MAX proposals, or when that write is not held here and does not come
+   * within inFlightTimeoutMs.
    */
   retryDeferred(): void {
     if (this.deferred.size === 0) return;
@@ -227,7 +232,9 @@ export class EntryProposer {
         this.queue.push(p);
         continue;
       }
-      if (now - sinceMs < timeout && p.attempts < DEFER_ATTEMPTS_MAX) continue;
+      // Its predecessor still held here (queued or in the core) will come: a slow order is not a lost one.
+      const waiting = now - sinceMs < timeout || this.proposed.has(`${p.sessionId}:${p.cxid - 1}`);
+      if (waiting && p.attempts < DEFER_ATTEMPTS_MAX) continue;
       this.deferred.delete(key);
       this.unpropose(key);
       this.stats.deferredFailed++;
@@ -236,18 +243,39 @@ export class EntryProposer {
   }
 
   /**
+   * Entries not applied within inFlightTimeoutMs go to the core again as the same request: one the core
+   * still holds is not ordered twice (it answers "pending"), and the entries keep their order. Only an
+   * entry the core counts as executed without our having seen its block (a state transfer jumped over it)
+   * gives its operations back to the queue, all such in the order they were first proposed.
+   */
+  private resubmitLate(now: number): void {
+    const timeout = this.o.inFlightTimeoutMs;
+    const back: PendingOp[] = [];
+    for (const [reqNo, f] of this.inFlight) {
+      if (now - f.sentMs < timeout) continue;
+      this.stats.inFlightTimeouts++;
+      let verdict: unknown;
+      try {
+        verdict = this.o.propose(f.request);
+      } catch {
+        continue; // refused (overloaded): the next timer tick tries again
+      }
+      if (verdict !== "duplicate") {
+        f.sentMs = now;
+        continue;
+      }
+      this.inFlight.delete(reqNo);
+      back.push(...f.ops);
+    }
+    if (back.length > 0) this.requeue(back);
+  }
+
+  /**
    * The timer's share of proposing: entries the core lost go again, deferred operations are retried, and
    * our clock is proposed when, by it, something is due.
    */
   onTimer(now: number, period: number): void {
-    // Entries the core lost (e.g. across a view change): their operations are proposed again.
-    const timeout = this.o.inFlightTimeoutMs;
-    for (const [reqNo, f] of this.inFlight) {
-      if (now - f.sentMs < timeout) continue;
-      this.inFlight.delete(reqNo);
-      this.stats.inFlightTimeouts++;
-      this.requeue(f.ops);
-    }
+    this.resubmitLate(now);
     // Our clock feeds the agreed time when, by our clock, something is due: a TTL node's expiry, an
     // emptied container, or (while sessions live) every period. An idle cluster orders nothing.
     this.retryDeferred();

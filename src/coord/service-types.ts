@@ -18,8 +18,11 @@ export interface CoordSocket {
 export interface CoordServiceOptions {
   readonly tree: ZTree;
   readonly self: number;
-  /** Hands a request to the core; throws RequestError when refused. */
-  readonly propose: (req: ClientRequest) => void;
+  /**
+   * Hands a request to the core; throws RequestError when refused. Returns the core's verdict ("accepted",
+   * "pending": held already, "duplicate": executed already); only "duplicate" is acted on.
+   */
+  readonly propose: (req: ClientRequest) => unknown;
   /** Signs a request of this replica's coordination client identity. */
   readonly signRequest: (reqNo: number, op: Uint8Array) => ClientRequest;
   readonly verify: VerifyFn;
@@ -34,7 +37,7 @@ export interface CoordServiceOptions {
   readonly readWaitMs?: number;
   /** Entries of this replica in the core at once (default 8). */
   readonly inFlightMax?: number;
-  /** An entry not applied within this time gives its operations back to the queue (default 5 s). */
+  /** An entry not applied within this time is handed to the core again (default 5 s). */
   readonly inFlightTimeoutMs?: number;
   /** Writes one connection may have waiting for their result (default 1024). */
   readonly connWritesMax?: number;

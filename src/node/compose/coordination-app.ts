@@ -34,8 +34,8 @@ export interface CoordLinks {
   readonly tree: ZTree;
   readonly verify: CoordVerifier;
   readonly digests: Digests;
-  /** Hands a signed coordination entry of this replica to the core (the host's submit). */
-  readonly propose: (req: ClientRequest) => void;
+  /** Hands a signed coordination entry of this replica to the core (the host's submit: its verdict). */
+  readonly propose: (req: ClientRequest) => string;
 }
 
 /** The coordination service of this replica: its entries are requests signed with the replica's key. */
