@@ -17,10 +17,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { makeDevCertificates } from "../../src/cli/tls-files.ts";
 import { CoordClient } from "../../src/coord/client.ts";
 import { sha256, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
+import { ApiServer, ApiServerError } from "../../src/node/api-server.ts";
 import { type ClusterConfig, clientOptions, type NodeConfig } from "../../src/node/config.ts";
 import { type CounterProcess, localCluster, startCounters } from "../../src/node/local-cluster.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
 import { OrderingClient, OrderingClientError } from "../../src/ordering/client.ts";
+import type { Gateway } from "../../src/ordering/gateway.ts";
+import type { Ledger } from "../../src/ordering/ledger.ts";
 import { nodeSigner } from "../util/coord-cluster.ts";
 import { submitWhenReady } from "../util/ordering.ts";
 
@@ -184,5 +187,26 @@ describe("the client API over TLS", () => {
       replicas.map((r) => r.error),
       ["certificate refused", "certificate refused", "certificate refused"],
     );
+  });
+
+  it("a key that does not match the certificate: the server does not start (TLS_FAILED, files named)", async () => {
+    const mine = certs.replicas[0] as { certFile: string; keyFile: string };
+    const theirs = other.replicas[0] as { certFile: string; keyFile: string };
+    const api = new ApiServer({
+      host: "127.0.0.1",
+      port: 0,
+      ledger: {} as Ledger,
+      gateway: {} as Gateway,
+      hash: sha256,
+      txMaxBytes: 4096,
+      tls: { certFile: mine.certFile, keyFile: theirs.keyFile },
+    });
+    await assert.rejects(api.start(), (err: unknown) => {
+      assert.ok(err instanceof ApiServerError, `an ApiServerError, not ${String(err)}`);
+      assert.equal(err.code, "TLS_FAILED");
+      assert.ok(err.message.includes(theirs.keyFile), "the message names the key file");
+      return true;
+    });
+    await api.stop();
   });
 });
