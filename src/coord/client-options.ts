@@ -58,7 +58,7 @@ export interface CoordClientOptions {
   /**
    * Node only: the CA certificate(s), PEM, that the replicas' TLS certificates (wss:// from https:// URLs)
    * must chain to, instead of the system's roots; a replica whose certificate does not is never used.
-   * Browsers use their own trust store (the option is refused there). Not used with `WebSocket` given.
+   * Browsers use their own trust store (the option is refused there). Not used when `WebSocket` is given.
    */
   readonly ca?: string | Uint8Array;
   /** Called on every state change. */

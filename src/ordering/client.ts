@@ -54,7 +54,7 @@ export interface ClientOptions {
    * Node only: the CA certificate(s), PEM, that replicas' TLS certificates must chain to (their https://
    * and wss:// URLs). It replaces the system's trusted roots for this client: a replica whose
    * certificate does not chain to it is refused (CERTIFICATE_REFUSED). Browsers use their own trust
-   * store; the option is refused there. Not used with `fetch` or `WebSocket` given.
+   * store; the option is refused there. A `fetch` or `WebSocket` given is used as it is, without it.
    */
   readonly ca?: string | Uint8Array;
   /** Called when a replica answers with something that does not verify, or cannot be reached. */
@@ -293,7 +293,7 @@ export class OrderingClient {
         const refused = (await this.tls())?.isCertificateError(err) === true;
         last = new OrderingClientError(
           refused ? "CERTIFICATE_REFUSED" : "UNREACHABLE",
-          `${url}: ${(err as Error).message}${refused ? " (the replica's certificate does not chain to the client's CA)" : ""}`,
+          `${url}: ${(err as Error).message}${refused ? " (the replica's TLS certificate was refused: not of the client's CA, expired, or for another host)" : ""}`,
         );
         this.o.onProblem?.({ url, error: last });
         continue;
