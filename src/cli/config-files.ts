@@ -23,6 +23,7 @@ import {
 import { withDefaults } from "../util/defaults.ts";
 import { privateDir, writePrivateFile } from "../util/private-files.ts";
 import { CliError } from "./errors.ts";
+import { makeDevCertificates, TLS_DIR } from "./tls-files.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
@@ -105,6 +106,8 @@ export interface InitOptions {
   readonly ports?: { readonly p2p: readonly number[]; readonly api: readonly number[] };
   /** "rdma": replicas talk through the native-rdma shm provider (one host; socket paths under `out`). */
   readonly transport?: TransportKind;
+  /** Serve the APIs over HTTPS/WSS with a new self-signed CA and a certificate per replica (openssl). */
+  readonly tls?: boolean;
   readonly force?: boolean;
 }
 
@@ -121,6 +124,8 @@ export interface InitResult {
   readonly nodeFiles: string[];
   /** Hybrid mode: one trusted counter file per replica (empty in PBFT mode). */
   readonly counterFiles: string[];
+  /** With tls: the CA certificate clients are given (--ca). */
+  readonly caFile?: string;
   readonly cluster: ClusterConfig;
 }
 
@@ -171,7 +176,7 @@ export function initCluster(options: InitOptions): InitResult {
       id: i,
       publicKey: hex(ed25519PublicKeyOf(s)),
       p2p: `/${/^[0-9.]+$/.test(hostOf(i)) ? "ip4" : "dns4"}/${hostOf(i)}/tcp/${p2pPort(i)}`,
-      api: `http://${hostOf(i)}:${apiPort(i)}`,
+      api: `${o.tls ? "https" : "http"}://${hostOf(i)}:${apiPort(i)}`,
       ...(o.transport === "rdma" ? { rdma: join(out, `rdma-${i}.sock`) } : {}),
       ...(hybrid ? { counterPublicKey: hex(ed25519PublicKeyOf(counterSeeds[i] as Uint8Array)) } : {}),
     })),
@@ -180,6 +185,13 @@ export function initCluster(options: InitOptions): InitResult {
   };
   validateCluster(cluster);
   const counterSocket = (i: number) => `counter-${i}.sock`;
+  const certs = o.tls
+    ? makeDevCertificates(
+        out,
+        o.name,
+        seeds.map((_, i) => hostOf(i)),
+      )
+    : undefined;
   writeFileSync(clusterFile, renderCluster(cluster));
   const nodeFiles: string[] = [];
   seeds.forEach((s, i) => {
@@ -194,6 +206,9 @@ export function initCluster(options: InitOptions): InitResult {
         apiHost: sameHost ? hostOf(i) : "0.0.0.0",
         apiPort: apiPort(i),
         p2pListen: sameHost ? undefined : `/ip4/0.0.0.0/tcp/${p2pPort(i)}`,
+        tls: certs
+          ? { certFile: `${TLS_DIR}/node-${i}.pem`, keyFile: `${TLS_DIR}/node-${i}.key` }
+          : undefined,
       }),
     );
     nodeFiles.push(file);
@@ -214,7 +229,7 @@ export function initCluster(options: InitOptions): InitResult {
       );
       counterFiles.push(file);
     });
-  return { clusterFile, nodeFiles, counterFiles, cluster };
+  return { clusterFile, nodeFiles, counterFiles, caFile: certs?.caFile, cluster };
 }
 
 function renderCounter(c: CounterConfig): string {
@@ -325,6 +340,10 @@ function renderNode(n: NodeConfig): string {
   // The HTTP/WebSocket API listens here (clients, /health, /metrics).
   "apiHost": "${n.apiHost}",
   "apiPort": ${n.apiPort},
+  // HTTPS/WSS: this replica's certificate chain and key (PEM, relative to this file; the key is read
+  // once at start). "caFile" (optional) refuses a client certificate that does not chain to it; a client
+  // without one is still served. See docs/operations.md, "TLS".
+  ${n.tls ? `"tls": { "certFile": "${n.tls.certFile}", "keyFile": "${n.tls.keyFile}" },` : `// "tls": { "certFile": "tls/node-${n.id}.pem", "keyFile": "tls/node-${n.id}.key" },`}
   // Browser origins whose web pages may call this API (a request with another Origin header is refused
   // with 403); programs send no Origin and are not affected. "*" allows any page: don't, on a machine
   // where someone browses the web.
@@ -403,6 +422,7 @@ export function loadNodeConfig(
   const merged = { ...fields, ...defined(env), ...defined(flags) } as Record<string, unknown>;
   if (typeof merged.dataDir === "string") merged.dataDir = resolve(base, merged.dataDir);
   if (typeof merged.counterSocket === "string") merged.counterSocket = resolve(base, merged.counterSocket);
+  if (merged.tls && typeof merged.tls === "object") merged.tls = relativeTo(base, merged.tls);
   const node = merged as unknown as NodeConfig;
   validateIn(clusterFile, () => validateCluster(cluster));
   validateIn(path, () => validateNode(node, cluster));
@@ -427,7 +447,16 @@ const NODE_FIELDS = new Set([
   "logLevel",
   "p2pListen",
   "allowedOrigins",
+  "tls",
 ]);
+
+/** The tls section with its file paths resolved against `base` (other fields as they are). */
+function relativeTo(base: string, tls: object): object {
+  const out: Record<string, unknown> = { ...tls };
+  for (const k of ["certFile", "keyFile", "caFile"])
+    if (typeof out[k] === "string") out[k] = resolve(base, out[k] as string);
+  return out;
+}
 
 function defined(o: NodeOverrides): Record<string, unknown> {
   const out: Record<string, unknown> = {};

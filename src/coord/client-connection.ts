@@ -5,7 +5,13 @@
 
 import { toBase64 } from "../ordering/block.ts";
 import { withDefaults } from "../util/defaults.ts";
-import { loadWebSocket, type WebSocketCtor, type WebSocketLike, wsBase } from "../util/websocket.ts";
+import {
+  loadCaTransport,
+  loadWebSocket,
+  type WebSocketCtor,
+  type WebSocketLike,
+  wsBase,
+} from "../util/websocket.ts";
 import {
   COORD_CLIENT_DEFAULTS,
   type CoordClientOptions,
@@ -50,6 +56,12 @@ export function helloOf(m: Record<string, unknown>): { replica: number; challeng
   return { replica, challenge };
 }
 
+/** What a WebSocket error event says (the `ws` package: e.g. a refused TLS certificate), if anything. */
+const why = (ev: unknown): string => {
+  const m = (ev as { message?: unknown } | null)?.message;
+  return typeof m === "string" && m.length > 0 ? `: ${m}` : "";
+};
+
 export abstract class CoordConnection {
   protected readonly o: ResolvedCoordClientOptions;
   protected readonly signer: Signer;
@@ -85,9 +97,21 @@ export abstract class CoordConnection {
 
   /** Opens the session through one of the replicas and starts the pings. */
   protected async begin(): Promise<void> {
-    this.Ctor = await loadWebSocket(this.o.WebSocket);
+    this.Ctor = await this.webSocketCtor();
     await this.establish(true);
     this.pingTimer = setInterval(() => this.tick(), Math.max(20, Math.floor(this.timeoutMsV / 10)));
+  }
+
+  /** The given WebSocket, else with `ca` one trusting that CA alone (Node), else the default one. */
+  private async webSocketCtor(): Promise<WebSocketCtor> {
+    if (this.o.WebSocket || this.o.ca === undefined) return loadWebSocket(this.o.WebSocket);
+    const t = await loadCaTransport(this.o.ca);
+    if (!t)
+      throw new CoordError(
+        "BADARGUMENTS",
+        "the ca option needs Node: a browser checks certificates against its own trust store",
+      );
+    return t.WebSocket;
   }
 
   get sessionId(): number {
@@ -202,7 +226,7 @@ export abstract class CoordConnection {
         }
         reject(e);
       };
-      ws.onerror = () => fail(new CoordError("CONNECTIONLOSS", `cannot reach ${url}`));
+      ws.onerror = (ev) => fail(new CoordError("CONNECTIONLOSS", `cannot reach ${url}${why(ev)}`));
       ws.onclose = () => fail(new CoordError("CONNECTIONLOSS", `${url} closed the connection`));
       ws.onmessage = (ev) => {
         let m: Record<string, unknown>;

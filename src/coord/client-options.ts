@@ -40,7 +40,7 @@ export const nobleSigner: Signer = {
 };
 
 export interface CoordClientOptions {
-  /** Replica API URLs (http://host:port); the client connects to one and moves on failure. */
+  /** Replica API URLs (http://host:port, or https://); the client connects to one and moves on failure. */
   readonly urls: readonly string[];
   /** Requested session timeout (the cluster clamps it into its bounds; default 10 s). */
   readonly sessionTimeoutMs?: number;
@@ -55,6 +55,12 @@ export interface CoordClientOptions {
   readonly bundleWrites?: boolean;
   readonly signer?: Signer;
   readonly WebSocket?: WebSocketCtor;
+  /**
+   * Node only: the CA certificate(s), PEM, that the replicas' TLS certificates (wss:// from https:// URLs)
+   * must chain to, instead of the system's roots; a replica whose certificate does not is never used.
+   * Browsers use their own trust store (the option is refused there). Not used when `WebSocket` is given.
+   */
+  readonly ca?: string | Uint8Array;
   /** Called on every state change. */
   readonly onState?: (s: SessionState) => void;
   /** Index of the first replica to try (default: random). */

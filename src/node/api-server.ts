@@ -19,15 +19,20 @@ import { adminRoutes, fallbackRoute } from "./api/admin-routes.ts";
 import { ApiContext, type ApiStats, type Ws, type WsState } from "./api/context.ts";
 import { coordSocket } from "./api/coord-socket.ts";
 import { deliverSocket } from "./api/deliver-socket.ts";
-import { API_SERVER_DEFAULTS, type ApiServerOptions, type ResolvedApiServerOptions } from "./api/options.ts";
+import {
+  API_SERVER_DEFAULTS,
+  type ApiServerOptions,
+  type ApiTlsOptions,
+  type ResolvedApiServerOptions,
+} from "./api/options.ts";
 import { submitSocket } from "./api/submit-socket.ts";
 import { transactionRoutes } from "./api/transaction-routes.ts";
 
 export type { DeliverBehavior, SeekRequest } from "./api/deliver-socket.ts";
-export { API_SERVER_DEFAULTS, type ApiServerOptions } from "./api/options.ts";
+export { API_SERVER_DEFAULTS, type ApiServerOptions, type ApiTlsOptions } from "./api/options.ts";
 export { receiptText, receiptToJson } from "./api/receipts.ts";
 
-export class ApiServerError extends OrdererError<"NATIVE_UWS_MISSING" | "LISTEN_FAILED"> {
+export class ApiServerError extends OrdererError<"NATIVE_UWS_MISSING" | "LISTEN_FAILED" | "TLS_FAILED"> {
   override readonly name = "ApiServerError";
 }
 
@@ -69,7 +74,7 @@ export class ApiServer {
   /** Registers every route (the catch-all last) and listens. */
   async start(): Promise<void> {
     assertNativeUws();
-    const app = checkedApp(uWS.App(), this.ctx);
+    const app = checkedApp(this.o.tls ? sslApp(this.o.tls) : uWS.App(), this.ctx);
     this.app = app;
     transactionRoutes(app, this.ctx);
     adminRoutes(app, this.ctx);
@@ -110,6 +115,25 @@ export class ApiServer {
     // Also closes idle keep-alive HTTP connections (native App.close, not in the bundled typings).
     (this.app as unknown as { close?: () => void } | null)?.close?.();
     this.app = null;
+  }
+}
+
+/**
+ * uWS.SSLApp over the given PEM files. uWS throws a bare string when OpenSSL refuses them (a key that
+ * does not match the certificate, a file that is no PEM): a typed error instead, naming the files.
+ */
+function sslApp(tls: ApiTlsOptions): uWS.TemplatedApp {
+  try {
+    return uWS.SSLApp({
+      cert_file_name: tls.certFile,
+      key_file_name: tls.keyFile,
+      ...(tls.caFile !== undefined ? { ca_file_name: tls.caFile } : {}),
+    });
+  } catch (err) {
+    throw new ApiServerError(
+      "TLS_FAILED",
+      `cannot serve TLS with certificate ${tls.certFile} and key ${tls.keyFile}${tls.caFile ? ` (client CA ${tls.caFile})` : ""}: ${String(err)}`,
+    );
   }
 }
 

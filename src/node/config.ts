@@ -1,6 +1,7 @@
 // Cluster and node configuration: shapes, defaults, validation (a bad field is named), and the mapping
 // of Fabric's batch settings onto the core's limits.
 
+import { readFileSync } from "node:fs";
 import { quorums } from "../bft/quorum.ts";
 import type { Limits, Mode } from "../bft/types.ts";
 import { COORD_SERVICE_DEFAULTS } from "../coord/service.ts";
@@ -11,7 +12,7 @@ import { GATEWAY_DEFAULTS } from "../ordering/gateway.ts";
 import { TX_BATCH_OVERHEAD_BYTES } from "../ordering/tx-batch.ts";
 import { withDefaults } from "../util/defaults.ts";
 import { LOG_LEVELS, type LogLevel } from "../util/log.ts";
-import { API_SERVER_DEFAULTS } from "./api/options.ts";
+import { API_SERVER_DEFAULTS, type ApiTlsOptions } from "./api/options.ts";
 import { validOriginEntry } from "./api/request-checks.ts";
 import { HOST_DEFAULTS } from "./host.ts";
 
@@ -113,6 +114,11 @@ export interface NodeConfig {
    * without an Origin header (programs, the CLI, the client libraries) are not affected. Default: none.
    */
   readonly allowedOrigins?: readonly string[];
+  /**
+   * Serve the API over HTTPS/WSS with these PEM files (absolute paths, or relative to the node file;
+   * docs/operations.md, "TLS"). replicas[id].api must then be an https URL. Default: plain HTTP.
+   */
+  readonly tls?: ApiTlsOptions;
 }
 
 /** The defaults of a replica's own settings: the one place they are written (resolveNodeConfig). */
@@ -266,6 +272,7 @@ export function validateNode(node: NodeConfig, cluster: ClusterConfig): void {
     (!Array.isArray(node.allowedOrigins) || !node.allowedOrigins.every(validOriginEntry))
   )
     fail("allowedOrigins", 'must be a list of origins such as "https://app.example:8443", or "*"');
+  if (node.tls !== undefined) validateTls(node.tls, cluster.replicas[node.id]?.api ?? "");
   if (node.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(node.logLevel))
     fail("logLevel", `must be one of ${LOG_LEVELS.join(", ")}`);
   if (
@@ -273,6 +280,53 @@ export function validateNode(node: NodeConfig, cluster: ClusterConfig): void {
     (typeof node.limits !== "object" || node.limits === null || Array.isArray(node.limits))
   )
     fail("limits", "must be an object of core limits");
+}
+
+const TLS_FIELDS = new Set(["certFile", "keyFile", "caFile"]);
+
+/**
+ * The API's TLS files: each named, readable and PEM of the right kind (what OpenSSL would otherwise
+ * refuse only when the server starts, with no file named). `api` is this replica's URL in the cluster.
+ */
+function validateTls(tls: ApiTlsOptions, api: string): void {
+  if (!tls || typeof tls !== "object" || Array.isArray(tls))
+    fail("tls", "must be an object { certFile, keyFile, caFile? }");
+  for (const k of Object.keys(tls))
+    if (k === "requireClientCert" || k === "requestClientCert")
+      fail(
+        `tls.${k}`,
+        "not supported: the bundled uWebSockets.js cannot require a client certificate (tls.caFile only " +
+          "refuses one that does not chain to it; see docs/operations.md)",
+      );
+    else if (!TLS_FIELDS.has(k)) fail(`tls.${k}`, "unknown field (certFile, keyFile, caFile)");
+  pemFile(tls.certFile, "tls.certFile", /-----BEGIN CERTIFICATE-----/, "certificate");
+  pemFile(
+    tls.keyFile,
+    "tls.keyFile",
+    /-----BEGIN (?!ENCRYPTED)(?:[A-Z]+ )?PRIVATE KEY-----(?![\s\S]*ENCRYPTED)/,
+    "unencrypted private key",
+  );
+  if (tls.caFile !== undefined)
+    pemFile(tls.caFile, "tls.caFile", /-----BEGIN CERTIFICATE-----/, "CA certificate");
+  if (!api.startsWith("https://"))
+    fail(
+      "tls",
+      `this replica serves HTTPS, so its api URL in the cluster file must be https:// (it is ${api})`,
+    );
+}
+
+function pemFile(path: unknown, field: string, kind: RegExp, what: string): void {
+  if (typeof path !== "string" || path.length === 0) fail(field, "must be the path of a PEM file");
+  let text: string;
+  try {
+    text = readFileSync(path as string, "utf8");
+  } catch (err) {
+    return fail(
+      field,
+      `cannot read ${path as string} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    );
+  }
+  if (!kind.test(text)) fail(field, `${path as string} holds no PEM ${what}`);
 }
 
 /** The core limits a cluster's batch settings imply (Fabric's names → the leader's batching). */

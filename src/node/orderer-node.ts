@@ -156,7 +156,7 @@ export class OrdererNode {
     this.log.info(
       {
         mode: this.cluster.mode,
-        api: `http://${this.config.apiHost}:${this.api.port}`,
+        api: `${this.config.tls ? "https" : "http"}://${this.config.apiHost}:${this.api.port}`,
         height: this.ledger.height,
       },
       "replica started",
@@ -313,6 +313,7 @@ function observeAndServe(s: Setup, p: ServedParts): { metrics: NodeMetrics; api:
     hash: sha256,
     txMaxBytes: cluster.batch.absoluteMaxBytes,
     allowedOrigins: config.allowedOrigins,
+    tls: config.tls,
     coord,
     health: () => healthOf(source),
     misbehaviour: () => events.misbehaviour(core),

@@ -6,7 +6,13 @@
 
 import { UsigChecker } from "../bft/trusted.ts";
 import { type WithDefaults, withDefaults } from "../util/defaults.ts";
-import { loadWebSocket, type WebSocketCtor, wsBase } from "../util/websocket.ts";
+import {
+  type CaTransport,
+  loadCaTransport,
+  loadWebSocket,
+  type WebSocketCtor,
+  wsBase,
+} from "../util/websocket.ts";
 import {
   type Block,
   BlockVerificationError,
@@ -31,7 +37,7 @@ export type { ReceiptJson, VerifiedReceipt } from "./receipt.ts";
 export { OrderingClientError, verifyReceipt } from "./receipt.ts";
 
 export interface ClientOptions {
-  /** Base URLs of the replicas' APIs (http://host:port). */
+  /** Base URLs of the replicas' APIs (http://host:port, or https:// when they serve TLS). */
   readonly urls: readonly string[];
   /** ed25519 public keys of the replicas by id (bytes or hex). */
   readonly replicaKeys: readonly (Uint8Array | string)[];
@@ -44,6 +50,13 @@ export interface ClientOptions {
   readonly fetch?: typeof fetch;
   /** A WebSocket constructor (the browser's by default; in Node 20 the `ws` package is loaded). */
   readonly WebSocket?: WebSocketCtor;
+  /**
+   * Node only: the CA certificate(s), PEM, that replicas' TLS certificates must chain to (their https://
+   * and wss:// URLs). It replaces the system's trusted roots for this client: a replica whose
+   * certificate does not chain to it is refused (CERTIFICATE_REFUSED). Browsers use their own trust
+   * store; the option is refused there. A `fetch` or `WebSocket` given is used as it is, without it.
+   */
+  readonly ca?: string | Uint8Array;
   /** Called when a replica answers with something that does not verify, or cannot be reached. */
   readonly onProblem?: (p: { url: string; error: Error }) => void;
   /**
@@ -70,6 +83,7 @@ export class OrderingClient {
   private readonly keys: Uint8Array[];
   private readonly hash: HashFn;
   private next = 0;
+  private caTransport: Promise<CaTransport | null> | null = null;
 
   constructor(o: ClientOptions) {
     if (o.urls.length === 0) throw new OrderingClientError("BAD_OPTIONS", "no replica URLs");
@@ -261,7 +275,7 @@ export class OrderingClient {
     path: string,
     opts: { body?: Uint8Array; json?: boolean; url?: string },
   ): Promise<unknown> {
-    const f = this.o.fetch ?? fetch;
+    const f = this.o.fetch ?? (await this.tls())?.fetch ?? fetch;
     const tries = opts.url ? 1 : this.o.urls.length;
     let last: Error | null = null;
     for (let i = 0; i < tries; i++) {
@@ -276,7 +290,11 @@ export class OrderingClient {
             : {},
         });
       } catch (err) {
-        last = new OrderingClientError("UNREACHABLE", `${url}: ${(err as Error).message}`);
+        const refused = (await this.tls())?.isCertificateError(err) === true;
+        last = new OrderingClientError(
+          refused ? "CERTIFICATE_REFUSED" : "UNREACHABLE",
+          `${url}: ${(err as Error).message}${refused ? " (the replica's TLS certificate was refused: not of the client's CA, expired, or for another host)" : ""}`,
+        );
         this.o.onProblem?.({ url, error: last });
         continue;
       }
@@ -308,8 +326,23 @@ export class OrderingClient {
     throw last ?? new OrderingClientError("UNREACHABLE", "no replica reachable");
   }
 
-  private webSocketCtor(): Promise<WebSocketCtor> {
-    return loadWebSocket(this.o.WebSocket);
+  private async webSocketCtor(): Promise<WebSocketCtor> {
+    return this.o.WebSocket ?? (await this.tls())?.WebSocket ?? loadWebSocket();
+  }
+
+  /** With the `ca` option: the fetch and WebSocket that trust it alone (null without it). */
+  private tls(): Promise<CaTransport | null> {
+    const ca = this.o.ca;
+    if (ca === undefined) return Promise.resolve(null);
+    this.caTransport ??= loadCaTransport(ca).then((t) => {
+      if (!t)
+        throw new OrderingClientError(
+          "BAD_OPTIONS",
+          "the ca option needs Node: a browser checks certificates against its own trust store",
+        );
+      return t;
+    });
+    return this.caTransport;
   }
 
   private async *deliverFrom(url: string, seek: Seek): AsyncGenerator<Block> {

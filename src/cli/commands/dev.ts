@@ -18,6 +18,7 @@ export function devCommand(): Command {
       new Option("--mode <mode>", "protocol of a new cluster").choices(["hybrid", "pbft"]).default("hybrid"),
     )
     .option("--nodes <n>", "replicas of a new cluster (default 3 for hybrid, 4 for pbft)", intArg("--nodes"))
+    .option("--tls", "a new cluster serves https/wss (self-signed CA in <dir>/tls; clients find tls/ca.pem)")
     .addHelpText(
       "after",
       `
@@ -45,6 +46,7 @@ Examples:
           out: dir,
           name: "dev",
           ports: { p2p: ports.slice(0, nodes), api: ports.slice(nodes) },
+          tls: o.tls === true,
         });
       }
       const loaded = [];
@@ -97,7 +99,7 @@ Examples:
           `  ${cli} blocks --follow                 # blocks as they are certified`,
           `  ${cli} zk create /app 'config v1'      # a znode; then: zk watch /app, zk set /app 'v2'`,
           `  ${cli} status                          # every replica's view, leader and height`,
-          `  curl -s -X POST --data-binary 'hello' ${urls[0]}/v1/transactions`,
+          `  curl -s${urls[0]?.startsWith("https:") ? ` --cacert ${join(dir, "tls", "ca.pem")}` : ""} -X POST --data-binary 'hello' ${urls[0]}/v1/transactions`,
           "Ctrl-C stops the cluster.",
           "",
         ].join("\n"),

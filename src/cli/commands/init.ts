@@ -1,5 +1,7 @@
+import { dirname } from "node:path";
 import { Command, Option } from "commander";
 import type { Mode } from "../../bft/types.ts";
+import { wsBase } from "../../util/websocket.ts";
 import { INIT_DEFAULTS, initCluster } from "../config-files.ts";
 import { CliError } from "../errors.ts";
 import { intArg, print } from "../output.ts";
@@ -48,6 +50,10 @@ export function initCommand(): Command {
         .choices(["libp2p", "rdma"])
         .default("libp2p"),
     )
+    .option(
+      "--tls",
+      "serve the APIs over https/wss: a new self-signed CA and a certificate per replica in <out>/tls (openssl; for dev and tests)",
+    )
     .option("--force", "overwrite an existing configuration (a new chain)")
     .option("--json", "print the result as JSON")
     .addHelpText(
@@ -56,6 +62,7 @@ export function initCommand(): Command {
 Examples:
   orderer init --nodes 3 --out ./cluster
   orderer init --nodes 4 --mode pbft --out ./cluster --hosts a.example,b.example,c.example,d.example
+  orderer init --nodes 3 --out ./cluster --tls     # then clients: --ca ./cluster/tls/ca.pem
 Then on each machine: orderer start --config ./cluster/node-<i>.jsonc`,
     )
     .action((o) => {
@@ -72,14 +79,18 @@ Then on each machine: orderer start --config ./cluster/node-<i>.jsonc`,
         p2pPort: o.p2pPort,
         apiPort: o.apiPort,
         transport: o.transport === "rdma" ? "rdma" : undefined,
+        tls: o.tls === true,
         force: o.force === true,
       });
+      const urls = r.cluster.replicas.map((x) => x.api);
       print(
         o.json,
         {
           clusterFile: r.clusterFile,
           nodeFiles: r.nodeFiles,
           counterFiles: r.counterFiles,
+          caFile: r.caFile,
+          urls,
           mode: r.cluster.mode,
           f: r.cluster.f,
         },
@@ -91,6 +102,13 @@ Then on each machine: orderer start --config ./cluster/node-<i>.jsonc`,
             ...r.counterFiles.map(
               (f) => `  ${f}  (private to the counter's own user: holds its counter key)`,
             ),
+            ...(r.caFile
+              ? [
+                  `  ${r.caFile}  (the CA of the replicas' certificates: give it to clients, --ca)`,
+                  `  ${dirname(r.caFile)}/node-<i>.key, ca.key  (private: TLS keys)`,
+                ]
+              : []),
+            `client API: ${urls.join(" ")}  (WebSocket: ${urls.map(wsBase).join(" ")})`,
             r.counterFiles.length > 0
               ? `start each counter, then its replica: orderer counter --config ${r.counterFiles[0]}; orderer start --config ${r.nodeFiles[0]}  (and so on)`
               : `start each replica with: orderer start --config ${r.nodeFiles[0]}  (and so on)`,

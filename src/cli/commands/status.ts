@@ -2,17 +2,19 @@ import { Command } from "commander";
 import type { HealthReport } from "../../node/metrics.ts";
 import { CliError } from "../errors.ts";
 import { print } from "../output.ts";
-import { resolveTarget, targetOptions } from "../target.ts";
+import { isCertificateError, resolveTarget, targetFetch, targetOptions } from "../target.ts";
 
 const TIMEOUT_MS = 3000;
 
-async function health(url: string): Promise<HealthReport | { error: string }> {
+async function health(url: string, f: typeof fetch): Promise<HealthReport | { error: string }> {
   try {
-    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
+    const res = await f(`${url}/health`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
     const body = (await res.json()) as HealthReport;
     return body;
   } catch (err) {
-    return { error: (err as Error).name === "TimeoutError" ? "no answer" : "unreachable" };
+    const name = (err as Error).name;
+    if (name === "TimeoutError" || name === "AbortError") return { error: "no answer" };
+    return { error: isCertificateError(err) ? "certificate refused" : "unreachable" };
   }
 }
 
@@ -31,8 +33,9 @@ Examples:
   orderer status --cluster ./cluster/cluster.jsonc --json`,
       ),
   ).action(async (o) => {
-    const { cluster, urls } = resolveTarget(o);
-    const reports = await Promise.all(urls.map(async (url) => ({ url, ...(await health(url)) })));
+    const { cluster, urls, ca } = resolveTarget(o);
+    const f = targetFetch(ca);
+    const reports = await Promise.all(urls.map(async (url) => ({ url, ...(await health(url, f)) })));
     const up = reports.filter((r): r is HealthReport & { url: string } => !("error" in r));
     const leaders = new Set(up.filter((r) => !r.viewChanging).map((r) => `${r.view}/${r.leader}`));
     const need = cluster.mode === "hybrid" ? cluster.f + 1 : 2 * cluster.f + 1;

@@ -58,7 +58,7 @@ Examples:
     let confirmedBy: string[] = [];
     if (o.confirm > 1) {
       try {
-        confirmedBy = await orderingClient({ cluster: o.cluster }).client.confirmHeader(
+        confirmedBy = await orderingClient({ cluster: o.cluster, ca: o.ca }).client.confirmHeader(
           r.block,
           r.headerHash,
           o.confirm,

@@ -80,7 +80,7 @@ Examples:
     if (o.confirm > 1) {
       if (o.confirm > cluster.replicas.length)
         throw new CliError("BAD_ARGUMENT", `--confirm: at most ${cluster.replicas.length} replicas`);
-      const { client: all } = orderingClient({ cluster: o.cluster });
+      const { client: all } = orderingClient({ cluster: o.cluster, ca: o.ca });
       try {
         confirmedBy =
           checked > 0

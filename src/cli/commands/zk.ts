@@ -15,11 +15,12 @@ const MODES = {
 
 /** Runs `fn` with a session to the cluster, closed afterwards; ZooKeeper codes become one-line errors. */
 async function withClient<T>(o: TargetOptions, fn: (c: CoordClient) => Promise<T>): Promise<T> {
-  const { urls } = resolveTarget(o);
+  const { urls, ca } = resolveTarget(o);
   let c: CoordClient;
   try {
     c = await CoordClient.connect({
       urls,
+      ...(ca !== undefined ? { ca } : {}),
       signer: { generate: generateEd25519KeyPair, sign: signEd25519 },
       sessionTimeoutMs: 10_000,
     });

@@ -8,8 +8,24 @@ import type { Ledger } from "../../ordering/ledger.ts";
 import type { MisbehaviourReport } from "../../ordering/misbehaviour.ts";
 import type { WithDefaults } from "../../util/defaults.ts";
 
+/**
+ * HTTPS and WSS instead of HTTP and WS (docs/operations.md, "TLS"): PEM files the server reads when it
+ * starts. With `caFile`, a client certificate that does not chain to it is refused in the handshake;
+ * the bundled uWebSockets.js cannot require one, so a client that presents none is still served.
+ */
+export interface ApiTlsOptions {
+  /** The server's certificate chain (PEM): its own certificate first, then any intermediates. */
+  readonly certFile: string;
+  /** The certificate's private key (PEM, unencrypted). */
+  readonly keyFile: string;
+  /** CA certificates (PEM) that a client certificate, when presented, must chain to. */
+  readonly caFile?: string;
+}
+
 export interface ApiServerOptions {
   readonly host: string;
+  /** Serve HTTPS/WSS with these files (default: plain HTTP/WS). */
+  readonly tls?: ApiTlsOptions;
   /** 0 picks a free port (see `port` after start). */
   readonly port: number;
   readonly ledger: Ledger;
