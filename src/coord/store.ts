@@ -3,6 +3,10 @@
 // atomic batch as the block they come from, so the copy is always a snapshot of the tree as of
 // `appliedBlock`; on start the tree is read back and any later block is replayed.
 //
+// A znode record is [data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, ephemeralOwner, mode,
+// ttlMs, aversion, acl as [perms, scheme, id] triples]; one written before ACLs (11 fields) reads back
+// with aversion 0 and OPEN_ACL.
+//
 // Keys: z/<path>  znode        q/<session id>  session        r/<session id>/<cxid>  kept result
 //       k/tree    [appliedBlock, time, session clock, last scan, replica clocks, last zxid]
 
@@ -11,6 +15,7 @@ import type { Level } from "level";
 import { KEYSPACE } from "../storage/keyspace.ts";
 import type { RawOp } from "../storage/level-store.ts";
 import { OrdererError } from "../util/errors.ts";
+import { aclFromRecord, aclRecord } from "./acl.ts";
 import type { OpResult, Session, TreeChanges, TreeMeta, ZNode, ZTree } from "./tree.ts";
 
 const NODE = KEYSPACE.znode;
@@ -51,6 +56,8 @@ export function treeWrites(tree: ZTree, ch: TreeChanges): RawOp[] {
           n.ephemeralOwner,
           n.mode,
           n.ttlMs,
+          n.aversion,
+          aclRecord(n.acl),
         ]),
       });
   }
@@ -108,19 +115,21 @@ export async function loadTree(db: Level<string, Uint8Array>, tree: ZTree): Prom
   const nodes: [string, Omit<ZNode, "children">][] = [];
   for await (const [key, v] of db.iterator({ gte: NODE, lt: "z0" })) {
     const r = decode(key, v);
-    if (!(r[0] instanceof Uint8Array) || !r.slice(1, 11).every(isNum))
+    const acl = aclFromRecord(r[12]);
+    if (
+      !(r[0] instanceof Uint8Array) ||
+      !r.slice(1, 11).every(isNum) ||
+      !(r[11] === undefined || isNum(r[11]))
+    )
       throw new CoordStoreError(`corrupt znode record ${key}`);
+    if (acl === null) throw new CoordStoreError(`corrupt ACL in znode record ${key}`);
     const [data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, ephemeralOwner, mode, ttlMs] = r as [
       Uint8Array,
       ...number[],
     ];
-    nodes.push([
-      key.slice(NODE.length),
-      { data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, ephemeralOwner, mode, ttlMs } as Omit<
-        ZNode,
-        "children"
-      >,
-    ]);
+    const aversion = (r[11] as number | undefined) ?? 0;
+    const rec = { data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, ephemeralOwner, mode, ttlMs };
+    nodes.push([key.slice(NODE.length), { ...rec, aversion, acl } as Omit<ZNode, "children">]);
   }
   const sessions: Omit<Session, "ephemerals" | "results">[] = [];
   for await (const [key, v] of db.iterator({ gte: SESSION, lt: "q0" })) {

@@ -1,6 +1,7 @@
 // The tree's data: znodes, sessions, operation results and the effects a block has, its configuration
 // and the zxid arithmetic. tree.ts re-exports all of it; tree-nodes.ts and tree.ts work on it.
 
+import type { Acl } from "./acl.ts";
 import type { ZkCode } from "./errors.ts";
 
 export const ZXID_PER_BLOCK = 2 ** 21;
@@ -66,6 +67,10 @@ export interface ZNode {
   /** CreateMode value. */
   mode: number;
   ttlMs: number;
+  /** Changes of the ACL (setACL). */
+  aversion: number;
+  /** Frozen; nodes with ZooKeeper's OPEN_ACL_UNSAFE share OPEN_ACL (acl.ts). */
+  acl: readonly Acl[];
   readonly children: Set<string>;
 }
 

@@ -16,6 +16,7 @@
 // operations on them, TTL nodes and containers).
 
 import { toHex } from "../bft/bytes.ts";
+import { aclRecord } from "./acl.ts";
 import {
   type CoordEntry,
   decodeEntry,
@@ -375,6 +376,8 @@ export class ZTree extends ZNodes {
       case OpKind.SET_DATA:
       case OpKind.CHECK:
         return this.applySub(s, b, zxid, null, fx);
+      case OpKind.SET_ACL:
+        return this.setAcl(s, b.path, b.acl, b.version);
       default:
         return { code: "UNIMPLEMENTED" };
     }
@@ -477,7 +480,7 @@ export class ZTree extends ZNodes {
   dump(): string {
     const nodes = [...this.nodes.keys()].sort().map((p) => {
       const n = this.nodes.get(p) as ZNode;
-      return [p, toHex(n.data), statOf(n), n.mode, n.ttlMs];
+      return [p, toHex(n.data), statOf(n), n.mode, n.ttlMs, aclRecord(n.acl)];
     });
     const sessions = [...this.sessions.values()]
       .sort((a, b) => a.id - b.id)
