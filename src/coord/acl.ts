@@ -5,11 +5,14 @@
 //   world:anyone          everybody
 //   ed25519:<hex key>     the session whose key is this ed25519 public key (64 lowercase hex digits)
 //   auth:                 in a create or setACL only: replaced by every identity of the caller's session
-//                         (here: its ed25519 key), as ZooKeeper's `auth` scheme
-// ZooKeeper's `digest` (user:password) scheme is not offered: an addAuth carrying the password would be
-// written, in the clear, to the public ledger (docs/coord-protocol.md).
+//                         (its own key and the keys it added), as ZooKeeper's `auth` scheme
+// A session's identities: its own key, and the ed25519 keys it proved it holds with an ordered addAuth
+// (ADD_AUTH: the other key's signature over ADD_AUTH_DOMAIN ‖ u64 sessionId ‖ the session's key, so a
+// copy from the public ledger is worth nothing to any other session). ZooKeeper's `digest`
+// (user:password) scheme is not offered: its addAuth would write the password, in the clear, to the
+// ledger that every replica and reader holds (docs/coord-protocol.md).
 
-import { toHex } from "../bft/bytes.ts";
+import { ByteWriter, toHex } from "../bft/bytes.ts";
 
 /** ZooKeeper's permission bits (ZooDefs.Perms). */
 export const Perms = {
@@ -39,6 +42,22 @@ export const OPEN_ACL: readonly Acl[] = Object.freeze([
 ]);
 
 const KEY_HEX = /^[0-9a-f]{64}$/;
+
+/** Keys a session may add with addAuth at most (besides its own). */
+export const AUTH_IDS_MAX = 16;
+/** What a key signs to lend its identity to one session (addAuth "ed25519"). */
+export const ADD_AUTH_DOMAIN = new TextEncoder().encode("orderer/coord/addauth/v1\0");
+
+/** Who a session is: its own key and the ids (hex keys) it added with addAuth. */
+export interface Identity {
+  readonly publicKey: Uint8Array;
+  readonly auth: readonly string[];
+}
+
+/** The message `key` signs so that session `sessionId` (with key `sessionKey`) holds its identity. */
+export function addAuthSigningBytes(sessionId: number, sessionKey: Uint8Array): Uint8Array {
+  return new ByteWriter(96).raw(ADD_AUTH_DOMAIN).u64(sessionId).raw(sessionKey).finish();
+}
 
 /** What is wrong with an ACL list as given in a create or setACL, or null (then `fixAcl` can run). */
 export function aclProblem(acl: readonly Acl[]): string | null {
@@ -71,18 +90,23 @@ export function keyId(publicKey: Uint8Array): string {
 
 /**
  * The ACL stored for a valid list (aclProblem null): `auth` entries become the caller's identities,
- * duplicates go (as ZooKeeper's fixupACL). A list equal to OPEN_ACL is OPEN_ACL itself (shared).
+ * duplicates go (as ZooKeeper's fixupACL). A list equal to OPEN_ACL is OPEN_ACL itself (shared). Null:
+ * the identities make the list longer than ACL_ENTRIES_MAX (INVALIDACL).
  */
-export function fixAcl(acl: readonly Acl[], publicKey: Uint8Array): readonly Acl[] {
+export function fixAcl(acl: readonly Acl[], who: Identity): readonly Acl[] | null {
   const out: Acl[] = [];
   const seen = new Set<string>();
+  const ids = [keyId(who.publicKey), ...who.auth];
   for (const a of acl) {
-    const e = a.scheme === "auth" ? { perms: a.perms, scheme: "ed25519", id: keyId(publicKey) } : a;
-    const k = `${e.perms}:${e.scheme}:${e.id}`;
-    if (seen.has(k)) continue;
-    seen.add(k);
-    out.push(Object.freeze({ perms: e.perms, scheme: e.scheme, id: e.id }));
+    const entries = a.scheme === "auth" ? ids.map((id) => ({ perms: a.perms, scheme: "ed25519", id })) : [a];
+    for (const e of entries) {
+      const k = `${e.perms}:${e.scheme}:${e.id}`;
+      if (seen.has(k)) continue;
+      seen.add(k);
+      out.push(Object.freeze({ perms: e.perms, scheme: e.scheme, id: e.id }));
+    }
   }
+  if (out.length > ACL_ENTRIES_MAX) return null;
   if (isOpen(out)) return OPEN_ACL;
   return Object.freeze(out);
 }
@@ -91,14 +115,14 @@ const isOpen = (acl: readonly Acl[]): boolean =>
   acl.length === 1 && acl[0]?.scheme === "world" && acl[0].id === "anyone" && acl[0].perms === Perms.ALL;
 
 /**
- * Whether a session with this key holds any of the `perm` bits on a node with this ACL (ZooKeeper's
+ * Whether a session with this identity holds any of the `perm` bits on a node with this ACL (ZooKeeper's
  * checkACL: one matching entry carrying one of the bits suffices).
  */
-export function allowed(acl: readonly Acl[], perm: number, publicKey: Uint8Array): boolean {
+export function allowed(acl: readonly Acl[], perm: number, who: Identity): boolean {
   for (const a of acl) {
     if ((a.perms & perm) === 0) continue;
     if (a.scheme === "world" && a.id === "anyone") return true;
-    if (a.scheme === "ed25519" && a.id === keyId(publicKey)) return true;
+    if (a.scheme === "ed25519" && (a.id === keyId(who.publicKey) || who.auth.includes(a.id))) return true;
   }
   return false;
 }

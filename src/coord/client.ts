@@ -19,7 +19,7 @@
 
 import { fromBase64, toBase64 } from "../ordering/block.ts";
 import { withDefaults } from "../util/defaults.ts";
-import { type Acl, aclProblem, keyId, OPEN_ACL, Perms } from "./acl.ts";
+import { type Acl, aclProblem, addAuthSigningBytes, keyId, OPEN_ACL, Perms } from "./acl.ts";
 import { CoordConnection } from "./client-connection.ts";
 import type { CoordClientOptions, MultiOp, MultiResult, Watcher } from "./client-options.ts";
 import { CoordError, type ZkCode } from "./errors.ts";
@@ -119,6 +119,19 @@ export class CoordClient extends CoordConnection {
     if (opts.linearizable) await this.sync(path);
     const r = await this.read({ type: "getACL", path });
     return { acl: r.acl as Acl[], stat: r.stat as Stat };
+  }
+
+  /**
+   * ZooKeeper's addAuth, ordered: from now on this session also holds the identity `ed25519:<hex of
+   * key.publicKey>` (the only scheme; `key` signs a proof bound to this session, so the copy the ledger
+   * keeps is worth nothing to another). Throws AUTHFAILED for another scheme.
+   */
+  async addAuth(scheme: "ed25519", key: { publicKey: Uint8Array; privateKey: Uint8Array }): Promise<void> {
+    const sig = this.signer.sign(key.privateKey, addAuthSigningBytes(this.sessionIdV, this.key.publicKey));
+    const credential = new Uint8Array(key.publicKey.length + sig.length);
+    credential.set(key.publicKey);
+    credential.set(sig, key.publicKey.length);
+    await this.write({ kind: OpKind.ADD_AUTH, scheme, credential });
   }
 
   /** This session's ed25519 identity: `{ scheme: "ed25519", id }` names it in an ACL. */

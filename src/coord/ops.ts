@@ -87,7 +87,12 @@ export const OpKind = {
   SYNC: 9,
   /** Version 3 on. */
   SET_ACL: 10,
+  /** Version 3 on. */
+  ADD_AUTH: 11,
 } as const;
+
+/** Bytes of an addAuth credential at most. */
+export const AUTH_CREDENTIAL_BYTES_MAX = 1024;
 
 export type SubOp =
   | {
@@ -120,7 +125,9 @@ export type OpBody =
   | { readonly kind: 8; readonly ops: readonly SubOp[] }
   | { readonly kind: 9; readonly path: string }
   /** `version`: the aversion expected (−1: any). */
-  | { readonly kind: 10; readonly path: string; readonly acl: readonly Acl[]; readonly version: number };
+  | { readonly kind: 10; readonly path: string; readonly acl: readonly Acl[]; readonly version: number }
+  /** scheme "ed25519": credential = raw publicKey[32] ‖ raw sig[64] over addAuthSigningBytes (acl.ts). */
+  | { readonly kind: 11; readonly scheme: string; readonly credential: Uint8Array };
 
 export interface Op {
   readonly sessionId: number;
@@ -192,6 +199,9 @@ export function encodeOp(op: Op): Uint8Array {
       break;
     case OpKind.SET_ACL:
       writeAcl(w.str(b.path), b.acl).u32(i32(b.version));
+      break;
+    case OpKind.ADD_AUTH:
+      w.str(b.scheme).bytes(b.credential);
       break;
     default:
       writeSub(w, b);
@@ -268,6 +278,10 @@ export function decodeOp(payload: Uint8Array, dataMax = 64 * 1024 * 1024): Op {
       body = { kind, path, acl, version: r.u32() | 0 };
       break;
     }
+    case OpKind.ADD_AUTH:
+      if (version < 3) throw fail("BAD_VALUE", "addAuth exists from payload version 3 on");
+      body = { kind, scheme: r.str(ACL_FIELD_BYTES_MAX), credential: r.bytes(AUTH_CREDENTIAL_BYTES_MAX) };
+      break;
     default:
       body = readSub(r, kind, dataMax, version);
   }

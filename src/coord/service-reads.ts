@@ -98,7 +98,7 @@ export class ReadServer {
         return;
       }
       const perm = m.type === "getACL" ? Perms.READ | Perms.ADMIN : Perms.READ;
-      if (!allowed(node.acl, perm, session.publicKey)) {
+      if (!allowed(node.acl, perm, session)) {
         this.host.send(c, { type: "result", id, zxid, code: "NOAUTH" });
         return;
       }

@@ -7,6 +7,9 @@
 // ttlMs, aversion, acl as [perms, scheme, id] triples]; one written before ACLs (11 fields) reads back
 // with aversion 0 and OPEN_ACL.
 //
+// A session record is [id, publicKey, timeoutMs, lastCxid, pingSeq, deadline, auth ids]; one written
+// before addAuth (6 fields) reads back with no added ids.
+//
 // Keys: z/<path>  znode        q/<session id>  session        r/<session id>/<cxid>  kept result
 //       k/tree    [appliedBlock, time, session clock, last scan, replica clocks, last zxid]
 
@@ -68,7 +71,7 @@ export function treeWrites(tree: ZTree, ch: TreeChanges): RawOp[] {
       ops.push({
         type: "put",
         key: sessionKey(id),
-        value: serialize([s.id, s.publicKey, s.timeoutMs, s.lastCxid, s.pingSeq, s.deadline]),
+        value: serialize([s.id, s.publicKey, s.timeoutMs, s.lastCxid, s.pingSeq, s.deadline, s.auth]),
       });
   }
   for (const [sid, cxid, kept] of ch.results) {
@@ -134,7 +137,13 @@ export async function loadTree(db: Level<string, Uint8Array>, tree: ZTree): Prom
   const sessions: Omit<Session, "ephemerals" | "results">[] = [];
   for await (const [key, v] of db.iterator({ gte: SESSION, lt: "q0" })) {
     const r = decode(key, v);
-    if (!(r[1] instanceof Uint8Array) || ![r[0], r[2], r[3], r[4], r[5]].every(isNum))
+    const auth = r[6] ?? [];
+    if (
+      !(r[1] instanceof Uint8Array) ||
+      ![r[0], r[2], r[3], r[4], r[5]].every(isNum) ||
+      !Array.isArray(auth) ||
+      !auth.every((a) => typeof a === "string")
+    )
       throw new CoordStoreError(`corrupt session record ${key}`);
     sessions.push({
       id: r[0] as number,
@@ -143,6 +152,7 @@ export async function loadTree(db: Level<string, Uint8Array>, tree: ZTree): Prom
       lastCxid: r[3] as number,
       pingSeq: r[4] as number,
       deadline: r[5] as number,
+      auth: Object.freeze([...(auth as string[])]),
     });
   }
   const results: [number, number, OpResult][] = [];

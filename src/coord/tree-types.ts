@@ -77,6 +77,8 @@ export interface ZNode {
 export interface Session {
   readonly id: number;
   readonly publicKey: Uint8Array;
+  /** Ids (hex ed25519 keys) the session added with addAuth, in order; at most AUTH_IDS_MAX. */
+  auth: readonly string[];
   readonly timeoutMs: number;
   lastCxid: number;
   pingSeq: number;

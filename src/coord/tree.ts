@@ -329,6 +329,7 @@ export class ZTree extends ZNodes {
       id: zxid,
       publicKey: b.publicKey,
       timeoutMs,
+      auth: [],
       lastCxid: 0,
       pingSeq: 0,
       deadline: 0,
@@ -352,6 +353,10 @@ export class ZTree extends ZNodes {
     this.dirtyResults.push([s.id, cxid, true]);
     const old = cxid - this.cfg.resultsKept;
     if (s.results.delete(old)) this.dirtyResults.push([s.id, old, false]);
+  }
+
+  protected dirtySession(id: number): void {
+    this.dirtySessions.add(id);
   }
 
   private touch(s: Session): void {
@@ -378,6 +383,8 @@ export class ZTree extends ZNodes {
         return this.applySub(s, b, zxid, null, fx);
       case OpKind.SET_ACL:
         return this.setAcl(s, b.path, b.acl, b.version);
+      case OpKind.ADD_AUTH:
+        return this.addAuth(s, b.scheme, b.credential, this.verify);
       default:
         return { code: "UNIMPLEMENTED" };
     }
@@ -484,7 +491,7 @@ export class ZTree extends ZNodes {
     });
     const sessions = [...this.sessions.values()]
       .sort((a, b) => a.id - b.id)
-      .map((s) => [s.id, toHex(s.publicKey), s.timeoutMs, s.lastCxid, s.pingSeq, s.deadline]);
+      .map((s) => [s.id, toHex(s.publicKey), s.timeoutMs, s.lastCxid, s.pingSeq, s.deadline, s.auth]);
     return JSON.stringify({ meta: this.meta(), nodes, sessions });
   }
 }

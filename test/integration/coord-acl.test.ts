@@ -1,6 +1,7 @@
 // ZooKeeper-style ACLs through the real service: a live 3-replica hybrid cluster in this process (real
 // WebSockets and LevelDB), two sessions on different replicas: the owner's ACL keeps the other out with
-// NOAUTH, world READ lets it read, setACL with aversion grants more, and a malformed ACL is INVALIDACL
+// NOAUTH, world READ lets it read, setACL with aversion grants more, addAuth lends a session a role key's
+// rights, and a malformed ACL is INVALIDACL
 // both at the client and, sent raw, from the cluster.
 
 import assert from "node:assert/strict";
@@ -117,6 +118,15 @@ describe("coordination ACLs (3 hybrid replicas in-process)", () => {
     const st2 = await other.setData("/acl", "theirs");
     assert.equal(st2.version, 1, "the grant lets the other write");
     assert.equal(st2.aversion, 1, "and its stat shows the aversion");
+    // A third session gets in by proving it holds a role key (an ordered addAuth).
+    const role = generateEd25519KeyPair();
+    const roleId = Buffer.from(role.publicKey).toString("hex");
+    await owner.setACL("/acl", [...grant, { perms: Perms.CREATE, scheme: "ed25519", id: roleId }], 1);
+    const third = await cl.connect(2);
+    await third.sync("/acl");
+    await assert.rejects(third.create("/acl/r"), code("NOAUTH"), "not before addAuth");
+    await third.addAuth("ed25519", role);
+    assert.equal(await third.create("/acl/r"), "/acl/r", "after addAuth the role key's CREATE applies");
   });
 
   it("refuses a malformed ACL with INVALIDACL, at the client and from the cluster", async () => {

@@ -10,13 +10,21 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { serialize } from "node:v8";
 import { Level } from "level";
-import { ACL_ENTRIES_MAX, type Acl, keyId, OPEN_ACL, Perms } from "../../src/coord/acl.ts";
+import {
+  ACL_ENTRIES_MAX,
+  type Acl,
+  AUTH_IDS_MAX,
+  addAuthSigningBytes,
+  keyId,
+  OPEN_ACL,
+  Perms,
+} from "../../src/coord/acl.ts";
 import { decodeOp, encodeOp, type OpBody, OpCodecError, OpKind, type SubOp } from "../../src/coord/ops.ts";
 import { ReadServer } from "../../src/coord/service-reads.ts";
 import type { CoordConn } from "../../src/coord/service-types.ts";
 import { loadTree, treeWrites } from "../../src/coord/store.ts";
 import { ZTree } from "../../src/coord/tree.ts";
-import { verifyEd25519 } from "../../src/crypto/node-crypto.ts";
+import { generateEd25519KeyPair, signEd25519, verifyEd25519 } from "../../src/crypto/node-crypto.ts";
 import { KEYSPACE } from "../../src/storage/keyspace.ts";
 import { writeBatch } from "../../src/storage/level-store.ts";
 import { check, create, del, set, TestSession, TreeHarness } from "../util/coord-harness.ts";
@@ -35,6 +43,13 @@ const setAcl = (path: string, acl: readonly Acl[], version = -1): OpBody => ({
   acl,
   version,
 });
+
+/** An addAuth of `key` for session `s` (its credential: the key and its signature bound to `s`). */
+function addAuth(s: TestSession, key = generateEd25519KeyPair(), forId = s.id, scheme = "ed25519"): OpBody {
+  const sig = signEd25519(key.privateKey, addAuthSigningBytes(forId, s.key.publicKey));
+  const credential = new Uint8Array([...key.publicKey, ...sig]);
+  return { kind: OpKind.ADD_AUTH, scheme, credential };
+}
 
 /** A tree with an owner session and a stranger; /p belongs to the owner alone, /p/c is open. */
 function setup() {
@@ -170,6 +185,61 @@ describe("setACL", () => {
   });
 });
 
+describe("addAuth", () => {
+  it("adds a key the session proves it holds; the ACLs naming it then let the session in", () => {
+    const { h, owner, other, t } = setup();
+    const role = generateEd25519KeyPair();
+    const roleAcl = [{ perms: Perms.READ | Perms.WRITE, scheme: "ed25519", id: keyId(role.publicKey) }];
+    assert.equal(h.run(owner.op(createAcl("/r", [...only(owner), ...roleAcl])))[0]?.code, "OK", "created");
+    assert.equal(h.run(other.op(set("/r", "x")))[0]?.code, "NOAUTH", "not yet");
+    const [r] = h.run(other.op(addAuth(other, role)));
+    assert.equal(r?.code, "OK", "addAuth with the role key");
+    assert.deepEqual(t.session(other.id)?.auth, [keyId(role.publicKey)], "the session holds the role id");
+    assert.equal(h.run(other.op(set("/r", "x")))[0]?.code, "OK", "now it may write");
+    assert.equal(h.run(other.op(addAuth(other, role)))[0]?.code, "OK", "adding it again changes nothing");
+    assert.equal(t.session(other.id)?.auth.length, 1, "still one id");
+    // The `auth` scheme names every identity of the caller.
+    const [c] = h.run(other.op(createAcl("/mine", [{ perms: 31, scheme: "auth", id: "" }])));
+    assert.equal(c?.code, "OK", "created with auth");
+    assert.deepEqual(
+      t.get("/mine")?.acl.map((a) => a.id),
+      [keyOf(other), keyId(role.publicKey)],
+      "own key and role key",
+    );
+  });
+
+  it("refuses a proof for another session, a bad signature and other schemes with AUTHFAILED", () => {
+    const { h, owner, other, t } = setup();
+    const role = generateEd25519KeyPair();
+    // The owner's proof, copied from the ledger into the other session's addAuth.
+    const copied = addAuth(owner, role);
+    const forged = addAuth(other, role, other.id + 1);
+    const r = h.run(
+      other.op(copied),
+      other.op(forged),
+      other.op(addAuth(other, role, other.id, "digest")),
+      other.op({ kind: OpKind.ADD_AUTH, scheme: "ed25519", credential: new Uint8Array(5) }),
+    );
+    assert.deepEqual(
+      r.map((x) => x.code),
+      Array(4).fill("AUTHFAILED"),
+      "each refused",
+    );
+    assert.deepEqual(t.session(other.id)?.auth, [], "nothing added");
+    assert.ok(t.session(other.id), "the session stays");
+  });
+
+  it(`holds at most ${AUTH_IDS_MAX} added keys`, () => {
+    const { h, other } = setup();
+    const r = h.run(...Array.from({ length: AUTH_IDS_MAX + 1 }, () => other.op(addAuth(other))));
+    assert.deepEqual(
+      r.map((x) => x.code),
+      [...Array(AUTH_IDS_MAX).fill("OK"), "BADARGUMENTS"],
+      "the last one is over the bound",
+    );
+  });
+});
+
 describe("malformed ACLs", () => {
   const bad: [string, Acl[]][] = [
     ["empty", []],
@@ -271,6 +341,8 @@ describe("ACLs persist", () => {
   it("a tree dump shows ACLs, and a restored tree keeps ACLs and aversion and enforces them", async () => {
     const { h, owner, other, t } = setup();
     h.run(owner.op(setAcl("/p", only(owner, Perms.ALL & ~Perms.DELETE), 0)));
+    const role = generateEd25519KeyPair();
+    assert.equal(h.run(other.op(addAuth(other, role)))[0]?.code, "OK", "the other adds a key");
     assert.match(t.dump(), new RegExp(keyOf(owner)), "the dump (replicas compare it) carries the ACL");
     const dir = mkdtempSync(join(tmpdir(), "orderer-acl-"));
     const db = new Level<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view" });
@@ -287,6 +359,7 @@ describe("ACLs persist", () => {
       assert.equal(copy.dump(), t.dump(), "the same tree, ACLs included");
       assert.equal(copy.stat("/p")?.aversion, 1, "aversion kept");
       assert.equal(copy.get("/p/c")?.acl, OPEN_ACL, "an old record reads as OPEN_ACL");
+      assert.deepEqual(copy.session(other.id)?.auth, [keyId(role.publicKey)], "the added key is kept");
       const more = [other.op(create("/p/y")), owner.op(del("/p/c"))];
       const entries = [h.entry(0, more), h.entry(1, []), h.entry(2, [])];
       const codes = (fx: ReturnType<ZTree["applyBlock"]>) =>
