@@ -4,8 +4,8 @@
 // `appliedBlock`; on start the tree is read back and any later block is replayed.
 //
 // A znode record is [data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, ephemeralOwner, mode,
-// ttlMs, aversion, acl as [perms, scheme, id] triples]; one written before ACLs (11 fields) reads back
-// with aversion 0 and OPEN_ACL.
+// ttlMs, aversion, acl as [perms, scheme, id] triples, or undefined for OPEN_ACL]; one written before
+// ACLs (11 fields) reads back with aversion 0 and OPEN_ACL.
 //
 // A session record is [id, publicKey, timeoutMs, lastCxid, pingSeq, deadline, auth ids]; one written
 // before addAuth (6 fields) reads back with no added ids.
@@ -18,7 +18,7 @@ import type { Level } from "level";
 import { KEYSPACE } from "../storage/keyspace.ts";
 import type { RawOp } from "../storage/level-store.ts";
 import { OrdererError } from "../util/errors.ts";
-import { aclFromRecord, aclRecord } from "./acl.ts";
+import { aclFromRecord, aclRecord, OPEN_ACL } from "./acl.ts";
 import type { OpResult, Session, TreeChanges, TreeMeta, ZNode, ZTree } from "./tree.ts";
 
 const NODE = KEYSPACE.znode;
@@ -60,7 +60,8 @@ export function treeWrites(tree: ZTree, ch: TreeChanges): RawOp[] {
           n.mode,
           n.ttlMs,
           n.aversion,
-          aclRecord(n.acl),
+          // Most nodes share OPEN_ACL: their record leaves the list out (read back as OPEN_ACL).
+          n.acl === OPEN_ACL ? undefined : aclRecord(n.acl),
         ]),
       });
   }
