@@ -42,11 +42,12 @@ export const RESUME_DOMAIN = new TextEncoder().encode("orderer/coord/resume/v2\0
 /**
  * The payload version clients write. Version 2 changed CREATE_SESSION only (it carries the replica's id
  * and the connection's challenge); a version-1 CREATE_SESSION is refused (service-sessions.ts has the
- * argument). Version 3 added ACLs: CREATE carries an ACL list after its TTL, and SET_ACL exists. Older
- * payloads still decode (what the ledger holds is replayed): a version-1/2 CREATE has OPEN_ACL.
+ * argument). Version 3 added ACLs: CREATE carries an ACL list after its TTL, and SET_ACL and ADD_AUTH
+ * exist. Older payloads still decode (what the ledger holds is replayed): a version-1/2 CREATE has no
+ * list (the tree gives the node OPEN_ACL).
  */
 export const PAYLOAD_VERSION = 3;
-/** The WebSocket protocol of docs/coord-protocol.md (`hello.protocol`); 2: challenge-bound sessions; 3: ACLs. */
+/** The WebSocket protocol of docs/coord-protocol.md (`hello.protocol`); 2: challenge-bound sessions, 3: ACLs. */
 export const COORD_PROTOCOL = 3;
 /** Bytes of the random challenge a replica sends in its hello, one per connection. */
 export const CHALLENGE_BYTES = 32;

@@ -1,8 +1,8 @@
 // The znodes of the tree and the operations on them: create (with sequential naming), delete, setData,
 // check and multi (all or nothing, through undo steps), setACL and addAuth, and the bookkeeping of TTL
-// nodes and containers. Each operation checks the caller's permission as ZooKeeper 3.8 does (acl.ts): create needs
-// CREATE on the parent, delete DELETE on the parent, setData WRITE, check READ, setACL ADMIN; refused:
-// NOAUTH.
+// nodes and containers. Each operation checks the caller's permission as ZooKeeper 3.8 does (acl.ts):
+// create needs CREATE on the parent, delete DELETE on the parent, setData WRITE, check READ, setACL
+// ADMIN; refused: NOAUTH.
 // ZTree (tree.ts) builds on it with blocks, sessions, time and persistence; nothing here reads a clock.
 
 import {
