@@ -338,6 +338,28 @@ describe("ACL checks on local reads", () => {
 });
 
 describe("ACLs persist", () => {
+  it("two trees fed the same blocks with ACL operations end identical", () => {
+    const h = new TreeHarness();
+    const twin = new ZTree({ n: 3, f: 1 }, verifyEd25519);
+    const a = new TestSession();
+    const b = new TestSession();
+    const feed = (ops: ReturnType<TestSession["op"]>[]) => {
+      const entries = [h.entry(0, ops), h.entry(1, []), h.entry(2, [])];
+      const fx = h.tree.applyBlock(++h.block, entries);
+      assert.deepEqual(twin.applyBlock(h.block, entries), fx, `the same effects in block ${h.block}`);
+    };
+    feed([a.open(), b.open()]);
+    [a.id, b.id] = h.tree.sessionIds() as [number, number];
+    feed([a.op(createAcl("/x", [{ perms: 31, scheme: "auth", id: "" }])), b.op(addAuth(b))]);
+    feed([
+      b.op({ kind: OpKind.MULTI, ops: [create("/y"), create("/x/z")] }),
+      a.op(setAcl("/x", OPEN_ACL, 0)),
+    ]);
+    feed([b.op(create("/x/z"))]);
+    assert.equal(twin.dump(), h.tree.dump(), "the same state, ACLs and added keys included");
+    assert.equal(h.tree.stat("/x")?.numChildren, 1, "the last create went through after the setACL");
+  });
+
   it("a tree dump shows ACLs, and a restored tree keeps ACLs and aversion and enforces them", async () => {
     const { h, owner, other, t } = setup();
     h.run(owner.op(setAcl("/p", only(owner, Perms.ALL & ~Perms.DELETE), 0)));
