@@ -1,7 +1,8 @@
 // ZooKeeper-style ACLs on znodes: each operation kind refused with NOAUTH without its permission (in the
 // tree, and on a replica's local reads), the owner's key and world:anyone allowed, setACL's aversion and
-// BADVERSION, the `auth` scheme, malformed ACLs refused with INVALIDACL, the encoding's versions, and the
-// ACLs kept through the store (a restart) and the tree's dump.
+// BADVERSION, the `auth` scheme, addAuth (a key proven for this session only), malformed ACLs refused with
+// INVALIDACL, the encoding's versions, determinism, and ACLs and added keys kept through the store (a
+// restart) and the tree's dump.
 
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
