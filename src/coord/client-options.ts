@@ -5,6 +5,7 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 import type { WithDefaults } from "../util/defaults.ts";
 import type { WebSocketCtor } from "../util/websocket.ts";
+import type { Acl } from "./acl.ts";
 import type { ZkCode } from "./errors.ts";
 import type { CreateModeValue } from "./ops.ts";
 import type { Stat } from "./tree.ts";
@@ -79,7 +80,15 @@ export const COORD_CLIENT_DEFAULTS = Object.freeze({
 export type ResolvedCoordClientOptions = WithDefaults<CoordClientOptions, typeof COORD_CLIENT_DEFAULTS>;
 
 export type MultiOp =
-  | { type: "create"; path: string; data?: Uint8Array | string; mode?: CreateModeValue; ttlMs?: number }
+  | {
+      type: "create";
+      path: string;
+      data?: Uint8Array | string;
+      mode?: CreateModeValue;
+      ttlMs?: number;
+      /** Default OPEN_ACL (world:anyone, every permission). */
+      acl?: readonly Acl[];
+    }
   | { type: "delete"; path: string; version?: number }
   | { type: "setData"; path: string; data: Uint8Array | string; version?: number }
   | { type: "check"; path: string; version: number };

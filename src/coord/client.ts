@@ -1,5 +1,6 @@
 // A client of the coordination service (Node and browsers), with a promise API close to the common
-// ZooKeeper clients: create / getData / setData / getChildren / exists / delete / multi / sync, one-shot
+// ZooKeeper clients: create / getData / setData / getChildren / exists / delete / multi / sync / setACL /
+// getACL, one-shot
 // watchers, persistent and recursive watches, and automatic reconnection to another replica while
 // keeping the session.
 //
@@ -18,6 +19,7 @@
 
 import { fromBase64, toBase64 } from "../ordering/block.ts";
 import { withDefaults } from "../util/defaults.ts";
+import { type Acl, aclProblem, addAuthSigningBytes, keyId, OPEN_ACL, Perms } from "./acl.ts";
 import { CoordConnection } from "./client-connection.ts";
 import type { CoordClientOptions, MultiOp, MultiResult, Watcher } from "./client-options.ts";
 import { CoordError, type ZkCode } from "./errors.ts";
@@ -51,7 +53,7 @@ export {
   type Watcher,
 } from "./client-options.ts";
 export type { Stat } from "./tree.ts";
-export { CoordError, CreateMode };
+export { type Acl, CoordError, CreateMode, OPEN_ACL, Perms };
 
 const TEXT = new TextEncoder();
 /** setImmediate where there is one (Node), else a zero timeout (browsers). */
@@ -60,8 +62,16 @@ const afterIo: (f: () => void) => void =
 const bytesOf = (d: Uint8Array | string | undefined): Uint8Array =>
   d === undefined ? new Uint8Array(0) : typeof d === "string" ? TEXT.encode(d) : d;
 
-/** The defaults of a write's optional arguments: a persistent node, no TTL, any version (-1). */
-export const WRITE_DEFAULTS = Object.freeze({ mode: CreateMode.PERSISTENT, ttlMs: 0, version: -1 });
+/**
+ * The defaults of a write's optional arguments: a persistent node, no TTL, ZooKeeper's OPEN_ACL_UNSAFE
+ * (world:anyone, every permission), any version (-1).
+ */
+export const WRITE_DEFAULTS = Object.freeze({
+  mode: CreateMode.PERSISTENT,
+  ttlMs: 0,
+  acl: OPEN_ACL,
+  version: -1,
+});
 
 export class CoordClient extends CoordConnection {
   private nextId = 1;
@@ -88,11 +98,45 @@ export class CoordClient extends CoordConnection {
   async create(
     path: string,
     data?: Uint8Array | string,
-    opts: { mode?: CreateModeValue; ttlMs?: number } = {},
+    opts: { mode?: CreateModeValue; ttlMs?: number; acl?: readonly Acl[] } = {},
   ): Promise<string> {
-    const { mode, ttlMs } = withDefaults(WRITE_DEFAULTS, opts);
-    const r = await this.write({ kind: OpKind.CREATE, path, data: bytesOf(data), mode, ttlMs }, path);
+    const { mode, ttlMs, acl } = withDefaults(WRITE_DEFAULTS, opts);
+    const r = await this.write({ kind: OpKind.CREATE, path, data: bytesOf(data), mode, ttlMs, acl }, path);
     return r.path as string;
+  }
+
+  /**
+   * Replaces a node's ACL (needs ADMIN on it); `version` is the ACL version expected (stat.aversion, -1:
+   * any). An `auth` entry stands for this session's key. Returns the new stat.
+   */
+  async setACL(path: string, acl: readonly Acl[], version: number = WRITE_DEFAULTS.version): Promise<Stat> {
+    const r = await this.write({ kind: OpKind.SET_ACL, path, acl, version }, path);
+    return r.stat as Stat;
+  }
+
+  /** A node's ACL and stat (needs READ or ADMIN on it). */
+  async getACL(path: string, opts: { linearizable?: boolean } = {}): Promise<{ acl: Acl[]; stat: Stat }> {
+    if (opts.linearizable) await this.sync(path);
+    const r = await this.read({ type: "getACL", path });
+    return { acl: r.acl as Acl[], stat: r.stat as Stat };
+  }
+
+  /**
+   * ZooKeeper's addAuth, ordered: from now on this session also holds the identity `ed25519:<hex of
+   * key.publicKey>` (the only scheme; `key` signs a proof bound to this session, so the copy the ledger
+   * keeps is worth nothing to another). Throws AUTHFAILED for another scheme.
+   */
+  async addAuth(scheme: "ed25519", key: { publicKey: Uint8Array; privateKey: Uint8Array }): Promise<void> {
+    const sig = this.signer.sign(key.privateKey, addAuthSigningBytes(this.sessionIdV, this.key.publicKey));
+    const credential = new Uint8Array(key.publicKey.length + sig.length);
+    credential.set(key.publicKey);
+    credential.set(sig, key.publicKey.length);
+    await this.write({ kind: OpKind.ADD_AUTH, scheme, credential });
+  }
+
+  /** This session's ed25519 identity: `{ scheme: "ed25519", id }` names it in an ACL. */
+  get aclId(): string {
+    return keyId(this.key.publicKey);
   }
 
   async delete(path: string, version: number = WRITE_DEFAULTS.version): Promise<void> {
@@ -124,6 +168,7 @@ export class CoordClient extends CoordConnection {
             data: bytesOf(op.data),
             mode: op.mode ?? WRITE_DEFAULTS.mode,
             ttlMs: op.ttlMs ?? WRITE_DEFAULTS.ttlMs,
+            acl: op.acl ?? WRITE_DEFAULTS.acl,
           };
         case "delete":
           return { kind: OpKind.DELETE, path: op.path, version: op.version ?? WRITE_DEFAULTS.version };
@@ -213,6 +258,8 @@ export class CoordClient extends CoordConnection {
       return Promise.reject(new CoordError("SESSIONEXPIRED", "the session ended", path));
     const problem = this.validate(body);
     if (problem) return Promise.reject(new CoordError("BADARGUMENTS", problem, path));
+    const aclBad = badAcl(body);
+    if (aclBad) return Promise.reject(new CoordError("INVALIDACL", aclBad, path));
     return new Promise((resolve, reject) => {
       const go = () => {
         this.writesOut++;
@@ -306,7 +353,7 @@ export class CoordClient extends CoordConnection {
       }
       return null;
     }
-    if (body.kind === OpKind.SYNC) return pathProblem(body.path);
+    if (body.kind === OpKind.SYNC || body.kind === OpKind.SET_ACL) return pathProblem(body.path);
     if (
       body.kind === OpKind.CREATE ||
       body.kind === OpKind.DELETE ||
@@ -340,4 +387,15 @@ export class CoordClient extends CoordConnection {
       );
     });
   }
+}
+
+/** What is wrong with the ACL lists of a write, or null (refused locally, as the cluster would). */
+function badAcl(body: OpBody): string | null {
+  const subs = body.kind === OpKind.MULTI ? body.ops : [body];
+  for (const op of subs) {
+    const acl = op.kind === OpKind.CREATE || op.kind === OpKind.SET_ACL ? op.acl : undefined;
+    const p = acl === undefined ? null : aclProblem(acl);
+    if (p) return p;
+  }
+  return null;
 }

@@ -1,7 +1,7 @@
 // The coordination service's signed operations and the ledger entries that carry them (browser-safe).
 //
 // A client signs each write with its session key: ed25519 over OP_DOMAIN ‖ payload, where payload =
-//   u8 version(2) ‖ u64 sessionId ‖ u32 cxid ‖ u8 kind ‖ fields of the kind
+//   u8 version(3) ‖ u64 sessionId ‖ u32 cxid ‖ u8 kind ‖ fields of the kind
 // so no replica can forge or alter a client's operation. A replica batches signed operations into a
 // coordination entry of the ledger:
 //   MAGIC(4) ‖ u32 proposer ‖ u64 clockMs ‖ u64 entrySeq ‖ u32 count ‖ count × (bytes payload ‖ sig[64])
@@ -21,6 +21,7 @@ import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { ByteReader, ByteWriter } from "../bft/bytes.ts";
 import { type MerkleProof, merkleTree, rootFromProof } from "../ordering/block.ts";
 import { OrdererError } from "../util/errors.ts";
+import { ACL_FIELD_BYTES_MAX, type Acl, OPEN_ACL } from "./acl.ts";
 
 /** First bytes of a coordination entry; transactions starting with them are refused at intake. */
 export const COORD_MAGIC = Uint8Array.of(0x00, 0x5a, 0x4b, 0x01);
@@ -40,18 +41,22 @@ const NO_PROOF = 0xff;
 export const RESUME_DOMAIN = new TextEncoder().encode("orderer/coord/resume/v2\0");
 /**
  * The payload version clients write. Version 2 changed CREATE_SESSION only (it carries the replica's id
- * and the connection's challenge); the other kinds read the same in versions 1 and 2, and a version-1
- * CREATE_SESSION is refused (service-sessions.ts has the argument).
+ * and the connection's challenge); a version-1 CREATE_SESSION is refused (service-sessions.ts has the
+ * argument). Version 3 added ACLs: CREATE carries an ACL list after its TTL, and SET_ACL and ADD_AUTH
+ * exist. Older payloads still decode (what the ledger holds is replayed): a version-1/2 CREATE has no
+ * list (the tree gives the node OPEN_ACL).
  */
-export const PAYLOAD_VERSION = 2;
-/** The WebSocket protocol of docs/coord-protocol.md (`hello.protocol`); 2: challenge-bound sessions. */
-export const COORD_PROTOCOL = 2;
+export const PAYLOAD_VERSION = 3;
+/** The WebSocket protocol of docs/coord-protocol.md (`hello.protocol`); 2: challenge-bound sessions, 3: ACLs. */
+export const COORD_PROTOCOL = 3;
 /** Bytes of the random challenge a replica sends in its hello, one per connection. */
 export const CHALLENGE_BYTES = 32;
 export const SIG_BYTES = 64;
 export const KEY_BYTES = 32;
 /** Sub-operations of one multi. */
 export const MULTI_OPS_MAX = 1024;
+/** ACL entries the codec reads at most (the tree refuses more than ACL_ENTRIES_MAX with INVALIDACL). */
+export const ACL_CODEC_ENTRIES_MAX = 256;
 /** Longest path accepted in an operation (bytes of UTF-8). */
 export const PATH_MAX_BYTES = 4096;
 
@@ -81,7 +86,14 @@ export const OpKind = {
   CHECK: 7,
   MULTI: 8,
   SYNC: 9,
+  /** Version 3 on. */
+  SET_ACL: 10,
+  /** Version 3 on. */
+  ADD_AUTH: 11,
 } as const;
+
+/** Bytes of an addAuth credential at most. */
+export const AUTH_CREDENTIAL_BYTES_MAX = 1024;
 
 export type SubOp =
   | {
@@ -90,6 +102,8 @@ export type SubOp =
       readonly data: Uint8Array;
       readonly mode: number;
       readonly ttlMs: number;
+      /** Absent: OPEN_ACL (ZooKeeper's OPEN_ACL_UNSAFE). */
+      readonly acl?: readonly Acl[];
     }
   | { readonly kind: 5; readonly path: string; readonly version: number }
   | { readonly kind: 6; readonly path: string; readonly data: Uint8Array; readonly version: number }
@@ -110,7 +124,11 @@ export type OpBody =
   | { readonly kind: 3 }
   | SubOp
   | { readonly kind: 8; readonly ops: readonly SubOp[] }
-  | { readonly kind: 9; readonly path: string };
+  | { readonly kind: 9; readonly path: string }
+  /** `version`: the aversion expected (−1: any). */
+  | { readonly kind: 10; readonly path: string; readonly acl: readonly Acl[]; readonly version: number }
+  /** scheme "ed25519": credential = raw publicKey[32] ‖ raw sig[64] over addAuthSigningBytes (acl.ts). */
+  | { readonly kind: 11; readonly scheme: string; readonly credential: Uint8Array };
 
 export interface Op {
   readonly sessionId: number;
@@ -132,9 +150,31 @@ const i32 = (v: number): number => {
 /** A sub-operation's fields after its kind byte. */
 function writeSub(w: ByteWriter, op: SubOp): void {
   w.str(op.path);
-  if (op.kind === OpKind.CREATE) w.bytes(op.data).u8(op.mode).u64(op.ttlMs);
+  if (op.kind === OpKind.CREATE) writeAcl(w.bytes(op.data).u8(op.mode).u64(op.ttlMs), op.acl ?? OPEN_ACL);
   else if (op.kind === OpKind.SET_DATA) w.bytes(op.data).u32(i32(op.version));
   else w.u32(i32(op.version));
+}
+
+/** u32 count ‖ count × (u8 perms ‖ str scheme ‖ str id). */
+function writeAcl(w: ByteWriter, acl: readonly Acl[]): ByteWriter {
+  if (acl.length > ACL_CODEC_ENTRIES_MAX)
+    throw new RangeError(`an ACL list of over ${ACL_CODEC_ENTRIES_MAX}`);
+  w.u32(acl.length);
+  for (const a of acl) {
+    if (!Number.isInteger(a.perms) || a.perms < 0 || a.perms > 0xff)
+      throw new RangeError("perms are one byte");
+    w.u8(a.perms).str(a.scheme).str(a.id);
+  }
+  return w;
+}
+
+function readAcl(r: ByteReader): Acl[] {
+  const n = r.count(9);
+  if (n > ACL_CODEC_ENTRIES_MAX) throw fail("BAD_LENGTH", `an ACL list of ${n} entries`);
+  const acl: Acl[] = [];
+  for (let i = 0; i < n; i++)
+    acl.push({ perms: r.u8(), scheme: r.str(ACL_FIELD_BYTES_MAX), id: r.str(ACL_FIELD_BYTES_MAX) });
+  return acl;
 }
 
 /** The bytes a client signs (and a replica verifies) for one operation. */
@@ -158,6 +198,12 @@ export function encodeOp(op: Op): Uint8Array {
     case OpKind.SYNC:
       w.str(b.path);
       break;
+    case OpKind.SET_ACL:
+      writeAcl(w.str(b.path), b.acl).u32(i32(b.version));
+      break;
+    case OpKind.ADD_AUTH:
+      w.str(b.scheme).bytes(b.credential);
+      break;
     default:
       writeSub(w, b);
   }
@@ -167,14 +213,17 @@ export function encodeOp(op: Op): Uint8Array {
 const fail = (code: "TRUNCATED" | "BAD_LENGTH" | "BAD_VALUE", message: string) =>
   new OpCodecError(code, message);
 
-function readSub(r: ByteReader, kind: number, dataMax: number): SubOp {
+function readSub(r: ByteReader, kind: number, dataMax: number, version: number): SubOp {
   const path = r.str(PATH_MAX_BYTES);
   switch (kind) {
     case OpKind.CREATE: {
       const data = r.bytes(dataMax);
       const mode = r.u8();
       if (mode > 6) throw fail("BAD_VALUE", `unknown create mode ${mode}`);
-      return { kind, path, data, mode, ttlMs: r.u64() };
+      const ttlMs = r.u64();
+      return version >= 3
+        ? { kind, path, data, mode, ttlMs, acl: readAcl(r) }
+        : { kind, path, data, mode, ttlMs };
     }
     case OpKind.SET_DATA:
       return { kind, path, data: r.bytes(dataMax), version: r.u32() | 0 };
@@ -193,14 +242,14 @@ function readSub(r: ByteReader, kind: number, dataMax: number): SubOp {
 export function decodeOp(payload: Uint8Array, dataMax = 64 * 1024 * 1024): Op {
   const r = new ByteReader(payload, fail);
   const version = r.u8();
-  if (version !== PAYLOAD_VERSION && version !== 1) throw fail("BAD_VALUE", `payload version ${version}`);
+  if (version < 1 || version > PAYLOAD_VERSION) throw fail("BAD_VALUE", `payload version ${version}`);
   const sessionId = r.u64();
   const cxid = r.u32();
   const kind = r.u8();
   let body: OpBody;
   switch (kind) {
     case OpKind.CREATE_SESSION: {
-      if (version !== PAYLOAD_VERSION)
+      if (version < 2)
         throw fail("BAD_VALUE", "a version-1 createSession is bound to no challenge: no longer accepted");
       const publicKey = r.raw(KEY_BYTES);
       const timeoutMs = r.u32();
@@ -216,15 +265,26 @@ export function decodeOp(payload: Uint8Array, dataMax = 64 * 1024 * 1024): Op {
       const n = r.count(6);
       if (n > MULTI_OPS_MAX) throw fail("BAD_LENGTH", `multi of ${n} operations exceeds ${MULTI_OPS_MAX}`);
       const ops: SubOp[] = [];
-      for (let i = 0; i < n; i++) ops.push(readSub(r, r.u8(), dataMax));
+      for (let i = 0; i < n; i++) ops.push(readSub(r, r.u8(), dataMax, version));
       body = { kind, ops };
       break;
     }
     case OpKind.SYNC:
       body = { kind, path: r.str(PATH_MAX_BYTES) };
       break;
+    case OpKind.SET_ACL: {
+      if (version < 3) throw fail("BAD_VALUE", "setACL exists from payload version 3 on");
+      const path = r.str(PATH_MAX_BYTES);
+      const acl = readAcl(r);
+      body = { kind, path, acl, version: r.u32() | 0 };
+      break;
+    }
+    case OpKind.ADD_AUTH:
+      if (version < 3) throw fail("BAD_VALUE", "addAuth exists from payload version 3 on");
+      body = { kind, scheme: r.str(ACL_FIELD_BYTES_MAX), credential: r.bytes(AUTH_CREDENTIAL_BYTES_MAX) };
+      break;
     default:
-      body = readSub(r, kind, dataMax);
+      body = readSub(r, kind, dataMax, version);
   }
   if (r.left !== 0) throw new OpCodecError("TRAILING_BYTES", `${r.left} bytes after the operation`);
   return { sessionId, cxid, body };

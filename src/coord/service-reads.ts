@@ -1,7 +1,9 @@
 // Reads and watches of the coordination service: reads served from the local tree once it has what the
-// client saw (waiting for it otherwise), and the watches of the connections (getData/exists/getChildren
+// client saw (waiting for it otherwise), with ZooKeeper 3.8's ACL checks (getData and getChildren need
+// READ, getACL READ or ADMIN, exists none), and the watches of the connections (getData/exists/getChildren
 // watches, setWatches after a reconnect, addWatch and removeWatches).
 
+import { aclRecord, allowed, Perms } from "./acl.ts";
 import type { ZkCode } from "./errors.ts";
 import { pathProblem } from "./path.ts";
 import type { CoordConn } from "./service-types.ts";
@@ -67,7 +69,7 @@ export class ReadServer {
     }
   }
 
-  /** getData, exists or getChildren, with a one-shot watch when asked. */
+  /** getData, exists, getChildren (with a one-shot watch when asked) or getACL. */
   read(c: CoordConn, id: unknown, m: Record<string, unknown>): void {
     const path = m.path;
     const minZxid = m.minZxid ?? 0;
@@ -80,6 +82,11 @@ export class ReadServer {
         return;
       }
       const node = this.tree.get(path);
+      const session = this.tree.session(c.sessionId);
+      if (!session) {
+        this.host.send(c, { type: "result", id, zxid, code: "SESSIONEXPIRED" });
+        return;
+      }
       if (m.type === "exists") {
         if (watch && !this.watches.add(c, "data", path))
           return this.host.fail(c, id, "THROTTLEDOP", "too many watches");
@@ -88,6 +95,16 @@ export class ReadServer {
       }
       if (!node) {
         this.host.send(c, { type: "result", id, zxid, code: "NONODE" });
+        return;
+      }
+      const perm = m.type === "getACL" ? Perms.READ | Perms.ADMIN : Perms.READ;
+      if (!allowed(node.acl, perm, session)) {
+        this.host.send(c, { type: "result", id, zxid, code: "NOAUTH" });
+        return;
+      }
+      if (m.type === "getACL") {
+        const acl = aclRecord(node.acl).map(([perms, scheme, id]) => ({ perms, scheme, id }));
+        this.host.send(c, { type: "result", id, zxid, code: "OK", acl, stat: this.tree.stat(path) });
         return;
       }
       const kind: WatchKind = m.type === "getData" ? "data" : "child";

@@ -280,6 +280,7 @@ export class CoordService {
       case "getData":
       case "exists":
       case "getChildren":
+      case "getACL":
         return this.reads.read(c, id, m);
       case "setWatches":
         return this.reads.setWatches(c, id, m);

@@ -3,6 +3,13 @@
 // atomic batch as the block they come from, so the copy is always a snapshot of the tree as of
 // `appliedBlock`; on start the tree is read back and any later block is replayed.
 //
+// A znode record is [data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, ephemeralOwner, mode,
+// ttlMs, aversion, acl as [perms, scheme, id] triples, or undefined for OPEN_ACL]; one written before
+// ACLs (11 fields) reads back with aversion 0 and OPEN_ACL.
+//
+// A session record is [id, publicKey, timeoutMs, lastCxid, pingSeq, deadline, auth ids]; one written
+// before addAuth (6 fields) reads back with no added ids.
+//
 // Keys: z/<path>  znode        q/<session id>  session        r/<session id>/<cxid>  kept result
 //       k/tree    [appliedBlock, time, session clock, last scan, replica clocks, last zxid]
 
@@ -11,6 +18,7 @@ import type { Level } from "level";
 import { KEYSPACE } from "../storage/keyspace.ts";
 import type { RawOp } from "../storage/level-store.ts";
 import { OrdererError } from "../util/errors.ts";
+import { aclFromRecord, aclRecord, OPEN_ACL } from "./acl.ts";
 import type { OpResult, Session, TreeChanges, TreeMeta, ZNode, ZTree } from "./tree.ts";
 
 const NODE = KEYSPACE.znode;
@@ -51,6 +59,9 @@ export function treeWrites(tree: ZTree, ch: TreeChanges): RawOp[] {
           n.ephemeralOwner,
           n.mode,
           n.ttlMs,
+          n.aversion,
+          // Most nodes share OPEN_ACL: their record leaves the list out (read back as OPEN_ACL).
+          n.acl === OPEN_ACL ? undefined : aclRecord(n.acl),
         ]),
       });
   }
@@ -61,7 +72,7 @@ export function treeWrites(tree: ZTree, ch: TreeChanges): RawOp[] {
       ops.push({
         type: "put",
         key: sessionKey(id),
-        value: serialize([s.id, s.publicKey, s.timeoutMs, s.lastCxid, s.pingSeq, s.deadline]),
+        value: serialize([s.id, s.publicKey, s.timeoutMs, s.lastCxid, s.pingSeq, s.deadline, s.auth]),
       });
   }
   for (const [sid, cxid, kept] of ch.results) {
@@ -108,24 +119,32 @@ export async function loadTree(db: Level<string, Uint8Array>, tree: ZTree): Prom
   const nodes: [string, Omit<ZNode, "children">][] = [];
   for await (const [key, v] of db.iterator({ gte: NODE, lt: "z0" })) {
     const r = decode(key, v);
-    if (!(r[0] instanceof Uint8Array) || !r.slice(1, 11).every(isNum))
+    const acl = aclFromRecord(r[12]);
+    if (
+      !(r[0] instanceof Uint8Array) ||
+      !r.slice(1, 11).every(isNum) ||
+      !(r[11] === undefined || isNum(r[11]))
+    )
       throw new CoordStoreError(`corrupt znode record ${key}`);
+    if (acl === null) throw new CoordStoreError(`corrupt ACL in znode record ${key}`);
     const [data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, ephemeralOwner, mode, ttlMs] = r as [
       Uint8Array,
       ...number[],
     ];
-    nodes.push([
-      key.slice(NODE.length),
-      { data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, ephemeralOwner, mode, ttlMs } as Omit<
-        ZNode,
-        "children"
-      >,
-    ]);
+    const aversion = (r[11] as number | undefined) ?? 0;
+    const rec = { data, czxid, mzxid, pzxid, ctime, mtime, version, cversion, ephemeralOwner, mode, ttlMs };
+    nodes.push([key.slice(NODE.length), { ...rec, aversion, acl } as Omit<ZNode, "children">]);
   }
   const sessions: Omit<Session, "ephemerals" | "results">[] = [];
   for await (const [key, v] of db.iterator({ gte: SESSION, lt: "q0" })) {
     const r = decode(key, v);
-    if (!(r[1] instanceof Uint8Array) || ![r[0], r[2], r[3], r[4], r[5]].every(isNum))
+    const auth = r[6] ?? [];
+    if (
+      !(r[1] instanceof Uint8Array) ||
+      ![r[0], r[2], r[3], r[4], r[5]].every(isNum) ||
+      !Array.isArray(auth) ||
+      !auth.every((a) => typeof a === "string")
+    )
       throw new CoordStoreError(`corrupt session record ${key}`);
     sessions.push({
       id: r[0] as number,
@@ -134,6 +153,7 @@ export async function loadTree(db: Level<string, Uint8Array>, tree: ZTree): Prom
       lastCxid: r[3] as number,
       pingSeq: r[4] as number,
       deadline: r[5] as number,
+      auth: Object.freeze([...(auth as string[])]),
     });
   }
   const results: [number, number, OpResult][] = [];

@@ -1,7 +1,21 @@
 // The znodes of the tree and the operations on them: create (with sequential naming), delete, setData,
-// check and multi (all or nothing, through undo steps), and the bookkeeping of TTL nodes and containers.
+// check and multi (all or nothing, through undo steps), setACL and addAuth, and the bookkeeping of TTL
+// nodes and containers. Each operation checks the caller's permission as ZooKeeper 3.8 does (acl.ts):
+// create needs CREATE on the parent, delete DELETE on the parent, setData WRITE, check READ, setACL
+// ADMIN; refused: NOAUTH.
 // ZTree (tree.ts) builds on it with blocks, sessions, time and persistence; nothing here reads a clock.
 
+import {
+  type Acl,
+  AUTH_IDS_MAX,
+  aclProblem,
+  addAuthSigningBytes,
+  allowed,
+  fixAcl,
+  keyId,
+  OPEN_ACL,
+  Perms,
+} from "./acl.ts";
 import type { ZkCode } from "./errors.ts";
 import { isEphemeralMode, isSequentialMode, isTtlMode, OpKind, type SubOp } from "./ops.ts";
 import { nameOf, parentOf, pathProblem, sequenceSuffix } from "./path.ts";
@@ -13,6 +27,7 @@ import {
   TREE_DEFAULTS,
   type TreeConfig,
   TTL_MAX_MS,
+  type VerifyFn,
   type ZNode,
 } from "./tree-types.ts";
 
@@ -116,6 +131,9 @@ export abstract class ZNodes {
         return this.create(s, op, zxid, undo, fx);
       case OpKind.DELETE: {
         if (pathProblem(op.path) || op.path === "/") return { code: "BADARGUMENTS" };
+        const parent = this.nodes.get(parentOf(op.path));
+        if (!parent) return { code: "NONODE" };
+        if (!allowed(parent.acl, Perms.DELETE, s)) return { code: "NOAUTH" };
         const n = this.nodes.get(op.path);
         if (!n) return { code: "NONODE" };
         if (op.version !== -1 && op.version !== n.version) return { code: "BADVERSION" };
@@ -128,6 +146,7 @@ export abstract class ZNodes {
         if (op.data.length > this.cfg.dataMaxBytes) return { code: "BADARGUMENTS" };
         const n = this.nodes.get(op.path);
         if (!n) return { code: "NONODE" };
+        if (!allowed(n.acl, Perms.WRITE, s)) return { code: "NOAUTH" };
         if (op.version !== -1 && op.version !== n.version) return { code: "BADVERSION" };
         const before = { data: n.data, version: n.version, mzxid: n.mzxid, mtime: n.mtime };
         n.data = op.data;
@@ -143,10 +162,51 @@ export abstract class ZNodes {
         if (pathProblem(op.path)) return { code: "BADARGUMENTS" };
         const n = this.nodes.get(op.path);
         if (!n) return { code: "NONODE" };
+        if (!allowed(n.acl, Perms.READ, s)) return { code: "NOAUTH" };
         if (op.version !== -1 && op.version !== n.version) return { code: "BADVERSION" };
         return { code: "OK" };
       }
     }
+  }
+
+  /**
+   * addAuth: scheme "ed25519" adds the key whose signature over addAuthSigningBytes(this session) the
+   * credential carries (raw publicKey[32] ‖ raw sig[64]); anything else is AUTHFAILED, as ZooKeeper
+   * answers an unknown scheme or a bad credential (the session stays). Adding a key held already is OK.
+   */
+  protected addAuth(s: Session, scheme: string, credential: Uint8Array, verify: VerifyFn): OpResult {
+    if (scheme !== "ed25519" || credential.length !== 32 + 64) return { code: "AUTHFAILED" };
+    const key = credential.subarray(0, 32);
+    if (!verify(key, addAuthSigningBytes(s.id, s.publicKey), credential.subarray(32)))
+      return { code: "AUTHFAILED" };
+    const id = keyId(new Uint8Array(key));
+    if (id === keyId(s.publicKey) || s.auth.includes(id)) return { code: "OK" };
+    if (s.auth.length >= AUTH_IDS_MAX) return { code: "BADARGUMENTS" };
+    s.auth = Object.freeze([...s.auth, id]);
+    this.dirtySession(s.id);
+    return { code: "OK" };
+  }
+
+  /** The store must write this session again. */
+  protected abstract dirtySession(id: number): void;
+
+  /**
+   * setACL: ADMIN on the node; `version` is the aversion expected (−1: any). Checked in ZooKeeper's
+   * order: the path, the ACL (INVALIDACL), the node, the permission, the version.
+   */
+  protected setAcl(s: Session, path: string, acl: readonly Acl[], version: number): OpResult {
+    if (pathProblem(path)) return { code: "BADARGUMENTS" };
+    const fixed = aclProblem(acl) === null ? fixAcl(acl, s) : null;
+    if (fixed === null) return { code: "INVALIDACL" };
+    const n = this.nodes.get(path);
+    if (!n) return { code: "NONODE" };
+    if (!allowed(n.acl, Perms.ADMIN, s)) return { code: "NOAUTH" };
+    if (version !== -1 && version !== n.aversion) return { code: "BADVERSION" };
+    n.acl = fixed;
+    n.aversion++;
+    // As ZooKeeper: mzxid stays, and no watch fires.
+    this.dirtyNodes.add(path);
+    return { code: "OK", stat: statOf(n) };
   }
 
   private create(
@@ -161,16 +221,19 @@ export abstract class ZNodes {
     if (isTtlMode(op.mode) ? op.ttlMs <= 0 || op.ttlMs > TTL_MAX_MS : op.ttlMs !== 0)
       return { code: "BADARGUMENTS" };
     if (op.data.length > this.cfg.dataMaxBytes) return { code: "BADARGUMENTS" };
+    const acl = op.acl === undefined ? OPEN_ACL : aclProblem(op.acl) === null ? fixAcl(op.acl, s) : null;
+    if (acl === null) return { code: "INVALIDACL" };
     if (op.path === "/") return { code: "NODEEXISTS" };
     const parentPath = parentOf(sequential ? `${op.path}1` : op.path);
     const parent = this.nodes.get(parentPath);
     if (!parent) return { code: "NONODE" };
+    if (!allowed(parent.acl, Perms.CREATE, s)) return { code: "NOAUTH" };
     if (parent.ephemeralOwner !== 0) return { code: "NOCHILDRENFOREPHEMERALS" };
     const path = sequential ? op.path + sequenceSuffix(parent.cversion) : op.path;
     if (this.nodes.has(path)) return { code: "NODEEXISTS" };
     if (this.nodes.size >= this.cfg.nodesMax) return { code: "QUOTAEXCEEDED" };
     const owner = isEphemeralMode(op.mode) ? s.id : 0;
-    const n = newNode(op.data, zxid, this.timeMsV, owner, op.mode, op.ttlMs);
+    const n = newNode(op.data, zxid, this.timeMsV, owner, op.mode, op.ttlMs, acl);
     this.nodes.set(path, n);
     const before = { cversion: parent.cversion, pzxid: parent.pzxid };
     parent.children.add(nameOf(path));
@@ -229,6 +292,7 @@ export function newNode(
   owner: number,
   mode: number,
   ttlMs: number,
+  acl: readonly Acl[] = OPEN_ACL,
 ): ZNode {
   return {
     data,
@@ -242,6 +306,8 @@ export function newNode(
     ephemeralOwner: owner,
     mode,
     ttlMs,
+    aversion: 0,
+    acl,
     children: new Set(),
   };
 }
@@ -255,7 +321,7 @@ export function statOf(n: ZNode): Stat {
     mtime: n.mtime,
     version: n.version,
     cversion: n.cversion,
-    aversion: 0,
+    aversion: n.aversion,
     ephemeralOwner: n.ephemeralOwner,
     dataLength: n.data.length,
     numChildren: n.children.size,

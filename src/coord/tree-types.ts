@@ -1,6 +1,7 @@
 // The tree's data: znodes, sessions, operation results and the effects a block has, its configuration
 // and the zxid arithmetic. tree.ts re-exports all of it; tree-nodes.ts and tree.ts work on it.
 
+import type { Acl } from "./acl.ts";
 import type { ZkCode } from "./errors.ts";
 
 export const ZXID_PER_BLOCK = 2 ** 21;
@@ -66,12 +67,18 @@ export interface ZNode {
   /** CreateMode value. */
   mode: number;
   ttlMs: number;
+  /** Changes of the ACL (setACL). */
+  aversion: number;
+  /** Frozen; nodes with ZooKeeper's OPEN_ACL_UNSAFE share OPEN_ACL (acl.ts). */
+  acl: readonly Acl[];
   readonly children: Set<string>;
 }
 
 export interface Session {
   readonly id: number;
   readonly publicKey: Uint8Array;
+  /** Ids (hex ed25519 keys) the session added with addAuth, in order; at most AUTH_IDS_MAX. */
+  auth: readonly string[];
   readonly timeoutMs: number;
   lastCxid: number;
   pingSeq: number;

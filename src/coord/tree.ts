@@ -16,6 +16,7 @@
 // operations on them, TTL nodes and containers).
 
 import { toHex } from "../bft/bytes.ts";
+import { aclRecord } from "./acl.ts";
 import {
   type CoordEntry,
   decodeEntry,
@@ -328,6 +329,7 @@ export class ZTree extends ZNodes {
       id: zxid,
       publicKey: b.publicKey,
       timeoutMs,
+      auth: [],
       lastCxid: 0,
       pingSeq: 0,
       deadline: 0,
@@ -353,6 +355,10 @@ export class ZTree extends ZNodes {
     if (s.results.delete(old)) this.dirtyResults.push([s.id, old, false]);
   }
 
+  protected dirtySession(id: number): void {
+    this.dirtySessions.add(id);
+  }
+
   private touch(s: Session): void {
     s.deadline = this.sessionClockMs + s.timeoutMs;
     this.dirtySessions.add(s.id);
@@ -375,6 +381,10 @@ export class ZTree extends ZNodes {
       case OpKind.SET_DATA:
       case OpKind.CHECK:
         return this.applySub(s, b, zxid, null, fx);
+      case OpKind.SET_ACL:
+        return this.setAcl(s, b.path, b.acl, b.version);
+      case OpKind.ADD_AUTH:
+        return this.addAuth(s, b.scheme, b.credential, this.verify);
       default:
         return { code: "UNIMPLEMENTED" };
     }
@@ -477,11 +487,11 @@ export class ZTree extends ZNodes {
   dump(): string {
     const nodes = [...this.nodes.keys()].sort().map((p) => {
       const n = this.nodes.get(p) as ZNode;
-      return [p, toHex(n.data), statOf(n), n.mode, n.ttlMs];
+      return [p, toHex(n.data), statOf(n), n.mode, n.ttlMs, aclRecord(n.acl)];
     });
     const sessions = [...this.sessions.values()]
       .sort((a, b) => a.id - b.id)
-      .map((s) => [s.id, toHex(s.publicKey), s.timeoutMs, s.lastCxid, s.pingSeq, s.deadline]);
+      .map((s) => [s.id, toHex(s.publicKey), s.timeoutMs, s.lastCxid, s.pingSeq, s.deadline, s.auth]);
     return JSON.stringify({ meta: this.meta(), nodes, sessions });
   }
 }
