@@ -329,7 +329,7 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
     assert.ok(r.block >= before.height, "r.block >= before.height");
   });
 
-  it("answers 503 NO_QUORUM when the replica cannot reach a commit quorum", async () => {
+  it("answers 503 NO_QUORUM (and /health 503) when the replica cannot reach a commit quorum", async () => {
     await nodes[1]!.stop();
     await nodes[2]!.stop();
     // The replica counts a peer live for a few seconds after it last heard from it.
@@ -338,6 +338,9 @@ describe("ordering API (3 hybrid replicas in-process)", () => {
       async () => ((await (await fetch(`${base}/health`)).json()) as { quorum?: boolean }).quorum === false,
       { timeoutMs: 15_000, intervalMs: 100 },
     );
+    const health = await fetch(`${base}/health`);
+    await health.text();
+    assert.equal(health.status, 503, "GET /health answers 503 while the replica cannot commit");
     const r = await call(`${base}/v1/transactions`, { method: "POST", body: "alone" });
     assert.deepEqual([r.status, codeOf(r)], [503, "NO_QUORUM"]);
   });
