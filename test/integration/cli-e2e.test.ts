@@ -4,27 +4,13 @@
 // leader's death to the first commit in the new view (bench/failover.ts reports medians).
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Mode } from "../../src/bft/types.ts";
-import { CliCluster, leaderFailover, ORDERER, orderer } from "../util/cli-cluster.ts";
-
-/** The pids whose parent is `ppid`, and whether each is still alive (not gone, not a zombie). */
-function childrenOf(ppid: number): number[] {
-  const out: number[] = [];
-  for (const e of readdirSync("/proc")) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const st = readFileSync(`/proc/${e}/stat`, "utf8");
-      if (Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[1]) === ppid) out.push(Number(e));
-    } catch {} // gone meanwhile
-  }
-  return out;
-}
+import { CliCluster, childrenOf, leaderFailover, orderer, spawnDev } from "../util/cli-cluster.ts";
 
 function alive(pid: number): boolean {
   try {
@@ -121,17 +107,10 @@ describe("orderer CLI usage", () => {
 describe("orderer dev", () => {
   it("its replicas and counters stop when it is killed (SIGKILL): no orphans holding ports", async () => {
     const dir = mkdtempSync(join(tmpdir(), "orderer-dev-kill-"));
-    const dev = spawn(process.execPath, [ORDERER, "dev", "--dir", dir], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const { dev, up } = spawnDev(dir);
     let children: number[] = [];
     try {
-      let out = "";
-      dev.stdout.on("data", (d: Buffer) => {
-        out += d.toString();
-      });
-      for (let t = 0; t < 600 && !/is up/.test(out); t++) await sleep(100);
-      assert.match(out, /is up/, "the dev cluster started");
+      await up();
       children = childrenOf(dev.pid as number);
       assert.equal(children.length, 6, `3 replicas and 3 counters (${children.join(" ")})`);
       // The command and what it starts run the build in dist/ with plain Node: no TypeScript loader.

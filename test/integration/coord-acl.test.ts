@@ -6,57 +6,24 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import WebSocket from "ws";
 import { type Acl, type CoordError, OPEN_ACL, Perms } from "../../src/coord/client.ts";
-import { encodeOp, type OpBody, OpKind, opSigningBytes } from "../../src/coord/ops.ts";
-import { generateEd25519KeyPair, signEd25519 } from "../../src/crypto/node-crypto.ts";
-import { InProcessCluster } from "../util/coord-cluster.ts";
+import { OpKind } from "../../src/coord/ops.ts";
+import { generateEd25519KeyPair } from "../../src/crypto/node-crypto.ts";
+import { InProcessCluster, rawSession } from "../util/coord-cluster.ts";
 import { waitFor } from "../util/wait.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const code = (c: string) => (e: CoordError) => e.code === c;
 
-/** A session over a raw connection: sends signed writes the client library would refuse to send. */
-async function rawSession(url: string) {
-  const ws = new WebSocket(`${url.replace("http", "ws")}/v1/coord`);
-  const msgs: Record<string, unknown>[] = [];
-  ws.on("message", (d) => msgs.push(JSON.parse(String(d))));
-  await new Promise((r) => ws.once("open", r));
-  const wait = (what: string, n: number) =>
-    waitFor(what, () => msgs.length >= n, { timeoutMs: 10_000, intervalMs: 20 });
-  await wait("hello", 1);
-  const key = generateEd25519KeyPair();
-  const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
-  const sign = (p: Uint8Array) => b64(signEd25519(key.privateKey, opSigningBytes(p)));
-  const hello = msgs[0] as { replica: number; nonce: string };
-  const open = encodeOp({
-    sessionId: 0,
-    cxid: 0,
-    body: {
-      kind: OpKind.CREATE_SESSION,
-      publicKey: key.publicKey,
-      timeoutMs: 4000,
-      replica: hello.replica,
-      challenge: new Uint8Array(Buffer.from(hello.nonce, "hex")),
-    },
-  });
-  ws.send(JSON.stringify({ type: "connect", id: 0, op: b64(open), sig: sign(open) }));
-  await wait("connected", 2);
-  assert.equal(msgs[1]?.type, "connected", "the raw session is open");
-  const sessionId = msgs[1]?.sessionId as number;
-  return {
-    ws,
-    write: (id: number, cxid: number, body: OpBody) => {
-      const op = encodeOp({ sessionId, cxid, body });
-      ws.send(JSON.stringify({ type: "write", id, op: b64(op), sig: sign(op) }));
-    },
-    /** The first `n` results (by request id). */
-    results: async (n: number) => {
-      const got = () => msgs.filter((m) => m.type === "result" || m.type === "error");
-      await waitFor("results", () => got().length >= n, { timeoutMs: 10_000, intervalMs: 20 });
-      return got().sort((a, b) => (a.id as number) - (b.id as number));
-    },
+/** A raw session (sends what the client library would refuse to send) and its first `n` results by id. */
+async function rawSessionWithResults(url: string) {
+  const r = await rawSession(url, 4000);
+  const results = async (n: number) => {
+    const got = () => r.msgs.filter((m) => m.type === "result" || m.type === "error");
+    await waitFor("results", () => got().length >= n, { timeoutMs: 10_000, intervalMs: 20 });
+    return got().sort((a, b) => (a.id as number) - (b.id as number));
   };
+  return { ...r, results };
 }
 
 describe("coordination ACLs (3 hybrid replicas in-process)", () => {
@@ -135,7 +102,7 @@ describe("coordination ACLs (3 hybrid replicas in-process)", () => {
     await assert.rejects(zk.create("/bad", "", { acl: bad }), code("INVALIDACL"), "refused locally");
     await assert.rejects(zk.create("/bad", "", { acl: [] }), code("INVALIDACL"), "an empty list");
     // Past the client's check (a raw session): the cluster answers the same.
-    const r = await rawSession(cl.urls[1] as string);
+    const r = await rawSessionWithResults(cl.urls[1] as string);
     r.write(1, 1, { kind: OpKind.SET_ACL, path: "/", acl: bad, version: -1 });
     r.write(2, 2, { kind: OpKind.CREATE, path: "/bad", data: new Uint8Array(0), mode: 0, ttlMs: 0, acl: [] });
     const results = await r.results(2);

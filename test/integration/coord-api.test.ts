@@ -7,65 +7,13 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import WebSocket from "ws";
 import { type CoordError, CreateMode, type WatchedEvent } from "../../src/coord/client.ts";
-import {
-  decodeEntry,
-  decodeOp,
-  encodeOp,
-  isCoordEntry,
-  type OpBody,
-  OpKind,
-  opSigningBytes,
-} from "../../src/coord/ops.ts";
-import { generateEd25519KeyPair, signEd25519 } from "../../src/crypto/node-crypto.ts";
+import { decodeEntry, decodeOp, isCoordEntry, OpKind } from "../../src/coord/ops.ts";
 import type { LocalCluster } from "../../src/node/local-cluster.ts";
 import { OrdererNode } from "../../src/node/orderer-node.ts";
-import { InProcessCluster } from "../util/coord-cluster.ts";
+import { InProcessCluster, raw, rawSession } from "../util/coord-cluster.ts";
 import { waitFor } from "../util/wait.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
-
-/** A raw protocol connection (to test what the client library never sends). */
-async function raw(url: string) {
-  const ws = new WebSocket(`${url.replace("http", "ws")}/v1/coord`);
-  const msgs: Record<string, unknown>[] = [];
-  ws.on("message", (d) => msgs.push(JSON.parse(String(d))));
-  await new Promise((r) => ws.once("open", r));
-  await waitFor("hello", () => msgs.length > 0, { timeoutMs: 5000, intervalMs: 20 });
-  return {
-    ws,
-    msgs,
-    next: async (n: number) =>
-      waitFor(`message ${n}`, () => msgs.length >= n, { timeoutMs: 10_000, intervalMs: 20 }),
-  };
-}
-
-/** A raw connection with a session of its own: sends signed writes the client library never would. */
-async function rawSession(url: string, timeoutMs: number) {
-  const r = await raw(url);
-  const key = generateEd25519KeyPair();
-  const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
-  const sign = (p: Uint8Array) => b64(signEd25519(key.privateKey, opSigningBytes(p)));
-  const open = encodeOp({
-    sessionId: 0,
-    cxid: 0,
-    body: {
-      kind: OpKind.CREATE_SESSION,
-      publicKey: key.publicKey,
-      timeoutMs,
-      replica: r.msgs[0]?.replica as number,
-      challenge: new Uint8Array(Buffer.from(String(r.msgs[0]?.nonce), "hex")),
-    },
-  });
-  r.ws.send(JSON.stringify({ type: "connect", id: 0, op: b64(open), sig: sign(open) }));
-  await r.next(2);
-  assert.equal(r.msgs[1]?.type, "connected");
-  const sessionId = r.msgs[1]?.sessionId as number;
-  const write = (id: number, cxid: number, body: OpBody) => {
-    const op = encodeOp({ sessionId, cxid, body });
-    r.ws.send(JSON.stringify({ type: "write", id, op: b64(op), sig: sign(op) }));
-  };
-  return { ...r, sessionId, write };
-}
 
 describe("coordination service (3 hybrid replicas in-process)", () => {
   let cl: InProcessCluster;

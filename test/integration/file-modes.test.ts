@@ -4,34 +4,19 @@
 // each replica and counter its key in a private file: no secret in any child's environment.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { stripJsonComments } from "../../src/cli/config-files.ts";
 import { freePortRange } from "../../src/node/ports.ts";
 import { LevelStore } from "../../src/storage/level-store.ts";
 import { modeOf } from "../../src/util/private-files.ts";
-import { ORDERER, orderer } from "../util/cli-cluster.ts";
+import { childrenOf, orderer, spawnDev } from "../util/cli-cluster.ts";
 
 const octal = (m: number) => `0${m.toString(8)}`;
 const seedOf = (file: string) =>
   (JSON.parse(stripJsonComments(readFileSync(file, "utf8"))) as { seed: string }).seed;
-
-/** The pids whose parent is `ppid`. */
-function childrenOf(ppid: number): number[] {
-  const out: number[] = [];
-  for (const e of readdirSync("/proc")) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const st = readFileSync(`/proc/${e}/stat`, "utf8");
-      if (Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[1]) === ppid) out.push(Number(e));
-    } catch {} // gone meanwhile
-  }
-  return out;
-}
 
 describe("file modes of secrets and data", () => {
   it("init --force replaces node and counter files 0600 and makes its folder 0700, whatever they were", async () => {
@@ -95,16 +80,9 @@ describe("file modes of secrets and data", () => {
     for (const f of readdirSync(dir))
       if (/^(node|counter)-\d+\.jsonc$/.test(f)) chmodSync(join(dir, f), 0o644);
     chmodSync(dir, 0o755);
-    const dev = spawn(process.execPath, [ORDERER, "dev", "--dir", dir], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const { dev, up } = spawnDev(dir);
     try {
-      let out = "";
-      dev.stdout.on("data", (d: Buffer) => {
-        out += d.toString();
-      });
-      for (let t = 0; t < 600 && !/is up/.test(out); t++) await sleep(100);
-      assert.match(out, /is up/, "the dev cluster started");
+      await up();
       const secrets = readdirSync(dir)
         .filter((f) => /^(node|counter)-\d+\.jsonc$/.test(f))
         .map((f) => seedOf(join(dir, f)));

@@ -2,8 +2,9 @@
 // `orderer start` per replica, `orderer status` / `submit` / `verify`. Used by the end-to-end test and
 // the failover benchmark.
 
+import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -18,6 +19,36 @@ import { OrderingClient } from "../../src/ordering/client.ts";
 import { submitWhenReady } from "./ordering.ts";
 
 export const ORDERER = fileURLToPath(new URL("../../bin/orderer.mjs", import.meta.url));
+
+/** The pids whose parent is `ppid`. */
+export function childrenOf(ppid: number): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = readFileSync(`/proc/${e}/stat`, "utf8");
+      if (Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[1]) === ppid) out.push(Number(e));
+    } catch {} // gone meanwhile
+  }
+  return out;
+}
+
+/**
+ * `orderer dev --dir DIR` in a child process. `up()` waits until it prints that its cluster is up (at most
+ * 60 s) and fails with the end of its output otherwise; the caller kills `dev`.
+ */
+export function spawnDev(dir: string): { dev: ChildProcess; up: () => Promise<void> } {
+  const dev = spawn(process.execPath, [ORDERER, "dev", "--dir", dir], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  dev.stdout?.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  const up = async () => {
+    for (let t = 0; t < 600 && !/is up/.test(out); t++) await sleep(100);
+    assert.match(out, /is up/, "the dev cluster started");
+  };
+  return { dev, up };
+}
 
 /** Runs `orderer args…`; resolves with its exit code and output (never rejects on a non-zero exit). */
 export function orderer(
